@@ -1,0 +1,24 @@
+"""Values shared by the thin client and the daemon; part of the public contract."""
+
+from __future__ import annotations
+
+#: The embedded local endpoint's fixed UUID (uuid5 of a gcgate URL, so it can never
+#: collide with a Globus-issued endpoint id). Tasks sent here run in the daemon's
+#: own worker processes; every other endpoint UUID goes to Globus Compute.
+LOCAL_ENDPOINT_ID = "9c278244-27d0-5cb4-bbcf-085144a7a70e"
+
+#: Alias accepted wherever an endpoint id is, for the local endpoint.
+LOCAL_ENDPOINT_ALIAS = "local"
+
+#: The Globus Compute service's per-submission payload limit (one task or one
+#: batch). The daemon refuses larger submissions before storing anything, so a
+#: submission it accepts is one the real service accepts too.
+MAX_SUBMISSION_BYTES = 10 * 1000 * 1000
+
+#: gRPC message size limit on both ends: a full 10 MB submission (or a result of
+#: that size) plus protobuf framing, with room for batched replies. gRPC's own
+#: default of 4 MiB would reject legitimate submissions.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+#: Environment variable that names the daemon's socket for clients and daemon.
+SOCKET_ENV = "GCGATE_SOCKET"

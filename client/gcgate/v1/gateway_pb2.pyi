@@ -1,0 +1,299 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class StatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StatusResponse(_message.Message):
+    __slots__ = ("version", "uptime_seconds", "pid", "socket_path", "state_dir", "backends", "login", "tasks", "store")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    SOCKET_PATH_FIELD_NUMBER: _ClassVar[int]
+    STATE_DIR_FIELD_NUMBER: _ClassVar[int]
+    BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    LOGIN_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    uptime_seconds: float
+    pid: int
+    socket_path: str
+    state_dir: str
+    backends: _containers.RepeatedCompositeFieldContainer[BackendStatus]
+    login: LoginState
+    tasks: TaskCounts
+    store: StoreStatus
+    def __init__(self, version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., pid: _Optional[int] = ..., socket_path: _Optional[str] = ..., state_dir: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[BackendStatus, _Mapping]]] = ..., login: _Optional[_Union[LoginState, _Mapping]] = ..., tasks: _Optional[_Union[TaskCounts, _Mapping]] = ..., store: _Optional[_Union[StoreStatus, _Mapping]] = ...) -> None: ...
+
+class BackendStatus(_message.Message):
+    __slots__ = ("name", "state", "endpoint_id", "details_json")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: str
+    endpoint_id: str
+    details_json: str
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., details_json: _Optional[str] = ...) -> None: ...
+
+class LoginState(_message.Message):
+    __slots__ = ("state", "identity")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    identity: str
+    def __init__(self, state: _Optional[str] = ..., identity: _Optional[str] = ...) -> None: ...
+
+class TaskCounts(_message.Message):
+    __slots__ = ("pending", "success", "failed")
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    pending: int
+    success: int
+    failed: int
+    def __init__(self, pending: _Optional[int] = ..., success: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
+
+class StoreStatus(_message.Message):
+    __slots__ = ("size_bytes", "size_limit_bytes", "functions", "task_records", "retention_days")
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_LIMIT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    TASK_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_DAYS_FIELD_NUMBER: _ClassVar[int]
+    size_bytes: int
+    size_limit_bytes: int
+    functions: int
+    task_records: int
+    retention_days: float
+    def __init__(self, size_bytes: _Optional[int] = ..., size_limit_bytes: _Optional[int] = ..., functions: _Optional[int] = ..., task_records: _Optional[int] = ..., retention_days: _Optional[float] = ...) -> None: ...
+
+class FunctionMeta(_message.Message):
+    __slots__ = ("python_version", "sdk_version", "serde_identifier")
+    PYTHON_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SDK_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SERDE_IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
+    python_version: str
+    sdk_version: str
+    serde_identifier: str
+    def __init__(self, python_version: _Optional[str] = ..., sdk_version: _Optional[str] = ..., serde_identifier: _Optional[str] = ...) -> None: ...
+
+class RegisterFunctionRequest(_message.Message):
+    __slots__ = ("function_name", "function_code", "serialized", "meta", "description", "public", "group")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_CODE_FIELD_NUMBER: _ClassVar[int]
+    SERIALIZED_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    function_code: str
+    serialized: bool
+    meta: FunctionMeta
+    description: str
+    public: bool
+    group: str
+    def __init__(self, function_name: _Optional[str] = ..., function_code: _Optional[str] = ..., serialized: _Optional[bool] = ..., meta: _Optional[_Union[FunctionMeta, _Mapping]] = ..., description: _Optional[str] = ..., public: _Optional[bool] = ..., group: _Optional[str] = ...) -> None: ...
+
+class RegisterFunctionResponse(_message.Message):
+    __slots__ = ("function_id", "created")
+    FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    function_id: str
+    created: bool
+    def __init__(self, function_id: _Optional[str] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class GetFunctionRequest(_message.Message):
+    __slots__ = ("function_id",)
+    FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    function_id: str
+    def __init__(self, function_id: _Optional[str] = ...) -> None: ...
+
+class FunctionInfo(_message.Message):
+    __slots__ = ("function_id", "function_name", "function_code", "serialized", "meta", "description", "public", "group", "created_at")
+    FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_CODE_FIELD_NUMBER: _ClassVar[int]
+    SERIALIZED_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    function_id: str
+    function_name: str
+    function_code: str
+    serialized: bool
+    meta: FunctionMeta
+    description: str
+    public: bool
+    group: str
+    created_at: float
+    def __init__(self, function_id: _Optional[str] = ..., function_name: _Optional[str] = ..., function_code: _Optional[str] = ..., serialized: _Optional[bool] = ..., meta: _Optional[_Union[FunctionMeta, _Mapping]] = ..., description: _Optional[str] = ..., public: _Optional[bool] = ..., group: _Optional[str] = ..., created_at: _Optional[float] = ...) -> None: ...
+
+class SubmitOptions(_message.Message):
+    __slots__ = ("task_group_id", "resource_specification_json", "user_endpoint_config_json", "result_serializers", "user_runtime_json")
+    TASK_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_SPECIFICATION_JSON_FIELD_NUMBER: _ClassVar[int]
+    USER_ENDPOINT_CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    RESULT_SERIALIZERS_FIELD_NUMBER: _ClassVar[int]
+    USER_RUNTIME_JSON_FIELD_NUMBER: _ClassVar[int]
+    task_group_id: str
+    resource_specification_json: str
+    user_endpoint_config_json: str
+    result_serializers: _containers.RepeatedScalarFieldContainer[str]
+    user_runtime_json: str
+    def __init__(self, task_group_id: _Optional[str] = ..., resource_specification_json: _Optional[str] = ..., user_endpoint_config_json: _Optional[str] = ..., result_serializers: _Optional[_Iterable[str]] = ..., user_runtime_json: _Optional[str] = ...) -> None: ...
+
+class RunRequest(_message.Message):
+    __slots__ = ("endpoint_id", "function_id", "payload", "options")
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    endpoint_id: str
+    function_id: str
+    payload: str
+    options: SubmitOptions
+    def __init__(self, endpoint_id: _Optional[str] = ..., function_id: _Optional[str] = ..., payload: _Optional[str] = ..., options: _Optional[_Union[SubmitOptions, _Mapping]] = ...) -> None: ...
+
+class RunResponse(_message.Message):
+    __slots__ = ("task_id", "task_group_id", "endpoint_id", "request_id")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    task_group_id: str
+    endpoint_id: str
+    request_id: str
+    def __init__(self, task_id: _Optional[str] = ..., task_group_id: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class BatchTasks(_message.Message):
+    __slots__ = ("function_id", "payloads")
+    FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOADS_FIELD_NUMBER: _ClassVar[int]
+    function_id: str
+    payloads: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, function_id: _Optional[str] = ..., payloads: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BatchRunRequest(_message.Message):
+    __slots__ = ("endpoint_id", "tasks", "options")
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    endpoint_id: str
+    tasks: _containers.RepeatedCompositeFieldContainer[BatchTasks]
+    options: SubmitOptions
+    def __init__(self, endpoint_id: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[BatchTasks, _Mapping]]] = ..., options: _Optional[_Union[SubmitOptions, _Mapping]] = ...) -> None: ...
+
+class FunctionTaskIds(_message.Message):
+    __slots__ = ("function_id", "task_ids")
+    FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    function_id: str
+    task_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, function_id: _Optional[str] = ..., task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BatchRunResponse(_message.Message):
+    __slots__ = ("request_id", "task_group_id", "endpoint_id", "tasks")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    task_group_id: str
+    endpoint_id: str
+    tasks: _containers.RepeatedCompositeFieldContainer[FunctionTaskIds]
+    def __init__(self, request_id: _Optional[str] = ..., task_group_id: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[FunctionTaskIds, _Mapping]]] = ...) -> None: ...
+
+class GetResultRequest(_message.Message):
+    __slots__ = ("task_id", "wait_seconds")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    wait_seconds: float
+    def __init__(self, task_id: _Optional[str] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
+
+class TaskRecord(_message.Message):
+    __slots__ = ("task_id", "status", "pending", "result", "exception", "completion_t", "function_id", "endpoint_id", "task_group_id", "created_at", "details_json")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    EXCEPTION_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_T_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    status: str
+    pending: bool
+    result: str
+    exception: str
+    completion_t: str
+    function_id: str
+    endpoint_id: str
+    task_group_id: str
+    created_at: float
+    details_json: str
+    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[str] = ..., pending: _Optional[bool] = ..., result: _Optional[str] = ..., exception: _Optional[str] = ..., completion_t: _Optional[str] = ..., function_id: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., task_group_id: _Optional[str] = ..., created_at: _Optional[float] = ..., details_json: _Optional[str] = ...) -> None: ...
+
+class GetBatchResultRequest(_message.Message):
+    __slots__ = ("task_ids",)
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    task_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetBatchResultResponse(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[TaskRecord]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[TaskRecord, _Mapping]]] = ...) -> None: ...
+
+class WatchTasksRequest(_message.Message):
+    __slots__ = ("task_ids",)
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    task_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListTasksRequest(_message.Message):
+    __slots__ = ("limit", "status", "include_results")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    status: str
+    include_results: bool
+    def __init__(self, limit: _Optional[int] = ..., status: _Optional[str] = ..., include_results: _Optional[bool] = ...) -> None: ...
+
+class ListTasksResponse(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[TaskRecord]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[TaskRecord, _Mapping]]] = ...) -> None: ...
+
+class EndpointRequest(_message.Message):
+    __slots__ = ("endpoint_id",)
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    endpoint_id: str
+    def __init__(self, endpoint_id: _Optional[str] = ...) -> None: ...
+
+class EndpointDocument(_message.Message):
+    __slots__ = ("endpoint_id", "json")
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    endpoint_id: str
+    json: str
+    def __init__(self, endpoint_id: _Optional[str] = ..., json: _Optional[str] = ...) -> None: ...

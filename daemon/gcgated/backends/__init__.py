@@ -1,0 +1,1 @@
+"""Execution backends: where tasks actually run (local workers or Globus Compute)."""

@@ -1,0 +1,75 @@
+"""The contract between the task life-cycle (core) and an execution backend.
+
+A backend executes or forwards tasks and reports each final outcome through a
+callback. It never touches the store: the core persists every task before
+handing it over and persists every outcome the backend reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything a backend needs to execute one task, all opaque text."""
+
+    task_id: str
+    function_id: str
+    #: The function as registered (Compute format when ``serialized``, else source).
+    function_code: str
+    #: pack_buffers([serialize(args), serialize(kwargs)]).
+    payload: str
+    #: False when ``function_code`` is plain Python source text.
+    serialized: bool = True
+    #: Entry-point name (needed to run source-registered functions).
+    function_name: str = ""
+    #: Strategy import paths for the result, tried in order; empty: the default.
+    result_serializers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A final task state, in the shape of the Compute service's task document."""
+
+    task_id: str
+    #: "success" or "failed".
+    status: str
+    #: Serialized result (Compute format) when status is "success".
+    result: str | None = None
+    #: Remote traceback text (or a clear reason) when status is "failed".
+    exception: str | None = None
+    #: Unix time the task finished.
+    completion_t: float = 0.0
+    #: Execution details (worker pid, host, ...).
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+#: Called by a backend, on the daemon's event loop, once per final task.
+OutcomeCallback = Callable[[Outcome], None]
+
+
+class Backend(Protocol):
+    """What the core needs from an execution backend."""
+
+    name: str
+
+    async def start(self, on_outcome: OutcomeCallback) -> None:
+        """Start workers/connections; afterwards report outcomes via ``on_outcome``."""
+
+    async def stop(self) -> None:
+        """Stop promptly. Unfinished tasks stay in the store and resume on restart."""
+
+    def dispatch(self, tasks: Sequence[TaskSpec]) -> None:
+        """Queue already-persisted tasks for execution; must not block."""
+
+    async def endpoint_status(self, endpoint_id: str) -> dict[str, Any]:
+        """The Compute service's endpoint status document for ``endpoint_id``."""
+
+    async def endpoint_metadata(self, endpoint_id: str) -> dict[str, Any]:
+        """The Compute service's endpoint metadata document for ``endpoint_id``."""
+
+    def describe(self) -> dict[str, Any]:
+        """State and details for the daemon's Status RPC."""
