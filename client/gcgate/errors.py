@@ -1,0 +1,369 @@
+"""Exceptions the thin client raises.
+
+Kept free of grpc (and of every other third-party import) so that importing
+``gcgate.errors`` is cheap and so that code which only wants to *catch* gcgate
+errors never pays for the transport. gRPC status codes appear here only as their
+names ("NOT_FOUND", ...); the transport layer converts a ``grpc.RpcError`` with
+:func:`error_for`.
+
+Where the Globus Compute SDK has an equivalent exception (serialization errors,
+``TaskPending``, ``TaskExecutionFailed``) the class here keeps the same attributes
+and the same ``str()`` so that code and logs written against the SDK read the same
+with gcgate.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+import time
+from typing import Any, ClassVar
+
+__all__ = [
+    "SERDE_TASK_EXECUTION_FAILED_HELP_MESSAGE",
+    "WORKER_LOST_MESSAGE",
+    "Aborted",
+    "AlreadyExists",
+    "Cancelled",
+    "DaemonUnavailable",
+    "DataLoss",
+    "DeadlineExceeded",
+    "DeserializationError",
+    "FailedPrecondition",
+    "GatewayError",
+    "GcgateError",
+    "Internal",
+    "InvalidArgument",
+    "MaxResultSizeExceeded",
+    "NotFound",
+    "OutOfRange",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "SerdeError",
+    "SerializationError",
+    "TaskExecutionFailed",
+    "TaskPending",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+    "Unknown",
+    "error_for",
+]
+
+
+class GcgateError(Exception):
+    """Base class of every error gcgate raises on purpose, so callers can catch one type."""
+
+
+# --------------------------------------------------------------------- serialization
+
+
+class SerdeError(GcgateError):
+    """Base class of :class:`SerializationError` and :class:`DeserializationError`.
+
+    Mirrors ``globus_compute_sdk.errors.SerdeError``: the explanation is in
+    ``.reason`` and ``str()`` is the reason itself.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.reason!r})"
+
+
+class SerializationError(SerdeError):
+    """A Python object could not be turned into the Globus Compute wire format."""
+
+    def __str__(self) -> str:
+        # Same text as the SDK's SerializationError.
+        return f"Serialization failed: {self.reason}"
+
+
+class DeserializationError(SerdeError):
+    """A payload is malformed, or its content could not be turned back into Python."""
+
+    def __str__(self) -> str:
+        # Same text as the SDK's DeserializationError.
+        return f"Deserialization failed: {self.reason}"
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+class TaskPending(GcgateError):
+    """The task has no result yet; ``.reason`` is its current status.
+
+    Mirrors ``globus_compute_sdk.errors.TaskPending``, including its ``str()``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"Task is pending due to {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.reason!r})"
+
+
+class MaxResultSizeExceeded(GcgateError):
+    """A serialized task result is larger than the endpoint accepts.
+
+    Mirrors ``globus_compute_sdk.errors.MaxResultSizeExceeded``, which endpoints raise
+    (and report as the task's failure) when a result is over the size limit.
+    """
+
+    def __init__(self, result_size: int, result_size_limit: int) -> None:
+        super().__init__(result_size, result_size_limit)
+        self.result_size = result_size
+        self.result_size_limit = result_size_limit
+
+    def __str__(self) -> str:
+        return (
+            f"Task result of {self.result_size}B exceeded current "
+            f"limit of {self.result_size_limit}B"
+        )
+
+
+# Verbatim from globus_compute_sdk.errors.error_types (4.19) so the hint users see for a
+# failed task is the one the SDK documentation and support threads refer to.
+SERDE_TASK_EXECUTION_FAILED_HELP_MESSAGE = """
+
+This appears to be an error with serialization. If it is, using a different
+serialization strategy from globus_compute_sdk.serialize might resolve the issue. For
+example, to use globus_compute_sdk.serialize.AllCodeStrategies:
+
+  from globus_compute_sdk import Executor
+  from globus_compute_sdk.serialize import ComputeSerializer, AllCodeStrategies
+
+  with Executor('<your-endpoint-id>') as gcx:
+    gcx.serializer = ComputeSerializer(strategy_code=AllCodeStrategies())
+
+For more information, see:
+    https://globus-compute.readthedocs.io/en/latest/sdk/executor_user_guide.html#specifying-serde-strategy
+"""
+
+WORKER_LOST_MESSAGE = """*****
+ One common cause of WorkerLost exceptions is Python version mismatch
+ between the submitting Globus Compute SDK and the Endpoint, as
+ serialization is typically not compatible across differing major
+ Python versions.
+*****
+"""
+
+
+class TaskExecutionFailed(GcgateError):
+    """The task ran and failed remotely; ``remote_data`` is the remote traceback text.
+
+    Mirrors ``globus_compute_sdk.errors.TaskExecutionFailed``: same attributes, same
+    ``str()`` (the indented remote traceback plus, when the failure looks like a
+    serialization problem or a lost worker, the SDK's hint on what to do about it).
+    """
+
+    SERDE_REGEX: ClassVar[re.Pattern[str]] = re.compile("dill|pickle|serializ", re.IGNORECASE)
+
+    # Matches the traceback line of parsl's WorkerLost, whatever module it lives in.
+    WORKER_LOST_REGEX: ClassVar[re.Pattern[str]] = re.compile(r"\s*parsl\.\S+\.WorkerLost:")
+
+    def __init__(
+        self,
+        remote_data: str,
+        completion_t: str | None = None,
+        task_details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(remote_data, completion_t, task_details)
+        self.remote_data = remote_data
+        self.task_details = task_details
+        # As the SDK: a missing completion time means "now".
+        self.completion_t = completion_t or str(time.time())
+
+    def __str__(self) -> str:
+        remote_data = textwrap.indent(self.remote_data, " ")
+        message = "\n" + remote_data
+        serial_err = TaskExecutionFailed.SERDE_REGEX.search(remote_data)
+        worker_err = TaskExecutionFailed.WORKER_LOST_REGEX.search(remote_data)
+        if serial_err or worker_err:
+            message += SERDE_TASK_EXECUTION_FAILED_HELP_MESSAGE
+        if worker_err:
+            message += WORKER_LOST_MESSAGE
+        return message
+
+
+# ---------------------------------------------------------------------------- daemon
+
+
+class DaemonUnavailable(GcgateError):
+    """The gcgate daemon cannot be reached (not running, wrong socket, shutting down).
+
+    The caller writes the message, since only it knows which socket it tried and
+    how to start the daemon.
+    """
+
+
+class GatewayError(GcgateError):
+    """The daemon refused a request; ``code`` is the gRPC status name, e.g. "NOT_FOUND".
+
+    ``message`` is the daemon's explanation, written for a person, passed through
+    unchanged. Subclasses exist per status so callers can ``except NotFound``
+    without comparing strings; :func:`error_for` picks the subclass.
+    """
+
+    #: The gRPC status name this class stands for (instances may carry another one
+    #: when the daemon answers with a status gcgate has no subclass for).
+    code: str = "UNKNOWN"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message, code)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}" if self.message else self.code
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, code={self.code!r})"
+
+
+class Cancelled(GatewayError):
+    """The call was cancelled (usually by the client)."""
+
+    code = "CANCELLED"
+
+
+class Unknown(GatewayError):
+    """The daemon failed in a way it could not classify."""
+
+    code = "UNKNOWN"
+
+
+class InvalidArgument(GatewayError):
+    """Malformed ids, bad framing, or a submission over the size limit."""
+
+    code = "INVALID_ARGUMENT"
+
+
+class DeadlineExceeded(GatewayError):
+    """The call did not finish before its deadline."""
+
+    code = "DEADLINE_EXCEEDED"
+
+
+class NotFound(GatewayError):
+    """Unknown function, task or endpoint id."""
+
+    code = "NOT_FOUND"
+
+
+class AlreadyExists(GatewayError):
+    """The object to create exists already."""
+
+    code = "ALREADY_EXISTS"
+
+
+class PermissionDenied(GatewayError):
+    """Logged in, but not allowed to do this (e.g. someone else's endpoint)."""
+
+    code = "PERMISSION_DENIED"
+
+
+class ResourceExhausted(GatewayError):
+    """The daemon's result store (or another quota) is full."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+
+class FailedPrecondition(GatewayError):
+    """The request is valid but the daemon is not in a state to serve it."""
+
+    code = "FAILED_PRECONDITION"
+
+
+class Aborted(GatewayError):
+    """The operation was aborted, typically by a concurrent conflicting one."""
+
+    code = "ABORTED"
+
+
+class OutOfRange(GatewayError):
+    """A value is outside the range the daemon accepts."""
+
+    code = "OUT_OF_RANGE"
+
+
+class Unimplemented(GatewayError):
+    """The daemon does not implement this call (older daemon than client)."""
+
+    code = "UNIMPLEMENTED"
+
+
+class Internal(GatewayError):
+    """A bug or unexpected failure inside the daemon."""
+
+    code = "INTERNAL"
+
+
+class Unavailable(GatewayError, DaemonUnavailable):
+    """The daemon answered UNAVAILABLE (it is shutting down).
+
+    Also a :class:`DaemonUnavailable`, so one ``except DaemonUnavailable`` covers
+    both "cannot connect" and "daemon going away".
+    """
+
+    code = "UNAVAILABLE"
+
+
+class DataLoss(GatewayError):
+    """Stored data was lost or corrupted."""
+
+    code = "DATA_LOSS"
+
+
+class Unauthenticated(GatewayError):
+    """The daemon has no valid Globus login for this request."""
+
+    code = "UNAUTHENTICATED"
+
+
+_BY_CODE: dict[str, type[GatewayError]] = {
+    cls.code: cls
+    for cls in (
+        Cancelled,
+        Unknown,
+        InvalidArgument,
+        DeadlineExceeded,
+        NotFound,
+        AlreadyExists,
+        PermissionDenied,
+        ResourceExhausted,
+        FailedPrecondition,
+        Aborted,
+        OutOfRange,
+        Unimplemented,
+        Internal,
+        Unavailable,
+        DataLoss,
+        Unauthenticated,
+    )
+}
+
+
+def error_for(code_name: str, message: str) -> GatewayError:
+    """Build the :class:`GatewayError` subclass for a gRPC status name.
+
+    Accepts the bare name ("NOT_FOUND"), ``str(grpc.StatusCode.NOT_FOUND)``
+    ("StatusCode.NOT_FOUND") and any letter case, so the transport can pass what
+    grpc gives it without importing grpc here. A name without a subclass yields a
+    plain :class:`GatewayError` that still carries the name as ``code``.
+    """
+    name = code_name.strip().rpartition(".")[2].upper()
+    cls = _BY_CODE.get(name)
+    if cls is None:
+        return GatewayError(message, code=name or "UNKNOWN")
+    return cls(message)

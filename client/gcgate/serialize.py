@@ -1,0 +1,720 @@
+"""The Globus Compute wire format, without the Globus Compute SDK.
+
+Functions, arguments and results travel to and from Globus Compute endpoints as
+text: a 3-character strategy header (two characters and a newline, e.g. ``"01\\n"``
+for a dill-pickled function) followed by that strategy's encoding, and lists of
+such buffers are framed by :func:`pack_buffers`. Every endpoint decodes this format
+with ``globus_compute_sdk.serialize``; this module produces and reads exactly the
+same text (globus-compute-sdk 4.19), so a payload made here is indistinguishable
+from one the SDK makes, in both directions. The test suite checks that against
+the real SDK.
+
+It re-implements the format instead of importing the SDK because the thin client
+must stay light: it depends on dill and the standard library only. dill itself is
+pinned to the version endpoints use, because dill pickles are not portable across
+dill versions.
+
+Deserializing runs code: dill/pickle payloads can execute anything while loading,
+and the source strategies (``03``, ``04``, ``st``, ``sd``) ``exec`` the function's
+source text. That is inherent to Globus Compute; only deserialize payloads you would
+be willing to run. Nothing is evaluated at import time.
+"""
+
+from __future__ import annotations
+
+import codecs
+import inspect
+import json
+import pickle
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar
+
+import dill
+import dill.source
+
+from gcgate.errors import DeserializationError, SerdeError, SerializationError
+
+__all__ = [
+    "DEFAULT_STRATEGY_CODE",
+    "DEFAULT_STRATEGY_DATA",
+    "IDENTIFIER_LENGTH",
+    "SDK_SERIALIZE_MODULE",
+    "AllCodeStrategies",
+    "AllDataStrategies",
+    "CombinedCode",
+    "ComboSerializationStrategy",
+    "DillCode",
+    "DillCodeSource",
+    "DillCodeTextInspect",
+    "DillDataBase64",
+    "JSONData",
+    "PickleCode",
+    "PureSourceDill",
+    "PureSourceTextInspect",
+    "SerializationStrategy",
+    "Serializer",
+    "Strategylike",
+    "pack_buffers",
+    "resolve_strategy",
+    "strategy_by_identifier",
+    "unpack_buffers",
+]
+
+#: Length of every strategy header: two identifying characters and a newline.
+IDENTIFIER_LENGTH = 3
+
+#: Where the SDK exposes the strategies; endpoints import result serializers by path,
+#: so this is the prefix to use when passing a strategy to a real endpoint.
+SDK_SERIALIZE_MODULE = "globus_compute_sdk.serialize"
+
+
+def _b64(raw: bytes) -> str:
+    # codecs' base64 (not base64.b64encode): it inserts a newline every 76 characters
+    # and at the end, and the SDK's payloads are made this way.
+    return codecs.encode(raw, "base64").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return codecs.decode(text.encode(), "base64")
+
+
+# ----------------------------------------------------------------------- buffer framing
+
+
+def pack_buffers(buffers: Sequence[str]) -> str:
+    """Frame serialized buffers into one string: ``"{len}\\n{buf}"`` for each buffer.
+
+    ``len`` counts ``str`` characters (not bytes), as the SDK does; that is what
+    endpoints expect when they split the concatenated function and argument buffers.
+    """
+    for i, buf in enumerate(buffers):
+        if not isinstance(buf, str):
+            raise SerializationError(
+                f"pack_buffers needs str buffers; buffer {i} is {type(buf).__name__}"
+            )
+    return "".join(f"{len(b)}\n{b}" for b in buffers)
+
+
+def unpack_buffers(packed: str) -> list[str]:
+    """Split a string made by :func:`pack_buffers` back into its buffers.
+
+    Accepts exactly what the SDK's ``unpack_buffers`` accepts (the length is parsed
+    with ``int()``, as there) and rejects the same inputs with the same explanations,
+    but as :class:`~gcgate.errors.DeserializationError` instead of ``ValueError``, so
+    one ``except`` covers every malformed-payload case.
+    """
+    if not isinstance(packed, str):
+        raise DeserializationError(f"Packed buffers must be str, not {type(packed).__name__}")
+    unpacked: list[str] = []
+    pos = 0
+    end = len(packed)
+    # Walk with an index instead of re-slicing the remainder: large payloads with
+    # many buffers would otherwise be copied once per buffer.
+    while pos < end:
+        newline = packed.find("\n", pos)
+        if newline < 0:
+            raise DeserializationError("Missing newline delimiter")
+        delimiter = packed[pos:newline]
+        try:
+            buf_len = int(delimiter)
+        except ValueError as e:
+            raise DeserializationError(f"Invalid length delimiter: {delimiter}") from e
+        if buf_len < 0:
+            raise DeserializationError(f"Length delimiter must be non-negative: {buf_len}")
+        start = newline + 1
+        remaining = end - start
+        if remaining < buf_len:
+            raise DeserializationError(
+                f"Truncated buffer: expected {buf_len} characters, but only"
+                f" {remaining} characters remain"
+            )
+        unpacked.append(packed[start : start + buf_len])
+        pos = start + buf_len
+    return unpacked
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+class SerializationStrategy(ABC):
+    """One way of turning Python objects into text and back, named by its header.
+
+    Subclasses implement :meth:`_serialize` and :meth:`_deserialize` with exactly the
+    SDK strategy's behaviour; the public :meth:`serialize` and :meth:`deserialize`
+    wrap whatever they raise into :class:`SerializationError` and
+    :class:`DeserializationError`, so callers need not know which library failed.
+    """
+
+    #: The header: two unique characters and ``"\\n"``, identical to the SDK's.
+    identifier: ClassVar[str]
+    #: True for strategies that handle callables, False for everything else (data).
+    for_code: ClassVar[bool]
+    #: Whether it can be chosen for serializing; False for formats that are only
+    #: read any more (the SDK's deprecated PickleCode).
+    selectable: ClassVar[bool] = True
+
+    @property
+    def name(self) -> str:
+        """The class name, which is also the SDK's class name."""
+        return type(self).__name__
+
+    @property
+    def sdk_import_path(self) -> str:
+        """The import path of the SDK's equivalent, as endpoints expect it in
+        ``result_serializers``."""
+        return f"{SDK_SERIALIZE_MODULE}.{self.name}"
+
+    def serialize(self, data: Any) -> str:
+        """Encode ``data`` as header + text; raises :class:`SerializationError`."""
+        try:
+            return self._serialize(data)
+        except SerdeError:
+            raise
+        except Exception as e:
+            raise SerializationError(
+                f"{self.name} could not serialize {type(data).__name__} object:"
+                f" {type(e).__name__}: {e}"
+            ) from e
+
+    def deserialize(self, payload: str) -> Any:
+        """Decode a payload made by this strategy; raises :class:`DeserializationError`."""
+        try:
+            return self._deserialize(payload)
+        except SerdeError:
+            raise
+        except Exception as e:
+            raise DeserializationError(
+                f"{self.name} could not deserialize payload: {type(e).__name__}: {e}"
+            ) from e
+
+    @abstractmethod
+    def _serialize(self, data: Any) -> str:
+        """The SDK strategy's ``serialize``, byte for byte; may raise anything."""
+
+    @abstractmethod
+    def _deserialize(self, payload: str) -> Any:
+        """The SDK strategy's ``deserialize``; may raise anything."""
+
+    def chomp(self, payload: str) -> str:
+        """Strip this strategy's header, refusing payloads that carry another one."""
+        if not isinstance(payload, str):
+            raise DeserializationError(f"Payload must be str, not {type(payload).__name__}")
+        if not payload.startswith(self.identifier):
+            raise DeserializationError(
+                f"Buffer does not start with identifier {self.identifier!r}"
+                f" (got {payload[:IDENTIFIER_LENGTH]!r})"
+            )
+        return payload[IDENTIFIER_LENGTH:]
+
+    def __repr__(self) -> str:
+        return f"{self.name}()"
+
+
+class DillDataBase64(SerializationStrategy):
+    """``00``: any data via ``dill.dumps``, base64-encoded. The default for data."""
+
+    identifier = "00\n"
+    for_code = False
+
+    def _serialize(self, data: Any) -> str:
+        return self.identifier + _b64(dill.dumps(data))
+
+    def _deserialize(self, payload: str) -> Any:
+        return dill.loads(_unb64(self.chomp(payload)))
+
+
+class JSONData(SerializationStrategy):
+    """``11``: data via ``json.dumps``; readable by any language, lossy for tuples etc."""
+
+    identifier = "11\n"
+    for_code = False
+
+    def _serialize(self, data: Any) -> str:
+        return self.identifier + json.dumps(data)
+
+    def _deserialize(self, payload: str) -> Any:
+        return json.loads(self.chomp(payload))
+
+
+class DillCode(SerializationStrategy):
+    """``01``: the callable via ``dill.dumps``, base64-encoded. The default for code.
+
+    Works for decorated functions and notebook code, but needs the same Python
+    (minor) version on both ends.
+    """
+
+    identifier = "01\n"
+    for_code = True
+
+    def _serialize(self, data: Any) -> str:
+        return self.identifier + _b64(dill.dumps(data))
+
+    def _deserialize(self, payload: str) -> Any:
+        return dill.loads(_unb64(self.chomp(payload)))
+
+
+class PickleCode(SerializationStrategy):
+    """``02``: the legacy pickle format; read only, as in the SDK (very old functions)."""
+
+    identifier = "02\n"
+    for_code = True
+    selectable = False
+
+    def _serialize(self, data: Any) -> str:
+        raise NotImplementedError("Pickle serialization is no longer supported")
+
+    def _deserialize(self, payload: str) -> Any:
+        return pickle.loads(_unb64(self.chomp(payload)))
+
+
+class _NamedSourceDill(SerializationStrategy, ABC):
+    """Source text and function name, pickled as a tuple and base64-encoded."""
+
+    @abstractmethod
+    def _source(self, fn: Callable[..., Any]) -> str: ...
+
+    def _serialize(self, data: Any) -> str:
+        name = data.__name__
+        body = self._source(data)
+        return self.identifier + _b64(dill.dumps((name, body)))
+
+    def _deserialize(self, payload: str) -> Any:
+        name, body = dill.loads(_unb64(self.chomp(payload)))
+        return _exec_source(name, body)
+
+
+class DillCodeTextInspect(_NamedSourceDill):
+    """``03``: source from ``inspect.getsource``, dill-pickled (SDK-deprecated)."""
+
+    identifier = "03\n"
+    for_code = True
+
+    def _source(self, fn: Callable[..., Any]) -> str:
+        return inspect.getsource(fn)
+
+
+class DillCodeSource(_NamedSourceDill):
+    """``04``: source from ``dill.source.getsource``, dill-pickled (SDK-deprecated)."""
+
+    identifier = "04\n"
+    for_code = True
+
+    def _source(self, fn: Callable[..., Any]) -> str:
+        return dill.source.getsource(fn, lstrip=True)
+
+
+class _PureSource(SerializationStrategy, ABC):
+    """``{name}:{source}`` as plain text: portable across Python versions."""
+
+    _separator: ClassVar[str] = ":"
+
+    @abstractmethod
+    def _source(self, fn: Callable[..., Any]) -> str: ...
+
+    def _serialize(self, data: Any) -> str:
+        name: str = data.__name__
+        return self.identifier + name + self._separator + self._source(data)
+
+    def _deserialize(self, payload: str) -> Any:
+        name, body = self.chomp(payload).split(self._separator, 1)
+        return _exec_source(name, body)
+
+
+class PureSourceTextInspect(_PureSource):
+    """``st``: source text from ``inspect.getsource`` (works for notebook code)."""
+
+    identifier = "st\n"
+    for_code = True
+
+    def _source(self, fn: Callable[..., Any]) -> str:
+        return inspect.getsource(fn)
+
+
+class PureSourceDill(_PureSource):
+    """``sd``: source text from ``dill.source.getsource`` (works in the interpreter)."""
+
+    identifier = "sd\n"
+    for_code = True
+
+    def _source(self, fn: Callable[..., Any]) -> str:
+        return dill.source.getsource(fn, lstrip=True)
+
+
+def _exec_source(name: str, body: str) -> Any:
+    """Run a function's source in a fresh namespace and return the function.
+
+    This is what the SDK's source strategies do on deserialize; it executes
+    arbitrary code by design, and only ever on an explicit deserialize call.
+    """
+    namespace: dict[str, Any] = {}
+    exec(body, namespace)
+    return namespace[name]
+
+
+class CombinedCode(SerializationStrategy):
+    """``10``: every source/dill code strategy at once, ``":"``-joined (SDK-deprecated).
+
+    Kept bug-compatible with the SDK: the payload is split on every ``":"``, so a
+    plain-source chunk (which may contain colons) misaligns the chunks after it;
+    the dill-based chunks come first, so in practice one of them decodes.
+    """
+
+    identifier = "10\n"
+    for_code = True
+
+    _separator: ClassVar[str] = ":"
+
+    @staticmethod
+    def _chunk_strategies() -> dict[str, SerializationStrategy]:
+        return {
+            s.identifier: s
+            for s in (
+                DillCodeSource(),
+                DillCode(),
+                DillCodeTextInspect(),
+                PureSourceDill(),
+                PureSourceTextInspect(),
+            )
+        }
+
+    def get_multiple_payloads(self, payload: str) -> tuple[tuple[str, str], ...]:
+        """The ``(identifier, encoded)`` pairs, paired exactly as the SDK pairs them."""
+        parts = iter(self.chomp(payload).split(self._separator))
+        # strict=False: an odd trailing part is dropped, as in the SDK.
+        return tuple(zip(parts, parts, strict=False))
+
+    def _serialize(self, data: Any) -> str:
+        chunks: list[str] = []
+        for ident, strategy in self._chunk_strategies().items():
+            try:
+                serialized = strategy._serialize(data)
+            except Exception:
+                continue  # as the SDK: keep whichever sub-strategies work
+            chunks.append(serialized[: len(ident)])
+            chunks.append(serialized[len(ident) :])
+        if not chunks:
+            raise SerializationError("No serialization methods were successful")
+        return self.identifier + self._separator.join(chunks)
+
+    def _deserialize(self, payload: str, variation: int = 0) -> Any:
+        strategies = self._chunk_strategies()
+        count = 0
+        for serial_id, encoded in self.get_multiple_payloads(payload):
+            count += 1
+            if variation and count != variation:
+                continue
+            strategy = strategies.get(serial_id)
+            if strategy is None:
+                raise DeserializationError(f"Invalid serialization id {serial_id!r}")
+            try:
+                return strategy._deserialize(serial_id + encoded)
+            except Exception as e:
+                if variation:
+                    raise DeserializationError(
+                        f"Failed to deserialize using variation #{count}"
+                    ) from e
+        raise DeserializationError(f"Deserialization failed after {count} tries")
+
+    def deserialize(self, payload: str, variation: int = 0) -> Any:
+        """Decode the first chunk that works, or only chunk number ``variation`` (1-based)."""
+        try:
+            return self._deserialize(payload, variation)
+        except SerdeError:
+            raise
+        except Exception as e:
+            raise DeserializationError(
+                f"{self.name} could not deserialize payload: {type(e).__name__}: {e}"
+            ) from e
+
+
+class ComboSerializationStrategy(SerializationStrategy, ABC):
+    """Several strategies' outputs in one payload: header + :func:`pack_buffers` of them.
+
+    Serializing keeps every sub-strategy that succeeds; deserializing returns the
+    first buffer that decodes, so the receiver uses whichever format it can read.
+    """
+
+    #: Sub-strategies in the order the SDK tries them.
+    strategies: ClassVar[tuple[type[SerializationStrategy], ...]]
+
+    def _serialize(self, data: Any) -> str:
+        buffers: list[str] = []
+        errors: list[str] = []
+        for cls in self.strategies:
+            try:
+                buffers.append(cls()._serialize(data))
+            except Exception as e:
+                errors.append(f"{cls.__name__}: {e}")
+        if not buffers:
+            errors_str = "\n* ".join(errors) if errors else "unknown"
+            raise SerializationError(f"\n\nSerialization errors:\n* {errors_str}")
+        return self.identifier + pack_buffers(buffers)
+
+    def _deserialize(self, payload: str) -> Any:
+        errors: list[str] = []
+        for buff in unpack_buffers(self.chomp(payload)):
+            if "\n" not in buff:
+                suffix = "..." if len(buff) > 50 else ""
+                errors.append(f"Malformed data (no newline separator): {buff[:50]}{suffix}")
+                continue
+            s_id = buff.split("\n", 1)[0] + "\n"
+            strategy = _BY_IDENTIFIER.get(s_id)
+            if strategy is None:
+                errors.append(f"Invalid strategy identifier: {s_id[:-1]}")
+                continue
+            try:
+                return strategy._deserialize(buff)
+            except Exception as e:
+                errors.append(f"{strategy.name}: {e}")
+        errors_str = "\n* ".join(errors) if errors else "unknown"
+        raise DeserializationError(f"\n\nDeserialization errors:\n* {errors_str}")
+
+
+class AllCodeStrategies(ComboSerializationStrategy):
+    """``12``: PureSourceTextInspect, PureSourceDill and DillCode in one payload."""
+
+    identifier = "12\n"
+    for_code = True
+    strategies = (PureSourceTextInspect, PureSourceDill, DillCode)
+
+
+class AllDataStrategies(ComboSerializationStrategy):
+    """``13``: JSONData and DillDataBase64 in one payload."""
+
+    identifier = "13\n"
+    for_code = False
+    strategies = (JSONData, DillDataBase64)
+
+
+_ALL_STRATEGIES: tuple[SerializationStrategy, ...] = (
+    DillDataBase64(),
+    DillCode(),
+    PickleCode(),
+    DillCodeTextInspect(),
+    DillCodeSource(),
+    CombinedCode(),
+    JSONData(),
+    AllCodeStrategies(),
+    AllDataStrategies(),
+    PureSourceTextInspect(),
+    PureSourceDill(),
+)
+
+_BY_IDENTIFIER: dict[str, SerializationStrategy] = {s.identifier: s for s in _ALL_STRATEGIES}
+_BY_NAME: dict[str, SerializationStrategy] = {s.name: s for s in _ALL_STRATEGIES}
+assert len(_BY_IDENTIFIER) == len(_ALL_STRATEGIES), "duplicate strategy identifier"
+assert all(
+    len(s.identifier) == IDENTIFIER_LENGTH and s.identifier.endswith("\n") for s in _ALL_STRATEGIES
+)
+
+#: The code strategy used when none is given (as in the SDK).
+DEFAULT_STRATEGY_CODE: SerializationStrategy = _BY_NAME["DillCode"]
+#: The data strategy used when none is given (as in the SDK).
+DEFAULT_STRATEGY_DATA: SerializationStrategy = _BY_NAME["DillDataBase64"]
+
+#: A strategy given as an instance, a class, or an import path string. Matched by class
+#: name, so the SDK's own classes, instances and paths
+#: ("globus_compute_sdk.serialize.JSONData") also select the equivalent strategy here.
+Strategylike = SerializationStrategy | type | str
+
+
+def strategy_by_identifier(ident: str) -> SerializationStrategy:
+    """The strategy whose header is ``ident`` ("01\\n"; the newline may be omitted).
+
+    Raises :class:`DeserializationError`, since an unknown header means a payload
+    this module cannot read.
+    """
+    key = ident if ident.endswith("\n") else ident + "\n"
+    try:
+        return _BY_IDENTIFIER[key]
+    except KeyError:
+        raise DeserializationError(f"Unknown strategy identifier: {ident!r}") from None
+
+
+def resolve_strategy(value: Strategylike, *, for_code: bool | None = None) -> SerializationStrategy:
+    """Turn a strategy-like value into the strategy here with the same class name.
+
+    Accepts what the SDK's ``validate_strategylike`` accepts (an instance, a class,
+    an import path) without importing anything: only the class name counts, so
+    ``"globus_compute_sdk.serialize.concretes.JSONData"``, ``JSONData``,
+    ``JSONData()`` and the SDK's ``JSONData()`` all mean :class:`JSONData`. As in the
+    SDK, a read-only strategy (PickleCode) or one of the wrong kind (a data strategy
+    where ``for_code=True``) is refused. Raises :class:`SerdeError`.
+    """
+    if isinstance(value, str):
+        name = value.strip().rpartition(".")[2]
+    elif inspect.isclass(value):
+        name = value.__name__
+    else:
+        name = type(value).__name__
+    strategy = _BY_NAME.get(name)
+    if strategy is None or not strategy.selectable:
+        known = ", ".join(sorted(s.name for s in _ALL_STRATEGIES if s.selectable))
+        raise SerdeError(
+            f"{value!r} is not a known serialization strategy (known: {known};"
+            f" give a class, an instance, or an import path such as"
+            f" '{SDK_SERIALIZE_MODULE}.JSONData')"
+        )
+    if for_code is not None and strategy.for_code != for_code:
+        expected, got = ("code", "data") if for_code else ("data", "code")
+        raise SerdeError(
+            f"{strategy.name} is a {got} serialization strategy, expected a {expected} strategy."
+        )
+    return strategy
+
+
+# --------------------------------------------------------------------------- serializer
+
+
+class Serializer:
+    """The SDK's ``ComputeSerializer``, plus the few compositions gcgate needs.
+
+    Callables are serialized with the code strategy (default :class:`DillCode`),
+    everything else with the data strategy (default :class:`DillDataBase64`);
+    deserializing dispatches on the payload's header, so it reads every strategy
+    regardless of the ones chosen here.
+    """
+
+    def __init__(
+        self,
+        strategy_code: Strategylike | None = None,
+        strategy_data: Strategylike | None = None,
+    ) -> None:
+        self.code_serializer: SerializationStrategy = (
+            DEFAULT_STRATEGY_CODE
+            if strategy_code is None
+            else resolve_strategy(strategy_code, for_code=True)
+        )
+        self.data_serializer: SerializationStrategy = (
+            DEFAULT_STRATEGY_DATA
+            if strategy_data is None
+            else resolve_strategy(strategy_data, for_code=False)
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Serializer(strategy_code={self.code_serializer!r},"
+            f" strategy_data={self.data_serializer!r})"
+        )
+
+    def serialize(self, obj: Any) -> str:
+        """Encode ``obj`` with the code or data strategy, as ``ComputeSerializer`` does."""
+        if callable(obj):
+            kind, strategy = "Code", self.code_serializer
+        else:
+            kind, strategy = "Data", self.data_serializer
+        try:
+            return strategy.serialize(obj)
+        except SerdeError as e:
+            raise SerializationError(
+                f"{kind} serialization strategy {strategy.name} failed: {e.reason}"
+            ) from e
+
+    def deserialize(self, payload: str) -> Any:
+        """Decode any payload, choosing the strategy by its header."""
+        if not isinstance(payload, str):
+            raise DeserializationError(f"Payload must be str, not {type(payload).__name__}")
+        header = payload[:IDENTIFIER_LENGTH]
+        strategy = _BY_IDENTIFIER.get(header)
+        if strategy is None:
+            raise DeserializationError(f"Invalid header: {header!r} in data payload")
+        return strategy.deserialize(payload)
+
+    @staticmethod
+    def pack_buffers(buffers: Sequence[str]) -> str:
+        """See :func:`pack_buffers`."""
+        return pack_buffers(buffers)
+
+    @staticmethod
+    def unpack_buffers(packed: str) -> list[str]:
+        """See :func:`unpack_buffers`."""
+        return unpack_buffers(packed)
+
+    def function_code(self, fn: Callable[..., Any]) -> str:
+        """The ``function_code`` to register ``fn`` with.
+
+        Same as the SDK's ``FunctionRegistrationData(function=fn).function_code``:
+        one packed buffer holding the serialized function.
+        """
+        if not callable(fn):
+            raise SerializationError(f"function_code needs a callable, not {type(fn).__name__}")
+        return pack_buffers([self.serialize(fn)])
+
+    def task_payload(
+        self,
+        args: tuple[Any, ...] | list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+    ) -> str:
+        """The payload of one task: ``pack_buffers([serialize(args), serialize(kwargs)])``.
+
+        Same as the SDK's ``Batch.add``, including its argument checks (TypeError for
+        args that are not a tuple or list, or kwargs that are not a str-keyed dict),
+        and ``args`` is serialized as given, so a list stays a list.
+        """
+        if args is None:
+            args = ()
+        if not isinstance(args, (list, tuple)):
+            raise TypeError(f"args: expected `tuple`, got: {type(args).__name__}")
+        if kwargs is None:
+            kwargs = {}
+        if not isinstance(kwargs, dict):
+            raise TypeError(f"kwargs: expected dict, got: {type(kwargs).__name__}")
+        for key in kwargs:
+            if not isinstance(key, str):
+                raise TypeError(
+                    f"kwargs: expected kwargs with `str` keys, got: {type(key).__name__}"
+                )
+        return pack_buffers([self.serialize(args), self.serialize(kwargs)])
+
+    def unpack_task(
+        self, function_code: str, payload: str
+    ) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+        """What an endpoint does with a task: split ``function_code + payload`` into
+        three buffers and deserialize the function, its args and its kwargs.
+
+        Raises :class:`DeserializationError` if there are not exactly three buffers,
+        or if they do not decode to a callable, a tuple/list and a dict.
+        """
+        buffers = unpack_buffers(function_code + payload)
+        if len(buffers) != 3:
+            raise DeserializationError(
+                f"A task needs 3 buffers (function, args, kwargs), got {len(buffers)}"
+            )
+        fn, args, kwargs = (self.deserialize(b) for b in buffers)
+        if not callable(fn):
+            raise DeserializationError(
+                f"function_code decodes to a {type(fn).__name__}, not a callable"
+            )
+        if not isinstance(args, (tuple, list)):
+            raise DeserializationError(f"Task args decode to a {type(args).__name__}, not a tuple")
+        if not isinstance(kwargs, dict):
+            raise DeserializationError(
+                f"Task kwargs decode to a {type(kwargs).__name__}, not a dict"
+            )
+        return fn, tuple(args), kwargs
+
+    def serialize_result(self, obj: Any, result_serializers: Iterable[Strategylike] = ()) -> str:
+        """Serialize a task's result the way an endpoint does.
+
+        Mirrors the endpoint's ``ComputeSerializer.serialize_from_list``: each
+        strategy in ``result_serializers`` (import paths such as
+        ``"globus_compute_sdk.serialize.JSONData"``, classes or instances, matched
+        by class name) is tried in order and the first that works wins; a strategy of
+        the wrong kind for ``obj`` (a code strategy for data, or vice versa) counts
+        as a failure. With no strategies, the defaults are tried: DillDataBase64,
+        then DillCode, so plain data becomes ``"00\\n..."`` and a callable result
+        ``"01\\n..."``. Raises :class:`SerializationError` listing every failure.
+        """
+        strategies = list(result_serializers) or [DEFAULT_STRATEGY_DATA, DEFAULT_STRATEGY_CODE]
+        for_code = callable(obj)
+        failures: list[str] = []
+        for spec in strategies:
+            try:
+                return resolve_strategy(spec, for_code=for_code).serialize(obj)
+            except SerdeError as e:
+                label = spec if isinstance(spec, str) else getattr(spec, "__name__", repr(spec))
+                failures.append(f"{label}: {e}")
+        raise SerializationError(
+            f"All strategies failed for {type(obj).__name__} result:\n* " + "\n* ".join(failures)
+        )
