@@ -1,0 +1,141 @@
+"""The embedded local endpoint: tasks run in worker processes of the daemon's host.
+
+:class:`LocalBackend` adapts :class:`~.pool.WorkerPool` to the core's Backend
+protocol and answers endpoint queries for :data:`LOCAL_ENDPOINT_ID` in the shape
+of the Globus Compute service's documents, so SDK-style code that inspects an
+endpoint works unchanged against the local one.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import socket
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from gcgate import __version__
+from gcgate.constants import LOCAL_ENDPOINT_ID
+
+from ..base import OutcomeCallback, TaskSpec
+
+if TYPE_CHECKING:
+    # Imported lazily at run time: ``python -m gcgated.backends.local.worker``
+    # imports this package first, and the worker needs neither asyncio nor the
+    # pool (importing the pool would also import the worker module a second time).
+    from .pool import WorkerPool
+
+__all__ = ["LocalBackend"]
+
+#: The local endpoint's name, as the service would list it.
+LOCAL_ENDPOINT_NAME = "gcgate-local"
+
+
+class LocalBackend:
+    """Runs tasks in ``workers`` local processes, ``prefetch`` tasks queued per worker.
+
+    ``workers`` defaults to the number of CPUs: tasks are assumed CPU-bound, as on a
+    Compute endpoint with one worker per core.
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None, prefetch: int = 8) -> None:
+        self.workers = workers if workers is not None else (os.cpu_count() or 1)
+        if self.workers < 1:
+            raise ValueError(f"the local endpoint needs at least one worker, got {self.workers}")
+        if prefetch < 1:
+            raise ValueError(f"prefetch must be at least 1, got {prefetch}")
+        self.prefetch = prefetch
+        self._pool: WorkerPool | None = None
+
+    async def start(self, on_outcome: OutcomeCallback) -> None:
+        """Spawn the workers; raises if any does not come up (with the reason)."""
+        from .pool import WorkerPool
+
+        if self._pool is not None:
+            raise RuntimeError("LocalBackend.start() called twice")
+        self._pool = WorkerPool(self.workers, self.prefetch, on_outcome)
+        await self._pool.start()
+
+    async def stop(self) -> None:
+        """Terminate the workers; unreported tasks are left for the core to resume."""
+        if self._pool is not None:
+            await self._pool.stop()
+
+    def dispatch(self, tasks: Sequence[TaskSpec]) -> None:
+        """Queue tasks; returns at once (call it on the event loop thread)."""
+        if self._pool is None:
+            raise RuntimeError("LocalBackend.dispatch() before start()")
+        self._pool.submit(tasks)
+
+    async def endpoint_status(self, endpoint_id: str) -> dict[str, Any]:
+        """Like ``GET /v2/endpoints/{id}/status`` of the Compute service."""
+        pool = self._pool
+        total = pool.live_workers if pool else 0
+        running = pool.running if pool else 0
+        return {
+            "status": "online" if total else "offline",
+            "details": {
+                "total_workers": total,
+                "idle_workers": total - running,
+                "pending_tasks": pool.queued if pool else 0,
+                "outstanding_tasks": pool.outstanding if pool else 0,
+                "managers": 1,
+                "active_managers": 1 if total else 0,
+                "total_cores": os.cpu_count() or 1,
+                "prefetch_capacity": self.prefetch,
+                "max_workers": self.workers,
+                "endpoint_id": LOCAL_ENDPOINT_ID,
+            },
+        }
+
+    async def endpoint_metadata(self, endpoint_id: str) -> dict[str, Any]:
+        """Like ``GET /v2/endpoints/{id}`` of the Compute service."""
+        status = await self.endpoint_status(endpoint_id)
+        return {
+            "uuid": LOCAL_ENDPOINT_ID,
+            "name": LOCAL_ENDPOINT_NAME,
+            "display_name": "gcgate local endpoint",
+            "description": "Runs tasks in worker processes of the gcgate daemon's host.",
+            "endpoint_type": "SINGLE_USER",
+            "multi_user": False,
+            "public": False,
+            "local": True,
+            "status": status["status"],
+            "hostname": socket.gethostname(),
+            "ip": "127.0.0.1",
+            "ip_address": "127.0.0.1",
+            "local_user": _local_user(),
+            "endpoint_config": (
+                f"engine:\n  type: gcgate-local\n  max_workers: {self.workers}\n"
+                f"  prefetch_capacity: {self.prefetch}"
+            ),
+            "user_config_template": "",
+            "user_config_schema": {},
+            "endpoint_version": __version__,
+            "sdk_version": __version__,
+            "python_version": platform.python_version(),
+            "subscription_uuid": None,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """State and load, for the daemon's Status RPC."""
+        pool = self._pool
+        if pool is None:
+            return {"state": "stopped", "workers": 0, "queued": 0, "running": 0}
+        return {
+            "state": pool.state,
+            "workers": pool.live_workers,
+            "queued": pool.queued,
+            "running": pool.running,
+        }
+
+
+def _local_user() -> str:
+    """The account the workers run as; never fails (containers may lack a passwd entry)."""
+    try:
+        return getpass.getuser()
+    except Exception:
+        return str(os.getuid()) if hasattr(os, "getuid") else ""

@@ -1,0 +1,1 @@
+"""Command-line entry points: ``gcgated`` (the daemon) and ``gcgate`` (the user CLI)."""

@@ -1,0 +1,82 @@
+"""``gcgated``: run the gcgate daemon in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from gcgate import __version__
+from gcgate.constants import LOCAL_ENDPOINT_ID
+
+from gcgated.config import load_config
+from gcgated.errors import StartupError
+
+EPILOG = f"""\
+Settings come from defaults, then the TOML config file (--config, $GCGATE_CONFIG,
+or the user config dir's gcgate/gcgated.toml), then GCGATE_* environment
+variables, then these flags. The embedded local endpoint is {LOCAL_ENDPOINT_ID}
+(alias "local"). Stop the daemon with SIGTERM or Ctrl-C.
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="gcgated",
+        description="The gcgate daemon: one shared Globus Compute gateway per host or user.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"gcgated {__version__}")
+    parser.add_argument("--config", type=Path, help="TOML config file")
+    parser.add_argument("--socket", dest="socket_path", help="Unix socket path to serve on")
+    parser.add_argument("--state-dir", dest="state_dir", help="directory for the store and locks")
+    parser.add_argument("--workers", type=int, help="local endpoint workers (0: one per CPU)")
+    parser.add_argument(
+        "--retention-days",
+        dest="retention_days",
+        type=float,
+        help="days a result is kept after it was first retrieved",
+    )
+    parser.add_argument(
+        "--store-size-limit-mb",
+        dest="store_size_limit_mb",
+        type=int,
+        help="refuse new submissions once the store is this large",
+    )
+    parser.add_argument(
+        "--log-level",
+        dest="log_level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    flags = {k: v for k, v in vars(args).items() if k != "config"}
+    try:
+        config = load_config(args.config, flags)
+    except StartupError as exc:
+        print(f"gcgated: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from gcgated.daemon import serve  # after logging is set up
+
+    try:
+        asyncio.run(serve(config))
+    except StartupError as exc:
+        logging.getLogger("gcgated").error("%s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Daemon settings: defaults, then a TOML file, then environment, then flags.
+
+Later sources win, so an admin's config file sets site policy, systemd's
+environment adapts it per unit, and a flag is the final word for one run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from gcgate.paths import daemon_socket_path
+
+from gcgated.errors import StartupError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+#: Environment variables the daemon reads, by setting name.
+ENV_VARS = {
+    "socket_path": "GCGATE_SOCKET",
+    "state_dir": "GCGATE_STATE_DIR",
+    "workers": "GCGATE_WORKERS",
+    "log_level": "GCGATE_LOG_LEVEL",
+    "retention_days": "GCGATE_RETENTION_DAYS",
+    "store_size_limit_mb": "GCGATE_STORE_SIZE_LIMIT_MB",
+}
+
+
+def default_state_dir() -> Path:
+    """``$STATE_DIRECTORY`` under systemd, else the platform's user data dir."""
+    if state := os.environ.get("STATE_DIRECTORY"):
+        return Path(state.split(":")[0])
+    return Path(platformdirs.user_data_dir("gcgate", appauthor=False))
+
+
+def default_config_file() -> Path:
+    return Path(platformdirs.user_config_dir("gcgate", appauthor=False)) / "gcgated.toml"
+
+
+@dataclass
+class Config:
+    """Everything the daemon can be told."""
+
+    socket_path: Path = field(default_factory=daemon_socket_path)
+    state_dir: Path = field(default_factory=default_state_dir)
+    #: Local endpoint worker processes; 0 means one per CPU.
+    workers: int = 0
+    log_level: str = "INFO"
+    #: Days a final result is kept after a client first retrieved it.
+    retention_days: float = 30.0
+    #: The store refuses new submissions beyond this size (MB on disk).
+    store_size_limit_mb: int = 4096
+    #: Seconds in-flight RPCs get to finish on SIGTERM/SIGINT.
+    shutdown_grace_seconds: float = 10.0
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    @property
+    def store_dir(self) -> Path:
+        return self.state_dir / "store"
+
+    def update(self, values: dict[str, Any], source: str) -> None:
+        """Apply ``values`` (from a file, env or flags), coercing to each field's type."""
+        known = {f.name: f for f in fields(self)}
+        for name, raw in values.items():
+            if raw is None:
+                continue
+            if name not in known:
+                raise StartupError(f"{source}: unknown setting {name!r}")
+            current = getattr(self, name)
+            try:
+                value = Path(raw).expanduser() if isinstance(current, Path) else type(current)(raw)
+            except (TypeError, ValueError) as exc:
+                raise StartupError(f"{source}: bad value for {name!r}: {raw!r} ({exc})") from exc
+            setattr(self, name, value)
+        self.validate(source)
+
+    def validate(self, source: str) -> None:
+        if self.workers < 0:
+            raise StartupError(f"{source}: workers must be >= 0 (0 means one per CPU)")
+        if self.retention_days <= 0:
+            raise StartupError(f"{source}: retention_days must be > 0")
+        if self.store_size_limit_mb <= 0:
+            raise StartupError(f"{source}: store_size_limit_mb must be > 0")
+        if len(str(self.socket_path).encode()) > 107:
+            raise StartupError(
+                f"{source}: socket path {self.socket_path} is longer than the 107 bytes"
+                " a Unix socket address allows; choose a shorter --socket"
+            )
+
+
+def load_config(config_file: Path | None, flags: dict[str, Any]) -> Config:
+    """Build the effective configuration from all sources."""
+    config = Config()
+    path = config_file or Path(os.environ.get("GCGATE_CONFIG", default_config_file()))
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise StartupError(f"cannot read config file {path}: {exc}") from exc
+        config.update(data.get("gcgated", data), f"config file {path}")
+    elif config_file is not None:
+        raise StartupError(f"config file {config_file} does not exist")
+    config.update({name: os.environ.get(var) for name, var in ENV_VARS.items()}, "environment")
+    config.update(flags, "command line")
+    return config

@@ -1,0 +1,337 @@
+"""The task life-cycle: accept, persist, dispatch, complete, notify.
+
+Every path of a task runs through here, on the daemon's event loop:
+
+1. ``submit`` validates a submission, writes its task records to the store and
+   only then hands the tasks to their backend and answers the client;
+2. backends report each final outcome through ``_on_outcome``; outcomes are
+   written to the store in batches (one transaction per loop turn) and only
+   then pushed to waiting ``wait_for``/``watch`` callers;
+3. ``start`` resumes every task that was accepted but not final when the
+   daemon last stopped (at-least-once: a local task may run a second time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gcgated.backends.base import Backend, Outcome, TaskSpec
+from gcgated.errors import InvalidArgument, NotFound, ShuttingDown, StoreFull
+from gcgated.routing import Router
+from gcgated.store import FINAL_STATUSES, NewTask, Store
+from gcgated.validation import (
+    check_function_code,
+    check_submission_size,
+    check_task_payload,
+    parse_uuid,
+)
+
+log = logging.getLogger(__name__)
+
+#: Status of a task recorded but not yet picked up by its endpoint.
+INITIAL_STATUS = "waiting-for-ep"
+#: Queued to every watcher when the daemon shuts down.
+_SHUTDOWN: dict[str, Any] = {"task_id": None}
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One Run or BatchRun call, already decoded from protobuf."""
+
+    endpoint_id: str
+    #: (function_id, payloads) in request order.
+    groups: Sequence[tuple[str, Sequence[str]]]
+    task_group_id: str = ""
+    result_serializers: tuple[str, ...] = ()
+
+
+@dataclass
+class Receipt:
+    """What a submission answers: the SDK's batch_run response shape."""
+
+    request_id: str
+    task_group_id: str
+    endpoint_id: str
+    tasks: list[tuple[str, list[str]]] = field(default_factory=list)
+
+
+class TaskLifecycle:
+    """Owns the path of every task from acceptance to its stored result."""
+
+    def __init__(self, store: Store, router: Router):
+        self.store = store
+        self.router = router
+        self.started_at = time.time()
+        self._waiters: dict[str, list[asyncio.Queue[dict[str, Any]]]] = defaultdict(list)
+        self._outcomes: list[dict[str, Any]] = []
+        self._flush_scheduled = False
+        self._accepting = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        for backend in self.router.backends:
+            await backend.start(self._on_outcome)
+        resumed = self._resume()
+        self._accepting = True
+        if resumed:
+            log.info("resumed %d unfinished task(s) from the store", resumed)
+
+    def begin_shutdown(self) -> None:
+        """Refuse new work and end every wait/watch with UNAVAILABLE, so streams
+        close at once instead of holding the shutdown grace period."""
+        self._accepting = False
+        for queues in self._waiters.values():
+            for queue in queues:
+                queue.put_nowait(_SHUTDOWN)
+
+    async def stop(self) -> None:
+        """Stop backends and persist outcomes already reported."""
+        self.begin_shutdown()
+        for backend in self.router.backends:
+            await backend.stop()
+        self._flush()
+
+    def _resume(self) -> int:
+        by_backend: dict[int, tuple[Backend, list[TaskSpec]]] = {}
+        functions: dict[str, dict[str, Any] | None] = {}
+        orphans = []
+        for record, run in self.store.resumable():
+            function_id = record["function_id"]
+            if function_id not in functions:
+                functions[function_id] = self.store.get_function(function_id)
+            function = functions[function_id]
+            if function is None:
+                orphans.append(record["task_id"])
+                continue
+            _, backend = self.router.resolve(record["endpoint_id"])
+            spec = _task_spec(
+                record["task_id"], function, run["payload"], tuple(run["result_serializers"])
+            )
+            by_backend.setdefault(id(backend), (backend, []))[1].append(spec)
+        for task_id in orphans:
+            self._on_outcome(
+                Outcome(
+                    task_id,
+                    "failed",
+                    exception=(
+                        "gcgate: the task's function record is missing from the store;"
+                        " the task cannot be resumed"
+                    ),
+                    completion_t=time.time(),
+                )
+            )
+        for backend, specs in by_backend.values():
+            backend.dispatch(specs)
+        return sum(len(specs) for _, specs in by_backend.values()) + len(orphans)
+
+    # ------------------------------------------------------------ functions
+
+    def register_function(
+        self,
+        *,
+        function_name: str,
+        function_code: str,
+        serialized: bool,
+        meta: dict[str, str],
+        description: str,
+        public: bool,
+        group: str,
+    ) -> tuple[str, bool]:
+        check_function_code(function_code, serialized, function_name)
+        if group:
+            group = parse_uuid(group, "group")
+        return self.store.put_function(
+            {
+                "function_name": function_name,
+                "function_code": function_code,
+                "serialized": serialized,
+                "meta": meta,
+                "description": description,
+                "public": public,
+                "group": group,
+            }
+        )
+
+    def get_function(self, function_id: str) -> dict[str, Any]:
+        function_id = parse_uuid(function_id, "function_id")
+        record = self.store.get_function(function_id)
+        if record is None:
+            raise NotFound(f"function {function_id} is not registered with this daemon")
+        return record
+
+    # ---------------------------------------------------------------- tasks
+
+    def submit(self, submission: Submission) -> Receipt:
+        """Validate, persist, dispatch; the returned ids are durable."""
+        if not self._accepting:
+            raise ShuttingDown("gcgated is shutting down; retry once it is back")
+        endpoint_id, backend = self.router.resolve(submission.endpoint_id)
+        task_group_id = (
+            parse_uuid(submission.task_group_id, "task_group_id")
+            if submission.task_group_id
+            else str(uuid.uuid4())
+        )
+        if not any(payloads for _, payloads in submission.groups):
+            raise InvalidArgument("no tasks specified for this submission")
+        functions = {}
+        all_payloads: list[str] = []
+        for function_id, payloads in submission.groups:
+            function = self.get_function(function_id)
+            functions[function["function_id"]] = function
+            for payload in payloads:
+                check_task_payload(payload)
+            all_payloads.extend(payloads)
+        check_submission_size(all_payloads)
+        if not self.store.has_room_for(sum(len(p) for p in all_payloads)):
+            raise StoreFull(
+                f"the result store at {self.store.directory} is full"
+                f" (limit {self.store.size_limit_bytes:,} bytes); fetch or expire"
+                " results, or raise store_size_limit_mb"
+            )
+
+        receipt = Receipt(str(uuid.uuid4()), task_group_id, endpoint_id)
+        new_tasks: list[NewTask] = []
+        specs: list[TaskSpec] = []
+        for function_id, payloads in submission.groups:
+            function = functions[parse_uuid(function_id, "function_id")]
+            task_ids = []
+            for payload in payloads:
+                task_id = str(uuid.uuid4())
+                task_ids.append(task_id)
+                new_tasks.append(
+                    NewTask(
+                        task_id,
+                        function["function_id"],
+                        endpoint_id,
+                        task_group_id,
+                        payload,
+                        submission.result_serializers,
+                    )
+                )
+                specs.append(_task_spec(task_id, function, payload, submission.result_serializers))
+            receipt.tasks.append((function["function_id"], task_ids))
+        self.store.add_tasks(new_tasks, INITIAL_STATUS)
+        backend.dispatch(specs)
+        return receipt
+
+    def get_task(self, task_id: str) -> dict[str, Any]:
+        task_id = parse_uuid(task_id, "task_id")
+        record = self.store.get_task(task_id)
+        if record is None:
+            raise NotFound(
+                f"task {task_id} is not known to this daemon (never submitted here,"
+                " or its result expired after retrieval)"
+            )
+        return record
+
+    def get_tasks(self, task_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """Records in request order, duplicates collapsed; NOT_FOUND names the unknown."""
+        wanted = list(dict.fromkeys(parse_uuid(t, "task_id") for t in task_ids))
+        records = self.store.get_tasks(wanted)
+        missing = [t for t, r in records.items() if r is None]
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise NotFound(f"{len(missing)} task id(s) are not known to this daemon: {shown}")
+        return [records[t] for t in wanted]  # type: ignore[misc]
+
+    async def wait_for(self, task_id: str, timeout: float) -> dict[str, Any]:
+        """The task record once final, or as it is when ``timeout`` runs out."""
+        record = self.get_task(task_id)
+        if record["status"] in FINAL_STATUSES or timeout <= 0:
+            return record
+        async for final in self.watch([record["task_id"]], timeout=timeout):
+            return final
+        return self.get_task(task_id)
+
+    async def watch(
+        self, task_ids: Iterable[str], timeout: float | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Yield each task's final record once, as it completes.
+
+        The queue is registered before the store is read, so a task finishing
+        between the two is seen by one path or the other (duplicates dropped).
+        """
+        wanted = list(dict.fromkeys(parse_uuid(t, "task_id") for t in task_ids))
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        for task_id in wanted:
+            self._waiters[task_id].append(queue)
+        try:
+            remaining = set(wanted)
+            for record in self.get_tasks(wanted):
+                if record["status"] in FINAL_STATUSES:
+                    remaining.discard(record["task_id"])
+                    yield record
+            loop = asyncio.get_running_loop()
+            deadline = None if timeout is None else loop.time() + timeout
+            while remaining:
+                left = None if deadline is None else deadline - loop.time()
+                record = await asyncio.wait_for(queue.get(), left)
+                if record is _SHUTDOWN:
+                    raise ShuttingDown("gcgated is shutting down; reconnect once it is back")
+                if record["task_id"] in remaining:
+                    remaining.discard(record["task_id"])
+                    yield record
+        except asyncio.TimeoutError:
+            return
+        finally:
+            for task_id in wanted:
+                queues = self._waiters.get(task_id)
+                if queues is not None:
+                    queues.remove(queue)
+                    if not queues:
+                        del self._waiters[task_id]
+
+    def recent_tasks(self, limit: int, status: str) -> list[dict[str, Any]]:
+        return self.store.recent_tasks(limit, status)
+
+    # ------------------------------------------------------------ outcomes
+
+    def _on_outcome(self, outcome: Outcome) -> None:
+        """Backend callback: queue for the next batched store write."""
+        document = asdict(outcome)
+        document["completion_t"] = repr(outcome.completion_t or time.time())
+        self._outcomes.append(document)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Persist queued outcomes, then tell whoever waits on them."""
+        self._flush_scheduled = False
+        outcomes, self._outcomes = self._outcomes, []
+        if not outcomes:
+            return
+        for record in self.store.complete_tasks(outcomes):
+            for queue in self._waiters.get(record["task_id"], ()):
+                queue.put_nowait(record)
+
+    # --------------------------------------------------------------- status
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "uptime_seconds": time.time() - self.started_at,
+            "counts": self.store.counts(),
+            "backends": [(b.name, b.describe()) for b in self.router.backends],
+        }
+
+
+def _task_spec(
+    task_id: str, function: dict[str, Any], payload: str, result_serializers: tuple[str, ...]
+) -> TaskSpec:
+    return TaskSpec(
+        task_id=task_id,
+        function_id=function["function_id"],
+        function_code=function["function_code"],
+        payload=payload,
+        serialized=function["serialized"],
+        function_name=function["function_name"],
+        result_serializers=result_serializers,
+    )

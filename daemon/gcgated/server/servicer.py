@@ -1,0 +1,247 @@
+"""Gateway RPCs: decode the request, call the task life-cycle, encode the answer.
+
+No storage or backend detail lives here; errors raised by the core carry the
+message the client sees, and the ``rpc`` decorator maps them to status codes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from gcgate import __version__
+from gcgate.v1 import gateway_pb2 as pb
+from gcgate.v1 import gateway_pb2_grpc as pb_grpc
+
+from gcgated.core import Submission, TaskLifecycle
+from gcgated.errors import GatewayError
+
+log = logging.getLogger(__name__)
+
+#: The longest a GetResult call may hold a connection waiting for a result.
+MAX_WAIT_SECONDS = 300.0
+#: Bounds on ListTasks, so one call cannot read the whole store.
+DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT = 50, 10_000
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def rpc(method: Handler) -> Handler:
+    """Map core errors to their status; anything unexpected to INTERNAL, logged."""
+
+    @functools.wraps(method)
+    async def unary(self: GatewayServicer, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await method(self, request, context)
+        except GatewayError as exc:
+            await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+        except Exception:
+            log.exception("%s failed", method.__name__)
+            await context.abort(
+                grpc.StatusCode.INTERNAL,
+                f"{method.__name__}: internal error in gcgated; its log has the details",
+            )
+
+    return unary  # type: ignore[return-value]
+
+
+def stream_rpc(method: Handler) -> Handler:
+    """``rpc`` for server-streaming methods."""
+
+    @functools.wraps(method)
+    async def streaming(
+        self: GatewayServicer, request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        try:
+            async for item in method(self, request, context):
+                yield item
+        except GatewayError as exc:
+            await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+
+    return streaming  # type: ignore[return-value]
+
+
+class GatewayServicer(pb_grpc.GatewayServicer):
+    """Implements gcgate.v1.Gateway on top of the task life-cycle."""
+
+    def __init__(self, core: TaskLifecycle, *, socket_path: Path, state_dir: Path):
+        self.core = core
+        self.socket_path = socket_path
+        self.state_dir = state_dir
+
+    @rpc
+    async def Status(self, request: pb.StatusRequest, context: Any) -> pb.StatusResponse:
+        status = self.core.status()
+        counts = status["counts"]
+        store = self.core.store
+        return pb.StatusResponse(
+            version=__version__,
+            uptime_seconds=status["uptime_seconds"],
+            pid=os.getpid(),
+            socket_path=str(self.socket_path),
+            state_dir=str(self.state_dir),
+            backends=[
+                pb.BackendStatus(
+                    name=name,
+                    state=str(info.get("state", "")),
+                    endpoint_id=str(info.get("endpoint_id", "")),
+                    details_json=json.dumps(info),
+                )
+                for name, info in status["backends"]
+            ],
+            login=pb.LoginState(state="not_configured"),
+            tasks=pb.TaskCounts(
+                pending=counts["pending"], success=counts["success"], failed=counts["failed"]
+            ),
+            store=pb.StoreStatus(
+                size_bytes=store.size_bytes(),
+                size_limit_bytes=store.size_limit_bytes,
+                functions=counts["functions"],
+                task_records=counts["task_records"],
+                retention_days=store.retention_seconds / 86400,
+            ),
+        )
+
+    @rpc
+    async def RegisterFunction(
+        self, request: pb.RegisterFunctionRequest, context: Any
+    ) -> pb.RegisterFunctionResponse:
+        function_id, created = self.core.register_function(
+            function_name=request.function_name,
+            function_code=request.function_code,
+            serialized=request.serialized,
+            meta={
+                "python_version": request.meta.python_version,
+                "sdk_version": request.meta.sdk_version,
+                "serde_identifier": request.meta.serde_identifier,
+            },
+            description=request.description,
+            public=request.public,
+            group=request.group,
+        )
+        return pb.RegisterFunctionResponse(function_id=function_id, created=created)
+
+    @rpc
+    async def GetFunction(self, request: pb.GetFunctionRequest, context: Any) -> pb.FunctionInfo:
+        record = self.core.get_function(request.function_id)
+        return pb.FunctionInfo(
+            function_id=record["function_id"],
+            function_name=record["function_name"],
+            function_code=record["function_code"],
+            serialized=record["serialized"],
+            meta=pb.FunctionMeta(**record["meta"]),
+            description=record["description"],
+            public=record["public"],
+            group=record["group"],
+            created_at=record["created_at"],
+        )
+
+    @rpc
+    async def Run(self, request: pb.RunRequest, context: Any) -> pb.RunResponse:
+        receipt = self.core.submit(
+            _submission(
+                request.endpoint_id, [(request.function_id, [request.payload])], request.options
+            )
+        )
+        return pb.RunResponse(
+            task_id=receipt.tasks[0][1][0],
+            task_group_id=receipt.task_group_id,
+            endpoint_id=receipt.endpoint_id,
+            request_id=receipt.request_id,
+        )
+
+    @rpc
+    async def BatchRun(self, request: pb.BatchRunRequest, context: Any) -> pb.BatchRunResponse:
+        receipt = self.core.submit(
+            _submission(
+                request.endpoint_id,
+                [(group.function_id, list(group.payloads)) for group in request.tasks],
+                request.options,
+            )
+        )
+        return pb.BatchRunResponse(
+            request_id=receipt.request_id,
+            task_group_id=receipt.task_group_id,
+            endpoint_id=receipt.endpoint_id,
+            tasks=[pb.FunctionTaskIds(function_id=f, task_ids=t) for f, t in receipt.tasks],
+        )
+
+    @rpc
+    async def GetResult(self, request: pb.GetResultRequest, context: Any) -> pb.TaskRecord:
+        wait = min(max(request.wait_seconds, 0.0), MAX_WAIT_SECONDS)
+        return task_message(await self.core.wait_for(request.task_id, wait))
+
+    @rpc
+    async def GetBatchResult(
+        self, request: pb.GetBatchResultRequest, context: Any
+    ) -> pb.GetBatchResultResponse:
+        records = self.core.get_tasks(request.task_ids)
+        return pb.GetBatchResultResponse(tasks=[task_message(r) for r in records])
+
+    @stream_rpc
+    async def WatchTasks(
+        self, request: pb.WatchTasksRequest, context: Any
+    ) -> AsyncIterator[pb.TaskRecord]:
+        async for record in self.core.watch(request.task_ids):
+            yield task_message(record)
+
+    @rpc
+    async def GetEndpointStatus(
+        self, request: pb.EndpointRequest, context: Any
+    ) -> pb.EndpointDocument:
+        endpoint_id, backend = self.core.router.resolve(request.endpoint_id)
+        document = await backend.endpoint_status(endpoint_id)
+        return pb.EndpointDocument(endpoint_id=endpoint_id, json=json.dumps(document))
+
+    @rpc
+    async def GetEndpointMetadata(
+        self, request: pb.EndpointRequest, context: Any
+    ) -> pb.EndpointDocument:
+        endpoint_id, backend = self.core.router.resolve(request.endpoint_id)
+        document = await backend.endpoint_metadata(endpoint_id)
+        return pb.EndpointDocument(endpoint_id=endpoint_id, json=json.dumps(document))
+
+    @rpc
+    async def ListTasks(self, request: pb.ListTasksRequest, context: Any) -> pb.ListTasksResponse:
+        limit = min(request.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
+        records = self.core.recent_tasks(max(limit, 1), request.status)
+        return pb.ListTasksResponse(
+            tasks=[task_message(r, include_results=request.include_results) for r in records]
+        )
+
+
+def _submission(
+    endpoint_id: str, groups: list[tuple[str, list[str]]], options: pb.SubmitOptions
+) -> Submission:
+    return Submission(
+        endpoint_id=endpoint_id,
+        groups=groups,
+        task_group_id=options.task_group_id,
+        result_serializers=tuple(options.result_serializers),
+    )
+
+
+def task_message(record: dict[str, Any], *, include_results: bool = True) -> pb.TaskRecord:
+    """A store record as the wire TaskRecord."""
+    status = record["status"]
+    message = pb.TaskRecord(
+        task_id=record["task_id"],
+        status=status,
+        pending=status not in ("success", "failed"),
+        completion_t=record.get("completion_t") or "",
+        function_id=record["function_id"],
+        endpoint_id=record["endpoint_id"],
+        task_group_id=record["task_group_id"],
+        created_at=record["created_at"],
+        details_json=json.dumps(record["details"]) if record.get("details") else "",
+    )
+    if include_results:
+        message.result = record.get("result") or ""
+        message.exception = record.get("exception") or ""
+    return message

@@ -1,0 +1,222 @@
+"""The daemon's durable records: functions, tasks and results, in diskcache.
+
+Three diskcache databases under the store directory:
+
+- ``functions``: function id -> registration record (content-addressed ids);
+- ``tasks``: task id -> task record (status, ids, timestamps, result or exception);
+- ``inflight``: task id -> what is needed to run the task again (payload,
+  result serializers); present exactly while the task is not final, so a
+  restarted daemon resumes by reading this one small table.
+
+Values are stored with diskcache's JSONDisk: the daemon never pickles or
+unpickles anything, so a result is always opaque text here. Every write that a
+client is answered about happens inside one transaction before the answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import diskcache
+
+#: Namespace for content-addressed function ids.
+FUNCTION_ID_NAMESPACE = uuid.UUID("6f3c1a52-8d0e-4b7a-9a57-5bb1b4e6c0de")
+
+FINAL_STATUSES = frozenset({"success", "failed"})
+
+_CACHE_SETTINGS: dict[str, Any] = {
+    "disk": diskcache.JSONDisk,
+    "disk_compress_level": 1,
+    # Nothing is ever evicted behind the daemon's back: retention is explicit
+    # (expiry set when a result is first retrieved) and the size limit refuses
+    # new work instead of dropping old results.
+    "eviction_policy": "none",
+    "size_limit": 2**62,
+    "statistics": False,
+}
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """A task to record at submission."""
+
+    task_id: str
+    function_id: str
+    endpoint_id: str
+    task_group_id: str
+    payload: str
+    result_serializers: tuple[str, ...]
+
+
+def function_id_for(registration: dict[str, Any]) -> str:
+    """Content address of a registration: same body and metadata, same id."""
+    canonical = json.dumps(registration, sort_keys=True, separators=(",", ":"))
+    return str(uuid.uuid5(FUNCTION_ID_NAMESPACE, hashlib.sha256(canonical.encode()).hexdigest()))
+
+
+class Store:
+    """Durable records of the daemon, shared by every client."""
+
+    def __init__(self, directory: Path, *, size_limit_bytes: int, retention_seconds: float):
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory = directory
+        self.size_limit_bytes = size_limit_bytes
+        self.retention_seconds = retention_seconds
+        self._functions = diskcache.Cache(str(directory / "functions"), **_CACHE_SETTINGS)
+        self._tasks = diskcache.Cache(str(directory / "tasks"), **_CACHE_SETTINGS)
+        self._inflight = diskcache.Cache(str(directory / "inflight"), **_CACHE_SETTINGS)
+        self._meta = diskcache.Cache(str(directory / "meta"), **_CACHE_SETTINGS)
+
+    def close(self) -> None:
+        for cache in (self._functions, self._tasks, self._inflight, self._meta):
+            cache.close()
+
+    # ------------------------------------------------------------ functions
+
+    def put_function(self, registration: dict[str, Any]) -> tuple[str, bool]:
+        """Record a function; return its id and whether it was new."""
+        function_id = function_id_for(registration)
+        if function_id in self._functions:
+            return function_id, False
+        record = {**registration, "function_id": function_id, "created_at": time.time()}
+        created = self._functions.add(function_id, record)
+        return function_id, created
+
+    def get_function(self, function_id: str) -> dict[str, Any] | None:
+        return self._functions.get(function_id)
+
+    def has_function(self, function_id: str) -> bool:
+        return function_id in self._functions
+
+    # ---------------------------------------------------------------- tasks
+
+    def add_tasks(self, tasks: Sequence[NewTask], status: str) -> list[dict[str, Any]]:
+        """Record newly accepted tasks and their run data.
+
+        Two databases, written in an order that a crash between them cannot
+        corrupt: run data first, then the task records. A run entry without a
+        task record (the client was never answered) is dropped on resume.
+        """
+        now = time.time()
+        records = [
+            {
+                "task_id": task.task_id,
+                "function_id": task.function_id,
+                "endpoint_id": task.endpoint_id,
+                "task_group_id": task.task_group_id,
+                "status": status,
+                "created_at": now,
+            }
+            for task in tasks
+        ]
+        with self._inflight.transact():
+            for task in tasks:
+                self._inflight.set(
+                    task.task_id,
+                    {
+                        "endpoint_id": task.endpoint_id,
+                        "function_id": task.function_id,
+                        "payload": task.payload,
+                        "result_serializers": list(task.result_serializers),
+                    },
+                )
+        with self._tasks.transact():
+            for record in records:
+                self._tasks.set(record["task_id"], record)
+        return records
+
+    def complete_tasks(self, outcomes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Write final outcomes; return the full records written.
+
+        The final record is committed before the run data is deleted, so a
+        crash in between leaves a run entry whose task is already final, which
+        resume drops. An outcome for a task that is already final (a duplicate
+        report after a resume) is ignored: each task completes once.
+        """
+        written = []
+        with self._tasks.transact():
+            for outcome in outcomes:
+                task_id = outcome["task_id"]
+                record = self._tasks.get(task_id)
+                if record is None or record["status"] in FINAL_STATUSES:
+                    continue
+                record = {**record, **outcome}
+                self._tasks.set(task_id, record)
+                written.append(record)
+        with self._inflight.transact():
+            for record in written:
+                self._inflight.delete(record["task_id"])
+        for status in ("success", "failed"):
+            if count := sum(1 for r in written if r["status"] == status):
+                self._meta.incr(f"count:{status}", count)
+        return written
+
+    def get_task(self, task_id: str) -> dict[str, Any] | None:
+        """A task record; a final one starts its retention clock when first read."""
+        record, expire_time = self._tasks.get(task_id, expire_time=True)
+        if record is not None and expire_time is None and record["status"] in FINAL_STATUSES:
+            self._tasks.touch(task_id, expire=self.retention_seconds)
+        return record
+
+    def get_tasks(self, task_ids: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        return {task_id: self.get_task(task_id) for task_id in task_ids}
+
+    def resumable(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """Every accepted, unfinished task as (record, run data), for resuming.
+
+        Also drops run entries a crash left behind: those whose task record was
+        never written (never acknowledged) or is already final.
+        """
+        for task_id in list(self._inflight):
+            run = self._inflight.get(task_id)
+            record = self._tasks.get(task_id)
+            if run is None:
+                continue
+            if record is None or record["status"] in FINAL_STATUSES:
+                self._inflight.delete(task_id)
+                continue
+            yield record, run
+
+    def recent_tasks(self, limit: int, status: str = "") -> list[dict[str, Any]]:
+        """Newest first; ``status="pending"`` matches every non-final status."""
+        found: list[dict[str, Any]] = []
+        for task_id in reversed(self._tasks):
+            record = self._tasks.get(task_id)
+            if record is None:
+                continue
+            if status == "pending" and record["status"] in FINAL_STATUSES:
+                continue
+            if status and status != "pending" and record["status"] != status:
+                continue
+            found.append(record)
+            if len(found) >= limit:
+                break
+        return found
+
+    # ------------------------------------------------------------- capacity
+
+    def size_bytes(self) -> int:
+        return sum(c.volume() for c in (self._functions, self._tasks, self._inflight, self._meta))
+
+    def has_room_for(self, incoming_bytes: int) -> bool:
+        """Whether ``incoming_bytes`` more fit, after dropping expired results."""
+        if self.size_bytes() + incoming_bytes <= self.size_limit_bytes:
+            return True
+        self._tasks.expire()
+        return self.size_bytes() + incoming_bytes <= self.size_limit_bytes
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "pending": len(self._inflight),
+            "success": int(self._meta.get("count:success", 0)),
+            "failed": int(self._meta.get("count:failed", 0)),
+            "functions": len(self._functions),
+            "task_records": len(self._tasks),
+        }

@@ -1,0 +1,110 @@
+"""A real gcgated process on a real Unix socket, for tests.
+
+Each daemon gets its own state dir and a short socket path under /tmp (Unix
+socket paths are limited to 107 bytes, pytest's tmp paths can be longer).
+Readiness is the socket accepting a gRPC connection, which the daemon only
+allows after its store is open and its backends are started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import grpc
+from gcgate.v1 import gateway_pb2 as pb
+from gcgate.v1 import gateway_pb2_grpc as pb_grpc
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 60.0
+
+
+class Daemon:
+    """Start, stop, kill and restart one gcgated on a fixed socket and state dir."""
+
+    def __init__(self, state_dir: Path, *, workers: int = 2, extra_args: tuple[str, ...] = ()):
+        self.state_dir = state_dir
+        self.socket_dir = Path(tempfile.mkdtemp(prefix="gcg-", dir="/tmp"))
+        self.socket_path = self.socket_dir / "gcgate.sock"
+        self.log_path = state_dir.parent / f"{state_dir.name}-gcgated.log"
+        self.workers = workers
+        self.extra_args = extra_args
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for clients of this daemon (subprocesses included)."""
+        return {**os.environ, "GCGATE_SOCKET": str(self.socket_path)}
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "gcgated.cli.daemon",
+            "--socket",
+            str(self.socket_path),
+            "--state-dir",
+            str(self.state_dir),
+            "--workers",
+            str(self.workers),
+            "--log-level",
+            "DEBUG",
+            *self.extra_args,
+        ]
+
+    def start(self) -> Daemon:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        self.process = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env
+        )
+        log.close()
+        self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        """Block until the daemon answers Status (or fail with its log)."""
+        channel = grpc.insecure_channel(f"unix:{self.socket_path}")
+        try:
+            future = grpc.channel_ready_future(channel)
+            try:
+                future.result(timeout=START_TIMEOUT)
+            except grpc.FutureTimeoutError:
+                raise RuntimeError(f"gcgated did not start:\n{self.log()}") from None
+            pb_grpc.GatewayStub(channel).Status(pb.StatusRequest(), timeout=10)
+        finally:
+            channel.close()
+
+    def stop(self) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=STOP_TIMEOUT)
+        self.process = None
+        return code
+
+    def kill(self) -> None:
+        """kill -9 the daemon (its workers notice their closed pipe and exit)."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=STOP_TIMEOUT)
+        self.process = None
+
+    def restart(self) -> Daemon:
+        if self.process is not None:
+            self.stop()
+        return self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=STOP_TIMEOUT)
+            self.process = None
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
