@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: Status of a task recorded but not yet picked up by its endpoint.
 INITIAL_STATUS = "waiting-for-ep"
+#: Seconds between attempts to write outcomes when the store refused them.
+STORE_RETRY_SECONDS = 1.0
 #: Queued to every watcher when the daemon shuts down.
 _SHUTDOWN: dict[str, Any] = {"task_id": None}
 
@@ -309,7 +311,21 @@ class TaskLifecycle:
         outcomes, self._outcomes = self._outcomes, []
         if not outcomes:
             return
-        for record in self.store.complete_tasks(outcomes):
+        try:
+            written = self.store.complete_tasks(outcomes)
+        except Exception:
+            # Keep them: the store may recover (disk space freed); the tasks stay
+            # in flight meanwhile, so even a crash now only re-runs them.
+            log.exception(
+                "could not write %d outcome(s); retrying in %.0fs",
+                len(outcomes),
+                STORE_RETRY_SECONDS,
+            )
+            self._outcomes[:0] = outcomes
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_later(STORE_RETRY_SECONDS, self._flush)
+            return
+        for record in written:
             for queue in self._waiters.get(record["task_id"], ()):
                 queue.put_nowait(record)
 

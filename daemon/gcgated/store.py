@@ -72,7 +72,10 @@ class Store:
         self._functions = diskcache.Cache(str(directory / "functions"), **_CACHE_SETTINGS)
         self._tasks = diskcache.Cache(str(directory / "tasks"), **_CACHE_SETTINGS)
         self._inflight = diskcache.Cache(str(directory / "inflight"), **_CACHE_SETTINGS)
-        self._meta = diskcache.Cache(str(directory / "meta"), **_CACHE_SETTINGS)
+        # Counters only: plain integers, which diskcache's default Disk stores as
+        # SQLite integers (no pickling), so incr() works.
+        plain = {k: v for k, v in _CACHE_SETTINGS.items() if not k.startswith("disk")}
+        self._meta = diskcache.Cache(str(directory / "meta"), **plain)
 
     def close(self) -> None:
         for cache in (self._functions, self._tasks, self._inflight, self._meta):
