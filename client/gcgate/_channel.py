@@ -1,0 +1,149 @@
+"""The gRPC connection to the daemon, and the translation of gRPC failures.
+
+Every RPC the client makes goes through :class:`Connection`, so there is exactly
+one place that decides what a ``grpc.RpcError`` means to a person: "the daemon is
+not running, start it like this", "you may not use this socket", or the daemon's
+own refusal as a :class:`~gcgate.errors.GatewayError` subclass.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+
+from gcgate import errors
+from gcgate.constants import MAX_MESSAGE_BYTES, SOCKET_ENV
+from gcgate.v1 import gateway_pb2_grpc as pb_grpc
+
+_Resp = TypeVar("_Resp")
+
+#: How to get a daemon running, appended to every "cannot reach the daemon" message.
+START_HINT = f"start it with `gcgated` (or `gcgated --socket PATH`), or set {SOCKET_ENV}"
+
+_CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # gRPC's reconnect backoff is tuned for remote servers (up to 120 s). A local
+    # daemon that restarts is back within a second or two, and a long backoff would
+    # make a client fail fast with UNAVAILABLE long after the daemon is up again.
+    # (Not grpc.min_reconnect_backoff_ms: that is also the connect timeout, and a
+    # busy daemon must get more than a few milliseconds to answer a connection.)
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
+def _connect_failure(details: str, socket_path: Path) -> str | None:
+    """Why gRPC could not connect, for a person; None if the connection was made.
+
+    gRPC reports every transport failure as UNAVAILABLE and tells them apart only
+    in the details text, so this is the one place that text is read.
+    """
+    if "Permission denied" in details:
+        return "permission"
+    if "timed out" in details:
+        return "the socket accepted the connection but nothing answered"
+    if "failed to connect" in details or "No such file" in details or "refused" in details:
+        return "no such socket" if not socket_path.exists() else "nobody is listening"
+    return None
+
+
+def unavailable_error(socket_path: Path, reason: str) -> errors.DaemonUnavailable:
+    """A :class:`DaemonUnavailable` naming the socket and how to start the daemon."""
+    return errors.DaemonUnavailable(
+        f"cannot reach the gcgate daemon at {socket_path}: {reason}; {START_HINT}"
+    )
+
+
+def translate(err: grpc.RpcError, socket_path: Path) -> errors.GcgateError:
+    """Turn a failed RPC into the gcgate exception a caller should see.
+
+    - cannot connect (no socket, nobody listening): :class:`DaemonUnavailable`
+      with the socket path and how to start the daemon;
+    - the socket exists but this user may not connect: :class:`DaemonUnavailable`
+      explaining the permission problem (it is not the daemon refusing, so it is
+      not a :class:`~gcgate.errors.PermissionDenied`);
+    - anything else: the :class:`~gcgate.errors.GatewayError` subclass for the
+      status code, carrying the daemon's message unchanged.
+    """
+    code: grpc.StatusCode | None = err.code() if isinstance(err, grpc.Call) else None
+    details = (err.details() if isinstance(err, grpc.Call) else None) or str(err)
+    if code is grpc.StatusCode.UNAVAILABLE:
+        reason = _connect_failure(details, socket_path)
+        if reason == "permission":
+            return errors.DaemonUnavailable(
+                f"permission denied connecting to the gcgate daemon socket {socket_path}:"
+                " your user may not open it. Ask whoever runs the daemon to add you to"
+                f" the socket's group, or run your own daemon: {START_HINT}"
+            )
+        if reason is not None:
+            return unavailable_error(socket_path, reason)
+        # The connection was made and then lost, or the daemon said it is stopping.
+        return errors.Unavailable(f"{details} (daemon socket {socket_path})")
+    if code is None:
+        return errors.GatewayError(details)
+    return errors.error_for(code.name, details)
+
+
+class Connection:
+    """One channel to the daemon plus the stub; every call translates its errors."""
+
+    def __init__(self, socket_path: str | os.PathLike[str]) -> None:
+        self.socket_path = Path(socket_path)
+        self._channel = grpc.insecure_channel(f"unix:{self.socket_path}", options=_CHANNEL_OPTIONS)
+        self.stub = pb_grpc.GatewayStub(self._channel)
+        self._closed = False
+
+    def closed_error(self) -> errors.GcgateError | None:
+        """The error for using this connection after :meth:`close`; None while open."""
+        if not self._closed:
+            return None
+        return errors.GcgateError(
+            f"this gcgate client is closed (daemon socket {self.socket_path})"
+        )
+
+    def call(
+        self,
+        method: Callable[..., _Resp],
+        request: Any,
+        *,
+        timeout: float | None = None,
+    ) -> _Resp:
+        """Invoke a unary RPC of :attr:`stub`, raising gcgate errors instead of grpc's."""
+        if closed := self.closed_error():
+            raise closed
+        try:
+            return method(request, timeout=timeout)
+        except grpc.RpcError as err:
+            raise self.closed_error() or translate(err, self.socket_path) from None
+
+    def stream(
+        self,
+        method: Callable[..., Iterator[_Resp]],
+        request: Any,
+        *,
+        timeout: float | None = None,
+    ) -> Iterator[_Resp]:
+        """Iterate a server-streaming RPC of :attr:`stub`, translating its errors.
+
+        Closing the returned generator (or dropping it) cancels the call, so a
+        consumer that stops early does not leave the daemon streaming into the void.
+        """
+        if closed := self.closed_error():
+            raise closed
+        call = method(request, timeout=timeout)
+        try:
+            yield from call
+        except grpc.RpcError as err:
+            raise self.closed_error() or translate(err, self.socket_path) from None
+        finally:
+            call.cancel()
+
+    def close(self) -> None:
+        """Close the channel; calls in flight and later calls fail with a clear error."""
+        self._closed = True
+        self._channel.close()

@@ -1,0 +1,566 @@
+"""``Client``: the Globus Compute SDK's ``Client`` API, served by the gcgate daemon.
+
+Each method makes one (or a few) RPCs to the local daemon; nothing here talks to
+Globus. Return shapes are the SDK's, so code written against
+``globus_compute_sdk.Client`` runs unchanged after swapping the import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+import platform
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.message import Message
+
+from gcgate import errors
+from gcgate._channel import Connection, unavailable_error
+from gcgate.batch import UUID_LIKE_T, Batch, as_uuid, create_user_runtime, gcgate_version
+from gcgate.errors import TaskExecutionFailed, TaskPending
+from gcgate.paths import client_socket_path
+from gcgate.serialize import Serializer, Strategylike, resolve_strategy
+from gcgate.v1 import gateway_pb2 as pb
+
+#: How long construction waits for the daemon's Status answer. Status is cheap, so
+#: a daemon that takes longer is wedged rather than busy.
+CONNECT_TIMEOUT_S = 5.0
+
+#: Task ids per GetBatchResult call: keeps each request and answer well inside the
+#: gRPC message limit for typical results (larger answers are split further).
+BATCH_RESULT_CHUNK = 2000
+#: The daemon holds one GetResult call at most this long; longer waits loop.
+MAX_WAIT_SECONDS = 300.0
+
+#: Constructor arguments of the SDK's Client that have no meaning here.
+_SDK_ONLY_KWARGS = frozenset({"environment", "local_compute_services", "do_version_check"})
+
+
+@dataclass
+class FunctionRegistrationMetadata:
+    """The SDK's metadata for a registration; ``FunctionRegistrationMetadata(**d)``
+    gives the SDK's TypeErrors for a ``metadata`` dict with missing or unknown keys."""
+
+    python_version: str
+    sdk_version: str
+    serde_identifier: str | None = None
+
+    def to_meta(self) -> pb.FunctionMeta:
+        return pb.FunctionMeta(**{k: v for k, v in asdict(self).items() if v})
+
+
+def as_serializer(value: Any) -> Serializer:
+    """A :class:`Serializer` from ours, or from an SDK ``ComputeSerializer``.
+
+    Porting code sets ``executor.serializer = ComputeSerializer(strategy_code=...)``;
+    the strategies are matched by class name, so the SDK's object is taken as is.
+    """
+    if isinstance(value, Serializer):
+        return value
+    if hasattr(value, "code_serializer") and hasattr(value, "data_serializer"):
+        return Serializer(value.code_serializer, value.data_serializer)
+    raise TypeError(
+        f"Expected a gcgate Serializer (or ComputeSerializer), got {type(value).__name__}"
+    )
+
+
+def result_serializer_paths(values: Iterable[Strategylike]) -> list[str]:
+    """Validated import paths of result strategies, as endpoints expect them.
+
+    Accepts what the SDK accepts (instances, classes, import paths) and raises
+    :class:`~gcgate.errors.SerdeError` for an unknown one, before anything is sent.
+    """
+    return [resolve_strategy(v).sdk_import_path for v in values]
+
+
+def message_dict(msg: Message) -> dict[str, Any]:
+    """A protobuf message as plain Python values (ints stay ints, unlike MessageToDict).
+
+    Fields named ``*_json`` are decoded and stored without the suffix.
+    """
+    out: dict[str, Any] = {}
+    for field in msg.DESCRIPTOR.fields:
+        value = getattr(msg, field.name)
+        if field.message_type is not None and field.is_repeated:
+            value = [message_dict(v) for v in value]
+        elif field.message_type is not None:
+            value = message_dict(value)
+        elif field.is_repeated:
+            value = list(value)
+        elif field.name.endswith("_json"):
+            out[field.name[: -len("_json")]] = json.loads(value) if value else None
+            continue
+        out[field.name] = value
+    return out
+
+
+def task_dict(record: pb.TaskRecord, serializer: Serializer, *, summary: bool = False) -> dict:
+    """A TaskRecord as the SDK's task dict: the one conversion every reader uses.
+
+    ``{"task_id", "pending", "status"}``, plus ``"details"`` when the daemon has
+    any, and for a final task ``"completion_t"`` and either ``"result"`` (the
+    deserialized value) or ``"exception"`` (a :class:`TaskExecutionFailed` for a
+    failed task, or the :class:`~gcgate.errors.DeserializationError` when a
+    successful result cannot be deserialized here). Exceptions are returned, not
+    raised, so a caller handling many tasks loses none of them to one failure.
+
+    ``summary=True`` (for listings) adds the record's function, endpoint, group
+    and creation time, and omits result/exception if the daemon did not send them.
+    """
+    task: dict[str, Any] = {"task_id": record.task_id, "pending": record.pending}
+    task["status"] = record.status.lower()
+    details = json.loads(record.details_json) if record.details_json else None
+    if details:
+        task["details"] = details
+    if summary:
+        task.update(
+            function_id=record.function_id,
+            endpoint_id=record.endpoint_id,
+            task_group_id=record.task_group_id,
+            created_at=record.created_at,
+        )
+    if record.pending:
+        return task
+    task["completion_t"] = record.completion_t
+    if task["status"] == "failed":
+        if record.exception or not summary:
+            task["exception"] = TaskExecutionFailed(
+                record.exception, record.completion_t or None, details
+            )
+    elif record.result or not summary:
+        try:
+            task["result"] = serializer.deserialize(record.result)
+        except errors.SerdeError as exc:
+            task["exception"] = exc
+    return task
+
+
+class Client:
+    """The Globus Compute SDK's ``Client``, talking to the local gcgate daemon.
+
+    The daemon holds the Globus session, the result store and the embedded local
+    endpoint (``"local"`` or :data:`~gcgate.constants.LOCAL_ENDPOINT_ID`), so this
+    object only needs the daemon's socket. It is cheap, thread-safe, and should be
+    closed (or used as a context manager) to release its channel.
+    """
+
+    def __init__(
+        self,
+        socket_path: str | os.PathLike[str] | None = None,
+        *,
+        code_serialization_strategy: Strategylike | None = None,
+        data_serialization_strategy: Strategylike | None = None,
+        app: Any = None,
+        authorizer: Any = None,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
+        **kwargs: Any,
+    ) -> None:
+        """
+        :param socket_path: the daemon's socket; default: ``$GCGATE_SOCKET``, else
+            the user's own daemon, else the system service's socket
+        :param code_serialization_strategy: strategy for function code (default
+            DillCode); SDK strategy objects and import paths are accepted
+        :param data_serialization_strategy: strategy for task arguments (default
+            DillDataBase64)
+        :param app: a ``globus_sdk.GlobusApp``; accepted and stored for a future
+            per-client login, **not used yet** (the daemon's login is used)
+        :param authorizer: a ``globus_sdk`` authorizer; as ``app``, stored, not used yet
+        :param connect_timeout: seconds to wait for the daemon to answer at startup
+        :param kwargs: the SDK's ``environment``, ``local_compute_services`` and
+            ``do_version_check`` are accepted and ignored; others warn, as in the SDK
+        :raises DaemonUnavailable: the daemon does not answer on the socket
+        """
+        for name in kwargs.keys() - _SDK_ONLY_KWARGS:
+            warnings.warn(
+                f"The '{name}' argument is unrecognized. "
+                "(It might have been removed in a previous release.)",
+                stacklevel=2,
+            )
+        if app and authorizer:
+            raise ValueError("'app' and 'authorizer' are mutually exclusive.")
+        self.app = app
+        self.authorizer = authorizer
+
+        self._fx_serializer = Serializer(code_serialization_strategy, data_serialization_strategy)
+        # Final task dicts by task id, like the SDK's table: final results never
+        # change, so they are served from here without asking the daemon again.
+        self._task_status_table: dict[str, dict[str, Any]] = {}
+
+        self._conn = Connection(socket_path if socket_path is not None else client_socket_path())
+        try:
+            self._conn.call(self._conn.stub.Status, pb.StatusRequest(), timeout=connect_timeout)
+        except errors.DeadlineExceeded:
+            self._conn.close()
+            raise unavailable_error(
+                self.socket_path, f"no answer within {connect_timeout:g} s (is it wedged?)"
+            ) from None
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def socket_path(self) -> Path:
+        """The daemon socket this client talks to."""
+        return self._conn.socket_path
+
+    @property
+    def fx_serializer(self) -> Serializer:
+        """Serializes function code and task arguments, and deserializes results."""
+        return self._fx_serializer
+
+    @fx_serializer.setter
+    def fx_serializer(self, value: Any) -> None:
+        self._fx_serializer = as_serializer(value)
+
+    def _call(self, method_name: str, request: Any, **kwargs: Any) -> Any:
+        return self._conn.call(getattr(self._conn.stub, method_name), request, **kwargs)
+
+    def close(self) -> None:
+        """Release the connection; the daemon and its tasks are unaffected."""
+        self._conn.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(socket_path={str(self.socket_path)!r})"
+
+    def status(self) -> dict[str, Any]:
+        """The daemon's Status (version, uptime, backends, login, counts) as a dict."""
+        return message_dict(self._call("Status", pb.StatusRequest()))
+
+    # ----------------------------------------------------------------- functions
+
+    def register_function(
+        self,
+        function: Callable[..., Any],
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        public: bool = False,
+        group: UUID_LIKE_T | None = None,
+        ha_endpoint_id: UUID_LIKE_T | None = None,
+    ) -> str:
+        """Register a function; returns its UUID.
+
+        As the SDK: ``description`` defaults to the docstring, and the metadata
+        records this Python version, gcgate's version and the code strategy.
+        Unlike the SDK (which rejects it when ``function`` is given), a
+        ``metadata`` dict overrides that metadata; it takes the keys of the SDK's
+        ``FunctionRegistrationMetadata``. Registering the same function twice gives
+        the same id.
+        """
+        return self._register(
+            function_name=function.__name__,
+            function_code=self.fx_serializer.function_code(function),
+            serialized=True,
+            serde_identifier=self.fx_serializer.code_serializer.identifier.strip(),
+            metadata=metadata,
+            description=inspect.getdoc(function) if description is None else description,
+            public=public,
+            group=group,
+            ha_endpoint_id=ha_endpoint_id,
+        )
+
+    def register_source_code(
+        self,
+        source: str,
+        function_name: str,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        public: bool = False,
+        group: UUID_LIKE_T | None = None,
+        ha_endpoint_id: UUID_LIKE_T | None = None,
+    ) -> str:
+        """Register Python source text defining ``function_name``; returns its UUID.
+
+        The source is sent as text (the endpoint execs it), so it works across
+        Python versions; the code serialization strategy is not used.
+        """
+        return self._register(
+            function_name=function_name,
+            function_code=source,
+            serialized=False,
+            serde_identifier=None,
+            metadata=metadata,
+            description=description,
+            public=public,
+            group=group,
+            ha_endpoint_id=ha_endpoint_id,
+        )
+
+    def _register(
+        self,
+        *,
+        serde_identifier: str | None,
+        metadata: dict[str, Any] | None,
+        description: str | None,
+        public: bool,
+        group: UUID_LIKE_T | None,
+        ha_endpoint_id: UUID_LIKE_T | None,
+        **fields: Any,
+    ) -> str:
+        if ha_endpoint_id:
+            if public or group:
+                raise ValueError("`ha_endpoint_id` is mutually exclusive with `public` and `group`")
+            raise ValueError("gcgate does not support high-assurance functions (ha_endpoint_id)")
+        meta = (
+            FunctionRegistrationMetadata(**metadata)
+            if metadata
+            else FunctionRegistrationMetadata(
+                platform.python_version(), gcgate_version(), serde_identifier
+            )
+        )
+        request = pb.RegisterFunctionRequest(
+            meta=meta.to_meta(),
+            description=description or "",
+            public=public,
+            group=str(group or ""),
+            **fields,
+        )
+        return self._call("RegisterFunction", request).function_id
+
+    def get_function(self, function_id: UUID_LIKE_T) -> dict[str, Any]:
+        """A registered function, in the Compute service's document shape."""
+        info = self._call("GetFunction", pb.GetFunctionRequest(function_id=str(function_id)))
+        metadata = {k: v for k, v in message_dict(info.meta).items() if v}
+        return {
+            "function_uuid": info.function_id,
+            "function_name": info.function_name,
+            "function_code": info.function_code,
+            "description": info.description,
+            "metadata": metadata,
+            "public": info.public,
+            "group": info.group or None,
+            "serialized": info.serialized,
+            "created_at": info.created_at,
+        }
+
+    # -------------------------------------------------------------------- submit
+
+    def run(
+        self, *args: Any, endpoint_id: UUID_LIKE_T, function_id: UUID_LIKE_T, **kwargs: Any
+    ) -> str:
+        """Run a registered function once with ``args``/``kwargs``; returns the task id.
+
+        ``endpoint_id`` may be ``"local"`` for the daemon's embedded endpoint. The
+        task is stored by the daemon before this returns.
+        """
+        payload = self.fx_serializer.task_payload(args, kwargs)
+        request = pb.RunRequest(
+            endpoint_id=str(endpoint_id),
+            function_id=str(as_uuid(function_id)),
+            payload=payload,
+            options=pb.SubmitOptions(user_runtime_json=json.dumps(create_user_runtime())),
+        )
+        return self._call("Run", request).task_id
+
+    def create_batch(
+        self,
+        task_group_id: UUID_LIKE_T | None = None,
+        resource_specification: dict[str, Any] | None = None,
+        user_endpoint_config: dict[str, Any] | None = None,
+        create_websocket_queue: bool = False,
+        result_serializers: list[str] | None = None,
+    ) -> Batch:
+        """A :class:`Batch` that uses this client's serializer (see :meth:`batch_run`)."""
+        return Batch(
+            task_group_id,
+            resource_specification,
+            user_endpoint_config,
+            create_websocket_queue,
+            serializer=self.fx_serializer,
+            user_runtime=create_user_runtime(),
+            result_serializers=result_serializers,
+        )
+
+    def batch_run(self, endpoint_id: UUID_LIKE_T, batch: Batch) -> dict[str, Any]:
+        """Submit every task of ``batch`` to ``endpoint_id`` in one call.
+
+        :returns: ``{"request_id", "task_group_id", "endpoint_id",
+            "tasks": {function_id: [task_id, ...]}}``, task ids in ``add()`` order
+        :raises ValueError: for a batch without tasks
+        """
+        if not batch or not len(batch):
+            raise ValueError("No tasks specified for batch run")
+        r = self._call("BatchRun", batch_request(endpoint_id, batch.prepare()))
+        return {
+            "request_id": r.request_id,
+            "task_group_id": r.task_group_id,
+            "endpoint_id": r.endpoint_id,
+            "tasks": {group.function_id: list(group.task_ids) for group in r.tasks},
+        }
+
+    # ------------------------------------------------------------------- results
+
+    def _remember(self, task: dict[str, Any]) -> dict[str, Any]:
+        if not task["pending"]:
+            self._task_status_table[task["task_id"]] = task
+        return task
+
+    def get_task(self, task_id: UUID_LIKE_T, *, wait: float = 0.0) -> dict[str, Any]:
+        """The task's state: ``{"pending", "status", ...}``; for a finished task also
+        ``"result"`` and ``"completion_t"``.
+
+        :param wait: gcgate extension: seconds to wait for the task to finish
+            (the daemon answers as soon as it does); 0, the default, answers at
+            once as the SDK does
+        :raises TaskExecutionFailed: the task failed (as the SDK's ``get_task``)
+        :raises DeserializationError: the result cannot be deserialized here
+        """
+        tid = str(task_id)
+        task = self._task_status_table.get(tid)
+        deadline = time.monotonic() + wait
+        while task is None:
+            left = max(0.0, deadline - time.monotonic())
+            request = pb.GetResultRequest(task_id=tid, wait_seconds=min(left, MAX_WAIT_SECONDS))
+            record = self._call("GetResult", request)
+            task = self._remember(task_dict(record, self.fx_serializer))
+            if task["pending"] and deadline - time.monotonic() > 0:
+                task = None
+        if "exception" in task:
+            raise task["exception"]
+        return task
+
+    def get_result(self, task_id: UUID_LIKE_T, *, wait: float = 0.0) -> Any:
+        """The task's result.
+
+        :param wait: gcgate extension: seconds to wait for the result (default 0:
+            answer at once, as the SDK does)
+        :raises TaskPending: not finished yet (``.reason`` is its status)
+        :raises TaskExecutionFailed: the task failed; ``str()`` shows the remote
+            traceback
+        """
+        task = self.get_task(task_id, wait=wait)
+        if task["pending"]:
+            raise TaskPending(task["status"])
+        return task["result"]
+
+    def get_batch_result(
+        self, task_id_list: Iterable[UUID_LIKE_T], *, wait: float = 0.0
+    ) -> dict[str, dict[str, Any]]:
+        """The state of many tasks: ``{task_id: task dict}`` (see :meth:`get_task`).
+
+        Unlike the SDK, which leaves failed tasks out, a failed task is included
+        with ``"exception"``: its :class:`TaskExecutionFailed` (not raised).
+
+        :param wait: gcgate extension: seconds to wait for all of them to finish
+            (completions are pushed by the daemon); default 0 answers at once
+        :raises NotFound: one of the ids is unknown to the daemon
+        """
+        wanted = list(dict.fromkeys(map(str, task_id_list)))
+        if wait > 0:
+            with contextlib.suppress(errors.DeadlineExceeded):
+                for _ in self.watch(wanted, timeout=wait):
+                    pass
+        table = self._task_status_table
+        results = {tid: table[tid] for tid in wanted if tid in table}
+        missing = [tid for tid in wanted if tid not in results]
+        for start in range(0, len(missing), BATCH_RESULT_CHUNK):
+            for record in self._batch_records(missing[start : start + BATCH_RESULT_CHUNK]):
+                results[record.task_id] = self._remember(task_dict(record, self.fx_serializer))
+        return results
+
+    def _batch_records(self, task_ids: list[str]) -> list[pb.TaskRecord]:
+        """GetBatchResult, halving the request while the answer is over the size limit."""
+        try:
+            r = self._call("GetBatchResult", pb.GetBatchResultRequest(task_ids=task_ids))
+        except errors.ResourceExhausted:
+            if len(task_ids) == 1:
+                raise
+            half = len(task_ids) // 2
+            return self._batch_records(task_ids[:half]) + self._batch_records(task_ids[half:])
+        return list(r.tasks)
+
+    def watch(
+        self, task_ids: Iterable[UUID_LIKE_T], *, timeout: float | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Yield each task's final dict (see :meth:`get_batch_result`) as it finishes.
+
+        Tasks already finished come first; the iterator ends when every task has
+        been yielded. Closing it early cancels the stream.
+
+        :raises DeadlineExceeded: ``timeout`` seconds passed first
+        """
+        wanted = list(dict.fromkeys(map(str, task_ids)))
+        table = self._task_status_table
+        yield from (table[tid] for tid in wanted if tid in table)
+        rest = [tid for tid in wanted if tid not in table]
+        if not rest:
+            return
+        request = pb.WatchTasksRequest(task_ids=rest)
+        for record in self._conn.stream(self._conn.stub.WatchTasks, request, timeout=timeout):
+            yield self._remember(task_dict(record, self.fx_serializer))
+
+    def list_tasks(
+        self, limit: int = 50, status: str = "", include_results: bool = False
+    ) -> list[dict[str, Any]]:
+        """Recent tasks, newest first, with their function, endpoint and group ids.
+
+        :param status: only tasks with this status (``"pending"`` matches every
+            unfinished one)
+        :param include_results: also fetch (and deserialize) results and exceptions
+        """
+        request = pb.ListTasksRequest(limit=limit, status=status, include_results=include_results)
+        records = self._call("ListTasks", request).tasks
+        return [task_dict(r, self.fx_serializer, summary=True) for r in records]
+
+    # ----------------------------------------------------------------- endpoints
+
+    def _endpoint_document(self, method_name: str, endpoint_id: UUID_LIKE_T) -> dict[str, Any]:
+        doc = self._call(method_name, pb.EndpointRequest(endpoint_id=str(endpoint_id)))
+        return json.loads(doc.json) if doc.json else {}
+
+    def get_endpoint_status(self, endpoint_uuid: UUID_LIKE_T) -> dict[str, Any]:
+        """The endpoint's status document (``{"status": "online", "details": ...}``)."""
+        return self._endpoint_document("GetEndpointStatus", endpoint_uuid)
+
+    def get_endpoint_metadata(self, endpoint_uuid: UUID_LIKE_T) -> dict[str, Any]:
+        """The endpoint's metadata document (``{"uuid", "name", ...}``)."""
+        return self._endpoint_document("GetEndpointMetadata", endpoint_uuid)
+
+
+def batch_request(endpoint_id: UUID_LIKE_T, doc: dict[str, Any]) -> pb.BatchRunRequest:
+    """A BatchRunRequest from a prepared batch document (``Batch.prepare()``).
+
+    Built from the document rather than the Batch object, so it is the one place a
+    batch becomes a request, and an SDK ``Batch`` is accepted too.
+    """
+
+    def as_json(key: str) -> str:
+        return json.dumps(doc[key]) if doc.get(key) else ""
+
+    options = pb.SubmitOptions(
+        task_group_id=str(doc.get("task_group_id") or ""),
+        resource_specification_json=as_json("resource_specification"),
+        user_endpoint_config_json=as_json("user_endpoint_config"),
+        result_serializers=result_serializer_paths(doc.get("result_serializers") or ()),
+        user_runtime_json=as_json("user_runtime"),
+    )
+    tasks = [
+        pb.BatchTasks(function_id=str(fid), payloads=payloads)
+        for fid, payloads in doc["tasks"].items()
+    ]
+    return pb.BatchRunRequest(endpoint_id=str(endpoint_id), tasks=tasks, options=options)
+
+
+__all__ = [
+    "BATCH_RESULT_CHUNK",
+    "Client",
+    "FunctionRegistrationMetadata",
+    "as_serializer",
+    "message_dict",
+    "result_serializer_paths",
+    "task_dict",
+]
