@@ -21,6 +21,7 @@ from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
 from gcgated.core import Submission, TaskLifecycle
 from gcgated.errors import GatewayError
+from gcgated.validation import parse_json_object
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +220,14 @@ class GatewayServicer(pb_grpc.GatewayServicer):
 def _submission(
     endpoint_id: str, groups: list[tuple[str, list[str]]], options: pb.SubmitOptions
 ) -> Submission:
+    # The JSON options only matter to remote endpoints (the local one has no
+    # resources to specify), but malformed ones are refused for every endpoint.
+    for field_name in (
+        "resource_specification_json",
+        "user_endpoint_config_json",
+        "user_runtime_json",
+    ):
+        parse_json_object(getattr(options, field_name), f"options.{field_name}")
     return Submission(
         endpoint_id=endpoint_id,
         groups=groups,
