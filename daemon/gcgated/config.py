@@ -32,6 +32,9 @@ ENV_VARS = {
     "store_size_limit_mb": "GCGATE_STORE_SIZE_LIMIT_MB",
 }
 
+#: Accepted log levels (any case), as ``--log-level`` offers them.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
 
 def default_state_dir() -> Path:
     """``$STATE_DIRECTORY`` under systemd, else the platform's user data dir."""
@@ -85,6 +88,12 @@ class Config:
         self.validate(source)
 
     def validate(self, source: str) -> None:
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise StartupError(
+                f"{source}: log_level must be one of {', '.join(LOG_LEVELS)},"
+                f" not {self.log_level!r}"
+            )
+        self.log_level = self.log_level.upper()
         if self.workers < 0:
             raise StartupError(f"{source}: workers must be >= 0 (0 means one per CPU)")
         if self.retention_days <= 0:
@@ -110,6 +119,9 @@ def load_config(config_file: Path | None, flags: dict[str, Any]) -> Config:
         config.update(data.get("gcgated", data), f"config file {path}")
     elif config_file is not None:
         raise StartupError(f"config file {config_file} does not exist")
-    config.update({name: os.environ.get(var) for name, var in ENV_VARS.items()}, "environment")
+    # An empty variable counts as unset (as GCGATE_SOCKET does for clients).
+    config.update(
+        {name: os.environ.get(var) or None for name, var in ENV_VARS.items()}, "environment"
+    )
     config.update(flags, "command line")
     return config

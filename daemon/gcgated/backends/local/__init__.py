@@ -124,9 +124,16 @@ class LocalBackend:
         """State and load, for the daemon's Status RPC."""
         pool = self._pool
         if pool is None:
-            return {"state": "stopped", "workers": 0, "queued": 0, "running": 0}
+            return {
+                "state": "stopped",
+                "endpoint_id": LOCAL_ENDPOINT_ID,
+                "workers": 0,
+                "queued": 0,
+                "running": 0,
+            }
         return {
             "state": pool.state,
+            "endpoint_id": LOCAL_ENDPOINT_ID,
             "workers": pool.live_workers,
             "queued": pool.queued,
             "running": pool.running,

@@ -244,8 +244,12 @@ class WorkerPool:
         """Start one worker process and wait for its hello; it joins the pool then."""
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "gcgated.backends.local.worker",
+            # Not `-m`: that would make the worker module `__main__`, and dill
+            # binds functions defined in a submitter's `__main__` (scripts,
+            # notebooks) to the worker's `__main__` globals. This leaves an empty
+            # `__main__` for user code, as on a Globus Compute endpoint.
+            "-c",
+            "raise SystemExit(__import__('gcgated.backends.local.worker', fromlist=['_']).main())",
             "--parent-pid",
             str(os.getpid()),
             "--function-cache-size",

@@ -1,0 +1,509 @@
+"""``gcgate``: the user's command line for a running gcgate daemon.
+
+Commands: ``status`` (is the daemon up, and how is it doing), ``result`` (one
+task's result or failure), ``tasks`` (recent tasks) and ``cache`` (result store
+usage). Every command talks to the daemon only through the thin client
+:class:`gcgate.Client`, exactly like user code does, so what the CLI shows is
+what a program would see. ``--json`` switches any command to machine-readable
+output on stdout; messages about errors always go to stderr as plain text.
+
+Exit codes, so scripts can branch without parsing text:
+
+  0  success
+  1  the task failed (its remote traceback is on stderr), its result cannot be
+     deserialized here, or another error
+  2  usage error (bad command line)
+  3  the daemon is not reachable (the message names the socket and how to start it)
+  4  the task is still pending
+  5  not found (unknown task id) or invalid argument (e.g. a malformed id)
+  130  interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gcgate import Client, __version__
+from gcgate.constants import LOCAL_ENDPOINT_ALIAS, LOCAL_ENDPOINT_ID, SOCKET_ENV
+from gcgate.errors import (
+    DaemonUnavailable,
+    DeserializationError,
+    GcgateError,
+    InvalidArgument,
+    NotFound,
+    TaskExecutionFailed,
+)
+from gcgate.paths import client_socket_path
+
+
+class Exit(enum.IntEnum):
+    """Exit codes of ``gcgate`` (see the module docstring)."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    UNREACHABLE = 3
+    PENDING = 4
+    NOT_FOUND = 5
+    INTERRUPTED = 130
+
+
+#: ``result --wait`` without a value waits this long (the daemon's own cap per call).
+DEFAULT_RESULT_WAIT_S = 300.0
+#: Statuses ``tasks --status`` accepts; "pending" matches every unfinished one.
+TASK_STATUSES = ("pending", "received", "waiting-for-ep", "running", "success", "failed")
+#: Retry delays while ``status --wait`` waits for a daemon to come up: short at
+#: first (a freshly started daemon is usually ready within a second), then capped
+#: so a slow start is not kept waiting long after it is ready.
+FIRST_RETRY_DELAY_S, MAX_RETRY_DELAY_S = 0.05, 0.5
+
+EPILOG = f"""\
+The daemon's socket is --socket, else ${SOCKET_ENV}, else your own daemon's
+default socket, else the system service's. Start a daemon with `gcgated`.
+The local endpoint {LOCAL_ENDPOINT_ID} is shown as "{LOCAL_ENDPOINT_ALIAS}".
+
+exit codes:
+  0  success
+  1  the task failed (remote traceback on stderr), or another error
+  2  usage error
+  3  the daemon is not reachable
+  4  the task is still pending
+  5  not found (unknown task id) or invalid argument (malformed id)
+"""
+
+
+@dataclass
+class Output:
+    """What a command produced: text for people, data for ``--json``, an exit code.
+
+    Commands return this instead of printing, so the choice between text and JSON
+    is made in one place and every command supports both.
+    """
+
+    text: str
+    data: Any
+    code: Exit = Exit.OK
+    #: Extra explanation for stderr (a remote traceback, "still pending"), shown
+    #: in both modes since JSON consumers read stdout only.
+    message: str = ""
+
+
+# ------------------------------------------------------------------- formatting
+
+
+def format_duration(seconds: float) -> str:
+    """``3d 4h``, ``2h 05m``, ``5m 12s``, ``12s``: the two largest units are plenty."""
+    total = int(seconds)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def format_bytes(size: float) -> str:
+    """Binary units (``112.0 KiB``), as ``du -h`` users expect."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_time(unix_time: float | str | None) -> str:
+    """Local ISO 8601 time (seconds precision), or ``-`` for none.
+
+    Accepts the SDK's string completion times too; an unparsable value is shown
+    as is rather than hidden.
+    """
+    if unix_time in (None, "", 0):
+        return "-"
+    try:
+        return datetime.fromtimestamp(float(unix_time)).isoformat(timespec="seconds")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return str(unix_time)
+
+
+def endpoint_label(endpoint_id: str) -> str:
+    """The local endpoint's alias instead of its UUID, which nobody recognises."""
+    return LOCAL_ENDPOINT_ALIAS if endpoint_id == LOCAL_ENDPOINT_ID else endpoint_id
+
+
+def usage_percent(store: dict[str, Any]) -> float | None:
+    """How full the store is, in percent; None when it has no limit."""
+    limit = store["size_limit_bytes"]
+    return round(100.0 * store["size_bytes"] / limit, 1) if limit > 0 else None
+
+
+def key_value_block(rows: Sequence[tuple[str, str]]) -> str:
+    """``key  value`` lines with the values aligned; multi-line values stay aligned."""
+    width = max(len(key) for key, _ in rows)
+    lines = []
+    for key, value in rows:
+        first, *rest = value.splitlines() or [""]
+        lines.append(f"  {key:<{width}}  {first}".rstrip())
+        lines.extend(f"  {'':<{width}}  {line}" for line in rest)
+    return "\n".join(lines)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table with left-aligned columns, readable without a library."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in (headers, *rows)
+    )
+
+
+def json_value(value: Any) -> Any:
+    """``value`` itself when JSON represents it exactly, else its ``repr()``.
+
+    Exactly means it survives a round trip unchanged: a tuple (which would come
+    back as a list), a dict with int keys or a NaN is given as its repr instead,
+    so a JSON consumer never sees a silently altered value.
+    """
+    try:
+        if json.loads(json.dumps(value, allow_nan=False)) == value:
+            return value
+    except (TypeError, ValueError, RecursionError):
+        pass
+    return repr(value)
+
+
+# --------------------------------------------------------------------- commands
+
+
+def describe_backend(backend: dict[str, Any]) -> str:
+    """``local: ready, workers=2 running=0 queued=0 (endpoint ...)``.
+
+    Details are shown generically as key=value, since each backend reports its own
+    (the local one: workers and queue; a remote one: whatever it knows).
+    """
+    details = backend.get("details") or {}
+    extras = " ".join(f"{k}={v}" for k, v in details.items() if k != "state")
+    text = f"{backend['name']}: {backend['state']}" + (f", {extras}" if extras else "")
+    if backend.get("endpoint_id"):
+        text += f" (endpoint {endpoint_label(backend['endpoint_id'])})"
+    return text
+
+
+def describe_login(login: dict[str, Any]) -> str:
+    """``not configured``, ``logged out``, or ``user alice@example.org``."""
+    text = login["state"].replace("_", " ")
+    return f"{text} {login['identity']}" if login.get("identity") else text
+
+
+def describe_counts(counts: dict[str, Any]) -> str:
+    return f"{counts['pending']} pending, {counts['success']} succeeded, {counts['failed']} failed"
+
+
+def describe_store_usage(store: dict[str, Any]) -> str:
+    """``112.0 KiB of 4.0 GiB (0.0%)``: shared by ``status`` and ``cache``."""
+    used, percent = format_bytes(store["size_bytes"]), usage_percent(store)
+    if percent is None:
+        return f"{used} (no limit)"
+    return f"{used} of {format_bytes(store['size_limit_bytes'])} ({percent}%)"
+
+
+def cmd_status(client: Client, args: argparse.Namespace) -> Output:
+    """The daemon's health at a glance; ``--json`` gives the client's status() dict."""
+    status = client.status()
+    header = (
+        f"gcgate daemon {status['version']} (pid {status['pid']}), "
+        f"up {format_duration(status['uptime_seconds'])}"
+    )
+    rows = [
+        ("socket", status["socket_path"]),
+        ("state dir", status["state_dir"]),
+        ("backends", "\n".join(map(describe_backend, status["backends"])) or "none"),
+        ("login", describe_login(status["login"])),
+        ("tasks", describe_counts(status["tasks"])),
+        ("store", describe_store_usage(status["store"])),
+    ]
+    return Output(f"{header}\n{key_value_block(rows)}", status)
+
+
+def cmd_cache(client: Client, args: argparse.Namespace) -> Output:
+    """How much of the result store is used, and by what."""
+    status = client.status()
+    store, counts = status["store"], status["tasks"]
+    data = {**store, "percent_used": usage_percent(store), "tasks": counts}
+    rows = [
+        ("size", describe_store_usage(store)),
+        ("functions", str(store["functions"])),
+        ("task records", str(store["task_records"])),
+        ("retention", f"{store['retention_days']:g} days after a result is first retrieved"),
+        ("tasks", describe_counts(counts)),
+    ]
+    return Output(f"gcgate result store ({status['state_dir']})\n{key_value_block(rows)}", data)
+
+
+def cmd_result(client: Client, args: argparse.Namespace) -> Output:
+    """One task's result (exit 0), failure (exit 1) or pending state (exit 4)."""
+    data: dict[str, Any] = {"task_id": args.task_id}
+    try:
+        task = client.get_task(args.task_id, wait=args.wait)
+    except TaskExecutionFailed as exc:
+        data.update(status="failed", pending=False, result=None, completion_t=exc.completion_t)
+        data["exception"] = exc.remote_data
+        return Output("", data, Exit.FAILED, f"task {args.task_id} failed:{str(exc).rstrip()}")
+    except DeserializationError as exc:
+        # Typically a result type whose module is not installed where gcgate runs.
+        data.update(status="success", pending=False, result=None, completion_t=None)
+        data["exception"] = str(exc)
+        message = f"task {args.task_id} succeeded, but its result cannot be read here: {exc}"
+        return Output("", data, Exit.FAILED, message)
+    data.update(status=task["status"], pending=task["pending"], result=None)
+    data["completion_t"] = task.get("completion_t")
+    if task["pending"]:
+        waited = f" after waiting {args.wait:g} s" if args.wait else ""
+        message = f"task {args.task_id} is still pending ({task['status']}){waited}"
+        return Output("", data, Exit.PENDING, message)
+    data["result"] = json_value(task["result"])
+    return Output(repr(task["result"]), data)
+
+
+def task_summary(task: dict[str, Any]) -> dict[str, Any]:
+    """A listed task's JSON-safe fields (``details`` and exceptions are left out)."""
+    keys = ("task_id", "status", "pending", "function_id", "endpoint_id", "task_group_id")
+    summary = {key: task[key] for key in keys}
+    summary.update(created_at=task["created_at"], completion_t=task.get("completion_t"))
+    return summary
+
+
+def cmd_tasks(client: Client, args: argparse.Namespace) -> Output:
+    """Recent tasks, newest first, as a table (or a JSON list)."""
+    tasks = client.list_tasks(limit=args.limit, status=args.status or "")
+    data = [task_summary(t) for t in tasks]
+    if not tasks:
+        return Output("no tasks" + (f" with status {args.status}" if args.status else ""), data)
+    rows = [
+        (
+            t["task_id"],
+            t["status"],
+            t["function_id"],
+            endpoint_label(t["endpoint_id"]),
+            format_time(t["created_at"]),
+            format_time(t.get("completion_t")),
+        )
+        for t in tasks
+    ]
+    headers = ("TASK ID", "STATUS", "FUNCTION", "ENDPOINT", "CREATED", "COMPLETED")
+    return Output(table(headers, rows), data)
+
+
+# ------------------------------------------------------------------ connecting
+
+
+def connect(socket_path: str | None, wait: float = 0.0) -> Client:
+    """A client for the daemon, retrying for up to ``wait`` seconds.
+
+    Retrying the client's own construction (which asks the daemon for its Status)
+    means "ready" is exactly "a client can talk to it", whatever stage of start-up
+    the daemon is in: no socket yet, socket bound but not serving, or serving.
+
+    :raises DaemonUnavailable: still unreachable when ``wait`` runs out
+    """
+    deadline = time.monotonic() + wait
+    delay = FIRST_RETRY_DELAY_S
+    while True:
+        try:
+            return Client(socket_path)
+        except DaemonUnavailable:
+            if deadline - time.monotonic() <= 0:
+                raise
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, MAX_RETRY_DELAY_S)
+
+
+# ------------------------------------------------------------------ arguments
+
+
+def seconds(text: str) -> float:
+    """argparse type: a finite, non-negative number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"seconds must be a finite number >= 0, not {text}")
+    return value
+
+
+def task_limit(text: str) -> int:
+    """argparse type: how many tasks to list, within the daemon's bounds."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 10000, not {value}")
+    return value
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None:
+    """``--socket`` and ``--json``, accepted before and after the command name.
+
+    On subcommands their default is SUPPRESS, so an option given before the
+    command is not reset by the subcommand's parser.
+    """
+    default: dict[str, Any] = {"default": argparse.SUPPRESS} if in_subcommand else {}
+    parser.add_argument(
+        "--socket",
+        metavar="PATH",
+        help=f"the daemon's Unix socket (default: ${SOCKET_ENV} or the default socket;"
+        f" currently {client_socket_path()})",
+        **default,
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="machine-readable JSON on stdout", **default
+    )
+
+
+Command = Callable[[Client, argparse.Namespace], Output]
+
+
+def add_command(
+    commands: Any, name: str, func: Command, summary: str, description: str
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        name,
+        help=summary,
+        description=f"{summary}\n\n{description}",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_global_options(parser, in_subcommand=True)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gcgate",
+        description="Inspect a running gcgate daemon: its status, task results and result store.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"gcgate {__version__}")
+    add_global_options(parser, in_subcommand=False)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    status = add_command(
+        commands,
+        "status",
+        cmd_status,
+        "show the daemon's status",
+        "Version, pid, uptime, socket, state dir, backends and their workers, Globus\n"
+        "login, task counts and store usage.",
+    )
+    status.add_argument(
+        "--wait",
+        dest="connect_wait",
+        type=seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep trying to reach the daemon for up to SECONDS (for scripts that "
+        "have just started gcgated); exit 3 if it never answers",
+    )
+
+    result = add_command(
+        commands,
+        "result",
+        cmd_result,
+        "print a task's result",
+        "Prints the result's repr(); a failed task prints its remote traceback to\n"
+        "stderr and exits 1, a task still running exits 4.",
+    )
+    result.add_argument("task_id", metavar="TASK_ID", help="the task's UUID")
+    result.add_argument(
+        "--wait",
+        type=seconds,
+        nargs="?",
+        const=DEFAULT_RESULT_WAIT_S,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to SECONDS for the task to finish (without a value: "
+        f"{DEFAULT_RESULT_WAIT_S:g}; then put --wait after TASK_ID)",
+    )
+
+    tasks = add_command(
+        commands,
+        "tasks",
+        cmd_tasks,
+        "list recent tasks",
+        "Newest first: task id, status, function, endpoint, created and completed\n"
+        "times (local time).",
+    )
+    tasks.add_argument(
+        "--limit", type=task_limit, default=50, metavar="N", help="at most N tasks (default 50)"
+    )
+    tasks.add_argument(
+        "--status",
+        choices=TASK_STATUSES,
+        help="only tasks with this status (pending: every unfinished one)",
+    )
+
+    add_command(
+        commands,
+        "cache",
+        cmd_cache,
+        "show result store usage",
+        "Size against the limit, registered functions, task records, how long\n"
+        "results are kept, and task counts by state.",
+    )
+    return parser
+
+
+# ------------------------------------------------------------------------ main
+
+
+def emit(output: Output, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(output.data, indent=2))
+    elif output.text:
+        print(output.text)
+    if output.message:
+        print(output.message, file=sys.stderr)
+
+
+def fail(message: str, code: Exit) -> int:
+    """Report an expected error as one message on stderr (never a traceback)."""
+    print(f"gcgate: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``gcgate`` command; returns its exit code (see the module docstring)."""
+    args = build_parser().parse_args(argv)
+    try:
+        with connect(args.socket, getattr(args, "connect_wait", 0.0)) as client:
+            output = args.func(client, args)
+    except DaemonUnavailable as exc:
+        return fail(str(exc), Exit.UNREACHABLE)
+    except (NotFound, InvalidArgument) as exc:
+        return fail(exc.message, Exit.NOT_FOUND)
+    except GcgateError as exc:
+        return fail(str(exc), Exit.FAILED)
+    except KeyboardInterrupt:
+        return fail("interrupted", Exit.INTERRUPTED)
+    emit(output, args.json)
+    return output.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
