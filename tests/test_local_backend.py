@@ -154,7 +154,13 @@ def test_many_tasks_all_get_correct_results() -> None:
             assert outcome.details["endpoint_id"] == LOCAL_ENDPOINT_ID
         # Both workers took part, and nothing is left over.
         assert {o.details["worker_pid"] for o in outcomes} == pids
-        assert backend.describe() == {"state": "ready", "workers": 2, "queued": 0, "running": 0}
+        assert backend.describe() == {
+            "state": "ready",
+            "endpoint_id": LOCAL_ENDPOINT_ID,
+            "workers": 2,
+            "queued": 0,
+            "running": 0,
+        }
 
     run(with_backend(body))
 
