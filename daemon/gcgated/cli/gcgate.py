@@ -194,7 +194,7 @@ def describe_backend(backend: dict[str, Any]) -> str:
     (the local one: workers and queue; a remote one: whatever it knows).
     """
     details = backend.get("details") or {}
-    extras = " ".join(f"{k}={v}" for k, v in details.items() if k != "state")
+    extras = " ".join(f"{k}={v}" for k, v in details.items() if k not in ("state", "endpoint_id"))
     text = f"{backend['name']}: {backend['state']}" + (f", {extras}" if extras else "")
     if backend.get("endpoint_id"):
         text += f" (endpoint {endpoint_label(backend['endpoint_id'])})"
