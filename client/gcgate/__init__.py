@@ -10,24 +10,68 @@ Globus lives in the daemon (``gcgated``).
 
 __version__ = "0.1.0"
 
-# Imported after __version__, which the submodules read from here.
-from gcgate.batch import Batch
-from gcgate.client import Client
-from gcgate.constants import LOCAL_ENDPOINT_ID
-from gcgate.errors import (
-    DaemonUnavailable,
-    DeserializationError,
-    GatewayError,
-    GcgateError,
-    InvalidArgument,
-    NotFound,
-    ResourceExhausted,
-    SerializationError,
-    TaskExecutionFailed,
-    TaskPending,
-    Unavailable,
-)
-from gcgate.executor import ComputeFuture, Executor
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: Public name -> defining module. Resolved on first use (PEP 562), so that
+#: `import gcgate` and its light modules (errors, serialize, constants) do not
+#: load grpc until a Client, Batch or Executor is actually used.
+_EXPORTS = {
+    "Batch": "gcgate.batch",
+    "Client": "gcgate.client",
+    "ComputeFuture": "gcgate.executor",
+    "Executor": "gcgate.executor",
+    "LOCAL_ENDPOINT_ID": "gcgate.constants",
+    **{
+        name: "gcgate.errors"
+        for name in (
+            "DaemonUnavailable",
+            "DeserializationError",
+            "GatewayError",
+            "GcgateError",
+            "InvalidArgument",
+            "NotFound",
+            "ResourceExhausted",
+            "SerializationError",
+            "TaskExecutionFailed",
+            "TaskPending",
+            "Unavailable",
+        )
+    },
+}
+
+if TYPE_CHECKING:
+    from gcgate.batch import Batch
+    from gcgate.client import Client
+    from gcgate.constants import LOCAL_ENDPOINT_ID
+    from gcgate.errors import (
+        DaemonUnavailable,
+        DeserializationError,
+        GatewayError,
+        GcgateError,
+        InvalidArgument,
+        NotFound,
+        ResourceExhausted,
+        SerializationError,
+        TaskExecutionFailed,
+        TaskPending,
+        Unavailable,
+    )
+    from gcgate.executor import ComputeFuture, Executor
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gcgate' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "LOCAL_ENDPOINT_ID",

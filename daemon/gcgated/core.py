@@ -266,6 +266,8 @@ class TaskLifecycle:
         for task_id in wanted:
             self._waiters[task_id].append(queue)
         try:
+            if not self._accepting:  # shut down before this call registered
+                raise ShuttingDown("gcgated is shutting down; reconnect once it is back")
             remaining = set(wanted)
             for record in self.get_tasks(wanted):
                 if record["status"] in FINAL_STATUSES:

@@ -1,0 +1,374 @@
+"""The daemon's store (gcgated.store.Store), used directly on a temporary directory.
+
+No daemon here: these pin down the store's own promises (content-addressed
+functions, complete-once, resume bookkeeping, retention that starts at the first
+retrieval, the size limit, JSON-only storage) so the life-cycle can rely on them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sqlite3
+import stat
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from diskcache.core import MODE_PICKLE
+from gcgated.store import NewTask, Store, function_id_for
+
+ENDPOINT = "9c278244-27d0-5cb4-bbcf-085144a7a70e"
+BIG = 1 << 40
+#: Long enough that nothing expires in real time while a test runs; expiry is
+#: then driven explicitly with ``expire(now=...)``.
+RETENTION = 30.0
+
+
+def registration(**overrides: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "function_name": "double",
+        "function_code": "def double(x):\n    return 2 * x\n",
+        "serialized": False,
+        "meta": {"python_version": "3.11.7", "sdk_version": "0.1.0", "serde_identifier": ""},
+        "description": "doubles",
+        "public": False,
+        "group": "",
+    }
+    record.update(overrides)
+    return record
+
+
+def new_task(function_id: str = "f", payload: str = "2\n11\n[]2\n11\n{}") -> NewTask:
+    return NewTask(
+        task_id=str(uuid.uuid4()),
+        function_id=function_id,
+        endpoint_id=ENDPOINT,
+        task_group_id=str(uuid.uuid4()),
+        payload=payload,
+        result_serializers=("globus_compute_sdk.serialize.JSONData",),
+    )
+
+
+def success(task_id: str, result: str = "11\n4") -> dict[str, Any]:
+    return {"task_id": task_id, "status": "success", "result": result, "completion_t": "1.5"}
+
+
+def failure(task_id: str) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "status": "failed",
+        "exception": "Traceback ...",
+        "completion_t": "2",
+    }
+
+
+def open_store(directory: Path, **kwargs: Any) -> Store:
+    kwargs.setdefault("size_limit_bytes", BIG)
+    kwargs.setdefault("retention_seconds", RETENTION)
+    return Store(directory, **kwargs)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = open_store(tmp_path / "store")
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def expire_time(store: Store, task_id: str) -> float | None:
+    _, when = store._tasks.get(task_id, expire_time=True)
+    return when
+
+
+# ------------------------------------------------------------------ functions
+
+
+def test_store_directory_is_private(store: Store) -> None:
+    assert stat.S_IMODE(store.directory.stat().st_mode) == 0o700
+
+
+def test_put_function_is_content_addressed(store: Store) -> None:
+    fid, created = store.put_function(registration())
+    assert created is True
+    assert str(uuid.UUID(fid)) == fid
+    assert fid == function_id_for(registration())
+
+    # Same body and metadata (in any key order): same id, not created again.
+    again = dict(reversed(list(registration().items())))
+    assert store.put_function(again) == (fid, False)
+
+    other, created = store.put_function(registration(description="doubles, twice"))
+    assert created is True
+    assert other != fid
+    assert store.put_function(registration(public=True))[0] not in (fid, other)
+
+    record = store.get_function(fid)
+    assert record is not None
+    assert record["function_id"] == fid
+    assert record["description"] == "doubles"
+    assert record["created_at"] <= time.time()
+    assert store.has_function(fid)
+    assert not store.has_function(str(uuid.uuid4()))
+    assert store.get_function(str(uuid.uuid4())) is None
+    assert store.counts()["functions"] == 3
+
+
+# ---------------------------------------------------------------------- tasks
+
+
+def test_add_complete_get_round_trip(store: Store) -> None:
+    a, b = new_task(), new_task()
+    records = store.add_tasks([a, b], "waiting-for-ep")
+    assert [r["task_id"] for r in records] == [a.task_id, b.task_id]
+
+    pending = store.get_task(a.task_id)
+    assert pending is not None
+    assert pending["status"] == "waiting-for-ep"
+    assert pending["function_id"] == a.function_id
+    assert pending["endpoint_id"] == ENDPOINT
+    assert pending["task_group_id"] == a.task_group_id
+    assert "result" not in pending
+    assert expire_time(store, a.task_id) is None  # a pending read starts no clock
+
+    written = store.complete_tasks([success(a.task_id), failure(b.task_id)])
+    assert [r["task_id"] for r in written] == [a.task_id, b.task_id]
+
+    done = store.get_tasks([a.task_id, b.task_id, "nope"])
+    assert done["nope"] is None
+    assert done[a.task_id] == {**pending, **success(a.task_id)}
+    assert done[b.task_id]["status"] == "failed"
+    assert done[b.task_id]["exception"] == "Traceback ..."
+    assert store.counts() == {
+        "pending": 0,
+        "success": 1,
+        "failed": 1,
+        "functions": 0,
+        "task_records": 2,
+    }
+
+
+def test_complete_twice_is_ignored(store: Store) -> None:
+    t = new_task()
+    store.add_tasks([t], "waiting-for-ep")
+    assert len(store.complete_tasks([success(t.task_id, "11\n1")])) == 1
+
+    # A duplicate report (e.g. after a resume) neither overwrites nor counts again,
+    # even when it disagrees; an unknown task id is ignored too.
+    assert store.complete_tasks([success(t.task_id, "11\n2"), failure(t.task_id)]) == []
+    assert store.complete_tasks([success(str(uuid.uuid4()))]) == []
+
+    record = store.get_task(t.task_id)
+    assert record is not None
+    assert record["result"] == "11\n1"
+    counts = store.counts()
+    assert (counts["success"], counts["failed"], counts["pending"]) == (1, 0, 0)
+
+
+def test_resumable_yields_unfinished_and_drops_crash_leftovers(store: Store) -> None:
+    running, waiting, done = new_task(), new_task(), new_task()
+    store.add_tasks([running, waiting, done], "waiting-for-ep")
+    store.complete_tasks([success(done.task_id)])
+
+    # What a crash can leave behind, written through the private caches:
+    # run data whose task record was never written (the client was never
+    # answered), and run data of a task whose final record was committed.
+    never_acknowledged = new_task()
+    run_data = {"endpoint_id": ENDPOINT, "function_id": "f", "payload": "x"}
+    store._inflight.set(never_acknowledged.task_id, {**run_data, "result_serializers": []})
+    store._inflight.set(done.task_id, {**run_data, "result_serializers": []})
+    assert store.counts()["pending"] == 4
+
+    resumed = {record["task_id"]: (record, run) for record, run in store.resumable()}
+    assert set(resumed) == {running.task_id, waiting.task_id}
+    record, run = resumed[running.task_id]
+    assert record["status"] == "waiting-for-ep"
+    assert run == {
+        "endpoint_id": ENDPOINT,
+        "function_id": running.function_id,
+        "payload": running.payload,
+        "result_serializers": list(running.result_serializers),
+    }
+    # The leftovers are gone; the final task keeps its record.
+    assert never_acknowledged.task_id not in store._inflight
+    assert done.task_id not in store._inflight
+    assert store.counts()["pending"] == 2
+    final = store.get_task(done.task_id)
+    assert final is not None
+    assert final["status"] == "success"
+    assert store.get_task(never_acknowledged.task_id) is None
+
+
+# ------------------------------------------------------------------ retention
+
+
+def test_retention_clock_starts_at_first_retrieval(store: Store) -> None:
+    retrieved, unretrieved, pending = new_task(), new_task(), new_task()
+    store.add_tasks([retrieved, unretrieved, pending], "waiting-for-ep")
+    store.complete_tasks([success(retrieved.task_id), failure(unretrieved.task_id)])
+
+    # Final but never read: nothing expires, however far in the future.
+    assert store._tasks.expire(now=time.time() + 10 * 365 * 86400) == 0
+
+    before = time.time()
+    assert store.get_task(retrieved.task_id) is not None
+    assert store.get_task(pending.task_id) is not None
+    first = expire_time(store, retrieved.task_id)
+    assert first is not None
+    assert before + RETENTION <= first <= time.time() + RETENTION
+    assert expire_time(store, pending.task_id) is None
+
+    # Later reads do not push the clock back.
+    assert store.get_task(retrieved.task_id) is not None
+    assert expire_time(store, retrieved.task_id) == first
+
+    # Not culled before its retention ran out...
+    assert store._tasks.expire(now=first - 1) == 0
+    assert store.get_task(retrieved.task_id) is not None
+    # ...and culled after it; the unretrieved and the pending one stay.
+    assert store._tasks.expire(now=first + 1) == 1
+    assert store.get_task(retrieved.task_id) is None
+    assert store.get_task(unretrieved.task_id) is not None
+    assert store.get_task(pending.task_id) is not None
+    assert store.counts()["task_records"] == 2
+    # The counters are history: expiry does not undo them.
+    assert (store.counts()["success"], store.counts()["failed"]) == (1, 1)
+
+
+def test_has_room_for_frees_only_retrieved_results(tmp_path: Path) -> None:
+    # A retention so short that it has run out by the time has_room_for looks.
+    store = open_store(tmp_path / "store", retention_seconds=1e-6)
+    try:
+        t = new_task()
+        store.add_tasks([t], "waiting-for-ep")
+        # Incompressible, so it takes real room on disk.
+        big = "00\n" + base64.b64encode(os.urandom(300_000)).decode()
+        store.complete_tasks([success(t.task_id, big)])
+        store.size_limit_bytes = store.size_bytes() + 1000
+        assert store.has_room_for(100)
+        assert not store.has_room_for(200_000)  # the result was never retrieved: kept
+
+        record = store.get_task(t.task_id)
+        assert record is not None
+        assert record["result"] == big
+        assert store.has_room_for(200_000)  # expired once retrieved, and dropped
+        assert store.get_task(t.task_id) is None
+        assert store.size_bytes() < store.size_limit_bytes - 200_000
+    finally:
+        store.close()
+
+
+# --------------------------------------------------------------- listing, counts
+
+
+def test_recent_tasks_newest_first_with_status_filter(store: Store) -> None:
+    first, second, third = new_task(), new_task(), new_task()
+    for t in (first, second, third):
+        store.add_tasks([t], "waiting-for-ep")
+    store.complete_tasks([success(first.task_id)])
+    store.complete_tasks([failure(second.task_id)])
+
+    def ids(*args: Any) -> list[str]:
+        return [r["task_id"] for r in store.recent_tasks(*args)]
+
+    # Completing (an update) does not move a task up the list.
+    assert ids(10) == [third.task_id, second.task_id, first.task_id]
+    assert ids(2) == [third.task_id, second.task_id]
+    assert ids(10, "pending") == [third.task_id]
+    assert ids(10, "waiting-for-ep") == [third.task_id]
+    assert ids(10, "success") == [first.task_id]
+    assert ids(10, "failed") == [second.task_id]
+    assert ids(10, "running") == []
+    assert store.counts() == {
+        "pending": 1,
+        "success": 1,
+        "failed": 1,
+        "functions": 0,
+        "task_records": 3,
+    }
+
+
+def test_reopened_store_keeps_everything(tmp_path: Path) -> None:
+    directory = tmp_path / "store"
+    store = open_store(directory)
+    fid, _ = store.put_function(registration())
+    done, retrieved, pending = new_task(fid), new_task(fid), new_task(fid)
+    store.add_tasks([done, retrieved, pending], "waiting-for-ep")
+    store.complete_tasks([success(done.task_id), failure(retrieved.task_id)])
+    store.get_task(retrieved.task_id)
+    clock = expire_time(store, retrieved.task_id)
+    counts = store.counts()
+    store.close()
+
+    reopened = open_store(directory)
+    try:
+        assert reopened.counts() == counts
+        assert reopened.put_function(registration()) == (fid, False)
+        assert expire_time(reopened, retrieved.task_id) == clock
+        assert expire_time(reopened, done.task_id) is None
+        record = reopened.get_task(done.task_id)
+        assert record is not None
+        assert record["result"] == "11\n4"
+        assert [r["task_id"] for r, _ in reopened.resumable()] == [pending.task_id]
+        assert [r["task_id"] for r in reopened.recent_tasks(10)] == [
+            pending.task_id,
+            retrieved.task_id,
+            done.task_id,
+        ]
+    finally:
+        reopened.close()
+
+
+# --------------------------------------------------------------------- no pickle
+
+
+def test_everything_is_stored_as_compressed_json_never_pickled(tmp_path: Path) -> None:
+    directory = tmp_path / "store"
+    store = open_store(directory)
+    fid, _ = store.put_function(registration())
+    small, large, pending = new_task(fid), new_task(fid), new_task(fid)
+    store.add_tasks([small, large, pending], "waiting-for-ep")
+    # Large values live in files next to the database, not in it: check both.
+    large_result = "00\n" + base64.b64encode(os.urandom(100_000)).decode()
+    store.complete_tasks([success(small.task_id), success(large.task_id, large_result)])
+    store.close()
+
+    def rows(name: str) -> list[sqlite3.Row]:
+        db = sqlite3.connect(directory / name / "cache.db")
+        db.row_factory = sqlite3.Row
+        try:
+            return db.execute("SELECT key, raw, mode, filename, value FROM Cache").fetchall()
+        finally:
+            db.close()
+
+    decoded: dict[str, dict[str, Any]] = {}
+    for name in ("functions", "tasks", "inflight"):
+        for row in rows(name):
+            assert row["raw"] == 1 and isinstance(row["key"], bytes), (name, row["key"])
+            key = json.loads(zlib.decompress(row["key"]))
+            assert row["mode"] != MODE_PICKLE, (name, key)
+            if row["filename"]:
+                blob = (directory / name / row["filename"]).read_bytes()
+            else:
+                assert isinstance(row["value"], bytes), (name, key)
+                blob = row["value"]
+            decoded[f"{name}/{key}"] = json.loads(zlib.decompress(blob))
+
+    assert decoded[f"functions/{fid}"]["function_code"] == registration()["function_code"]
+    assert decoded[f"tasks/{small.task_id}"]["result"] == "11\n4"
+    assert decoded[f"tasks/{large.task_id}"]["result"] == large_result
+    assert decoded[f"inflight/{pending.task_id}"]["payload"] == pending.payload
+    assert len(decoded) == 1 + 3 + 1
+
+    # The counters are plain SQLite integers under plain-text keys.
+    meta = {row["key"]: row for row in rows("meta")}
+    assert set(meta) == {"count:success"}
+    assert meta["count:success"]["value"] == 2
+    assert all(row["mode"] != MODE_PICKLE for row in meta.values())
