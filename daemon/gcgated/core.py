@@ -16,13 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from gcgated.backends.base import Backend, Outcome, TaskSpec
+from gcgated.backends.base import Backend, Outcome, SubmitGroup, SubmitOptions, TaskSpec
 from gcgated.errors import InvalidArgument, NotFound, ShuttingDown, StoreFull
 from gcgated.routing import Router
 from gcgated.store import FINAL_STATUSES, NewTask, Store
@@ -50,8 +49,7 @@ class Submission:
     endpoint_id: str
     #: (function_id, payloads) in request order.
     groups: Sequence[tuple[str, Sequence[str]]]
-    task_group_id: str = ""
-    result_serializers: tuple[str, ...] = ()
+    options: SubmitOptions
 
 
 @dataclass
@@ -171,25 +169,51 @@ class TaskLifecycle:
 
     # ---------------------------------------------------------------- tasks
 
-    def submit(self, submission: Submission) -> Receipt:
-        """Validate, persist, dispatch; the returned ids are durable."""
+    async def submit(self, submission: Submission) -> Receipt:
+        """Validate, let the backend assign ids, persist, dispatch; the ids are durable."""
         if not self._accepting:
             raise ShuttingDown("gcgated is shutting down; retry once it is back")
         endpoint_id, backend = self.router.resolve(submission.endpoint_id)
-        task_group_id = (
-            parse_uuid(submission.task_group_id, "task_group_id")
-            if submission.task_group_id
-            else str(uuid.uuid4())
-        )
+        options = submission.options
+        if options.task_group_id:
+            options = replace(
+                options, task_group_id=parse_uuid(options.task_group_id, "task_group_id")
+            )
+        groups = self._validated_groups(submission)
+        accepted = await backend.accept(endpoint_id, groups, options)
+
+        receipt = Receipt(accepted.request_id, accepted.task_group_id, endpoint_id)
+        new_tasks: list[NewTask] = []
+        specs: list[TaskSpec] = []
+        for group, task_ids in zip(groups, accepted.task_ids, strict=True):
+            function = group.function
+            for task_id, payload in zip(task_ids, group.payloads, strict=True):
+                new_tasks.append(
+                    NewTask(
+                        task_id,
+                        function["function_id"],
+                        endpoint_id,
+                        accepted.task_group_id,
+                        payload,
+                        options.result_serializers,
+                    )
+                )
+                specs.append(_task_spec(task_id, function, payload, options.result_serializers))
+            receipt.tasks.append((function["function_id"], task_ids))
+        self.store.add_tasks(new_tasks, INITIAL_STATUS)
+        backend.dispatch(specs)
+        return receipt
+
+    def _validated_groups(self, submission: Submission) -> list[SubmitGroup]:
+        """Every check that can refuse a submission, before anything is sent or stored."""
         if not any(payloads for _, payloads in submission.groups):
             raise InvalidArgument("no tasks specified for this submission")
-        functions = {}
+        groups = []
         all_payloads: list[str] = []
         for function_id, payloads in submission.groups:
-            function = self.get_function(function_id)
-            functions[function["function_id"]] = function
             for payload in payloads:
                 check_task_payload(payload)
+            groups.append(SubmitGroup(self.get_function(function_id), payloads))
             all_payloads.extend(payloads)
         check_submission_size(all_payloads)
         if not self.store.has_room_for(sum(len(p) for p in all_payloads)):
@@ -198,31 +222,7 @@ class TaskLifecycle:
                 f" (limit {self.store.size_limit_bytes:,} bytes); fetch or expire"
                 " results, or raise store_size_limit_mb"
             )
-
-        receipt = Receipt(str(uuid.uuid4()), task_group_id, endpoint_id)
-        new_tasks: list[NewTask] = []
-        specs: list[TaskSpec] = []
-        for function_id, payloads in submission.groups:
-            function = functions[parse_uuid(function_id, "function_id")]
-            task_ids = []
-            for payload in payloads:
-                task_id = str(uuid.uuid4())
-                task_ids.append(task_id)
-                new_tasks.append(
-                    NewTask(
-                        task_id,
-                        function["function_id"],
-                        endpoint_id,
-                        task_group_id,
-                        payload,
-                        submission.result_serializers,
-                    )
-                )
-                specs.append(_task_spec(task_id, function, payload, submission.result_serializers))
-            receipt.tasks.append((function["function_id"], task_ids))
-        self.store.add_tasks(new_tasks, INITIAL_STATUS)
-        backend.dispatch(specs)
-        return receipt
+        return groups
 
     def get_task(self, task_id: str) -> dict[str, Any]:
         task_id = parse_uuid(task_id, "task_id")

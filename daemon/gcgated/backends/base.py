@@ -47,6 +47,35 @@ class Outcome:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SubmitOptions:
+    """What every task of one submission shares (the SDK's ``create_batch()``)."""
+
+    task_group_id: str
+    resource_specification: dict[str, Any] | None = None
+    user_endpoint_config: dict[str, Any] | None = None
+    user_runtime: dict[str, Any] | None = None
+    result_serializers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SubmitGroup:
+    """The tasks of one function in a submission."""
+
+    #: The function's store record (id, name, code, serialized, meta, ...).
+    function: dict[str, Any]
+    payloads: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """Task ids a backend assigned to a submission, one list per group, in order."""
+
+    request_id: str
+    task_group_id: str
+    task_ids: list[list[str]]
+
+
 #: Called by a backend, on the daemon's event loop, once per final task.
 OutcomeCallback = Callable[[Outcome], None]
 
@@ -62,8 +91,19 @@ class Backend(Protocol):
     async def stop(self) -> None:
         """Stop promptly. Unfinished tasks stay in the store and resume on restart."""
 
+    async def accept(
+        self, endpoint_id: str, groups: Sequence[SubmitGroup], options: SubmitOptions
+    ) -> Accepted:
+        """Assign task ids to a validated submission.
+
+        A local backend makes them up; a remote one submits and returns the ids
+        the service assigned. The core persists the tasks after this returns and
+        before it answers the client, then calls :meth:`dispatch`.
+        """
+
     def dispatch(self, tasks: Sequence[TaskSpec]) -> None:
-        """Queue already-persisted tasks for execution; must not block."""
+        """Take charge of persisted tasks (run them, or track them remotely);
+        must not block. Also called on start for tasks resumed from the store."""
 
     async def endpoint_status(self, endpoint_id: str) -> dict[str, Any]:
         """The Compute service's endpoint status document for ``endpoint_id``."""

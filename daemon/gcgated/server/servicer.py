@@ -19,6 +19,7 @@ from gcgate import __version__
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
+from gcgated.backends.base import SubmitOptions
 from gcgated.core import Submission, TaskLifecycle
 from gcgated.errors import GatewayError
 from gcgated.validation import parse_json_object
@@ -145,7 +146,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
 
     @rpc
     async def Run(self, request: pb.RunRequest, context: Any) -> pb.RunResponse:
-        receipt = self.core.submit(
+        receipt = await self.core.submit(
             _submission(
                 request.endpoint_id, [(request.function_id, [request.payload])], request.options
             )
@@ -159,7 +160,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
 
     @rpc
     async def BatchRun(self, request: pb.BatchRunRequest, context: Any) -> pb.BatchRunResponse:
-        receipt = self.core.submit(
+        receipt = await self.core.submit(
             _submission(
                 request.endpoint_id,
                 [(group.function_id, list(group.payloads)) for group in request.tasks],
@@ -220,19 +221,20 @@ class GatewayServicer(pb_grpc.GatewayServicer):
 def _submission(
     endpoint_id: str, groups: list[tuple[str, list[str]]], options: pb.SubmitOptions
 ) -> Submission:
-    # The JSON options only matter to remote endpoints (the local one has no
-    # resources to specify), but malformed ones are refused for every endpoint.
-    for field_name in (
-        "resource_specification_json",
-        "user_endpoint_config_json",
-        "user_runtime_json",
-    ):
-        parse_json_object(getattr(options, field_name), f"options.{field_name}")
     return Submission(
         endpoint_id=endpoint_id,
         groups=groups,
-        task_group_id=options.task_group_id,
-        result_serializers=tuple(options.result_serializers),
+        options=SubmitOptions(
+            task_group_id=options.task_group_id,
+            resource_specification=parse_json_object(
+                options.resource_specification_json, "options.resource_specification_json"
+            ),
+            user_endpoint_config=parse_json_object(
+                options.user_endpoint_config_json, "options.user_endpoint_config_json"
+            ),
+            user_runtime=parse_json_object(options.user_runtime_json, "options.user_runtime_json"),
+            result_serializers=tuple(options.result_serializers),
+        ),
     )
 
 

@@ -12,13 +12,14 @@ import getpass
 import os
 import platform
 import socket
+import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from gcgate import __version__
 from gcgate.constants import LOCAL_ENDPOINT_ID
 
-from ..base import OutcomeCallback, TaskSpec
+from ..base import Accepted, OutcomeCallback, SubmitGroup, SubmitOptions, TaskSpec
 
 if TYPE_CHECKING:
     # Imported lazily at run time: ``python -m gcgated.backends.local.worker``
@@ -63,6 +64,16 @@ class LocalBackend:
         """Terminate the workers; unreported tasks are left for the core to resume."""
         if self._pool is not None:
             await self._pool.stop()
+
+    async def accept(
+        self, endpoint_id: str, groups: Sequence[SubmitGroup], options: SubmitOptions
+    ) -> Accepted:
+        """Local task ids are made up here; nothing runs before they are persisted."""
+        return Accepted(
+            request_id=str(uuid.uuid4()),
+            task_group_id=options.task_group_id or str(uuid.uuid4()),
+            task_ids=[[str(uuid.uuid4()) for _ in group.payloads] for group in groups],
+        )
 
     def dispatch(self, tasks: Sequence[TaskSpec]) -> None:
         """Queue tasks; returns at once (call it on the event loop thread)."""
