@@ -284,7 +284,8 @@ def test_sigterm_ends_open_waits_promptly(tmp_path: Path, short_dir: Path) -> No
             return stub.Run(request, timeout=10).task_id
 
         quick = run(0)
-        listener.accept()[0].close()
+        with listener.accept()[0] as conn:
+            conn.recv(32)  # read before closing, or the task's sendall may fail
         record = stub.GetResult(pb.GetResultRequest(task_id=quick, wait_seconds=30), timeout=40)
         assert record.status == "success", record
         blocker = run(60)
