@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
+from gcgate.constants import MAX_MESSAGE_BYTES
+from gcgate.v1.gateway_pb2_grpc import GatewayStub
 from harness import Daemon
 
 
@@ -29,6 +32,22 @@ def fresh_daemon(tmp_path: Path) -> Iterator[Daemon]:
         yield d
     finally:
         d.close()
+
+
+@pytest.fixture
+def stub(daemon: Daemon) -> Iterator[GatewayStub]:
+    """The generated stub on a channel of its own: requests go out exactly as built."""
+    channel = grpc.insecure_channel(
+        f"unix:{daemon.socket_path}",
+        options=[
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    try:
+        yield GatewayStub(channel)
+    finally:
+        channel.close()
 
 
 @pytest.fixture

@@ -8,13 +8,17 @@ allows after its store is open and its backends are started.
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 from gcgate.v1 import gateway_pb2 as pb
@@ -108,3 +112,16 @@ class Daemon:
             self.process.wait(timeout=STOP_TIMEOUT)
             self.process = None
         shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+
+def script_function(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` defined again from its source in a fresh ``__main__`` namespace.
+
+    As if written in a user's script: dill then pickles it by value, as it would
+    a script's function (the daemon's workers cannot import the test modules).
+    """
+    source = textwrap.dedent(inspect.getsource(fn))
+    source = "\n".join(line for line in source.splitlines() if not line.startswith("@"))
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(source, f"<script: {fn.__name__}>", "exec"), namespace)
+    return namespace[fn.__name__]

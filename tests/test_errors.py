@@ -9,12 +9,10 @@ argument checks on ``Batch``.
 
 from __future__ import annotations
 
-import inspect
 import os
 import socket
-import textwrap
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +28,15 @@ from gcgate import (
     NotFound,
     TaskExecutionFailed,
 )
-from gcgate.constants import MAX_MESSAGE_BYTES, MAX_SUBMISSION_BYTES
+from gcgate.constants import MAX_SUBMISSION_BYTES
 from gcgate.serialize import Serializer, pack_buffers
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc
 from globus_compute_sdk.sdk.batch import Batch as SdkBatch
-from harness import Daemon
+from harness import script_function
 
 WAIT = 30.0
 SERDE = Serializer()
-
-
-def script_function(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` defined again in a ``__main__`` namespace, so dill pickles it by value
-    (the daemon's workers cannot import this test module)."""
-    source = textwrap.dedent(inspect.getsource(fn))
-    source = "\n".join(line for line in source.splitlines() if not line.startswith("@"))
-    namespace: dict[str, Any] = {"__name__": "__main__"}
-    exec(compile(source, f"<test: {fn.__name__}>", "exec"), namespace)
-    return namespace[fn.__name__]
 
 
 @script_function
@@ -73,22 +61,6 @@ def segfault():
     import ctypes
 
     ctypes.string_at(0)
-
-
-@pytest.fixture
-def stub(daemon: Daemon) -> Iterator[gateway_pb2_grpc.GatewayStub]:
-    """The generated stub on its own channel: requests go out exactly as built."""
-    channel = grpc.insecure_channel(
-        f"unix:{daemon.socket_path}",
-        options=[
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ],
-    )
-    try:
-        yield gateway_pb2_grpc.GatewayStub(channel)
-    finally:
-        channel.close()
 
 
 @pytest.fixture

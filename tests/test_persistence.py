@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import inspect
 import json
 import os
 import select
 import subprocess
 import sys
-import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from gcgate import Client, Executor, GcgateError, TaskExecutionFailed
-from harness import Daemon
+from harness import Daemon, script_function
 
 WAIT = 30.0
 
@@ -44,16 +42,6 @@ with Client() as gcc:  # the socket comes from GCGATE_SOCKET
         tasks = {t: gcc.get_task(t, wait=30) for t in ids}
     print(json.dumps({t: [task["status"], task.get("result")] for t, task in tasks.items()}))
 """
-
-
-def script_function(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` defined again in a ``__main__`` namespace, so dill pickles it by value
-    (the daemon's workers cannot import this test module)."""
-    source = textwrap.dedent(inspect.getsource(fn))
-    source = "\n".join(line for line in source.splitlines() if not line.startswith("@"))
-    namespace: dict[str, Any] = {"__name__": "__main__"}
-    exec(compile(source, f"<test: {fn.__name__}>", "exec"), namespace)
-    return namespace[fn.__name__]
 
 
 @script_function

@@ -20,40 +20,26 @@ and read results through gcgate, proving the wire format compatible end to end.
 from __future__ import annotations
 
 import concurrent.futures
-import inspect
 import platform
-import textwrap
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from gcgate import LOCAL_ENDPOINT_ID, Client, Executor, TaskExecutionFailed, TaskPending
-from gcgate.constants import MAX_MESSAGE_BYTES
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 from globus_compute_sdk.sdk.batch import Batch as SdkBatch
 from globus_compute_sdk.sdk.batch import create_user_runtime as sdk_create_user_runtime
 from globus_compute_sdk.serialize import ComputeSerializer, JSONData
-from harness import Daemon
+from harness import Daemon, script_function
 
 #: Upper bound on any wait for a result; tasks here take milliseconds.
 WAIT = 30.0
 
 # The guide's tutorial endpoint; gcgate's embedded local endpoint stands in.
 tutorial_endpoint = "local"
-
-
-def script_function(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` defined again from its source in a fresh ``__main__`` namespace."""
-    source = textwrap.dedent(inspect.getsource(fn))
-    source = "\n".join(line for line in source.splitlines() if not line.startswith("@"))
-    namespace: dict[str, Any] = {"__name__": "__main__"}
-    exec(compile(source, f"<user guide: {fn.__name__}>", "exec"), namespace)
-    return namespace[fn.__name__]
 
 
 # ------------------------------------------------------------ the guide's functions
@@ -159,22 +145,6 @@ class CountingRegistrations:
 def gcc(client: Client) -> Client:
     """The guide's name for the client."""
     return client
-
-
-@pytest.fixture
-def stub(daemon: Daemon) -> Iterator[pb_grpc.GatewayStub]:
-    """The generated stub on a channel of its own: requests exactly as built here."""
-    channel = grpc.insecure_channel(
-        f"unix:{daemon.socket_path}",
-        options=[
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ],
-    )
-    try:
-        yield pb_grpc.GatewayStub(channel)
-    finally:
-        channel.close()
 
 
 @pytest.fixture
