@@ -12,7 +12,7 @@ from typing import Any
 
 from gcgate.constants import MAX_SUBMISSION_BYTES
 from gcgate.errors import DeserializationError
-from gcgate.serialize import unpack_buffers
+from gcgate.serialize import JSONData, pack_buffers, unpack_buffers
 
 from gcgated.errors import InvalidArgument
 
@@ -93,3 +93,22 @@ def parse_json_object(text: str, what: str) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise InvalidArgument(f"{what} must be a JSON object")
     return value
+
+
+def json_payload(args_json: str, kwargs_json: str) -> str:
+    """A task payload framed from JSON arguments with the JSONData strategy.
+
+    This is how clients in other languages pass arguments: the daemon parses
+    JSON (never pickle) and frames it exactly as the SDK's JSONData would.
+    """
+    try:
+        args = json.loads(args_json) if args_json else []
+        kwargs = json.loads(kwargs_json) if kwargs_json else {}
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"json_arguments is not valid JSON: {exc}") from None
+    if not isinstance(args, list):
+        raise InvalidArgument("json_arguments.args_json must be a JSON array")
+    if not isinstance(kwargs, dict):
+        raise InvalidArgument("json_arguments.kwargs_json must be a JSON object")
+    strategy = JSONData()
+    return pack_buffers([strategy.serialize(args), strategy.serialize(kwargs)])

@@ -154,17 +154,27 @@ class SubmitOptions(_message.Message):
     user_runtime_json: str
     def __init__(self, task_group_id: _Optional[str] = ..., resource_specification_json: _Optional[str] = ..., user_endpoint_config_json: _Optional[str] = ..., result_serializers: _Optional[_Iterable[str]] = ..., user_runtime_json: _Optional[str] = ...) -> None: ...
 
+class JsonArguments(_message.Message):
+    __slots__ = ("args_json", "kwargs_json")
+    ARGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    KWARGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    args_json: str
+    kwargs_json: str
+    def __init__(self, args_json: _Optional[str] = ..., kwargs_json: _Optional[str] = ...) -> None: ...
+
 class RunRequest(_message.Message):
-    __slots__ = ("endpoint_id", "function_id", "payload", "options")
+    __slots__ = ("endpoint_id", "function_id", "payload", "options", "json_arguments")
     ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    JSON_ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
     endpoint_id: str
     function_id: str
     payload: str
     options: SubmitOptions
-    def __init__(self, endpoint_id: _Optional[str] = ..., function_id: _Optional[str] = ..., payload: _Optional[str] = ..., options: _Optional[_Union[SubmitOptions, _Mapping]] = ...) -> None: ...
+    json_arguments: JsonArguments
+    def __init__(self, endpoint_id: _Optional[str] = ..., function_id: _Optional[str] = ..., payload: _Optional[str] = ..., options: _Optional[_Union[SubmitOptions, _Mapping]] = ..., json_arguments: _Optional[_Union[JsonArguments, _Mapping]] = ...) -> None: ...
 
 class RunResponse(_message.Message):
     __slots__ = ("task_id", "task_group_id", "endpoint_id", "request_id")
@@ -179,12 +189,14 @@ class RunResponse(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., task_group_id: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class BatchTasks(_message.Message):
-    __slots__ = ("function_id", "payloads")
+    __slots__ = ("function_id", "payloads", "json_arguments")
     FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
+    JSON_ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
     function_id: str
     payloads: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, function_id: _Optional[str] = ..., payloads: _Optional[_Iterable[str]] = ...) -> None: ...
+    json_arguments: _containers.RepeatedCompositeFieldContainer[JsonArguments]
+    def __init__(self, function_id: _Optional[str] = ..., payloads: _Optional[_Iterable[str]] = ..., json_arguments: _Optional[_Iterable[_Union[JsonArguments, _Mapping]]] = ...) -> None: ...
 
 class BatchRunRequest(_message.Message):
     __slots__ = ("endpoint_id", "tasks", "options")

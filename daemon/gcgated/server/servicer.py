@@ -21,8 +21,8 @@ from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
 from gcgated.backends.base import SubmitOptions
 from gcgated.core import Submission, TaskLifecycle
-from gcgated.errors import GatewayError
-from gcgated.validation import parse_json_object
+from gcgated.errors import GatewayError, InvalidArgument
+from gcgated.validation import json_payload, parse_json_object
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,9 @@ class GatewayServicer(pb_grpc.GatewayServicer):
     async def Run(self, request: pb.RunRequest, context: Any) -> pb.RunResponse:
         receipt = await self.core.submit(
             _submission(
-                request.endpoint_id, [(request.function_id, [request.payload])], request.options
+                request.endpoint_id,
+                [(request.function_id, [_run_payload(request)])],
+                request.options,
             )
         )
         return pb.RunResponse(
@@ -163,7 +165,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
         receipt = await self.core.submit(
             _submission(
                 request.endpoint_id,
-                [(group.function_id, list(group.payloads)) for group in request.tasks],
+                [(group.function_id, _batch_payloads(group)) for group in request.tasks],
                 request.options,
             )
         )
@@ -216,6 +218,23 @@ class GatewayServicer(pb_grpc.GatewayServicer):
         return pb.ListTasksResponse(
             tasks=[task_message(r, include_results=request.include_results) for r in records]
         )
+
+
+def _run_payload(request: pb.RunRequest) -> str:
+    """The task payload of a Run: given, or framed from JSON arguments."""
+    if request.HasField("json_arguments"):
+        if request.payload:
+            raise InvalidArgument("give either payload or json_arguments, not both")
+        return json_payload(request.json_arguments.args_json, request.json_arguments.kwargs_json)
+    return request.payload
+
+
+def _batch_payloads(group: pb.BatchTasks) -> list[str]:
+    """Payloads first, then those framed from JSON arguments (the documented order)."""
+    return [
+        *group.payloads,
+        *(json_payload(a.args_json, a.kwargs_json) for a in group.json_arguments),
+    ]
 
 
 def _submission(

@@ -1,0 +1,136 @@
+"""JSON arguments and JSON results: how clients in other languages use the daemon.
+
+A client that cannot pickle registers Python source text, passes arguments as
+JSON (the daemon frames them with the JSONData strategy) and asks for results
+serialized as JSON. These tests use only the raw stub, as such a client would.
+"""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+from gcgate.serialize import Serializer
+from gcgate.v1 import gateway_pb2 as pb
+from gcgate.v1.gateway_pb2_grpc import GatewayStub
+
+JSON_RESULTS = pb.SubmitOptions(result_serializers=["globus_compute_sdk.serialize.JSONData"])
+
+SOURCE = """\
+def describe(items, scale=1):
+    return {"count": len(items), "total": sum(items) * scale, "first": items[0]}
+"""
+
+
+@pytest.fixture(scope="module")
+def function_id(daemon) -> str:
+    with grpc.insecure_channel(f"unix:{daemon.socket_path}") as channel:
+        return (
+            GatewayStub(channel)
+            .RegisterFunction(
+                pb.RegisterFunctionRequest(
+                    function_name="describe", function_code=SOURCE, serialized=False
+                )
+            )
+            .function_id
+        )
+
+
+def json_result(record: pb.TaskRecord) -> object:
+    assert record.status == "success", record.exception
+    header, _, body = record.result.partition("\n")
+    assert header == "11", record.result[:20]
+    return json.loads(body)
+
+
+def test_run_with_json_arguments_returns_json(stub, function_id) -> None:
+    items = [3, 5, 8]
+    task = stub.Run(
+        pb.RunRequest(
+            endpoint_id="local",
+            function_id=function_id,
+            json_arguments=pb.JsonArguments(
+                args_json=json.dumps([items]), kwargs_json='{"scale": 2}'
+            ),
+            options=JSON_RESULTS,
+        )
+    )
+    record = stub.GetResult(pb.GetResultRequest(task_id=task.task_id, wait_seconds=30))
+    assert json_result(record) == {"count": 3, "total": sum(items) * 2, "first": 3}
+
+
+def test_batch_mixes_payloads_and_json_arguments_in_order(stub, function_id) -> None:
+    payload = Serializer().task_payload(([1, 1],), {})
+    batch = stub.BatchRun(
+        pb.BatchRunRequest(
+            endpoint_id="local",
+            tasks=[
+                pb.BatchTasks(
+                    function_id=function_id,
+                    payloads=[payload],
+                    json_arguments=[
+                        pb.JsonArguments(args_json=json.dumps([[n] * n])) for n in (2, 4)
+                    ],
+                )
+            ],
+            options=JSON_RESULTS,
+        )
+    )
+    ids = list(batch.tasks[0].task_ids)
+    assert len(ids) == 3
+    records = {
+        r.task_id: r for r in stub.WatchTasks(pb.WatchTasksRequest(task_ids=ids), timeout=60)
+    }
+    totals = [json_result(records[t])["total"] for t in ids]
+    assert totals == [2, 4, 16]
+
+
+def test_unserializable_result_is_a_clear_task_error(stub) -> None:
+    fid = stub.RegisterFunction(
+        pb.RegisterFunctionRequest(
+            function_name="make_set", function_code="def make_set():\n    return {1, 2}\n"
+        )
+    ).function_id
+    task = stub.Run(
+        pb.RunRequest(
+            endpoint_id="local",
+            function_id=fid,
+            json_arguments=pb.JsonArguments(),
+            options=JSON_RESULTS,
+        )
+    )
+    record = stub.GetResult(pb.GetResultRequest(task_id=task.task_id, wait_seconds=30))
+    assert record.status == "failed"
+    assert "JSONData" in record.exception and "set" in record.exception
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (pb.JsonArguments(args_json="[1,"), "not valid JSON"),
+        (pb.JsonArguments(args_json='{"a": 1}'), "must be a JSON array"),
+        (pb.JsonArguments(kwargs_json="[1]"), "must be a JSON object"),
+    ],
+)
+def test_bad_json_arguments_are_invalid_argument(stub, function_id, arguments, message) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Run(
+            pb.RunRequest(endpoint_id="local", function_id=function_id, json_arguments=arguments)
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in err.value.details()
+
+
+def test_payload_and_json_arguments_together_are_refused(stub, function_id) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Run(
+            pb.RunRequest(
+                endpoint_id="local",
+                function_id=function_id,
+                payload="x",
+                json_arguments=pb.JsonArguments(),
+            )
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not both" in err.value.details()
