@@ -32,3 +32,21 @@ class ShuttingDown(GatewayError):
 
 class StartupError(Exception):
     """The daemon cannot start (lock held, unsafe socket dir, bad config)."""
+
+
+class Unauthenticated(GatewayError):
+    """The daemon has no valid Globus login (or the service refused it)."""
+
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(GatewayError):
+    """Logged in, but Globus does not allow this identity to do it."""
+
+    code = "PERMISSION_DENIED"
+
+
+class ServiceUnavailable(GatewayError):
+    """Globus Compute did not answer usefully, even after retries (429/5xx/network)."""
+
+    code = "UNAVAILABLE"

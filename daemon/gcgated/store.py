@@ -1,12 +1,15 @@
 """The daemon's durable records: functions, tasks and results, in diskcache.
 
-Three diskcache databases under the store directory:
+Diskcache databases under the store directory (plus ``meta`` for counters):
 
 - ``functions``: function id -> registration record (content-addressed ids);
 - ``tasks``: task id -> task record (status, ids, timestamps, result or exception);
 - ``inflight``: task id -> what is needed to run the task again (payload,
   result serializers); present exactly while the task is not final, so a
-  restarted daemon resumes by reading this one small table.
+  restarted daemon resumes by reading this one small table;
+- ``globus_functions``: (Globus identity, local function id) -> the function id
+  Globus Compute assigned when the daemon registered it for that identity, so
+  a function is registered with the service once per identity, ever.
 
 Values are stored with diskcache's JSONDisk: the daemon never pickles or
 unpickles anything, so a result is always opaque text here. Every write that a
@@ -72,13 +75,22 @@ class Store:
         self._functions = diskcache.Cache(str(directory / "functions"), **_CACHE_SETTINGS)
         self._tasks = diskcache.Cache(str(directory / "tasks"), **_CACHE_SETTINGS)
         self._inflight = diskcache.Cache(str(directory / "inflight"), **_CACHE_SETTINGS)
+        self._globus_functions = diskcache.Cache(
+            str(directory / "globus_functions"), **_CACHE_SETTINGS
+        )
         # Counters only: plain integers, which diskcache's default Disk stores as
         # SQLite integers (no pickling), so incr() works.
         plain = {k: v for k, v in _CACHE_SETTINGS.items() if not k.startswith("disk")}
         self._meta = diskcache.Cache(str(directory / "meta"), **plain)
 
     def close(self) -> None:
-        for cache in (self._functions, self._tasks, self._inflight, self._meta):
+        for cache in (
+            self._functions,
+            self._tasks,
+            self._inflight,
+            self._meta,
+            self._globus_functions,
+        ):
             cache.close()
 
     # ------------------------------------------------------------ functions
@@ -97,6 +109,24 @@ class Store:
 
     def has_function(self, function_id: str) -> bool:
         return function_id in self._functions
+
+    # ------------------------------------------------- Globus function ids
+
+    def get_globus_function(self, identity: str, function_id: str) -> str | None:
+        """The Globus function id registered for ``function_id`` as ``identity``."""
+        entry = self._globus_functions.get(f"{identity}/{function_id}")
+        return None if entry is None else entry["globus_function_id"]
+
+    def put_globus_function(self, identity: str, function_id: str, globus_id: str) -> None:
+        """Remember that ``identity`` registered ``function_id`` as ``globus_id``."""
+        self._globus_functions.set(
+            f"{identity}/{function_id}",
+            {"globus_function_id": globus_id, "registered_at": time.time()},
+        )
+
+    def forget_globus_function(self, identity: str, function_id: str) -> None:
+        """Drop a mapping the service no longer honours (the function was deleted)."""
+        self._globus_functions.delete(f"{identity}/{function_id}")
 
     # ---------------------------------------------------------------- tasks
 
@@ -206,7 +236,8 @@ class Store:
     # ------------------------------------------------------------- capacity
 
     def size_bytes(self) -> int:
-        return sum(c.volume() for c in (self._functions, self._tasks, self._inflight, self._meta))
+        caches = (self._functions, self._tasks, self._inflight, self._meta, self._globus_functions)
+        return sum(c.volume() for c in caches)
 
     def has_room_for(self, incoming_bytes: int) -> bool:
         """Whether ``incoming_bytes`` more fit, after dropping expired results."""

@@ -1,0 +1,246 @@
+"""The Globus Compute backend: every endpoint id that is not the local endpoint's.
+
+:class:`GlobusBackend` forwards to the Globus Compute web service with the
+daemon's own login (see :mod:`.auth`), so every client on the host shares one
+session, one rate budget (:mod:`.limiter`) and one result store:
+
+- ``accept`` merges concurrent submissions into few submit requests and returns
+  the task ids Globus assigned (:mod:`.submit`);
+- ``dispatch`` hands the persisted tasks to the tracker, which polls for
+  results and reports each final one once (:mod:`.tracker`); on start the core
+  dispatches every unfinished task again, so tracking survives restarts;
+- endpoint status and metadata are cached for a few seconds.
+
+Every HTTP call runs in a worker thread (:mod:`.http`); none blocks the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gcgate.constants import MAX_SUBMISSION_BYTES
+
+from ..base import Accepted, OutcomeCallback, SubmitGroup, SubmitOptions, TaskSpec
+from .auth import ServiceAccountLogin
+from .http import ComputeAPI
+from .limiter import RateLimiter
+from .submit import Coalescer, FunctionRegistry
+from .tracker import Tracker
+
+__all__ = ["GlobusBackend", "GlobusSettings", "build_globus_backend"]
+
+log = logging.getLogger(__name__)
+
+#: Environment variable for the Compute service's base URL (tests, sandboxes).
+COMPUTE_URL_ENV = "GCGATE_COMPUTE_URL"
+
+
+@dataclass
+class GlobusSettings:
+    """Tunables of the backend; read from the daemon's Config where it has them."""
+
+    #: Base URL of the Compute service; empty: globus-sdk's default (production,
+    #: or GLOBUS_SDK_SERVICE_URL_COMPUTE / GLOBUS_SDK_ENVIRONMENT).
+    compute_url: str = ""
+    #: Requests allowed per window, for the whole daemon (service limit: 20 / 10 s).
+    rate_limit_requests: int = 18
+    rate_limit_window_seconds: float = 10.0
+    #: Requests that may go back to back before the limiter spaces them out.
+    rate_limit_burst: int = 3
+    #: How long submissions wait for others to join them.
+    submit_window_ms: float = 20.0
+    #: Most tasks merged into one submit request.
+    submit_max_tasks: int = 1000
+    #: Most payload bytes merged into one submit request.
+    submit_max_bytes: int = MAX_SUBMISSION_BYTES
+    #: Task ids per batch_status request.
+    poll_chunk: int = 500
+    poll_min_seconds: float = 0.5
+    poll_max_seconds: float = 10.0
+    #: How long endpoint status/metadata answers are reused.
+    endpoint_cache_seconds: float = 5.0
+    #: Total time a submit/registration/lookup keeps retrying 429/5xx/network errors.
+    retry_seconds: float = 120.0
+    http_timeout_seconds: float = 30.0
+
+    @classmethod
+    def from_config(cls, config: Any) -> GlobusSettings:
+        settings = cls()
+        for name in settings.__dataclass_fields__:
+            value = getattr(config, name, None)
+            if value not in (None, ""):
+                setattr(settings, name, type(getattr(settings, name))(value))
+        if not settings.compute_url:
+            settings.compute_url = os.environ.get(COMPUTE_URL_ENV, "")
+        return settings
+
+
+class GlobusBackend:
+    """Forwards tasks to Globus Compute and tracks them to their results."""
+
+    name = "globus"
+
+    def __init__(
+        self, store: Any, login: ServiceAccountLogin, limiter: RateLimiter, settings: GlobusSettings
+    ) -> None:
+        self.store = store
+        self.login = login
+        self.limiter = limiter
+        self.settings = settings
+        self.api = ComputeAPI(
+            base_url=settings.compute_url or None,
+            authorizer=login.authorizer,
+            limiter=limiter,
+            http_timeout=settings.http_timeout_seconds,
+            retry_seconds=settings.retry_seconds,
+        )
+        self.registry = FunctionRegistry(store, self.api)
+        self.coalescer = Coalescer(
+            api=self.api,
+            limiter=limiter,
+            registry=self.registry,
+            identity=lambda: self.login.identity,
+            window=settings.submit_window_ms / 1000.0,
+            max_tasks=settings.submit_max_tasks,
+            max_bytes=settings.submit_max_bytes,
+        )
+        self.tracker: Tracker | None = None
+        self._cache: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self._lookups: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
+        self.state = "stopped"
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self, on_outcome: OutcomeCallback) -> None:
+        self.tracker = Tracker(
+            api=self.api,
+            limiter=self.limiter,
+            on_outcome=on_outcome,
+            chunk=self.settings.poll_chunk,
+            min_interval=self.settings.poll_min_seconds,
+            max_interval=self.settings.poll_max_seconds,
+        )
+        self.tracker.start()
+        self.state = "ready"
+        log.info(
+            "Globus Compute backend ready: %s as %s %s; rate limit %d requests / %.0fs",
+            self.api.describe_url(),
+            self.login.kind,
+            self.login.identity,
+            self.limiter.limit,
+            self.limiter.window,
+        )
+
+    async def stop(self) -> None:
+        self.state = "stopped"
+        self.coalescer.close()
+        if self.tracker is not None:
+            await self.tracker.stop()
+        self.api.close()
+        self.login.close()
+
+    # ---------------------------------------------------------------- tasks
+
+    async def accept(
+        self, endpoint_id: str, groups: Sequence[SubmitGroup], options: SubmitOptions
+    ) -> Accepted:
+        return await self.coalescer.submit(endpoint_id, groups, options)
+
+    def dispatch(self, tasks: Sequence[TaskSpec]) -> None:
+        if self.tracker is None:
+            raise RuntimeError("GlobusBackend.dispatch() before start()")
+        self.tracker.add(task.task_id for task in tasks)
+
+    # ------------------------------------------------------------ endpoints
+
+    async def endpoint_status(self, endpoint_id: str) -> dict[str, Any]:
+        return await self._endpoint_doc(
+            "status",
+            endpoint_id,
+            lambda v2, _v3: v2.get_endpoint_status(endpoint_id),
+        )
+
+    async def endpoint_metadata(self, endpoint_id: str) -> dict[str, Any]:
+        return await self._endpoint_doc(
+            "metadata", endpoint_id, lambda v2, _v3: v2.get_endpoint(endpoint_id)
+        )
+
+    async def _endpoint_doc(self, kind: str, endpoint_id: str, request: Any) -> dict[str, Any]:
+        key = (kind, endpoint_id)
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        if key in self._lookups:
+            return await asyncio.shield(self._lookups[key])
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._lookups[key] = future
+        try:
+            doc = await self.api.call(f"endpoint {endpoint_id} {kind}", request)
+            self._cache[key] = (time.monotonic() + self.settings.endpoint_cache_seconds, doc)
+            future.set_result(doc)
+            return doc
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        finally:
+            del self._lookups[key]
+
+    # --------------------------------------------------------------- status
+
+    def describe(self) -> dict[str, Any]:
+        tracker = self.tracker
+        state = self.state
+        if state == "ready" and self.api.failing_since is not None:
+            state = "degraded"
+        return {
+            "state": state,
+            "endpoint_id": "",
+            "compute_url": self.api.describe_url(),
+            "login": self.login.describe(),
+            "in_flight": tracker.in_flight if tracker else 0,
+            "waiting_to_submit": self.coalescer.waiting,
+            "submit_requests": self.coalescer.requests,
+            "tasks_submitted": self.coalescer.tasks_submitted,
+            "functions_registered": self.registry.registered,
+            "polls": tracker.polls if tracker else 0,
+            "poll_interval_seconds": round(tracker.interval, 3) if tracker else None,
+            "requests_sent": self.limiter.sent,
+            "rate": self.limiter.describe(),
+            "last_error": self.api.last_error if self.api.failing_since else "",
+        }
+
+
+def build_globus_backend(
+    config: Any, store: Any, credentials: Any, state_dir: Path | None = None
+) -> GlobusBackend | None:
+    """The backend for the daemon's configuration; None without a Globus login."""
+    if credentials is None:
+        return None
+    settings = GlobusSettings.from_config(config)
+    limiter = RateLimiter(
+        settings.rate_limit_requests,
+        settings.rate_limit_window_seconds,
+        settings.rate_limit_burst,
+    )
+    secret = credentials.client_secret
+    secret = secret.get_secret_value() if hasattr(secret, "get_secret_value") else str(secret)
+    # globus-sdk logs request details at DEBUG (ID tokens among them); the
+    # daemon's log never needs them.
+    for name in ("globus_sdk", "urllib3"):
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))
+    login = ServiceAccountLogin(
+        credentials.client_id,
+        secret,
+        state_dir=state_dir or config.state_dir,
+        limiter=limiter,
+        http_timeout=settings.http_timeout_seconds,
+    )
+    return GlobusBackend(store, login, limiter, settings)

@@ -1,0 +1,340 @@
+"""Coalesced submission: many callers, few ``POST /v3/endpoints/{ep}/submit``.
+
+Callers (Run and BatchRun RPCs of every client) that share an endpoint, task
+group, resource specification, user endpoint config and result serializers
+join one queue. A flusher per queue waits the coalescing window, then waits for
+a slot from the rate limiter; everyone who arrived until the slot is granted
+goes into the submission. Under load the limiter spaces requests out, so the
+batches grow by themselves: the request count follows the rate budget, not the
+number of calls.
+
+A caller's own submission is never split (it is validated to be at most
+10 MB), so it is accepted or refused as a whole: each caller is packed whole
+into a request of at most ``max_tasks`` tasks and ``max_bytes`` of payload (a
+caller larger than ``max_tasks`` gets a request of its own). Every caller gets
+exactly one answer: its own task ids, or the error of the request it was in.
+
+Functions are registered with Globus lazily, on their first submission per
+Globus identity (``POST /v3/functions`` with the SDK's body, the code passed
+through untouched); the assigned id is kept in the store, so the registration
+is never sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gcgated.backends.base import Accepted, SubmitGroup, SubmitOptions
+from gcgated.errors import GatewayError, ServiceUnavailable
+from gcgated.store import Store
+
+from .http import ComputeAPI, Slot
+from .limiter import RateLimiter
+
+log = logging.getLogger(__name__)
+
+
+def registration_body(function: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's ``FunctionRegistrationData.to_dict()`` for a stored function."""
+    meta = {k: v for k, v in (function.get("meta") or {}).items() if v}
+    body: dict[str, Any] = {
+        "function_name": function["function_name"],
+        "function_code": function["function_code"],
+        "serialized": function["serialized"],
+        "meta": meta or None,
+    }
+    if function.get("description"):
+        body["description"] = function["description"]
+    if function.get("public"):
+        body["public"] = True
+    if function.get("group"):
+        body["group"] = function["group"]
+    return body
+
+
+class FunctionRegistry:
+    """Local function id -> Globus function id, per identity, registering on demand."""
+
+    def __init__(self, store: Store, api: ComputeAPI) -> None:
+        self.store = store
+        self.api = api
+        self._pending: dict[tuple[str, str], asyncio.Future[str]] = {}
+        self.registered = 0
+
+    async def globus_id(
+        self, identity: str, function: dict[str, Any], slot: Slot | None = None
+    ) -> str:
+        local_id = function["function_id"]
+        known = self.store.get_globus_function(identity, local_id)
+        if known is not None:
+            return known
+        key = (identity, local_id)
+        if key in self._pending:  # someone is registering it right now
+            return await asyncio.shield(self._pending[key])
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            answer = await self.api.call(
+                f"registering function {function['function_name']!r} ({local_id})",
+                lambda _v2, v3: v3.register_function(registration_body(function)),
+                slot=slot,
+            )
+            globus_id = str(answer["function_uuid"])
+            self.store.put_globus_function(identity, local_id, globus_id)
+            self.registered += 1
+            log.info("registered function %s with Globus Compute as %s", local_id, globus_id)
+            future.set_result(globus_id)
+            return globus_id
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters (if any) re-raise it themselves
+            raise
+        finally:
+            del self._pending[key]
+
+
+@dataclass
+class Caller:
+    """One submission waiting for its ids."""
+
+    groups: Sequence[SubmitGroup]
+    options: SubmitOptions
+    future: asyncio.Future[Accepted]
+    tasks: int
+    size: int
+
+
+@dataclass
+class Queue:
+    endpoint_id: str
+    options: SubmitOptions
+    callers: list[Caller] = field(default_factory=list)
+
+
+def queue_key(endpoint_id: str, options: SubmitOptions) -> tuple[str, ...]:
+    """What callers must share to go into one submit request."""
+    return (
+        endpoint_id,
+        options.task_group_id or "",
+        json.dumps(options.resource_specification, sort_keys=True),
+        json.dumps(options.user_endpoint_config, sort_keys=True),
+        json.dumps(list(options.result_serializers)),
+    )
+
+
+class Coalescer:
+    """Merges concurrent submissions into few submit requests."""
+
+    def __init__(
+        self,
+        *,
+        api: ComputeAPI,
+        limiter: RateLimiter,
+        registry: FunctionRegistry,
+        identity: Any,
+        window: float,
+        max_tasks: int,
+        max_bytes: int,
+    ) -> None:
+        self.api = api
+        self.limiter = limiter
+        self.registry = registry
+        #: A callable giving the identity the daemon submits as.
+        self.identity = identity
+        self.window = window
+        self.max_tasks = max_tasks
+        self.max_bytes = max_bytes
+        self._queues: dict[tuple[str, ...], Queue] = {}
+        self._flushers: set[asyncio.Task[None]] = set()
+        self.requests = 0
+        self.tasks_submitted = 0
+        self._closed = False
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(q.callers) for q in self._queues.values())
+
+    async def submit(
+        self, endpoint_id: str, groups: Sequence[SubmitGroup], options: SubmitOptions
+    ) -> Accepted:
+        if self._closed:
+            raise ServiceUnavailable("gcgated is shutting down; retry once it is back")
+        loop = asyncio.get_running_loop()
+        caller = Caller(
+            groups=groups,
+            options=options,
+            future=loop.create_future(),
+            tasks=sum(len(g.payloads) for g in groups),
+            size=sum(len(p.encode()) for g in groups for p in g.payloads),
+        )
+        key = queue_key(endpoint_id, options)
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = Queue(endpoint_id, options)
+            task = loop.create_task(self._flush(key, queue))
+            self._flushers.add(task)
+            task.add_done_callback(self._flushers.discard)
+        queue.callers.append(caller)
+        # The request goes out whether or not this caller is still there to hear
+        # the answer; shielding keeps a cancelled RPC from cancelling the others.
+        return await asyncio.shield(caller.future)
+
+    async def _flush(self, key: tuple[str, ...], queue: Queue) -> None:
+        try:
+            await asyncio.sleep(self.window)
+            slot_wait = self.limiter.acquire()
+            await slot_wait
+        except BaseException as exc:
+            self._queues.pop(key, None)
+            _fail(queue.callers, exc)
+            raise
+        # From here on, arrivals start a new queue (and wait for the next slot).
+        self._queues.pop(key, None)
+        slot = Slot()
+        requests = self._pack(queue.callers)
+        await asyncio.gather(
+            *(self._send(queue.endpoint_id, queue.options, callers, slot) for callers in requests),
+            return_exceptions=True,
+        )
+
+    def _pack(self, callers: list[Caller]) -> list[list[Caller]]:
+        """First-fit in arrival order; a caller is never split."""
+        requests: list[list[Caller]] = []
+        current: list[Caller] = []
+        tasks = size = 0
+        for caller in callers:
+            if current and (
+                tasks + caller.tasks > self.max_tasks or size + caller.size > self.max_bytes
+            ):
+                requests.append(current)
+                current, tasks, size = [], 0, 0
+            current.append(caller)
+            tasks += caller.tasks
+            size += caller.size
+        if current:
+            requests.append(current)
+        return requests
+
+    async def _send(
+        self, endpoint_id: str, options: SubmitOptions, callers: list[Caller], slot: Slot
+    ) -> None:
+        try:
+            accepted = await self._submit(endpoint_id, options, callers, slot)
+        except BaseException as exc:
+            _fail(callers, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for caller, answer in zip(callers, accepted, strict=True):
+            if not caller.future.done():
+                caller.future.set_result(answer)
+
+    async def _submit(
+        self, endpoint_id: str, options: SubmitOptions, callers: list[Caller], slot: Slot
+    ) -> list[Accepted]:
+        identity = self.identity()
+        # Globus function id per local function, registering what is new.
+        globus_ids: dict[str, str] = {}
+        for caller in callers:
+            for group in caller.groups:
+                local_id = group.function["function_id"]
+                if local_id not in globus_ids:
+                    globus_ids[local_id] = await self.registry.globus_id(
+                        identity, group.function, slot
+                    )
+        tasks: dict[str, list[str]] = {}
+        for caller in callers:
+            for group in caller.groups:
+                tasks.setdefault(globus_ids[group.function["function_id"]], []).extend(
+                    group.payloads
+                )
+        body: dict[str, Any] = {"create_queue": False, "tasks": tasks}
+        if options.task_group_id:
+            body["task_group_id"] = options.task_group_id
+        if options.resource_specification:
+            body["resource_specification"] = options.resource_specification
+        if options.user_endpoint_config:
+            body["user_endpoint_config"] = options.user_endpoint_config
+        runtime = next((c.options.user_runtime for c in callers if c.options.user_runtime), None)
+        if runtime:
+            body["user_runtime"] = runtime
+        if options.result_serializers:
+            body["result_serializers"] = list(options.result_serializers)
+        count = sum(c.tasks for c in callers)
+        answer = await self.api.call(
+            f"submitting {count} task(s) to endpoint {endpoint_id}",
+            lambda _v2, v3: v3.submit(endpoint_id, body),
+            slot=slot,
+        )
+        self.requests += 1
+        self.tasks_submitted += count
+        log.debug(
+            "submitted %d task(s) of %d caller(s) to %s in one request",
+            count,
+            len(callers),
+            endpoint_id,
+        )
+        return _split_answer(answer, callers, globus_ids)
+
+    def close(self) -> None:
+        self._closed = True
+        for task in self._flushers:
+            task.cancel()
+        for queue in self._queues.values():
+            _fail(queue.callers, ServiceUnavailable("gcgated is shutting down"))
+        self._queues.clear()
+
+
+def _split_answer(
+    answer: dict[str, Any], callers: list[Caller], globus_ids: dict[str, str]
+) -> list[Accepted]:
+    """Each caller's task ids, in its own order, from the merged answer."""
+    by_function = {str(k): list(v) for k, v in (answer.get("tasks") or {}).items()}
+    offsets = dict.fromkeys(by_function, 0)
+    request_id = str(answer.get("request_id") or "")
+    task_group_id = str(answer.get("task_group_id") or "")
+    results = []
+    for caller in callers:
+        ids: list[list[str]] = []
+        for group in caller.groups:
+            globus_id = globus_ids[group.function["function_id"]]
+            assigned = by_function.get(globus_id, [])
+            start = offsets.get(globus_id, 0)
+            chunk = assigned[start : start + len(group.payloads)]
+            if len(chunk) != len(group.payloads):
+                raise ServiceUnavailable(
+                    "Globus Compute answered the submission with fewer task ids than tasks"
+                    f" sent ({len(assigned)} for function {globus_id}); nothing is known"
+                    " about the missing tasks"
+                )
+            offsets[globus_id] = start + len(group.payloads)
+            ids.append([str(t) for t in chunk])
+        results.append(
+            Accepted(
+                request_id=request_id,
+                task_group_id=task_group_id or caller.options.task_group_id,
+                task_ids=ids,
+            )
+        )
+    return results
+
+
+def _fail(callers: list[Caller], exc: BaseException) -> None:
+    if not isinstance(exc, GatewayError):
+        if isinstance(exc, asyncio.CancelledError):
+            exc = ServiceUnavailable("gcgated is shutting down; retry once it is back")
+        else:
+            log.error("submission failed unexpectedly", exc_info=exc)
+            exc = ServiceUnavailable(
+                f"submission to Globus Compute failed: {type(exc).__name__}; the daemon log"
+                " has the details"
+            )
+    for caller in callers:
+        if not caller.future.done():
+            caller.future.set_exception(exc)
+            caller.future.exception()  # marked retrieved: the caller may be gone

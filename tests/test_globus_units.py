@@ -1,0 +1,247 @@
+"""Units of the Globus backend that need no service: the rate limiter's arithmetic,
+request bodies against the real SDK, answer splitting, outcome mapping, the store's
+Globus function map."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from gcgated.backends.base import SubmitGroup, SubmitOptions
+from gcgated.backends.globus.limiter import RateLimiter
+from gcgated.backends.globus.submit import (
+    Caller,
+    Coalescer,
+    _split_answer,
+    queue_key,
+    registration_body,
+)
+from gcgated.backends.globus.tracker import outcome_from
+from gcgated.errors import ServiceUnavailable
+from gcgated.store import Store
+from globus_compute_sdk.sdk.client import (
+    FunctionRegistrationData,
+    FunctionRegistrationMetadata,
+)
+
+# ------------------------------------------------------------------ limiter
+
+
+def max_in_window(starts: list[float], window: float) -> int:
+    starts = sorted(starts)
+    best = 0
+    j = 0
+    for i, t in enumerate(starts):
+        while starts[j] <= t - window:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+@pytest.mark.parametrize(("limit", "window", "burst"), [(18, 10.0, 3), (5, 1.0, 5), (3, 2.0, 1)])
+def test_limiter_never_exceeds_its_window(limit: int, window: float, burst: int) -> None:
+    limiter = RateLimiter(limit, window, burst)
+    starts = [limiter.reserve() for _ in range(10 * limit)]
+    assert starts == sorted(starts)
+    # Slightly less than the window: a request exactly `window` later is allowed.
+    assert max_in_window(starts, window - 1e-6) == limit
+    # Only `burst` go at once, at the start and at any later moment.
+    first = starts[0]
+    assert sum(1 for s in starts if s - first < 1e-3) == burst
+    assert max_in_window(starts, 1e-3) == burst
+    # Sustained, they average window/limit apart.
+    assert starts[-1] - starts[0] >= (len(starts) - limit) * window / limit - 1e-6
+
+
+def test_limiter_pause_holds_every_request_back() -> None:
+    limiter = RateLimiter(18, 10.0, 3)
+    before = time.monotonic()
+    limiter.pause(5.0)
+    assert limiter.reserve() >= before + 5.0
+    assert limiter.describe()["throttled"] == 1
+    assert limiter.describe()["paused_seconds"] > 4.0
+
+
+def test_limiter_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        RateLimiter(0, 10.0)
+
+
+# -------------------------------------------------------- request bodies
+
+
+def stored_function(**overrides: object) -> dict:
+    record = {
+        "function_id": "7f0c3d1e-0000-5000-8000-000000000001",
+        "function_name": "double",
+        "function_code": "10\nabc\n",
+        "serialized": True,
+        "meta": {"python_version": "3.11.4", "sdk_version": "4.19.0", "serde_identifier": ""},
+        "description": "",
+        "public": False,
+        "group": "",
+    }
+    record.update(overrides)
+    return record
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"description": "doubles", "public": True},
+        {"group": "0b7f3e1a-7c55-4e4a-9a0f-3a4f6f1c2d3e", "serialized": False},
+        {"meta": {"python_version": "3.11.4", "sdk_version": "4.19", "serde_identifier": "10"}},
+    ],
+)
+def test_registration_body_is_the_sdks(extra: dict) -> None:
+    record = stored_function(**extra)
+    meta = {k: v for k, v in record["meta"].items() if v}
+    sdk = FunctionRegistrationData(
+        function_name=record["function_name"],
+        function_code=record["function_code"],
+        metadata=FunctionRegistrationMetadata(**meta),
+        description=record["description"] or None,
+        public=record["public"],
+        group=record["group"] or None,
+        serialized=record["serialized"],
+    ).to_dict()
+    assert registration_body(record) == sdk
+
+
+# ------------------------------------------------------ coalescing pieces
+
+
+def make_caller(loop: asyncio.AbstractEventLoop, groups: list[tuple[str, int]]) -> Caller:
+    submit_groups = [
+        SubmitGroup(stored_function(function_id=fid), [f"p{fid}-{i}" for i in range(n)])
+        for fid, n in groups
+    ]
+    return Caller(
+        groups=submit_groups,
+        options=SubmitOptions(task_group_id=""),
+        future=loop.create_future(),
+        tasks=sum(n for _, n in groups),
+        size=sum(n * 10 for _, n in groups),
+    )
+
+
+def test_answer_is_split_per_caller_in_order() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        a = make_caller(loop, [("fa", 2), ("fb", 1)])
+        b = make_caller(loop, [("fa", 1)])
+        c = make_caller(loop, [("fb", 2), ("fa", 1)])
+        globus = {"fa": "GA", "fb": "GB"}
+        answer = {
+            "request_id": "r1",
+            "task_group_id": "tg",
+            "tasks": {"GA": ["a1", "a2", "a3", "a4"], "GB": ["b1", "b2", "b3"]},
+        }
+        split = _split_answer(answer, [a, b, c], globus)
+        assert [s.task_ids for s in split] == [
+            [["a1", "a2"], ["b1"]],
+            [["a3"]],
+            [["b2", "b3"], ["a4"]],
+        ]
+        assert {s.request_id for s in split} == {"r1"}
+        assert {s.task_group_id for s in split} == {"tg"}
+        short = {"tasks": {"GA": ["a1"], "GB": ["b1", "b2", "b3"]}}
+        with pytest.raises(ServiceUnavailable, match="fewer task ids"):
+            _split_answer(short, [a, b, c], globus)
+    finally:
+        loop.close()
+
+
+def test_packing_never_splits_a_caller() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        coalescer = Coalescer(
+            api=None,  # type: ignore[arg-type]
+            limiter=RateLimiter(18, 10.0),
+            registry=None,  # type: ignore[arg-type]
+            identity=lambda: "me",
+            window=0.02,
+            max_tasks=5,
+            max_bytes=10_000,
+        )
+        callers = [make_caller(loop, [("f", n)]) for n in (3, 2, 1, 7, 4, 1)]
+        packed = coalescer._pack(callers)
+        assert [[c.tasks for c in request] for request in packed] == [[3, 2], [1], [7], [4, 1]]
+        assert [c for request in packed for c in request] == callers
+    finally:
+        loop.close()
+
+
+def test_queue_key_separates_what_cannot_share_a_request() -> None:
+    base = SubmitOptions(task_group_id="", resource_specification={"a": 1, "b": 2})
+    same = SubmitOptions(task_group_id="", resource_specification={"b": 2, "a": 1})
+    assert queue_key("ep", base) == queue_key("ep", same)
+    for other in (
+        SubmitOptions(task_group_id="", resource_specification={"a": 2, "b": 2}),
+        SubmitOptions(task_group_id="tg", resource_specification={"a": 1, "b": 2}),
+        SubmitOptions(
+            task_group_id="", resource_specification={"a": 1, "b": 2}, result_serializers=("x",)
+        ),
+        SubmitOptions(
+            task_group_id="", resource_specification={"a": 1, "b": 2}, user_endpoint_config={}
+        ),
+    ):
+        assert queue_key("ep", other) != queue_key("ep", base)
+    assert queue_key("ep2", base) != queue_key("ep", base)
+
+
+# -------------------------------------------------------------- outcomes
+
+
+def test_outcomes_from_task_documents() -> None:
+    ok = outcome_from(
+        "t1",
+        {
+            "status": "success",
+            "result": "00\nabc",
+            "completion_t": "1700000000.5",
+            "details": {"os": "Linux"},
+        },
+    )
+    assert ok is not None
+    assert (ok.status, ok.result, ok.completion_t, ok.details) == (
+        "success",
+        "00\nabc",
+        1700000000.5,
+        {"os": "Linux"},
+    )
+    failed = outcome_from("t2", {"status": "failed", "exception": "Traceback ... ZeroDivision"})
+    assert failed is not None and failed.status == "failed"
+    assert failed.exception == "Traceback ... ZeroDivision"
+    reason = outcome_from("t3", {"status": "FAILED", "reason": "endpoint lost"})
+    assert reason is not None and reason.exception == "endpoint lost"
+    empty = outcome_from("t4", {"status": "success"})
+    assert empty is not None and empty.status == "failed"
+    assert "no result" in (empty.exception or "")
+    for pending in ("waiting-for-ep", "running", "waiting-for-launch", "unknown"):
+        assert outcome_from("t5", {"status": pending}) is None
+
+
+# ------------------------------------------------------------------ store
+
+
+def test_store_keeps_globus_function_ids_per_identity(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store", size_limit_bytes=10**9, retention_seconds=60)
+    try:
+        assert store.get_globus_function("alice", "f1") is None
+        store.put_globus_function("alice", "f1", "G1")
+        store.put_globus_function("bob", "f1", "G2")
+        assert store.get_globus_function("alice", "f1") == "G1"
+        assert store.get_globus_function("bob", "f1") == "G2"
+        store.forget_globus_function("alice", "f1")
+        assert store.get_globus_function("alice", "f1") is None
+    finally:
+        store.close()
+    reopened = Store(tmp_path / "store", size_limit_bytes=10**9, retention_seconds=60)
+    try:
+        assert reopened.get_globus_function("bob", "f1") == "G2"
+    finally:
+        reopened.close()
