@@ -56,3 +56,24 @@ def client(daemon: Daemon):
 
     with Client(socket_path=daemon.socket_path) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def standin_service():
+    """The Globus Compute and Auth stand-in (tests/standin), one per test module."""
+    from standin import StandIn
+
+    with StandIn() as s:
+        yield s
+
+
+@pytest.fixture
+def standin(standin_service):
+    """The module's stand-in with faults, request log and settings reset for this test.
+
+    Base URLs: ``standin.compute_url``, ``standin.auth_url``; environment for
+    subprocesses (globus-sdk, gcgated): ``standin.env()``.
+    """
+    standin_service.reset()
+    yield standin_service
+    standin_service.reset()
