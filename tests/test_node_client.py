@@ -125,7 +125,7 @@ def test_no_daemon_names_the_socket_and_exits_3(node_example, tmp_path) -> None:
 
 
 def test_stale_socket_says_nobody_is_listening(node_example, daemon) -> None:
-    stale = daemon.socket_dir / "stale.sock"
+    stale = daemon.socket_path.parent / "stale.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.bind(str(stale))  # bound, never listening: what a crashed daemon leaves
         done = run_node(node_example, env={**daemon.env, "GCGATE_SOCKET": str(stale)})
