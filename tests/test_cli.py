@@ -7,18 +7,25 @@ shell -> console script -> thin client -> daemon.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import re
 import shutil
+import struct
 import subprocess
 import sys
+import termios
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from gcgate import Client, __version__
 from gcgate.constants import LOCAL_ENDPOINT_ID
+from gcgated.cli.submit import TaskInput, chunks
 from harness import Daemon
 
 #: The installed console script (not ``python -m``): what users actually run.
@@ -43,6 +50,14 @@ def alien():
     exec("class Alien: pass", module.__dict__)
     sys.modules[module.__name__] = module
     return module.Alien()
+
+def gated(path):
+    # Finishes once the test creates ``path``: a task that is running for as
+    # long as the test needs, without the test sleeping.
+    import os, time
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    return path
 """
 
 
@@ -56,12 +71,35 @@ class Tasks:
     alien: str
 
 
+#: Every ``gcgate`` command.
+SUBCOMMANDS = (
+    "status",
+    "result",
+    "wait",
+    "tasks",
+    "cache",
+    "register-source",
+    "batch",
+    "completion",
+)
+
+
 def gcgate(
     *args: str, env: dict[str, str], timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     """Run the installed ``gcgate`` console script."""
     assert GCGATE, "the gcgate console script is not installed next to this Python"
     return subprocess.run([GCGATE, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_gcgate(
+    *args: str, env: dict[str, str], stdin: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``gcgate`` console script with ``stdin`` as its standard input."""
+    assert GCGATE, "the gcgate console script is not installed next to this Python"
+    return subprocess.run(
+        [GCGATE, *args], env=env, input=stdin, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +122,33 @@ def tasks(daemon: Daemon) -> Tasks:
 
 @pytest.fixture(scope="module")
 def env(daemon: Daemon) -> dict[str, str]:
-    return daemon.env
+    """The daemon's environment, with colour forced neither on nor off."""
+    return {k: v for k, v in daemon.env.items() if k not in ("FORCE_COLOR", "NO_COLOR")}
+
+
+@dataclass
+class Gate:
+    """A running task that finishes when the test opens its gate."""
+
+    task_id: str
+    path: Path
+
+    def open(self) -> None:
+        self.path.touch()
+
+
+@pytest.fixture
+def gate(daemon: Daemon, tmp_path: Path) -> Iterator[Gate]:
+    """A gated task; opened and finished at the end, so no worker stays busy."""
+    with Client(daemon.socket_path) as client:
+        fid = client.register_source_code(SOURCE, "gated")
+        path = tmp_path / "gate"
+        g = Gate(client.run(str(path), endpoint_id="local", function_id=fid), path)
+        try:
+            yield g
+        finally:
+            g.open()
+            assert client.get_result(g.task_id, wait=60) == str(path)
 
 
 # ------------------------------------------------------------------------ status
@@ -283,10 +347,349 @@ def test_cache(env: dict[str, str], tasks: Tasks) -> None:
     assert 0 <= doc["percent_used"] <= 100
 
 
+# -------------------------------------------------------------------------- wait
+
+
+def test_wait_for_finished_and_running_tasks(env: dict[str, str], tasks: Tasks, gate: Gate) -> None:
+    assert GCGATE
+    waiting = subprocess.Popen(
+        [GCGATE, "wait", tasks.pair, gate.task_id],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        gate.open()
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        waiting.kill()
+        waiting.wait()
+    assert waiting.returncode == 0, err
+    assert out.strip() == "2 tasks: 2 succeeded, 0 failed"
+    assert err == ""  # no bar, no escape codes: stderr is not a terminal
+
+
+def test_wait_json(env: dict[str, str], tasks: Tasks) -> None:
+    proc = gcgate("wait", "--json", tasks.as_dict, tasks.failed, env=env)
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    assert list(doc) == [tasks.as_dict, tasks.failed]
+    assert doc[tasks.as_dict]["status"] == "success"
+    assert doc[tasks.as_dict]["result"] == {"n": 2, "items": [0, 1]}
+    assert doc[tasks.failed]["status"] == "failed"
+    assert "ValueError: boom from the task" in doc[tasks.failed]["exception"]
+
+
+def test_wait_with_a_failed_task_exits_1_naming_it(env: dict[str, str], tasks: Tasks) -> None:
+    proc = gcgate("wait", tasks.pair, tasks.failed, env=env)
+    assert proc.returncode == 1
+    assert proc.stdout.strip() == "2 tasks: 1 succeeded, 1 failed"
+    assert f"failed: {tasks.failed}: ValueError: boom from the task" in proc.stderr
+    assert tasks.pair not in proc.stderr
+
+
+def test_wait_timeout_with_a_pending_task_exits_4(
+    env: dict[str, str], tasks: Tasks, gate: Gate
+) -> None:
+    proc = gcgate("wait", "--timeout", "1", tasks.pair, gate.task_id, env=env)
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stdout.strip() == "2 tasks: 1 succeeded, 0 failed, 1 still pending after 1 s"
+    assert f"pending: {gate.task_id}" in proc.stderr
+    doc = json.loads(gcgate("wait", "--json", "--timeout", "0", gate.task_id, env=env).stdout)
+    assert doc == {gate.task_id: {"status": doc[gate.task_id]["status"], "pending": True}}
+
+
+def test_wait_reads_task_ids_from_stdin(env: dict[str, str], tasks: Tasks) -> None:
+    ids = f"{tasks.pair}\n\n{tasks.as_dict}\n{tasks.pair.upper()}\n"
+    proc = run_gcgate("wait", "--json", "-", env=env, stdin=ids)
+    assert proc.returncode == 0, proc.stderr
+    assert list(json.loads(proc.stdout)) == [tasks.pair, tasks.as_dict]
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "code", "message"),
+    [
+        (["-"], "", 2, "no task ids"),
+        (["not-a-task-id"], "", 5, "not-a-task-id"),
+        ([str(uuid.UUID(int=7))], "", 5, "not known"),
+    ],
+)
+def test_wait_bad_ids(
+    env: dict[str, str], args: list[str], stdin: str, code: int, message: str
+) -> None:
+    proc = run_gcgate("wait", *args, env=env, stdin=stdin)
+    assert proc.returncode == code
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_wait_shows_a_progress_bar_on_a_terminal(env: dict[str, str], tasks: Tasks) -> None:
+    """With stderr on a terminal the bar is drawn there; stdout keeps the summary."""
+    assert GCGATE
+    main, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    try:
+        proc = subprocess.Popen(
+            [GCGATE, "wait", tasks.pair, tasks.as_dict],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+        )
+        os.close(terminal)
+        drawn = read_terminal(main)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        os.close(main)
+    assert proc.returncode == 0
+    assert out.strip() == "2 tasks: 2 succeeded, 0 failed"
+    assert "2/2" in drawn
+
+
+def read_terminal(fd: int) -> str:
+    """Everything written to a pseudo-terminal until its last writer closes it."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the other side is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+# ---------------------------------------------------- register-source and batch
+
+BATCH_SOURCE = """
+def stats(items, scale=1):
+    return {"total": sum(items) * scale, "largest": max(items), "count": len(items)}
+"""
+
+BATCH_INPUT = [
+    ([[3, 1, 2]], {}),
+    ([[10]], {"scale": 3}),
+    ([[-1, -5]], {"scale": -2}),
+    ([list(range(100))], {}),
+]
+
+
+def expected_stats(items: list[int], scale: int = 1) -> dict[str, int]:
+    """What ``stats`` returns, computed here independently."""
+    return {"total": sum(items) * scale, "largest": max(items), "count": len(items)}
+
+
+@pytest.fixture(scope="module")
+def stats_function(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    source = tmp_path_factory.mktemp("source") / "stats.py"
+    source.write_text(BATCH_SOURCE)
+    proc = gcgate("register-source", str(source), "--name", "stats", env=env)
+    assert proc.returncode == 0, proc.stderr
+    function_id = proc.stdout.strip()
+    assert str(uuid.UUID(function_id)) == function_id
+    return function_id
+
+
+def batch_lines() -> str:
+    """The input as JSON lines, in both accepted forms and with a blank line."""
+    lines = []
+    for number, (args, kwargs) in enumerate(BATCH_INPUT):
+        if kwargs or number % 2:
+            lines.append(json.dumps({"args": args, "kwargs": kwargs}))
+        else:
+            lines.append(json.dumps(args))
+    return "\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:]) + "\n"
+
+
+def test_batch_prints_each_result(env: dict[str, str], stats_function: str) -> None:
+    proc = run_gcgate(
+        "batch", "--function-id", stats_function, "--args-json", "-", env=env, stdin=batch_lines()
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert results == [expected_stats(*args, **kwargs) for args, kwargs in BATCH_INPUT]
+    assert f"{len(BATCH_INPUT)} tasks: {len(BATCH_INPUT)} succeeded" in proc.stderr
+
+
+def test_batch_json_from_a_file(env: dict[str, str], stats_function: str, tmp_path: Path) -> None:
+    lines = tmp_path / "args.jsonl"
+    lines.write_text(batch_lines())
+    proc = gcgate(
+        "batch", "--json", "--function-id", stats_function, "--args-json", str(lines), env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert uuid.UUID(doc["task_group_id"])
+    assert [t["status"] for t in doc["tasks"]] == ["success"] * len(BATCH_INPUT)
+    assert [t["result"] for t in doc["tasks"]] == [
+        expected_stats(*args, **kwargs) for args, kwargs in BATCH_INPUT
+    ]
+
+
+def test_batch_no_wait_then_wait(env: dict[str, str], stats_function: str) -> None:
+    proc = run_gcgate(
+        "batch",
+        "--no-wait",
+        "--function-id",
+        stats_function,
+        "--args-json",
+        "-",
+        env=env,
+        stdin=batch_lines(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    ids = proc.stdout.split()
+    assert len(ids) == len(BATCH_INPUT) == len(set(ids))
+    waited = run_gcgate("wait", "--json", "-", env=env, stdin=proc.stdout)
+    assert waited.returncode == 0, waited.stderr
+    doc = json.loads(waited.stdout)
+    assert [doc[tid]["result"] for tid in ids] == [
+        expected_stats(*args, **kwargs) for args, kwargs in BATCH_INPUT
+    ]
+
+
+def test_batch_reports_failed_tasks(env: dict[str, str], stats_function: str) -> None:
+    """max() of an empty list fails in the task: its line is null, stderr names it."""
+    proc = run_gcgate(
+        "batch",
+        "--function-id",
+        stats_function,
+        "--args-json",
+        "-",
+        env=env,
+        stdin="[[1, 2]]\n[[]]\n",
+    )
+    assert proc.returncode == 1
+    assert [json.loads(line) for line in proc.stdout.splitlines()] == [expected_stats([1, 2]), None]
+    assert "2 tasks: 1 succeeded, 1 failed" in proc.stderr
+    assert "ValueError" in proc.stderr and "max()" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message"),
+    [
+        ("[1]\n[1,\n", "<stdin>:2: not valid JSON"),
+        ("[1]\n\n7\n", "<stdin>:3: expected a JSON array"),
+        ('{"args": [], "kw": {}}\n', "unknown keys ['kw']"),
+        ('{"args": {}}\n', '"args" must be a JSON array'),
+        ("\n\n", "no tasks"),
+    ],
+)
+def test_batch_bad_input_exits_5(
+    env: dict[str, str], stats_function: str, stdin: str, message: str
+) -> None:
+    proc = run_gcgate(
+        "batch", "--function-id", stats_function, "--args-json", "-", env=env, stdin=stdin
+    )
+    assert proc.returncode == 5
+    assert message in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_batch_unknown_function_exits_5(env: dict[str, str]) -> None:
+    unknown = str(uuid.UUID(int=9))
+    proc = run_gcgate("batch", "--function-id", unknown, "--args-json", "-", env=env, stdin="[]")
+    assert proc.returncode == 5
+    assert unknown in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("def other():\n    pass\n", "does not define 'stats'"),
+        ("def stats(:\n", ":1: "),
+    ],
+)
+def test_register_source_checks_the_source(
+    env: dict[str, str], tmp_path: Path, source: str, message: str
+) -> None:
+    path = tmp_path / "f.py"
+    path.write_text(source)
+    proc = gcgate("register-source", str(path), "--name", "stats", env=env)
+    assert proc.returncode == 5
+    assert message in proc.stderr
+
+
+def test_register_source_json_from_stdin(env: dict[str, str], stats_function: str) -> None:
+    proc = run_gcgate(
+        "register-source", "-", "--name", "stats", "--json", env=env, stdin=BATCH_SOURCE
+    )
+    assert proc.returncode == 0, proc.stderr
+    # The same source and name give the same id (registration is content-addressed).
+    assert json.loads(proc.stdout) == {"function_id": stats_function, "function_name": "stats"}
+
+
+def test_batch_splits_large_input_into_submissions() -> None:
+    tasks = [TaskInput(json.dumps([n]), "", n) for n in range(10)]
+    sizes = [t.size for t in tasks]
+    limit = sum(sizes[:3])
+    split = list(chunks(tasks, limit))
+    assert [len(c) for c in split] == [3, 3, 3, 1]
+    assert [t for c in split for t in c] == tasks
+    assert [len(c) for c in chunks(tasks, 1)] == [1] * 10
+
+
+# ------------------------------------------------------------------------ colour
+
+
+def test_tasks_colours_only_on_a_terminal(env: dict[str, str], tasks: Tasks) -> None:
+    plain = gcgate("tasks", env=env)
+    assert plain.returncode == 0, plain.stderr
+    assert "\x1b[" not in plain.stdout
+    forced = gcgate("tasks", env={**env, "FORCE_COLOR": "1"})
+    assert forced.returncode == 0, forced.stderr
+    assert "\x1b[32msuccess\x1b[0m" in forced.stdout
+    assert "\x1b[31mfailed\x1b[0m" in forced.stdout
+    # The columns line up the same with colours as without.
+    assert strip_ansi(forced.stdout).splitlines()[0] == plain.stdout.splitlines()[0]
+    assert gcgate("tasks", "--json", env={**env, "FORCE_COLOR": "1"}).stdout.count("\x1b") == 0
+
+
+def strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+# -------------------------------------------------------------------- completion
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_completion_script_is_valid(shell: str) -> None:
+    proc = gcgate("completion", shell, env=os.environ.copy())
+    assert proc.returncode == 0, proc.stderr
+    for command in SUBCOMMANDS:
+        assert command in proc.stdout
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed: the script was generated but not parsed")
+    check = subprocess.run(
+        [shell, "-n"], input=proc.stdout, capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 0, check.stderr
+
+
+def test_bash_completion_completes_commands() -> None:
+    """Load the script into bash and ask it to complete ``gcgate ba``."""
+    if shutil.which("bash") is None:
+        pytest.skip("bash is not installed")
+    script = gcgate("completion", "bash", env=os.environ.copy()).stdout
+    probe = (
+        script
+        + "\nCOMP_WORDS=(gcgate ba); COMP_CWORD=1; COMP_LINE='gcgate ba'; COMP_POINT=9"
+        + '\n_shtab_gcgate gcgate ba gcgate; printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    proc = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["batch"]
+
+
 # ------------------------------------------------------------------------- usage
 
 
-@pytest.mark.parametrize("command", [[], ["status"], ["result"], ["tasks"], ["cache"]])
+@pytest.mark.parametrize(
+    "command",
+    [[], *([name] for name in SUBCOMMANDS)],
+)
 def test_help(command: list[str]) -> None:
     proc = gcgate(*command, "--help", env=os.environ.copy())
     assert proc.returncode == 0, proc.stderr
@@ -301,6 +704,19 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
     proc = gcgate(*args, env=os.environ.copy())
     assert proc.returncode == 2
     assert "usage: gcgate" in proc.stderr
+
+
+def test_closed_stdout_is_not_an_error(env: dict[str, str], tasks: Tasks) -> None:
+    """``gcgate tasks | head -1`` style: the reader leaves before gcgate writes."""
+    assert GCGATE
+    proc = subprocess.Popen(
+        [GCGATE, "wait", tasks.pair], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert err == ""
 
 
 def test_runs_as_module(env: dict[str, str], daemon: Daemon) -> None:

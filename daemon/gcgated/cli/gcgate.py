@@ -1,37 +1,42 @@
 """``gcgate``: the user's command line for a running gcgate daemon.
 
 Commands: ``status`` (is the daemon up, and how is it doing), ``result`` (one
-task's result or failure), ``tasks`` (recent tasks) and ``cache`` (result store
-usage). Every command talks to the daemon only through the thin client
-:class:`gcgate.Client`, exactly like user code does, so what the CLI shows is
-what a program would see. ``--json`` switches any command to machine-readable
-output on stdout; messages about errors always go to stderr as plain text.
+task's result or failure), ``wait`` (a progress bar until tasks finish),
+``tasks`` (recent tasks, status in colour), ``cache`` (result store usage),
+``register-source`` and ``batch`` (run a function from the shell, JSON in and
+out) and ``completion`` (a shell completion script). Every command talks to the
+daemon only through the thin client :class:`gcgate.Client`, exactly like user
+code does, so what the CLI shows is what a program would see. ``--json``
+switches any command to machine-readable output on stdout; messages about
+errors always go to stderr as plain text. Colours and the progress bar appear
+only on a terminal (see :mod:`gcgated.cli.output`).
 
 Exit codes, so scripts can branch without parsing text:
 
-  0  success
-  1  the task failed (its remote traceback is on stderr), its result cannot be
-     deserialized here, or another error
-  2  usage error (bad command line)
+  0  success (``wait``/``batch``: every task succeeded)
+  1  a task failed (its remote traceback, or for ``wait``/``batch`` its error
+     line, is on stderr; a failure outranks tasks still pending), its result
+     cannot be deserialized here, or another error
+  2  usage error (bad command line, no task ids)
   3  the daemon is not reachable (the message names the socket and how to start it)
-  4  the task is still pending
-  5  not found (unknown task id) or invalid argument (e.g. a malformed id)
-  130  interrupted (Ctrl-C)
+  4  a task is still pending (``result --wait``, ``wait``/``batch --timeout``)
+  5  not found (unknown task or function id) or invalid input (a malformed id,
+     a bad ``batch`` input line, source that does not define the function)
+  130  interrupted (Ctrl-C; tasks keep running in the daemon)
 """
 
 from __future__ import annotations
 
 import argparse
-import enum
-import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
+import shtab
 from gcgate import Client, __version__
 from gcgate.constants import LOCAL_ENDPOINT_ALIAS, LOCAL_ENDPOINT_ID, SOCKET_ENV
 from gcgate.errors import (
@@ -44,18 +49,17 @@ from gcgate.errors import (
 )
 from gcgate.paths import client_socket_path
 
-
-class Exit(enum.IntEnum):
-    """Exit codes of ``gcgate`` (see the module docstring)."""
-
-    OK = 0
-    FAILED = 1
-    USAGE = 2
-    UNREACHABLE = 3
-    PENDING = 4
-    NOT_FOUND = 5
-    INTERRUPTED = 130
-
+from gcgated.cli.output import (
+    CliError,
+    Exit,
+    Output,
+    emit,
+    json_value,
+    status_style,
+    table,
+)
+from gcgated.cli.submit import cmd_batch, cmd_register_source
+from gcgated.cli.waiting import cmd_wait
 
 #: ``result --wait`` without a value waits this long (the daemon's own cap per call).
 DEFAULT_RESULT_WAIT_S = 300.0
@@ -72,29 +76,15 @@ default socket, else the system service's. Start a daemon with `gcgated`.
 The local endpoint {LOCAL_ENDPOINT_ID} is shown as "{LOCAL_ENDPOINT_ALIAS}".
 
 exit codes:
-  0  success
-  1  the task failed (remote traceback on stderr), or another error
+  0  success (wait, batch: every task succeeded)
+  1  a task failed (its error on stderr), or another error
   2  usage error
   3  the daemon is not reachable
-  4  the task is still pending
-  5  not found (unknown task id) or invalid argument (malformed id)
+  4  a task is still pending (result --wait, wait/batch --timeout)
+  5  not found (unknown task or function id) or invalid input (malformed id,
+     bad batch input line)
+  130  interrupted (the tasks keep running)
 """
-
-
-@dataclass
-class Output:
-    """What a command produced: text for people, data for ``--json``, an exit code.
-
-    Commands return this instead of printing, so the choice between text and JSON
-    is made in one place and every command supports both.
-    """
-
-    text: str
-    data: Any
-    code: Exit = Exit.OK
-    #: Extra explanation for stderr (a remote traceback, "still pending"), shown
-    #: in both modes since JSON consumers read stdout only.
-    message: str = ""
 
 
 # ------------------------------------------------------------------- formatting
@@ -158,30 +148,6 @@ def key_value_block(rows: Sequence[tuple[str, str]]) -> str:
         lines.append(f"  {key:<{width}}  {first}".rstrip())
         lines.extend(f"  {'':<{width}}  {line}" for line in rest)
     return "\n".join(lines)
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain-text table with left-aligned columns, readable without a library."""
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in (headers, *rows)
-    )
-
-
-def json_value(value: Any) -> Any:
-    """``value`` itself when JSON represents it exactly, else its ``repr()``.
-
-    Exactly means it survives a round trip unchanged: a tuple (which would come
-    back as a list), a dict with int keys or a NaN is given as its repr instead,
-    so a JSON consumer never sees a silently altered value.
-    """
-    try:
-        if json.loads(json.dumps(value, allow_nan=False)) == value:
-            return value
-    except (TypeError, ValueError, RecursionError):
-        pass
-    return repr(value)
 
 
 # --------------------------------------------------------------------- commands
@@ -286,7 +252,8 @@ def task_summary(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_tasks(client: Client, args: argparse.Namespace) -> Output:
-    """Recent tasks, newest first, as a table (or a JSON list)."""
+    """Recent tasks, newest first, as a table (status in colour on a terminal),
+    or a JSON list."""
     tasks = client.list_tasks(limit=args.limit, status=args.status or "")
     data = [task_summary(t) for t in tasks]
     if not tasks:
@@ -303,7 +270,8 @@ def cmd_tasks(client: Client, args: argparse.Namespace) -> Output:
         for t in tasks
     ]
     headers = ("TASK ID", "STATUS", "FUNCTION", "ENDPOINT", "CREATED", "COMPLETED")
-    return Output(table(headers, rows), data)
+    styles = [[None, status_style(t["status"]), None, None, None, None] for t in tasks]
+    return Output(table(headers, rows, styles), data)
 
 
 # ------------------------------------------------------------------ connecting
@@ -355,6 +323,21 @@ def task_limit(text: str) -> int:
     return value
 
 
+def input_file(path: str) -> IO[str]:
+    """argparse type: a text file opened for reading, or stdin for ``-``."""
+    if path == "-":
+        return sys.stdin
+    try:
+        return open(path, encoding="utf-8")
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def completion_script(parser: argparse.ArgumentParser, shell: str) -> str:
+    """A completion script for ``shell``, generated from the parser by shtab."""
+    return shtab.complete(parser, shell=shell)
+
+
 def add_global_options(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None:
     """``--socket`` and ``--json``, accepted before and after the command name.
 
@@ -368,7 +351,7 @@ def add_global_options(parser: argparse.ArgumentParser, *, in_subcommand: bool) 
         help=f"the daemon's Unix socket (default: ${SOCKET_ENV} or the default socket;"
         f" currently {client_socket_path()})",
         **default,
-    )
+    ).complete = shtab.FILE  # type: ignore[attr-defined]
     parser.add_argument(
         "--json", action="store_true", help="machine-readable JSON on stdout", **default
     )
@@ -378,7 +361,7 @@ Command = Callable[[Client, argparse.Namespace], Output]
 
 
 def add_command(
-    commands: Any, name: str, func: Command, summary: str, description: str
+    commands: Any, name: str, func: Command | None, summary: str, description: str
 ) -> argparse.ArgumentParser:
     parser = commands.add_parser(
         name,
@@ -395,7 +378,8 @@ def add_command(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gcgate",
-        description="Inspect a running gcgate daemon: its status, task results and result store.",
+        description="Use a running gcgate daemon from the shell: its status, tasks and\n"
+        "results, running functions and waiting for them, and its result store.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -441,6 +425,30 @@ def build_parser() -> argparse.ArgumentParser:
         f"{DEFAULT_RESULT_WAIT_S:g}; then put --wait after TASK_ID)",
     )
 
+    wait = add_command(
+        commands,
+        "wait",
+        cmd_wait,
+        "wait for tasks to finish",
+        "Shows a progress bar on stderr (on a terminal) as the daemon reports each\n"
+        "task finished, then a summary; failed tasks are named on stderr with their\n"
+        "error. --json prints {task_id: {status, pending, result, exception, ...}}.\n"
+        "Exit 0 if all succeeded, 1 if any failed, 4 if the timeout came first.\n\n"
+        "  gcgate batch --no-wait ... | gcgate wait -",
+    )
+    wait.add_argument(
+        "task_ids",
+        nargs="+",
+        metavar="TASK_ID",
+        help="task UUIDs; - reads more from stdin (whitespace-separated, one per line)",
+    )
+    wait.add_argument(
+        "--timeout",
+        type=seconds,
+        metavar="SECONDS",
+        help="give up after SECONDS and exit 4 if tasks are still pending (default: no limit)",
+    )
+
     tasks = add_command(
         commands,
         "tasks",
@@ -466,19 +474,77 @@ def build_parser() -> argparse.ArgumentParser:
         "Size against the limit, registered functions, task records, how long\n"
         "results are kept, and task counts by state.",
     )
+
+    register = add_command(
+        commands,
+        "register-source",
+        cmd_register_source,
+        "register a Python function from its source file",
+        "Registers the file's source text (run as is by the endpoint, so any Python\n"
+        "version works) as function NAME; prints the function id. The file must\n"
+        "parse and define NAME at top level, else exit 5.",
+    )
+    register.add_argument(
+        "file", type=input_file, metavar="FILE", help="Python source file; - reads stdin"
+    ).complete = shtab.FILE  # type: ignore[attr-defined]
+    register.add_argument(
+        "--name", required=True, metavar="NAME", help="the function to call (defined in FILE)"
+    )
+    register.add_argument("--description", default=None, help="a description to store with it")
+
+    batch = add_command(
+        commands,
+        "batch",
+        cmd_batch,
+        "run a function once per line of JSON input",
+        "Each non-blank input line is one task's arguments: a JSON array of positional\n"
+        'arguments, or {"args": [...], "kwargs": {...}}. Results come back as JSON; each\n'
+        "is printed as one line of JSON in input order (null for a failed task, which\n"
+        "is named on stderr with its error, after a summary). A progress bar shows on\n"
+        "a terminal. --no-wait prints the task ids instead, one per line, for\n"
+        "`gcgate wait -`. --json prints {task_group_id, tasks: [{task_id, status,\n"
+        "result, ...}]} (with --no-wait: {task_group_id, task_ids}).\n\n"
+        "  printf '[1, 2]\\n[3, 4]\\n' | gcgate batch --function-id FID --args-json -",
+    )
+    batch.add_argument(
+        "--function-id", required=True, metavar="FUNCTION_ID", help="a registered function"
+    )
+    batch.add_argument(
+        "--endpoint",
+        default=LOCAL_ENDPOINT_ALIAS,
+        metavar="ENDPOINT_ID",
+        help=f"where to run (default: {LOCAL_ENDPOINT_ALIAS}, the daemon's own endpoint)",
+    )
+    batch.add_argument(
+        "--args-json",
+        type=input_file,
+        required=True,
+        metavar="FILE",
+        help="JSON-lines file of task arguments; - reads stdin",
+    ).complete = shtab.FILE  # type: ignore[attr-defined]
+    batch.add_argument("--no-wait", action="store_true", help="print the task ids and do not wait")
+    batch.add_argument(
+        "--timeout",
+        type=seconds,
+        metavar="SECONDS",
+        help="stop waiting after SECONDS and exit 4 if tasks are still pending",
+    )
+
+    completion = add_command(
+        commands,
+        "completion",
+        None,
+        "print a shell completion script",
+        "Generated from this command line by shtab. For bash, add to ~/.bashrc:\n"
+        '  eval "$(gcgate completion bash)"\n'
+        "for zsh, save it as _gcgate in a directory of your $fpath:\n"
+        "  gcgate completion zsh > ~/.zfunc/_gcgate",
+    )
+    completion.add_argument("shell", choices=shtab.SUPPORTED_SHELLS, help="the shell")
     return parser
 
 
 # ------------------------------------------------------------------------ main
-
-
-def emit(output: Output, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(output.data, indent=2))
-    elif output.text:
-        print(output.text)
-    if output.message:
-        print(output.message, file=sys.stderr)
 
 
 def fail(message: str, code: Exit) -> int:
@@ -489,10 +555,16 @@ def fail(message: str, code: Exit) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``gcgate`` command; returns its exit code (see the module docstring)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.func is None:  # needs no daemon
+        print(completion_script(parser, args.shell), end="")
+        return Exit.OK
     try:
         with connect(args.socket, getattr(args, "connect_wait", 0.0)) as client:
             output = args.func(client, args)
+    except CliError as exc:
+        return fail(exc.message, exc.code)
     except DaemonUnavailable as exc:
         return fail(str(exc), Exit.UNREACHABLE)
     except (NotFound, InvalidArgument) as exc:
@@ -500,8 +572,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GcgateError as exc:
         return fail(str(exc), Exit.FAILED)
     except KeyboardInterrupt:
-        return fail("interrupted", Exit.INTERRUPTED)
-    emit(output, args.json)
+        return fail("interrupted (tasks already submitted keep running)", Exit.INTERRUPTED)
+    try:
+        emit(output, args.json)
+    except BrokenPipeError:
+        # The reader went away (`gcgate batch ... | head -1`): nothing to report.
+        # Point stdout at /dev/null so Python's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return output.code
 
 

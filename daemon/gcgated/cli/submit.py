@@ -1,0 +1,210 @@
+"""``gcgate register-source`` and ``gcgate batch``: run functions from the shell.
+
+A function is registered as Python source text and its tasks get their
+arguments as JSON, one task per line of JSON-lines input; results come back
+serialized as JSON (the JSONData strategy), so nothing is pickled on the way
+and every result prints as a line of JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gcgate import Client
+from gcgate.client import result_serializer_paths
+from gcgate.constants import MAX_SUBMISSION_BYTES
+from gcgate.serialize import JSONData
+from gcgate.v1 import gateway_pb2 as pb
+
+from gcgated.cli.output import CliError, Exit, Output, Progress, json_value, progress_enabled
+from gcgated.cli.waiting import Tally, task_json, wait_for
+
+#: One submission carries at most this much (estimated) payload: below the
+#: service's per-submission limit, leaving room for each task's framing.
+CHUNK_BYTES = MAX_SUBMISSION_BYTES * 8 // 10
+#: Framing the daemon adds to a task's JSON arguments (headers, lengths), generously.
+FRAMING_BYTES = 64
+#: Results of ``gcgate batch`` tasks are serialized as JSON by the endpoint.
+JSON_RESULTS = result_serializer_paths([JSONData])
+
+
+# ------------------------------------------------------------------- functions
+
+
+def check_source(source: str, name: str, filename: str) -> None:
+    """Refuse source that does not parse, or does not define ``name`` at top level.
+
+    Both would otherwise show up only when a task runs, as a remote traceback.
+
+    :raises CliError: (exit 5) naming the file and line
+    """
+    try:
+        tree = ast.parse(source, filename)
+    except SyntaxError as exc:
+        where = f"{filename}:{exc.lineno}" if exc.lineno else filename
+        raise CliError(f"{where}: {exc.msg}", Exit.INVALID) from None
+    defined: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            defined.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            defined.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+    if name not in defined:
+        raise CliError(f"{filename} does not define {name!r} at top level", Exit.INVALID)
+
+
+def cmd_register_source(client: Client, args: argparse.Namespace) -> Output:
+    """Register a file's Python source as a function; prints the function id."""
+    with args.file as file:
+        source = file.read()
+    check_source(source, args.name, file.name)
+    function_id = client.register_source_code(source, args.name, description=args.description)
+    return Output(function_id, {"function_id": function_id, "function_name": args.name})
+
+
+# ----------------------------------------------------------------------- batch
+
+
+@dataclass
+class TaskInput:
+    """One task's JSON arguments, and where they came from (for messages)."""
+
+    args_json: str
+    kwargs_json: str
+    line: int
+
+    @property
+    def size(self) -> int:
+        """Roughly the bytes of this task's payload, for splitting a batch."""
+        return len(self.args_json.encode()) + len(self.kwargs_json.encode()) + FRAMING_BYTES
+
+    def message(self) -> pb.JsonArguments:
+        return pb.JsonArguments(args_json=self.args_json, kwargs_json=self.kwargs_json)
+
+
+def parse_task_line(text: str, line: int, source: str) -> TaskInput:
+    """A JSON array of positional arguments, or ``{"args": [...], "kwargs": {...}}``.
+
+    :raises CliError: (exit 5) naming ``source:line`` and what is wrong
+    """
+
+    def invalid(problem: str) -> CliError:
+        return CliError(f"{source}:{line}: {problem}", Exit.INVALID)
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise invalid(f"not valid JSON: {exc}") from None
+    if isinstance(value, list):
+        return TaskInput(json.dumps(value), "", line)
+    if not isinstance(value, dict):
+        raise invalid('expected a JSON array of arguments or {"args": [...], "kwargs": {...}}')
+    unknown = value.keys() - {"args", "kwargs"}
+    if unknown:
+        raise invalid(f"unknown keys {sorted(unknown)} (only args and kwargs)")
+    args, kwargs = value.get("args", []), value.get("kwargs", {})
+    if not isinstance(args, list):
+        raise invalid('"args" must be a JSON array')
+    if not isinstance(kwargs, dict):
+        raise invalid('"kwargs" must be a JSON object')
+    return TaskInput(json.dumps(args), json.dumps(kwargs) if kwargs else "", line)
+
+
+def read_tasks(lines: Iterable[str], source: str) -> list[TaskInput]:
+    """One task per non-blank line.
+
+    :raises CliError: a bad line, a task over the submission limit, or no tasks
+    """
+    tasks = [
+        parse_task_line(text, number, source)
+        for number, text in enumerate(lines, start=1)
+        if text.strip()
+    ]
+    if not tasks:
+        raise CliError(f"{source}: no tasks (expected one JSON line per task)", Exit.INVALID)
+    for task in tasks:
+        if task.size > MAX_SUBMISSION_BYTES:
+            raise CliError(
+                f"{source}:{task.line}: arguments of {task.size:,} bytes are over the"
+                f" {MAX_SUBMISSION_BYTES:,}-byte submission limit; pass large data by reference",
+                Exit.INVALID,
+            )
+    return tasks
+
+
+def chunks(tasks: Sequence[TaskInput], limit: int = CHUNK_BYTES) -> Iterator[list[TaskInput]]:
+    """``tasks`` split into consecutive submissions of at most ``limit`` bytes each
+    (a task larger than that goes alone)."""
+    chunk: list[TaskInput] = []
+    size = 0
+    for task in tasks:
+        if chunk and size + task.size > limit:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(task)
+        size += task.size
+    if chunk:
+        yield chunk
+
+
+def submit(
+    client: Client, endpoint: str, function_id: str, tasks: Sequence[TaskInput]
+) -> tuple[str, list[str]]:
+    """Submit the tasks with JSON arguments and JSON results; ``(task group, ids)``.
+
+    A large input is sent as several submissions in one task group. Ids are in
+    input order.
+    """
+    group = ""
+    ids: list[str] = []
+    for chunk in chunks(tasks):
+        request = pb.BatchRunRequest(
+            endpoint_id=endpoint,
+            tasks=[
+                pb.BatchTasks(function_id=function_id, json_arguments=[t.message() for t in chunk])
+            ],
+            options=pb.SubmitOptions(task_group_id=group, result_serializers=JSON_RESULTS),
+        )
+        # The Client has no public call for JSON arguments yet: the raw RPC, with
+        # the client's error translation.
+        response = client._call("BatchRun", request)
+        group = response.task_group_id
+        ids.extend(response.tasks[0].task_ids)
+    return group, ids
+
+
+def cmd_batch(client: Client, args: argparse.Namespace) -> Output:
+    """Submit one task per input line; wait and print each result as a JSON line."""
+    with args.args_json as file:
+        tasks = read_tasks(file, "<stdin>" if file.name == "<stdin>" else file.name)
+    group, ids = submit(client, args.endpoint, args.function_id, tasks)
+    if args.no_wait:
+        return Output("\n".join(ids), {"task_group_id": group, "task_ids": ids})
+    progress = Progress(len(ids), enabled=progress_enabled(args.json))
+    tally = Tally(wait_for(client, ids, args.timeout, progress))
+    lines = [result_line(tally.tasks[tid]) for tid in ids]
+    data = {
+        "task_group_id": group,
+        "tasks": [{"task_id": tid, **task_json(tally.tasks[tid])} for tid in ids],
+    }
+    message = "\n".join(filter(None, [tally.summary(args.timeout).plain, tally.problems()]))
+    return Output("\n".join(lines), data, tally.code, message)
+
+
+def result_line(task: dict[str, Any]) -> str:
+    """A task's result as one line of JSON; ``null`` for a failed or pending task
+    (which the summary on stderr names)."""
+    if task["pending"] or "exception" in task:
+        return "null"
+    return json.dumps(json_value(task["result"]))
+
+
+__all__ = ["check_source", "chunks", "cmd_batch", "cmd_register_source", "read_tasks", "submit"]
