@@ -31,13 +31,22 @@ STOP_TIMEOUT = 60.0
 class Daemon:
     """Start, stop, kill and restart one gcgated on a fixed socket and state dir."""
 
-    def __init__(self, state_dir: Path, *, workers: int = 2, extra_args: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        workers: int = 2,
+        extra_args: tuple[str, ...] = (),
+        daemon_env: dict[str, str] | None = None,
+    ):
         self.state_dir = state_dir
         self.socket_dir = Path(tempfile.mkdtemp(prefix="gcg-", dir="/tmp"))
         self.socket_path = self.socket_dir / "gcgate.sock"
         self.log_path = state_dir.parent / f"{state_dir.name}-gcgated.log"
         self.workers = workers
         self.extra_args = extra_args
+        #: Extra variables for the daemon process only (not for its clients).
+        self.daemon_env = dict(daemon_env or {})
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -64,7 +73,10 @@ class Daemon:
     def start(self) -> Daemon:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**self.env, **self.daemon_env},
         )
         log.close()
         self.wait_ready()

@@ -6,6 +6,7 @@ environment adapts it per unit, and a flag is the final word for one run.
 
 from __future__ import annotations
 
+import grp
 import os
 import sys
 from dataclasses import dataclass, field, fields
@@ -15,6 +16,7 @@ from typing import Any
 import platformdirs
 from gcgate.paths import daemon_socket_path
 
+from gcgated.credentials import Secret
 from gcgated.errors import StartupError
 
 if sys.version_info >= (3, 11):
@@ -30,7 +32,11 @@ ENV_VARS = {
     "log_level": "GCGATE_LOG_LEVEL",
     "retention_days": "GCGATE_RETENTION_DAYS",
     "store_size_limit_mb": "GCGATE_STORE_SIZE_LIMIT_MB",
+    "group": "GCGATE_GROUP",
 }
+
+#: Settings only a config file may give (never argv, where `ps` shows them).
+FILE_ONLY = ("client_id", "client_secret")
 
 #: Accepted log levels (any case), as ``--log-level`` offers them.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -62,6 +68,15 @@ class Config:
     store_size_limit_mb: int = 4096
     #: Seconds in-flight RPCs get to finish on SIGTERM/SIGINT.
     shutdown_grace_seconds: float = 10.0
+    #: Group (name or number) whose members may connect: socket 0660 and its
+    #: directory 0750, both owned by this group. Empty: the daemon's user only.
+    group: str = ""
+    #: Service-account credentials (see gcgated.credentials, which also reads
+    #: systemd credentials and the environment). The secret is masked in repr.
+    client_id: str = ""
+    client_secret: Secret = field(default_factory=lambda: Secret(""))
+    #: The config file that was read, if any (not a setting).
+    config_file: Path | None = field(default=None, metadata={"setting": False})
 
     @property
     def worker_count(self) -> int:
@@ -71,19 +86,38 @@ class Config:
     def store_dir(self) -> Path:
         return self.state_dir / "store"
 
+    @property
+    def group_id(self) -> int | None:
+        """The numeric id of ``group``, or None without one."""
+        if not self.group:
+            return None
+        if self.group.isdigit():
+            return int(self.group)
+        return grp.getgrnam(self.group).gr_gid
+
     def update(self, values: dict[str, Any], source: str) -> None:
         """Apply ``values`` (from a file, env or flags), coercing to each field's type."""
         known = {f.name: f for f in fields(self)}
         for name, raw in values.items():
             if raw is None:
                 continue
-            if name not in known:
+            if name not in known or not known[name].metadata.get("setting", True):
                 raise StartupError(f"{source}: unknown setting {name!r}")
+            if name in FILE_ONLY and not source.startswith("config file"):
+                raise StartupError(f"{source}: {name} can only be set in the config file")
             current = getattr(self, name)
             try:
-                value = Path(raw).expanduser() if isinstance(current, Path) else type(current)(raw)
+                if isinstance(current, Path):
+                    value: Any = Path(raw).expanduser()
+                elif isinstance(current, Secret):
+                    if not isinstance(raw, str):
+                        raise TypeError("expected a string")
+                    value = Secret(raw.strip())
+                else:
+                    value = type(current)(raw)
             except (TypeError, ValueError) as exc:
-                raise StartupError(f"{source}: bad value for {name!r}: {raw!r} ({exc})") from exc
+                shown = "(hidden)" if name in FILE_ONLY else repr(raw)
+                raise StartupError(f"{source}: bad value for {name!r}: {shown} ({exc})") from None
             setattr(self, name, value)
         self.validate(source)
 
@@ -105,17 +139,29 @@ class Config:
                 f"{source}: socket path {self.socket_path} is longer than the 107 bytes"
                 " a Unix socket address allows; choose a shorter --socket"
             )
+        try:
+            self.group_id  # noqa: B018 - resolves the name, or raises
+        except KeyError:
+            raise StartupError(
+                f"{source}: group {self.group!r} does not exist (create it, e.g. with"
+                " `groupadd`, or set group to an existing one)"
+            ) from None
 
 
 def load_config(config_file: Path | None, flags: dict[str, Any]) -> Config:
     """Build the effective configuration from all sources."""
     config = Config()
     path = config_file or Path(os.environ.get("GCGATE_CONFIG", default_config_file()))
-    if path.exists():
+    try:
+        found = path.exists()
+    except OSError as exc:  # e.g. a directory on the way this user may not enter
+        raise StartupError(f"cannot read config file {path}: {exc.strerror}") from None
+    if found:
         try:
             data = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise StartupError(f"cannot read config file {path}: {exc}") from exc
+        config.config_file = path
         config.update(data.get("gcgated", data), f"config file {path}")
     elif config_file is not None:
         raise StartupError(f"config file {config_file} does not exist")

@@ -4,12 +4,19 @@ Order matters and is the point of this module:
 
 1. take the state-dir lock (one daemon per store) and the socket lock (one
    daemon per socket), so a second daemon refuses with the first one's pid;
-2. make the socket's directory private (0700) and replace a stale socket
-   left by a crashed daemon;
+2. make the socket's directory private (0700, or 0750 for ``--group``) and
+   replace a stale socket left by a crashed daemon;
 3. open the store, start the backends, resume unfinished tasks;
-4. serve gRPC (Gateway, health, reflection) on the socket, mode 0600;
-5. on SIGTERM/SIGINT: stop accepting, give in-flight RPCs a grace period,
-   stop backends, flush outcomes, close the store, remove the socket.
+4. serve gRPC (Gateway, health, reflection) on the socket, mode 0600 (0660
+   owned by the group with ``--group``), then tell systemd ``READY=1``;
+5. on SIGTERM/SIGINT: tell systemd ``STOPPING=1``, stop accepting, give
+   in-flight RPCs a grace period, stop backends, flush outcomes, close the
+   store, remove the socket.
+
+Before any of it, service-account credentials are loaded and the secret is
+removed from the environment (see ``gcgated.credentials``); the systemd
+notification variables are read and removed too (see ``gcgated.notify``), so
+the local endpoint's worker processes inherit neither.
 """
 
 from __future__ import annotations
@@ -17,12 +24,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import grp
 import logging
 import os
 import signal
 import stat
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import grpc
 from gcgate.constants import MAX_MESSAGE_BYTES
@@ -35,7 +46,9 @@ from grpc_reflection.v1alpha import reflection
 from gcgated.backends.local import LocalBackend
 from gcgated.config import Config
 from gcgated.core import TaskLifecycle
+from gcgated.credentials import ClientCredentials, credential_environment, load_client_credentials
 from gcgated.errors import StartupError
+from gcgated.notify import Notifier
 from gcgated.routing import Router
 from gcgated.server.servicer import GatewayServicer
 from gcgated.store import Store
@@ -70,8 +83,12 @@ def exclusive_lock(path: Path, what: str) -> Iterator[None]:
         os.close(fd)
 
 
-def private_dir(path: Path) -> None:
-    """Create ``path`` 0700, or check an existing one is ours and not open to others."""
+def private_dir(path: Path, gid: int | None = None) -> None:
+    """Create ``path`` 0700 (0750 owned by group ``gid``), or check an existing one.
+
+    An existing directory must be ours and writable by nobody else; it is then
+    tightened to exactly 0700, or 0750 with its group set to ``gid``.
+    """
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = path.stat()
     if info.st_uid != os.getuid():
@@ -79,13 +96,35 @@ def private_dir(path: Path) -> None:
             f"{path} belongs to uid {info.st_uid}, not to this user ({os.getuid()});"
             " refusing to put the socket or state there"
         )
+    wanted = 0o700 if gid is None else 0o750
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise StartupError(
             f"{path} is writable by other users (mode {stat.filemode(info.st_mode)});"
-            f" fix it with `chmod 700 {path}`"
+            f" fix it with `chmod {wanted:o} {path}`"
         )
-    if info.st_mode & 0o077:
-        os.chmod(path, 0o700)
+    if gid is not None and info.st_gid != gid:
+        give_to_group(path, gid)
+    if stat.S_IMODE(info.st_mode) != wanted:
+        os.chmod(path, wanted)
+
+
+def give_to_group(path: Path, gid: int) -> None:
+    """chgrp ``path``; the daemon's user must be root or a member of the group."""
+    try:
+        os.chown(path, -1, gid)
+    except PermissionError as exc:
+        raise StartupError(
+            f"cannot give {path} to group {group_name(gid)} ({exc.strerror}): the daemon's"
+            f" user (uid {os.getuid()}) must be a member of that group; under the"
+            " gcgated.service unit it must be the unit's Group="
+        ) from None
+
+
+def group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 def remove_stale_socket(path: Path) -> None:
@@ -97,11 +136,48 @@ def remove_stale_socket(path: Path) -> None:
         raise StartupError(f"{path} exists and is not a socket; refusing to replace it")
 
 
-async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
-    """Run the daemon until SIGTERM/SIGINT."""
+#: Seconds between STATUS= refreshes for systemd when there is no faster watchdog tick.
+STATUS_REFRESH_SECONDS = 5.0
+
+#: Settings a SIGHUP reload applies; any other change waits for a restart.
+RELOADABLE = ("log_level", "retention_days", "store_size_limit_mb", "shutdown_grace_seconds")
+#: Not settings a reload compares (credentials are compared as a whole).
+NOT_COMPARED = ("client_id", "client_secret", "config_file")
+
+Reloader = Callable[[], Config]
+
+
+async def serve(
+    config: Config, ready: asyncio.Event | None = None, reload: Reloader | None = None
+) -> None:
+    """Run the daemon until SIGTERM/SIGINT; ``reload`` re-reads the config on SIGHUP."""
+    notifier = Notifier.from_environment()
+    try:
+        await _serve(config, notifier, ready, reload)
+    except StartupError as exc:
+        notifier.status(f"cannot start: {exc}")
+        raise
+    finally:
+        notifier.close()
+
+
+async def _serve(
+    config: Config, notifier: Notifier, ready: asyncio.Event | None, reload: Reloader | None
+) -> None:
+    # Credentials first: this also removes the secret from the environment
+    # before any worker process is started with a copy of it.
+    credential_env = credential_environment()
+    credentials = load_client_credentials(config)
+    if credentials is not None:
+        log.info(
+            "service-account credentials loaded for client %s (from %s)",
+            credentials.client_id,
+            credentials.source,
+        )
     socket_path = config.socket_path.absolute()
+    gid = config.group_id
     private_dir(config.state_dir)
-    private_dir(socket_path.parent)
+    private_dir(socket_path.parent, gid)
     with (
         exclusive_lock(config.state_dir / "gcgated.lock", "state directory"),
         exclusive_lock(socket_path.with_name(socket_path.name + ".lock"), "socket"),
@@ -113,9 +189,10 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
             retention_seconds=config.retention_days * 86400,
         )
         core = TaskLifecycle(store, Router(local=LocalBackend(workers=config.worker_count)))
+        service = Service(config, core, socket_path, notifier, credentials, credential_env, reload)
         try:
             await core.start()
-            await _serve_grpc(core, config, socket_path, ready)
+            await _serve_grpc(service, ready)
         finally:
             await core.stop()
             store.close()
@@ -124,12 +201,175 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     log.info("gcgated stopped")
 
 
-async def _serve_grpc(
-    core: TaskLifecycle, config: Config, socket_path: Path, ready: asyncio.Event | None
-) -> None:
+class Service:
+    """What systemd is told (READY, STATUS, WATCHDOG, STOPPING) and SIGHUP reloads."""
+
+    def __init__(
+        self,
+        config: Config,
+        core: TaskLifecycle,
+        socket_path: Path,
+        notifier: Notifier,
+        credentials: ClientCredentials | None,
+        credential_env: dict[str, str],
+        reloader: Reloader | None,
+    ) -> None:
+        self.config = config
+        self.core = core
+        self.socket_path = socket_path
+        self.notifier = notifier
+        self.credentials = credentials
+        self._credential_env = credential_env
+        self._reloader = reloader
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._last_status = ""
+        self._reload_error = ""
+
+    @property
+    def login(self) -> str:
+        if self.credentials is None:
+            return "not configured"
+        return f"client {self.credentials.client_id}"
+
+    def status_line(self) -> str:
+        counts = self.core.store.counts()
+        line = (
+            f"serving on {self.socket_path}; login: {self.login};"
+            f" tasks: {counts['pending']} pending, {counts['success']} succeeded,"
+            f" {counts['failed']} failed"
+        )
+        if self._reload_error:
+            line += f"; last reload failed: {self._reload_error}"
+        return line
+
+    def ready(self) -> None:
+        if self.notifier.watchdog_interval:
+            log.info("systemd watchdog: pinging every %.3gs", self.notifier.watchdog_interval)
+        self._last_status = self.status_line()
+        self.notifier.ready(self._last_status)
+        if self.notifier.enabled:
+            self._spawn(self._notify_loop())
+
+    def stopping(self) -> None:
+        self.notifier.stopping(f"stopping: finishing in-flight calls on {self.socket_path}")
+
+    def cancel(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _notify_loop(self) -> None:
+        """WATCHDOG=1 at half the watchdog timeout, from the event loop itself (a
+        stuck loop stops the pings and systemd restarts the daemon), and STATUS=
+        whenever the task counts change."""
+        interval = self.notifier.watchdog_interval
+        tick = min(interval, STATUS_REFRESH_SECONDS) if interval else STATUS_REFRESH_SECONDS
+        last_ping = time.monotonic()
+        while True:
+            await asyncio.sleep(tick)
+            lines = []
+            now = time.monotonic()
+            if interval and now - last_ping >= interval * 0.999:
+                lines.append("WATCHDOG=1")
+                last_ping = now
+            try:
+                line = self.status_line()
+            except Exception:  # the store failing must not stop the pings
+                log.exception("cannot read task counts for the service status")
+            else:
+                if line != self._last_status:
+                    lines.append(f"STATUS={line}")
+                    self._last_status = line
+            if lines:
+                self.notifier.send(*lines)
+
+    # ------------------------------------------------------------- reload
+
+    def request_reload(self) -> None:
+        if self._reloader is None:
+            log.warning("SIGHUP: this daemon was not started with a reloadable configuration")
+            return
+        self._spawn(self.reload())
+
+    async def reload(self) -> None:
+        """Re-read the config file and credentials; apply what can change live."""
+        assert self._reloader is not None
+        self.notifier.reloading()
+        log.info("SIGHUP: reloading the configuration")
+        try:
+            new = self._reloader()
+            credentials = load_client_credentials(new, self._credential_env)
+        except StartupError as exc:
+            self._reload_error = str(exc)
+            log.error("reload failed, keeping the running configuration: %s", exc)
+        except Exception as exc:  # systemd waits for READY=1 whatever happened
+            self._reload_error = f"internal error ({type(exc).__name__}); see the log"
+            log.exception("reload failed, keeping the running configuration")
+        else:
+            self._reload_error = ""
+            self._apply(new, credentials)
+        self._last_status = self.status_line()
+        self.notifier.ready(self._last_status)
+
+    def _apply(self, new: Config, credentials: ClientCredentials | None) -> None:
+        old = self.config
+        for name in (f.name for f in fields(Config)):
+            if name in RELOADABLE or name in NOT_COMPARED:
+                continue
+            if getattr(new, name) != getattr(old, name):
+                log.warning(
+                    "reload: %s changed (%s -> %s); it takes effect when the daemon restarts",
+                    name,
+                    getattr(old, name),
+                    getattr(new, name),
+                )
+        changed = [n for n in RELOADABLE if getattr(new, n) != getattr(old, n)]
+        for name in changed:
+            setattr(old, name, getattr(new, name))
+        logging.getLogger().setLevel(old.log_level)
+        store = self.core.store
+        store.retention_seconds = old.retention_days * 86400
+        store.size_limit_bytes = old.store_size_limit_mb * 1024 * 1024
+        old_id = self.credentials.client_id if self.credentials else None
+        new_id = credentials.client_id if credentials else None
+        self.credentials = credentials
+        if new_id != old_id:
+            log.info("reload: service-account client is now %s", new_id or "not configured")
+        log.info("reload done%s", f" (changed: {', '.join(changed)})" if changed else "")
+
+
+class _ServiceGatewayServicer(GatewayServicer):
+    """The Gateway servicer, reporting the service account as the login.
+
+    Until a backend reports a login of its own (the servicer says
+    "not_configured"), Status shows ``client`` and the client id when
+    service-account credentials are loaded. Never the secret.
+    """
+
+    def __init__(self, core: TaskLifecycle, *, service: Service, **kwargs: Any) -> None:
+        super().__init__(core, **kwargs)
+        self._service = service
+
+    async def Status(self, request: pb.StatusRequest, context: Any) -> pb.StatusResponse:
+        reply = await super().Status(request, context)
+        credentials = self._service.credentials
+        if credentials is not None and reply.login.state == "not_configured":
+            reply.login.CopyFrom(pb.LoginState(state="client", identity=credentials.client_id))
+        return reply
+
+
+async def _serve_grpc(service: Service, ready: asyncio.Event | None) -> None:
+    config, core, socket_path = service.config, service.core, service.socket_path
     server = grpc.aio.server(options=SERVER_OPTIONS)
     pb_grpc.add_GatewayServicer_to_server(
-        GatewayServicer(core, socket_path=socket_path, state_dir=config.state_dir), server
+        _ServiceGatewayServicer(
+            core, socket_path=socket_path, state_dir=config.state_dir, service=service
+        ),
+        server,
     )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -146,8 +386,11 @@ async def _serve_grpc(
         server.add_insecure_port(f"unix:{socket_path}")
     finally:
         os.umask(old_umask)
+    gid = config.group_id
     await server.start()
-    os.chmod(socket_path, 0o600)
+    if gid is not None and socket_path.stat().st_gid != gid:
+        give_to_group(socket_path, gid)
+    os.chmod(socket_path, 0o600 if gid is None else 0o660)
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -155,17 +398,27 @@ async def _serve_grpc(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    log.info("gcgated serving on %s (state in %s)", socket_path, config.state_dir)
+    loop.add_signal_handler(signal.SIGHUP, service.request_reload)
+    log.info(
+        "gcgated serving on %s (state in %s%s)",
+        socket_path,
+        config.state_dir,
+        "" if gid is None else f"; group {group_name(gid)} may connect",
+    )
+    service.ready()
     if ready is not None:
         ready.set()
     try:
         await stop.wait()
     finally:
+        service.stopping()
         log.info(
             "shutting down: finishing in-flight calls (grace %.0fs)", config.shutdown_grace_seconds
         )
         await health.enter_graceful_shutdown()
         core.begin_shutdown()
+        loop.remove_signal_handler(signal.SIGHUP)
+        service.cancel()
         await server.stop(config.shutdown_grace_seconds)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

@@ -18,7 +18,14 @@ EPILOG = f"""\
 Settings come from defaults, then the TOML config file (--config, $GCGATE_CONFIG,
 or the user config dir's gcgate/gcgated.toml), then GCGATE_* environment
 variables, then these flags. The embedded local endpoint is {LOCAL_ENDPOINT_ID}
-(alias "local"). Stop the daemon with SIGTERM or Ctrl-C.
+(alias "local"). Stop the daemon with SIGTERM or Ctrl-C; SIGHUP re-reads the
+config file (log level, retention, store size limit, credentials).
+
+Service-account credentials (a Globus client id and secret) come from systemd
+credentials ($CREDENTIALS_DIRECTORY/client_id, client_secret), else
+GLOBUS_COMPUTE_CLIENT_ID/GLOBUS_COMPUTE_CLIENT_SECRET, else client_id/client_secret
+in the config file; never from a flag. Under systemd (Type=notify) the daemon
+reports READY/STATUS/WATCHDOG/STOPPING on $NOTIFY_SOCKET.
 """
 
 
@@ -47,6 +54,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="refuse new submissions once the store is this large",
     )
     parser.add_argument(
+        "--group",
+        help="let this group's members connect: socket 0660 and its directory 0750,"
+        " owned by the group (default: only the daemon's user)",
+    )
+    parser.add_argument(
         "--log-level",
         dest="log_level",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -71,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from gcgated.daemon import serve  # after logging is set up
 
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, reload=lambda: load_config(args.config, flags)))
     except StartupError as exc:
         logging.getLogger("gcgated").error("%s", exc)
         return 1
