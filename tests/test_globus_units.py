@@ -5,6 +5,7 @@ Globus function map."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -12,9 +13,11 @@ import pytest
 from gcgated.backends.base import SubmitGroup, SubmitOptions
 from gcgated.backends.globus.limiter import RateLimiter
 from gcgated.backends.globus.submit import (
+    BODY_OVERHEAD,
     Caller,
     Coalescer,
     _split_answer,
+    json_size,
     queue_key,
     registration_body,
 )
@@ -165,14 +168,24 @@ def test_packing_never_splits_a_caller() -> None:
             identity=lambda: "me",
             window=0.02,
             max_tasks=5,
-            max_bytes=10_000,
+            max_bytes=BODY_OVERHEAD + 100,
         )
         callers = [make_caller(loop, [("f", n)]) for n in (3, 2, 1, 7, 4, 1)]
         packed = coalescer._pack(callers)
         assert [[c.tasks for c in request] for request in packed] == [[3, 2], [1], [7], [4, 1]]
         assert [c for request in packed for c in request] == callers
+        # Bytes count too (each test caller is 10 bytes per task): 100 bytes of room.
+        by_size = [make_caller(loop, [("f", 1)]) for _ in range(3)]
+        for caller, size in zip(by_size, (60, 50, 40), strict=True):
+            caller.size = size
+        assert [len(r) for r in coalescer._pack(by_size)] == [1, 2]
     finally:
         loop.close()
+
+
+def test_payload_size_is_counted_as_json() -> None:
+    payload = "01\n" + 'ab"c' * 10
+    assert json_size(payload) == len(json.dumps(payload)) + 2 > len(payload)
 
 
 def test_queue_key_separates_what_cannot_share_a_request() -> None:

@@ -32,6 +32,7 @@ ENV_VARS = {
     "log_level": "GCGATE_LOG_LEVEL",
     "retention_days": "GCGATE_RETENTION_DAYS",
     "store_size_limit_mb": "GCGATE_STORE_SIZE_LIMIT_MB",
+    "compute_url": "GCGATE_COMPUTE_URL",
     "group": "GCGATE_GROUP",
 }
 
@@ -68,6 +69,26 @@ class Config:
     store_size_limit_mb: int = 4096
     #: Seconds in-flight RPCs get to finish on SIGTERM/SIGINT.
     shutdown_grace_seconds: float = 10.0
+    #: Globus Compute base URL; empty: globus-sdk's default (production).
+    compute_url: str = ""
+    #: Requests to Globus per window for the whole daemon (the service allows 20 / 10 s).
+    rate_limit_requests: int = 18
+    rate_limit_window_seconds: float = 10.0
+    #: Requests that may go back to back before the rate limiter spaces them out.
+    rate_limit_burst: int = 3
+    #: Milliseconds a submission waits for others to share its submit request.
+    submit_window_ms: float = 20.0
+    #: Most tasks merged into one submit request (one caller's batch is never split).
+    submit_max_tasks: int = 1000
+    #: Task ids per result poll (POST /v2/batch_status).
+    poll_chunk: int = 500
+    #: Bounds of the adaptive interval between result polls.
+    poll_min_seconds: float = 0.5
+    poll_max_seconds: float = 10.0
+    #: Seconds endpoint status and metadata answers are reused.
+    endpoint_cache_seconds: float = 5.0
+    #: Seconds a submit or lookup keeps retrying throttling, 5xx and network errors.
+    retry_seconds: float = 120.0
     #: Group (name or number) whose members may connect: socket 0660 and its
     #: directory 0750, both owned by this group. Empty: the daemon's user only.
     group: str = ""

@@ -43,6 +43,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from gcgated.backends.globus import build_globus_backend
 from gcgated.backends.local import LocalBackend
 from gcgated.config import Config
 from gcgated.core import TaskLifecycle
@@ -188,7 +189,10 @@ async def _serve(
             size_limit_bytes=config.store_size_limit_mb * 1024 * 1024,
             retention_seconds=config.retention_days * 86400,
         )
-        core = TaskLifecycle(store, Router(local=LocalBackend(workers=config.worker_count)))
+        remote = build_globus_backend(config, store, credentials)
+        core = TaskLifecycle(
+            store, Router(local=LocalBackend(workers=config.worker_count), remote=remote)
+        )
         service = Service(config, core, socket_path, notifier, credentials, credential_env, reload)
         try:
             await core.start()

@@ -97,7 +97,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
                 )
                 for name, info in status["backends"]
             ],
-            login=pb.LoginState(state="not_configured"),
+            login=_login_state(status["backends"]),
             tasks=pb.TaskCounts(
                 pending=counts["pending"], success=counts["success"], failed=counts["failed"]
             ),
@@ -255,6 +255,17 @@ def _submission(
             result_serializers=tuple(options.result_serializers),
         ),
     )
+
+
+def _login_state(backends: list[tuple[str, dict[str, Any]]]) -> pb.LoginState:
+    """The Globus login a backend reports (``describe()["login"]``), if any."""
+    for _, info in backends:
+        login = info.get("login")
+        if isinstance(login, dict):
+            return pb.LoginState(
+                state=str(login.get("state", "")), identity=str(login.get("identity", ""))
+            )
+    return pb.LoginState(state="not_configured")
 
 
 def task_message(record: dict[str, Any], *, include_results: bool = True) -> pb.TaskRecord:

@@ -27,6 +27,8 @@ from typing import Any
 
 from gcgate.constants import MAX_SUBMISSION_BYTES
 
+from gcgated.errors import StartupError
+
 from ..base import Accepted, OutcomeCallback, SubmitGroup, SubmitOptions, TaskSpec
 from .auth import ServiceAccountLogin
 from .http import ComputeAPI
@@ -70,6 +72,33 @@ class GlobusSettings:
     retry_seconds: float = 120.0
     http_timeout_seconds: float = 30.0
 
+    def validate(self) -> None:
+        """Refuse settings that cannot work (StartupError names the setting)."""
+        positive = (
+            "rate_limit_requests",
+            "rate_limit_window_seconds",
+            "rate_limit_burst",
+            "submit_max_tasks",
+            "submit_max_bytes",
+            "poll_chunk",
+            "poll_min_seconds",
+            "http_timeout_seconds",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise StartupError(f"{name} must be > 0, not {getattr(self, name)!r}")
+        for name in ("submit_window_ms", "endpoint_cache_seconds", "retry_seconds"):
+            if getattr(self, name) < 0:
+                raise StartupError(f"{name} must be >= 0, not {getattr(self, name)!r}")
+        if self.poll_max_seconds < self.poll_min_seconds:
+            raise StartupError("poll_max_seconds must be >= poll_min_seconds")
+        if self.submit_max_bytes > MAX_SUBMISSION_BYTES:
+            raise StartupError(
+                f"submit_max_bytes must be at most {MAX_SUBMISSION_BYTES:,} (the service's limit)"
+            )
+        if self.compute_url and not self.compute_url.startswith(("https://", "http://")):
+            raise StartupError(f"compute_url {self.compute_url!r} is not an http(s) URL")
+
     @classmethod
     def from_config(cls, config: Any) -> GlobusSettings:
         settings = cls()
@@ -79,6 +108,8 @@ class GlobusSettings:
                 setattr(settings, name, type(getattr(settings, name))(value))
         if not settings.compute_url:
             settings.compute_url = os.environ.get(COMPUTE_URL_ENV, "")
+        settings.compute_url = settings.compute_url.rstrip("/")
+        settings.validate()
         return settings
 
 

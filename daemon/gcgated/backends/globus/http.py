@@ -125,7 +125,14 @@ def retry_after(exc: globus_sdk.GlobusAPIError) -> float | None:
 
 
 def map_api_error(exc: globus_sdk.GlobusAPIError, what: str) -> GatewayError:
-    """A final Globus error as the daemon's error, with the service's own words."""
+    """A final Globus error as the daemon's error, with the service's own words
+    (its code, e.g. ``FUNCTION_NOT_FOUND``, also kept as ``service_code``)."""
+    error = _map_api_error(exc, what)
+    error.service_code = exc.code or ""  # type: ignore[attr-defined]
+    return error
+
+
+def _map_api_error(exc: globus_sdk.GlobusAPIError, what: str) -> GatewayError:
     detail = describe_api_error(exc)
     status = exc.http_status
     if isinstance(exc, globus_sdk.AuthAPIError):

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gcgated.backends.base import Accepted, SubmitGroup, SubmitOptions
-from gcgated.errors import GatewayError, ServiceUnavailable
+from gcgated.errors import GatewayError, NotFound, ServiceUnavailable
 from gcgated.store import Store
 
 from .http import ComputeAPI, Slot
@@ -116,6 +116,15 @@ class Queue:
     callers: list[Caller] = field(default_factory=list)
 
 
+#: Bytes of a submit body that are not task payloads (keys, ids, user_runtime, ...).
+BODY_OVERHEAD = 16 * 1024
+
+
+def json_size(payload: str) -> int:
+    """Bytes ``payload`` takes in the JSON body (escapes, quotes, separator)."""
+    return len(json.dumps(payload)) + 2
+
+
 def queue_key(endpoint_id: str, options: SubmitOptions) -> tuple[str, ...]:
     """What callers must share to go into one submit request."""
     return (
@@ -148,7 +157,9 @@ class Coalescer:
         self.identity = identity
         self.window = window
         self.max_tasks = max_tasks
-        self.max_bytes = max_bytes
+        #: The service limits the request body, so payloads are packed by their
+        #: JSON-encoded size with room for the rest of the body.
+        self.max_bytes = max(max_bytes - BODY_OVERHEAD, 1)
         self._queues: dict[tuple[str, ...], Queue] = {}
         self._flushers: set[asyncio.Task[None]] = set()
         self.requests = 0
@@ -170,7 +181,7 @@ class Coalescer:
             options=options,
             future=loop.create_future(),
             tasks=sum(len(g.payloads) for g in groups),
-            size=sum(len(p.encode()) for g in groups for p in g.payloads),
+            size=sum(json_size(p) for g in groups for p in g.payloads),
         )
         key = queue_key(endpoint_id, options)
         queue = self._queues.get(key)
@@ -236,6 +247,23 @@ class Coalescer:
 
     async def _submit(
         self, endpoint_id: str, options: SubmitOptions, callers: list[Caller], slot: Slot
+    ) -> list[Accepted]:
+        try:
+            return await self._submit_once(endpoint_id, options, callers, slot)
+        except NotFound as exc:
+            if getattr(exc, "service_code", "") != "FUNCTION_NOT_FOUND":
+                raise
+        # A function registered earlier was deleted at the service (e.g. with the
+        # SDK): forget the stale ids, register again, and submit once more.
+        identity = self.identity()
+        for caller in callers:
+            for group in caller.groups:
+                self.registry.store.forget_globus_function(identity, group.function["function_id"])
+        log.info("Globus Compute no longer knows a registered function; registering again")
+        return await self._submit_once(endpoint_id, options, callers, None)
+
+    async def _submit_once(
+        self, endpoint_id: str, options: SubmitOptions, callers: list[Caller], slot: Slot | None
     ) -> list[Accepted]:
         identity = self.identity()
         # Globus function id per local function, registering what is new.

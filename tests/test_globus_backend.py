@@ -1,0 +1,547 @@
+"""The Globus backend end to end: a real gcgated forwarding to the Compute stand-in.
+
+The stand-in (``tests/standin``) serves Globus Auth and the Compute web service
+on 127.0.0.1 with the real paths and documents, runs tasks in worker processes
+as an endpoint does, counts every request and injects faults. The daemon runs
+as its own process with a service account's credentials in its environment,
+exactly as in production; only the two base URLs differ.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from gcgate import (
+    Client,
+    Executor,
+    InvalidArgument,
+    NotFound,
+    TaskExecutionFailed,
+)
+from gcgate.constants import MAX_SUBMISSION_BYTES
+from gcgate.errors import Unauthenticated
+from gcgate.v1 import gateway_pb2 as pb
+from harness import Daemon, script_function
+from standin import StandIn
+
+WAIT = 60.0
+
+
+# ------------------------------------------------------------------ functions
+
+
+@script_function
+def hello(firstname, lastname):
+    return "Hello {} {}".format(firstname, lastname)  # noqa: UP032 - the guide's code
+
+
+@script_function
+def double(x):
+    return x * 2
+
+
+@script_function
+def square(x):
+    return x * x
+
+
+@script_function
+def failing_task(x):
+    raise ValueError(f"deliberate failure for {x}")
+
+
+@script_function
+def generate_collatz_sequence(N: int, sequence_limit=10_000):
+    seq = [N]
+    while N != 1 and len(seq) < sequence_limit:
+        if N % 2:
+            N = 3 * N + 1
+        else:
+            N //= 2
+        seq.append(N)
+    return seq
+
+
+@script_function
+def noisy_multiply(x, y, noise=1, offset=0) -> float:
+    import random
+
+    return x * y + random.uniform(offset - noise, offset + noise)
+
+
+# ------------------------------------------------------------------- fixtures
+
+
+class GlobusDaemon(Daemon):
+    """A daemon whose environment points globus-sdk and gcgated at the stand-in."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        standin: StandIn,
+        settings: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        config = state_dir.parent / f"{state_dir.name}-gcgated.toml"
+        config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in (settings or {}).items()))
+        config.chmod(0o600)
+        super().__init__(state_dir, extra_args=("--config", str(config)))
+        self._standin_env = {**standin.env(), **(env or {})}
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**super().env, **self._standin_env}
+
+
+@pytest.fixture(scope="module")
+def remote(
+    standin_service: StandIn, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GlobusDaemon]:
+    daemon = GlobusDaemon(tmp_path_factory.mktemp("globus") / "state", standin_service).start()
+    try:
+        yield daemon
+    finally:
+        if daemon.process is not None:
+            assert daemon.stop() == 0, daemon.log()
+        daemon.close()
+
+
+@pytest.fixture
+def gcc(remote: GlobusDaemon) -> Iterator[Client]:
+    with Client(socket_path=remote.socket_path) as client:
+        yield client
+
+
+def compute_requests(standin: StandIn) -> int:
+    return standin.stats.count(service="compute")
+
+
+# --------------------------------------------------------- the seed guide, remote
+
+
+def test_hello_runs_on_the_remote_endpoint(gcc: Client, standin: StandIn) -> None:
+    func_id = gcc.register_function(hello)
+    task_id = gcc.run("Bob", "Smith", endpoint_id=standin.endpoint_id, function_id=func_id)
+
+    assert gcc.get_result(task_id, wait=WAIT) == "Hello Bob Smith"
+    # The id is the service's own, and the task ran there.
+    assert task_id in standin.compute.tasks
+    task = gcc.get_task(task_id)
+    assert task["status"] == "success"
+    assert float(task["completion_t"]) <= time.time()
+
+    by_kw = gcc.run(
+        endpoint_id=standin.endpoint_id, function_id=func_id, firstname="Ada", lastname="Lovelace"
+    )
+    assert gcc.get_result(by_kw, wait=WAIT) == "Hello Ada Lovelace"
+
+
+def test_batching_on_the_remote_endpoint(gcc: Client, standin: StandIn) -> None:
+    noisy_fn_id = gcc.register_function(noisy_multiply)
+    batch = gcc.create_batch()
+    expected = []
+    for val in range(7):
+        args, kwargs = (val + 3, val), {"noise": 0, "offset": val + 1}
+        batch.add(noisy_fn_id, args=args, kwargs=kwargs)
+        expected.append((val + 3) * val + val + 1)
+
+    batch_res = gcc.batch_run(standin.endpoint_id, batch)
+
+    assert batch_res["endpoint_id"] == standin.endpoint_id
+    task_ids = batch_res["tasks"][noisy_fn_id]
+    assert len(set(task_ids)) == 7
+    assert all(t in standin.compute.tasks for t in task_ids)
+    results = gcc.get_batch_result(task_ids, wait=WAIT)
+    assert [results[t]["result"] for t in task_ids] == expected
+    # One batch: one submit request.
+    assert standin.stats.count(service="compute", path="/v3/endpoints/*/submit") == 1
+
+
+def test_remote_failure_carries_the_remote_traceback(gcc: Client, standin: StandIn) -> None:
+    func_id = gcc.register_function(failing_task)
+    task_id = gcc.run(7, endpoint_id=standin.endpoint_id, function_id=func_id)
+
+    with pytest.raises(TaskExecutionFailed) as info:
+        gcc.get_result(task_id, wait=WAIT)
+    assert "ValueError: deliberate failure for 7" in str(info.value)
+    assert "Traceback" in str(info.value)
+
+
+def test_executor_on_the_remote_endpoint(
+    gcc: Client, standin: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Executors join the last task group used in the process (as the SDK's do);
+    # one of an earlier test's local endpoint is not a group Globus knows.
+    monkeypatch.setattr(Executor, "_default_task_group_id", None)
+    with Executor(endpoint_id=standin.endpoint_id, client=gcc) as gce:
+        assert list(gce.map(pow, [2, 3], [10, 10])) == [1024, 59049]
+        futures = [gce.submit(generate_collatz_sequence, n) for n in (1, 6, 27)]
+        assert [f.result(timeout=WAIT)[-1] for f in futures] == [1, 1, 1]
+        assert len(futures[2].result()) == len(generate_collatz_sequence(27))
+
+
+def test_endpoint_status_and_metadata_are_the_services(gcc: Client, standin: StandIn) -> None:
+    status = gcc.get_endpoint_status(standin.endpoint_id)
+    metadata = gcc.get_endpoint_metadata(standin.endpoint_id)
+    assert status["status"] == "online"
+    assert metadata["uuid"] == standin.endpoint_id
+    assert metadata == standin.compute.endpoints[standin.endpoint_id].document()
+    # Cached: asking again at once sends nothing.
+    before = compute_requests(standin)
+    assert gcc.get_endpoint_status(standin.endpoint_id) == status
+    assert gcc.get_endpoint_metadata(standin.endpoint_id) == metadata
+    assert compute_requests(standin) == before
+
+
+# ---------------------------------------------------------------- registration
+
+
+def test_a_function_is_registered_with_globus_once(
+    gcc: Client, standin: StandIn, remote: GlobusDaemon
+) -> None:
+    func_id = gcc.register_function(square)
+    tasks = [gcc.run(n, endpoint_id=standin.endpoint_id, function_id=func_id) for n in range(3)]
+    assert [gcc.get_result(t, wait=WAIT) for t in tasks] == [0, 1, 4]
+    assert standin.stats.count(service="compute", path="/v3/functions") == 1
+
+    # The mapping is in the store: a restarted daemon does not register it again.
+    remote.restart()
+    with Client(socket_path=remote.socket_path) as again:
+        assert again.register_function(square) == func_id
+        task = again.run(5, endpoint_id=standin.endpoint_id, function_id=func_id)
+        assert again.get_result(task, wait=WAIT) == 25
+    assert standin.stats.count(service="compute", path="/v3/functions") == 1
+    # The function the service holds is the client's code, untouched.
+    code = gcc.get_function(func_id)["function_code"]
+    assert [f.function_code for f in standin.compute.functions.values()].count(code) == 1
+
+
+# -------------------------------------------------------------- errors, limits
+
+
+def test_unknown_endpoint_and_function_are_not_found(gcc: Client, standin: StandIn) -> None:
+    func_id = gcc.register_function(double)
+    unknown = str(uuid.uuid4())
+    with pytest.raises(NotFound, match=unknown):
+        gcc.run(1, endpoint_id=unknown, function_id=func_id)
+    with pytest.raises(NotFound):
+        gcc.get_endpoint_status(unknown)
+    missing_function = str(uuid.uuid4())
+    with pytest.raises(NotFound, match=missing_function):
+        gcc.run(1, endpoint_id=standin.endpoint_id, function_id=missing_function)
+
+
+def test_over_limit_payload_is_refused_without_a_request(gcc: Client, standin: StandIn) -> None:
+    func_id = gcc.register_function(double)
+    before = compute_requests(standin)
+    with pytest.raises(InvalidArgument, match="TASK_PAYLOAD_TOO_LARGE"):
+        gcc.run(
+            "x" * (MAX_SUBMISSION_BYTES + 1), endpoint_id=standin.endpoint_id, function_id=func_id
+        )
+    assert compute_requests(standin) == before
+
+
+def test_status_describes_the_globus_backend(
+    gcc: Client, standin: StandIn, remote: GlobusDaemon
+) -> None:
+    func_id = gcc.register_function(double)
+    assert (
+        gcc.get_result(gcc.run(4, endpoint_id=standin.endpoint_id, function_id=func_id), wait=WAIT)
+        == 8
+    )
+    status = gcc._conn.call(gcc._conn.stub.Status, pb.StatusRequest(), timeout=10)
+    backends = {b.name: b for b in status.backends}
+    info = json.loads(backends["globus"].details_json)
+    assert backends["globus"].state == "ready"
+    assert info["login"] == {"state": "client", "identity": standin.service_account.client_id}
+    assert info["compute_url"] == standin.compute_url
+    assert info["in_flight"] == 0
+    assert info["requests_sent"] >= 2
+    assert info["rate"]["limit"] == 18 and info["rate"]["window_seconds"] == 10.0
+    assert (status.login.state, status.login.identity) == (
+        "client",
+        standin.service_account.client_id,
+    )
+
+
+# ------------------------------------------------------------ many clients, one budget
+
+CLIENT_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from concurrent.futures import ThreadPoolExecutor
+    from gcgate import Client
+
+    def triple(x):
+        return 3 * x
+
+    endpoint, base, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    with Client() as gcc:
+        fid = gcc.register_function(triple)
+        with ThreadPoolExecutor(count) as pool:
+            ids = list(pool.map(
+                lambda n: gcc.run(n, endpoint_id=endpoint, function_id=fid),
+                range(base, base + count)))
+        results = gcc.get_batch_result(ids, wait=120)
+        print(json.dumps([[n, t, results[t]["result"]] for n, t in zip(
+            range(base, base + count), ids)]))
+    """
+)
+
+
+def test_eight_clients_share_one_budget(
+    standin: StandIn, remote: GlobusDaemon, tmp_path: Path
+) -> None:
+    script = tmp_path / "client.py"
+    script.write_text(CLIENT_SCRIPT)
+    # Warm up (login, registration) outside the measurement? No: count everything.
+    started = time.monotonic()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(script), standin.endpoint_id, str(1000 * i), "100"],
+            env=remote.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(8)
+    ]
+    rows = []
+    for process in processes:
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+        rows.extend(json.loads(out))
+    elapsed = time.monotonic() - started
+
+    assert len(rows) == 800
+    assert all(result == 3 * n for n, _, result in rows)
+    task_ids = [t for _, t, _ in rows]
+    assert len(set(task_ids)) == 800
+    assert all(t in standin.compute.tasks for t in task_ids)
+
+    requests = standin.stats.count(service="compute") + standin.stats.count(service="auth")
+    per_task = requests / 800
+    busiest = standin.stats.max_in_window(10.0, service=None)
+    print(
+        f"\n800 tasks from 8 processes in {elapsed:.1f}s: {requests} HTTP requests"
+        f" ({per_task:.4f}/task), busiest 10 s window: {busiest};"
+        f" {dict(standin.stats.by_route('compute'))}"
+    )
+    assert per_task <= 0.05
+    assert busiest <= 18
+    assert standin.stats.count(service="compute", outcome="rate_limited") == 0
+
+
+# ----------------------------------------------------------------------- faults
+
+
+def run_many(client: Client, endpoint: str, func_id: str, values: range) -> list[str]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(values)) as pool:
+        return list(
+            pool.map(lambda n: client.run(n, endpoint_id=endpoint, function_id=func_id), values)
+        )
+
+
+def assert_exactly_once(
+    standin: StandIn, client: Client, task_ids: list[str], values: range, fn: Any, submits: int
+) -> None:
+    results = client.get_batch_result(task_ids, wait=WAIT)
+    assert [results[t]["result"] for t in task_ids] == [fn(n) for n in values]
+    assert len(set(task_ids)) == len(values)
+    # Nothing duplicated: the service received each task exactly once.
+    submitted = [t for record in standin.compute.submits[submits:] for t in record.task_ids]
+    assert sorted(submitted) == sorted(task_ids)
+
+
+def test_429_storm_loses_and_duplicates_nothing(gcc: Client, standin: StandIn) -> None:
+    func_id = gcc.register_function(double)
+    # Register and warm up first, so the storm hits submits and polls.
+    assert (
+        gcc.get_result(gcc.run(1, endpoint_id=standin.endpoint_id, function_id=func_id), wait=WAIT)
+        == 2
+    )
+    standin.reset()
+    submits = len(standin.compute.submits)
+    storm = standin.faults.rate_limit(count=6, retry_after=1)
+    values = range(40)
+    task_ids = run_many(gcc, standin.endpoint_id, func_id, values)
+    assert_exactly_once(standin, gcc, task_ids, values, double, submits)
+    assert storm.hits == 6
+    # Retry-After was honoured: after a 429, nothing new was sent until it passed
+    # (a request already on its way when the 429 was answered may still arrive).
+    records = standin.stats.select(service="compute")
+    throttled = [r.t for r in records if r.status == 429]
+    assert len(throttled) == 6
+    for t in throttled:
+        assert not [r for r in records if t + 0.15 < r.t < t + 0.9]
+
+
+def test_5xx_burst_loses_and_duplicates_nothing(gcc: Client, standin: StandIn) -> None:
+    func_id = gcc.register_function(square)
+    assert (
+        gcc.get_result(gcc.run(2, endpoint_id=standin.endpoint_id, function_id=func_id), wait=WAIT)
+        == 4
+    )
+    standin.reset()
+    submits = len(standin.compute.submits)
+    # The first matching fault answers until it is used up: 500, 500, 502, 502, 503, 503.
+    bursts = [standin.faults.server_error(count=2, status=status) for status in (500, 502, 503)]
+    values = range(30)
+    task_ids = run_many(gcc, standin.endpoint_id, func_id, values)
+    assert_exactly_once(standin, gcc, task_ids, values, square, submits)
+    assert [b.hits for b in bursts] == [2, 2, 2]
+
+
+def test_submit_that_keeps_failing_answers_every_caller(standin: StandIn, tmp_path: Path) -> None:
+    daemon = GlobusDaemon(tmp_path / "state", standin, {"retry_seconds": 2.0}).start()
+    try:
+        with Client(socket_path=daemon.socket_path) as client:
+            func_id = client.register_function(double)
+            standin.faults.server_error(duration=30, status=503, path="/v3/endpoints/*/submit")
+            from concurrent.futures import ThreadPoolExecutor
+
+            def attempt(n: int) -> str:
+                try:
+                    client.run(n, endpoint_id=standin.endpoint_id, function_id=func_id)
+                except Exception as exc:
+                    return type(exc).__name__ + ": " + str(exc)
+                return "accepted"
+
+            with ThreadPoolExecutor(10) as pool:
+                answers = list(pool.map(attempt, range(10)))
+            assert all(a.startswith("Unavailable") for a in answers), answers
+            assert all("Globus Compute" in a for a in answers)
+            assert not standin.compute.submits
+            # Nothing was stored for the refused calls.
+            status = client._conn.call(client._conn.stub.Status, pb.StatusRequest(), timeout=10)
+            assert status.tasks.pending == 0
+            assert status.store.task_records == 0
+    finally:
+        daemon.close()
+
+
+# ------------------------------------------------------------ restart, kill -9
+
+
+def test_kill_9_with_tasks_in_flight_then_all_resolve(standin: StandIn, tmp_path: Path) -> None:
+    daemon = GlobusDaemon(tmp_path / "state", standin).start()
+    try:
+        with Client(socket_path=daemon.socket_path) as client:
+            func_id = client.register_function(double)
+            # The endpoint is offline: tasks wait at the service, in flight.
+            standin.compute.set_endpoint_status(standin.endpoint_id, "offline")
+            values = range(20)
+            task_ids = run_many(client, standin.endpoint_id, func_id, values)
+            assert all(client.get_task(t)["pending"] for t in task_ids)
+        daemon.kill()
+        standin.compute.set_endpoint_status(standin.endpoint_id, "online")
+        daemon.start()
+        with Client(socket_path=daemon.socket_path) as client:
+            results = client.get_batch_result(task_ids, wait=WAIT)
+        assert [results[t]["result"] for t in task_ids] == [2 * n for n in values]
+        assert "resumed 20 unfinished task(s)" in daemon.log()
+    finally:
+        daemon.close()
+
+
+# ------------------------------------------------------------------ credentials
+
+
+def test_an_expired_token_is_renewed_silently(gcc: Client, standin: StandIn) -> None:
+    func_id = gcc.register_function(double)
+    assert (
+        gcc.get_result(gcc.run(5, endpoint_id=standin.endpoint_id, function_id=func_id), wait=WAIT)
+        == 10
+    )
+    assert standin.auth.expire_tokens() >= 1
+    standin.reset()
+
+    task = gcc.run(6, endpoint_id=standin.endpoint_id, function_id=func_id)
+
+    assert gcc.get_result(task, wait=WAIT) == 12
+    # One 401, one client-credentials grant, and the submit went through.
+    assert standin.stats.count(service="compute", where=lambda r: r.status == 401) == 1
+    assert standin.stats.count(service="auth", path="/v2/oauth2/token") == 1
+
+
+def test_a_function_deleted_at_the_service_is_registered_again(
+    gcc: Client, standin: StandIn
+) -> None:
+    func_id = gcc.register_function(noisy_multiply)
+    first = gcc.run(2, 3, noise=0, endpoint_id=standin.endpoint_id, function_id=func_id)
+    assert gcc.get_result(first, wait=WAIT) == 6
+    code = gcc.get_function(func_id)["function_code"]
+    for record in standin.compute.functions.values():
+        if record.function_code == code:
+            record.deleted = True
+    standin.reset()
+
+    again = gcc.run(4, 5, noise=0, endpoint_id=standin.endpoint_id, function_id=func_id)
+
+    assert gcc.get_result(again, wait=WAIT) == 20
+    assert standin.stats.count(service="compute", path="/v3/functions") == 1
+
+
+def test_wrong_secret_is_unauthenticated(standin: StandIn, tmp_path: Path) -> None:
+    daemon = GlobusDaemon(
+        tmp_path / "state", standin, env={"GLOBUS_COMPUTE_CLIENT_SECRET": "not-the-secret"}
+    ).start()
+    try:
+        with Client(socket_path=daemon.socket_path) as client:
+            func_id = client.register_function(double)
+            with pytest.raises(Unauthenticated) as info:
+                client.run(1, endpoint_id=standin.endpoint_id, function_id=func_id)
+        assert "Globus Auth refused" in info.value.message
+        assert "not-the-secret" not in info.value.message
+        assert "not-the-secret" not in daemon.log()
+    finally:
+        daemon.close()
+
+
+def test_secret_and_tokens_never_reach_the_log(
+    standin: StandIn, remote: GlobusDaemon, gcc: Client
+) -> None:
+    func_id = gcc.register_function(double)
+    assert (
+        gcc.get_result(gcc.run(3, endpoint_id=standin.endpoint_id, function_id=func_id), wait=WAIT)
+        == 6
+    )
+    log = remote.log()
+    assert "Globus Compute backend ready" in log  # the log is the daemon's, at DEBUG
+    secret = standin.service_account.secret
+    assert secret and secret not in log
+    tokens = list(standin.auth.tokens)
+    assert tokens
+    for token in tokens:
+        assert token not in log
+    # The token file is private.
+    token_file = remote.state_dir / "globus-tokens.db"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    assert os.environ.get("GLOBUS_COMPUTE_CLIENT_SECRET") != secret
+
+
+def test_grpc_status_codes_for_refusals(standin: StandIn, remote: GlobusDaemon) -> None:
+    channel = grpc.insecure_channel(f"unix:{remote.socket_path}")
+    try:
+        from gcgate.v1 import gateway_pb2_grpc
+
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.GetEndpointMetadata(pb.EndpointRequest(endpoint_id=str(uuid.uuid4())), timeout=30)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "Globus Compute" in info.value.details()
+    finally:
+        channel.close()
