@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv run test lint proto proto-check clean
+.PHONY: venv run test lint proto proto-check clean install-systemd install-venv install-units
 
 venv: $(STAMP)
 
@@ -33,3 +33,43 @@ proto: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info client/*.egg-info
+
+## System service (as root): gcgate in a venv at $(PREFIX), the units, the gcgate user.
+## Then see docs/service.md: credentials, `systemctl enable --now gcgated`, the group.
+PREFIX      ?= /opt/gcgate
+DESTDIR     ?=
+UNITDIR     ?= /etc/systemd/system
+USERUNITDIR ?= /etc/systemd/user
+SYSUSERSDIR ?= /etc/sysusers.d
+CONFDIR     ?= /etc/gcgate
+BINDIR      ?= /usr/local/bin
+
+install-systemd: install-venv install-units
+	systemd-sysusers $(SYSUSERSDIR)/gcgate.conf
+	ln -sf $(PREFIX)/bin/gcgate $(BINDIR)/gcgate
+	ln -sf $(PREFIX)/bin/gcgated $(BINDIR)/gcgated
+	systemctl daemon-reload
+	@echo "installed; next: credentials and 'systemctl enable --now gcgated' (docs/service.md)"
+
+## The daemon and CLI in their own venv (an upgrade re-runs this, then restarts the unit).
+## The interpreter must not live under /home or /root: the unit hides them (ProtectHome=yes).
+install-venv:
+	@base=$$($(PYTHON) -c 'import sys; print(sys.base_prefix)'); case "$$base/" in \
+		/home/*|/root/*) echo "install-venv: $(PYTHON) is in $$base, hidden from the service" \
+			"by ProtectHome=yes; use e.g. PYTHON=/usr/bin/python3"; exit 1;; esac
+	test -x $(PREFIX)/bin/python || $(PYTHON) -m venv $(PREFIX)
+	$(PREFIX)/bin/python -m pip install --quiet --upgrade .
+
+## Units, sysusers snippet, /etc/gcgate (never overwriting gcgate.env); DESTDIR-aware.
+install-units:
+	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(USERUNITDIR) $(DESTDIR)$(SYSUSERSDIR)
+	sed 's|^ExecStart=.*gcgated$$|ExecStart=$(PREFIX)/bin/gcgated|' systemd/gcgated.service \
+		> $(DESTDIR)$(UNITDIR)/gcgated.service
+	sed 's|^ExecStart=.*gcgated$$|ExecStart=$(PREFIX)/bin/gcgated|' systemd/gcgated-user.service \
+		> $(DESTDIR)$(USERUNITDIR)/gcgated.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/gcgated.service $(DESTDIR)$(USERUNITDIR)/gcgated.service
+	install -m 0644 systemd/gcgate.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/gcgate.conf
+	install -d -m 0755 $(DESTDIR)$(CONFDIR)
+	install -d -m 0700 $(DESTDIR)$(CONFDIR)/credentials
+	test -e $(DESTDIR)$(CONFDIR)/gcgate.env || \
+		install -m 0644 systemd/gcgate.env $(DESTDIR)$(CONFDIR)/gcgate.env
