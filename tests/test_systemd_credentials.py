@@ -22,6 +22,7 @@ from pathlib import Path
 import grpc
 import pytest
 from gcgate import Client
+from gcgate.errors import GcgateError
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 from gcgated.config import Config, load_config
@@ -34,6 +35,7 @@ from gcgated.credentials import (
 )
 from gcgated.errors import StartupError
 from harness import Daemon, script_function
+from standin import StandIn
 
 CLIENT_ID = "1b0c4a5e-0000-4f1e-9c2a-6d3f0e8b7a21"
 SECRET = "gcgate-test-secret-" + uuid.uuid4().hex
@@ -400,3 +402,88 @@ def test_daemon_refuses_half_a_pair_from_the_environment(tmp_path: Path) -> None
     assert done.returncode == 1, done.stderr
     assert f"a client secret is configured (${SECRET_ENV}) but no client id" in done.stderr
     assert SECRET not in done.stdout + done.stderr
+
+
+# ------------------------------------------- through Globus Auth (the stand-in)
+
+
+@script_function
+def hello(name):
+    return f"Hello {name}"
+
+
+def test_neither_secret_nor_tokens_leak_through_a_globus_login(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    """The Globus backend logs in with the secret (client credentials) and keeps
+    tokens: none of them may show in the log, Status, errors or the workers."""
+    account = standin.auth.add_client(secret=SECRET, name="leak test")
+    directory = tmp_path / "credentials"
+    directory.mkdir(mode=0o700)
+    write_private(directory / "client_id", account.client_id, 0o400)
+    write_private(directory / "client_secret", SECRET, 0o400)
+    d = Daemon(
+        tmp_path / "state",
+        workers=1,
+        daemon_env={**standin.env(service_account=False), "CREDENTIALS_DIRECTORY": str(directory)},
+    )
+    try:
+        d.start()
+        assert d.process is not None
+        with Client(socket_path=d.socket_path) as client:
+            fid = client.register_function(hello)
+            tid = client.run("Ada", endpoint_id=standin.endpoint_id, function_id=fid)
+            assert client.get_result(tid, wait=WAIT) == "Hello Ada"
+            with pytest.raises(GcgateError) as failed:
+                client.run("x", endpoint_id=str(uuid.uuid4()), function_id=fid)
+        tokens = [t.access_token for t in standin.auth.live_tokens()]
+        tokens += list(standin.auth.refresh_tokens)
+        assert [t for t in standin.auth.live_tokens() if t.client_id == account.client_id]
+        secrets_ = [SECRET, *tokens]
+
+        output, answer = gcgate_status_json(d.socket_path)
+        assert answer["login"] == {"state": "client", "identity": account.client_id}
+        seen = [output, str(failed.value)]
+        for process in [d.process.pid, *children(d.process.pid)]:
+            seen.append(proc_text(process, "cmdline"))
+        for worker in children(d.process.pid):
+            seen.append(proc_text(worker, "environ"))
+        assert d.stop() == 0
+        seen.append(d.log())
+        leaked = [(i, s[:12]) for i, text in enumerate(seen) for s in secrets_ if s in text]
+        assert not leaked, leaked
+
+        token_file = d.state_dir / "globus-tokens.db"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(d.state_dir.stat().st_mode) == 0o700
+    finally:
+        d.close()
+
+
+def test_a_wrong_secret_is_reported_without_showing_it(standin: StandIn, tmp_path: Path) -> None:
+    account = standin.auth.add_client(name="wrong secret")
+    wrong = "wrong-" + SECRET
+    d = Daemon(
+        tmp_path / "state",
+        workers=1,
+        daemon_env={
+            **standin.env(service_account=False),
+            ID_ENV: account.client_id,
+            SECRET_ENV: wrong,
+        },
+    )
+    try:
+        d.start()
+        with Client(socket_path=d.socket_path) as client:
+            fid = client.register_function(hello)
+            with pytest.raises(GcgateError) as failed:
+                tid = client.run("Ada", endpoint_id=standin.endpoint_id, function_id=fid)
+                client.get_result(tid, wait=WAIT)
+        message = str(failed.value)
+        assert message
+        output, _ = gcgate_status_json(d.socket_path)
+        assert d.stop() == 0
+        for text in (message, output, d.log()):
+            assert wrong not in text
+    finally:
+        d.close()

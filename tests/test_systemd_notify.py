@@ -351,3 +351,43 @@ def test_send_to_a_path_and_a_missing_socket(tmp_path: Path) -> None:
     gone = Notifier(str(tmp_path / "gone.sock"))
     assert gone.ready("x") is False  # logged, never raised
     assert gone.watchdog() is False
+
+
+def test_sighup_checks_new_credentials_and_keeps_the_running_login(
+    tmp_path: Path, listener: NotifyListener
+) -> None:
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    secret = "reload-secret-" + uuid.uuid4().hex
+    config = tmp_path / "gcgated.toml"
+    config.write_text(f"client_id = '{first}'\nclient_secret = '{secret}'\n")
+    config.chmod(0o600)
+    d = Daemon(
+        tmp_path / "state",
+        workers=1,
+        extra_args=("--config", str(config)),
+        daemon_env={"NOTIFY_SOCKET": listener.address},
+    )
+    try:
+        d.start()
+        assert d.process is not None
+        listener.wait_for(is_("READY"), "READY=1")
+        assert status(d.socket_path).login.identity == first
+
+        config.write_text(f"client_id = '{second}'\nclient_secret = '{secret}-2'\n")
+        d.process.send_signal(signal.SIGHUP)
+        listener.wait_for(is_("RELOADING"), "RELOADING=1")
+        ready = listener.wait_for(is_("READY"), "READY=1 after the reload")
+        assert f"login: client {first}" in ready.fields["STATUS"]
+        assert status(d.socket_path).login.identity == first  # the backend's login
+        assert f"credentials changed (client {second}); they take effect when" in d.log()
+
+        config.chmod(0o644)
+        d.process.send_signal(signal.SIGHUP)
+        listener.wait_for(is_("RELOADING"), "RELOADING=1")
+        failed = listener.wait_for(is_("READY"), "READY=1 after a failed reload")
+        assert "last reload failed" in failed.fields["STATUS"]
+        assert f"chmod 600 {config}" in failed.fields["STATUS"]
+        assert d.stop() == 0
+        assert secret not in d.log()
+    finally:
+        d.close()

@@ -300,7 +300,7 @@ class Service:
         self._spawn(self.reload())
 
     async def reload(self) -> None:
-        """Re-read the config file and credentials; apply what can change live."""
+        """Re-read the config file and check the credentials; apply what can change live."""
         assert self._reloader is not None
         self.notifier.reloading()
         log.info("SIGHUP: reloading the configuration")
@@ -338,12 +338,22 @@ class Service:
         store = self.core.store
         store.retention_seconds = old.retention_days * 86400
         store.size_limit_bytes = old.store_size_limit_mb * 1024 * 1024
-        old_id = self.credentials.client_id if self.credentials else None
-        new_id = credentials.client_id if credentials else None
-        self.credentials = credentials
-        if new_id != old_id:
-            log.info("reload: service-account client is now %s", new_id or "not configured")
+        # The Globus backend logged in with the credentials it started with:
+        # new ones are checked now (a bad file fails the reload) and used after
+        # a restart; the running login stays what Status and STATUS= show.
+        if _identity(credentials) != _identity(self.credentials):
+            log.warning(
+                "reload: the service-account credentials changed (client %s);"
+                " they take effect when the daemon restarts",
+                credentials.client_id if credentials else "none",
+            )
         log.info("reload done%s", f" (changed: {', '.join(changed)})" if changed else "")
+
+
+def _identity(credentials: ClientCredentials | None) -> tuple[str, str] | None:
+    if credentials is None:
+        return None
+    return credentials.client_id, credentials.client_secret.get_secret_value()
 
 
 class _ServiceGatewayServicer(GatewayServicer):

@@ -19,7 +19,8 @@ Settings come from defaults, then the TOML config file (--config, $GCGATE_CONFIG
 or the user config dir's gcgate/gcgated.toml), then GCGATE_* environment
 variables, then these flags. The embedded local endpoint is {LOCAL_ENDPOINT_ID}
 (alias "local"). Stop the daemon with SIGTERM or Ctrl-C; SIGHUP re-reads the
-config file (log level, retention, store size limit, credentials).
+config file and applies the log level, retention and store size limit (other
+changes, credentials included, are checked and take effect at the next start).
 
 Service-account credentials (a Globus client id and secret) come from systemd
 credentials ($CREDENTIALS_DIRECTORY/client_id, client_secret), else
