@@ -161,7 +161,8 @@ def test_status_shows_daemon(env: dict[str, str], daemon: Daemon, tasks: Tasks) 
     assert str(daemon.socket_path) in proc.stdout
     assert "local: ready" in proc.stdout
     assert "workers=2" in proc.stdout
-    assert "not configured" in proc.stdout
+    # The Globus backend is always there, waiting for `gcgate login`.
+    assert "login      logged out" in proc.stdout
     assert "1 failed" in proc.stdout
 
 
@@ -173,8 +174,9 @@ def test_status_json(env: dict[str, str], daemon: Daemon, tasks: Tasks) -> None:
     assert status["socket_path"] == str(daemon.socket_path)
     assert status["pid"] == daemon.process.pid
     assert status["state_dir"] == str(daemon.state_dir)
-    assert [b["name"] for b in status["backends"]] == ["local"]
+    assert [b["name"] for b in status["backends"]] == ["local", "globus"]
     assert status["backends"][0]["details"]["workers"] == 2
+    assert status["login"] == {"state": "logged_out", "identity": ""}
     assert status["tasks"]["failed"] >= 1
     assert status["store"]["task_records"] >= 3
 

@@ -129,7 +129,7 @@ def test_status_is_json_with_the_daemons_version(daemon) -> None:
     status = json.loads(ok(STATUS, daemon))
     assert status["version"] == gcgate.__version__
     assert status["socket_path"] == str(daemon.socket_path)
-    assert [b["name"] for b in status["backends"]] == ["local"]
+    assert [b["name"] for b in status["backends"]] == ["local", "globus"]
 
 
 def test_health_check_is_serving(daemon) -> None:

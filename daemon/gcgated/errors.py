@@ -50,3 +50,9 @@ class ServiceUnavailable(GatewayError):
     """Globus Compute did not answer usefully, even after retries (429/5xx/network)."""
 
     code = "UNAVAILABLE"
+
+
+class FailedPrecondition(GatewayError):
+    """The request is valid but the daemon is not in a state to serve it."""
+
+    code = "FAILED_PRECONDITION"

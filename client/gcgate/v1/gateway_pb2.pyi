@@ -309,3 +309,47 @@ class EndpointDocument(_message.Message):
     endpoint_id: str
     json: str
     def __init__(self, endpoint_id: _Optional[str] = ..., json: _Optional[str] = ...) -> None: ...
+
+class StartLoginRequest(_message.Message):
+    __slots__ = ("force",)
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    force: bool
+    def __init__(self, force: _Optional[bool] = ...) -> None: ...
+
+class StartLoginResponse(_message.Message):
+    __slots__ = ("login_id", "authorize_url", "expires_in_seconds")
+    LOGIN_ID_FIELD_NUMBER: _ClassVar[int]
+    AUTHORIZE_URL_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    login_id: str
+    authorize_url: str
+    expires_in_seconds: float
+    def __init__(self, login_id: _Optional[str] = ..., authorize_url: _Optional[str] = ..., expires_in_seconds: _Optional[float] = ...) -> None: ...
+
+class CompleteLoginRequest(_message.Message):
+    __slots__ = ("login_id", "auth_code")
+    LOGIN_ID_FIELD_NUMBER: _ClassVar[int]
+    AUTH_CODE_FIELD_NUMBER: _ClassVar[int]
+    login_id: str
+    auth_code: str
+    def __init__(self, login_id: _Optional[str] = ..., auth_code: _Optional[str] = ...) -> None: ...
+
+class LogoutRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("login", "username", "name", "email")
+    LOGIN_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    login: LoginState
+    username: str
+    name: str
+    email: str
+    def __init__(self, login: _Optional[_Union[LoginState, _Mapping]] = ..., username: _Optional[str] = ..., name: _Optional[str] = ..., email: _Optional[str] = ...) -> None: ...

@@ -90,6 +90,26 @@ class GatewayStub:
                 request_serializer=gcgate_dot_v1_dot_gateway__pb2.ListTasksRequest.SerializeToString,
                 response_deserializer=gcgate_dot_v1_dot_gateway__pb2.ListTasksResponse.FromString,
                 _registered_method=True)
+        self.StartLogin = channel.unary_unary(
+                '/gcgate.v1.Gateway/StartLogin',
+                request_serializer=gcgate_dot_v1_dot_gateway__pb2.StartLoginRequest.SerializeToString,
+                response_deserializer=gcgate_dot_v1_dot_gateway__pb2.StartLoginResponse.FromString,
+                _registered_method=True)
+        self.CompleteLogin = channel.unary_unary(
+                '/gcgate.v1.Gateway/CompleteLogin',
+                request_serializer=gcgate_dot_v1_dot_gateway__pb2.CompleteLoginRequest.SerializeToString,
+                response_deserializer=gcgate_dot_v1_dot_gateway__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
+        self.Logout = channel.unary_unary(
+                '/gcgate.v1.Gateway/Logout',
+                request_serializer=gcgate_dot_v1_dot_gateway__pb2.LogoutRequest.SerializeToString,
+                response_deserializer=gcgate_dot_v1_dot_gateway__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/gcgate.v1.Gateway/WhoAmI',
+                request_serializer=gcgate_dot_v1_dot_gateway__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=gcgate_dot_v1_dot_gateway__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -176,6 +196,37 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartLogin(self, request, context):
+        """Begin an interactive Globus login for the daemon (`gcgate login`): answers
+        with the URL to open; the code shown after logging in goes to CompleteLogin.
+        FAILED_PRECONDITION when the daemon uses a service account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteLogin(self, request, context):
+        """Finish the login begun by StartLogin with the authorization code; the daemon
+        keeps the (refresh) tokens and answers with who it is now logged in as.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Logout(self, request, context):
+        """Revoke and delete the user login's tokens (`gcgate logout`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WhoAmI(self, request, context):
+        """Who the daemon acts as at Globus (`gcgate whoami`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -233,6 +284,26 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.ListTasks,
                     request_deserializer=gcgate_dot_v1_dot_gateway__pb2.ListTasksRequest.FromString,
                     response_serializer=gcgate_dot_v1_dot_gateway__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'StartLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartLogin,
+                    request_deserializer=gcgate_dot_v1_dot_gateway__pb2.StartLoginRequest.FromString,
+                    response_serializer=gcgate_dot_v1_dot_gateway__pb2.StartLoginResponse.SerializeToString,
+            ),
+            'CompleteLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteLogin,
+                    request_deserializer=gcgate_dot_v1_dot_gateway__pb2.CompleteLoginRequest.FromString,
+                    response_serializer=gcgate_dot_v1_dot_gateway__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'Logout': grpc.unary_unary_rpc_method_handler(
+                    servicer.Logout,
+                    request_deserializer=gcgate_dot_v1_dot_gateway__pb2.LogoutRequest.FromString,
+                    response_serializer=gcgate_dot_v1_dot_gateway__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=gcgate_dot_v1_dot_gateway__pb2.WhoAmIRequest.FromString,
+                    response_serializer=gcgate_dot_v1_dot_gateway__pb2.WhoAmIResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -533,6 +604,114 @@ class Gateway:
             '/gcgate.v1.Gateway/ListTasks',
             gcgate_dot_v1_dot_gateway__pb2.ListTasksRequest.SerializeToString,
             gcgate_dot_v1_dot_gateway__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gcgate.v1.Gateway/StartLogin',
+            gcgate_dot_v1_dot_gateway__pb2.StartLoginRequest.SerializeToString,
+            gcgate_dot_v1_dot_gateway__pb2.StartLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gcgate.v1.Gateway/CompleteLogin',
+            gcgate_dot_v1_dot_gateway__pb2.CompleteLoginRequest.SerializeToString,
+            gcgate_dot_v1_dot_gateway__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gcgate.v1.Gateway/Logout',
+            gcgate_dot_v1_dot_gateway__pb2.LogoutRequest.SerializeToString,
+            gcgate_dot_v1_dot_gateway__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gcgate.v1.Gateway/WhoAmI',
+            gcgate_dot_v1_dot_gateway__pb2.WhoAmIRequest.SerializeToString,
+            gcgate_dot_v1_dot_gateway__pb2.WhoAmIResponse.FromString,
             options,
             channel_credentials,
             insecure,

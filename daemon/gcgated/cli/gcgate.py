@@ -49,6 +49,7 @@ from gcgate.errors import (
 )
 from gcgate.paths import client_socket_path
 
+from gcgated.cli.login import add_login_commands
 from gcgated.cli.output import (
     CliError,
     Exit,
@@ -541,6 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  gcgate completion zsh > ~/.zfunc/_gcgate",
     )
     completion.add_argument("shell", choices=shtab.SUPPORTED_SHELLS, help="the shell")
+    add_login_commands(commands, add_command)
     return parser
 
 

@@ -20,8 +20,9 @@ from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
 from gcgated.backends.base import SubmitOptions
+from gcgated.backends.globus.auth import LOGIN_TIMEOUT
 from gcgated.core import Submission, TaskLifecycle
-from gcgated.errors import GatewayError, InvalidArgument
+from gcgated.errors import FailedPrecondition, GatewayError, InvalidArgument
 from gcgated.validation import json_payload, parse_json_object
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,44 @@ class GatewayServicer(pb_grpc.GatewayServicer):
             tasks=[task_message(r, include_results=request.include_results) for r in records]
         )
 
+    # ---------------------------------------------------------------- login
+
+    def _globus(self) -> Any:
+        backend = self.core.router.remote
+        if backend is None or not hasattr(backend, "start_login"):
+            raise FailedPrecondition("this daemon has no Globus Compute backend")
+        return backend
+
+    @rpc
+    async def StartLogin(
+        self, request: pb.StartLoginRequest, context: Any
+    ) -> pb.StartLoginResponse:
+        login_id, url = await self._globus().start_login(request.force)
+        return pb.StartLoginResponse(
+            login_id=login_id, authorize_url=url, expires_in_seconds=LOGIN_TIMEOUT
+        )
+
+    @rpc
+    async def CompleteLogin(
+        self, request: pb.CompleteLoginRequest, context: Any
+    ) -> pb.WhoAmIResponse:
+        backend = self._globus()
+        await backend.complete_login(request.login_id, request.auth_code)
+        return _who_am_i(backend.whoami())
+
+    @rpc
+    async def Logout(self, request: pb.LogoutRequest, context: Any) -> pb.WhoAmIResponse:
+        backend = self._globus()
+        await backend.logout()
+        return _who_am_i(backend.whoami())
+
+    @rpc
+    async def WhoAmI(self, request: pb.WhoAmIRequest, context: Any) -> pb.WhoAmIResponse:
+        backend = self.core.router.remote
+        if backend is None or not hasattr(backend, "whoami"):
+            return pb.WhoAmIResponse(login=pb.LoginState(state="not_configured"))
+        return _who_am_i(backend.whoami())
+
 
 def _run_payload(request: pb.RunRequest) -> str:
     """The task payload of a Run: given, or framed from JSON arguments."""
@@ -235,6 +274,15 @@ def _batch_payloads(group: pb.BatchTasks) -> list[str]:
         *group.payloads,
         *(json_payload(a.args_json, a.kwargs_json) for a in group.json_arguments),
     ]
+
+
+def _who_am_i(info: dict[str, Any]) -> pb.WhoAmIResponse:
+    return pb.WhoAmIResponse(
+        login=pb.LoginState(state=str(info.get("state", "")), identity=info.get("identity", "")),
+        username=info.get("username", ""),
+        name=info.get("name", ""),
+        email=info.get("email", ""),
+    )
 
 
 def _submission(

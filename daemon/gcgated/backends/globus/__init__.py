@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gcgate.constants import MAX_SUBMISSION_BYTES
+from gcgate.constants import LOCAL_ENDPOINT_ALIAS, LOCAL_ENDPOINT_ID, MAX_SUBMISSION_BYTES
 
-from gcgated.errors import StartupError
+from gcgated.errors import FailedPrecondition, NotFound, StartupError
 
 from ..base import Accepted, OutcomeCallback, SubmitGroup, SubmitOptions, TaskSpec
-from .auth import ServiceAccountLogin
+from .auth import Login, ServiceAccountLogin, UserLogin
 from .http import ComputeAPI
 from .limiter import RateLimiter
 from .submit import Coalescer, FunctionRegistry
@@ -160,11 +160,13 @@ class GlobusBackend:
         )
         self.tracker.start()
         self.state = "ready"
+        login = self.login.describe()
         log.info(
-            "Globus Compute backend ready: %s as %s %s; rate limit %d requests / %.0fs",
+            "Globus Compute backend ready: %s, %s; rate limit %d requests / %.0fs",
             self.api.describe_url(),
-            self.login.kind,
-            self.login.identity,
+            f"login: {login['state']} {login['identity']}".strip()
+            if self.login.logged_in
+            else "not logged in (`gcgate login`)",
             self.limiter.limit,
             self.limiter.window,
         )
@@ -179,9 +181,20 @@ class GlobusBackend:
 
     # ---------------------------------------------------------------- tasks
 
+    def _require_login(self, endpoint_id: str) -> None:
+        """Without any login, only the local endpoint exists for this daemon."""
+        if not self.login.logged_in:
+            raise NotFound(
+                f"endpoint {endpoint_id} is not known to this daemon: it serves the local"
+                f" endpoint ({LOCAL_ENDPOINT_ID}, alias {LOCAL_ENDPOINT_ALIAS!r}) and is not"
+                " logged in to Globus Compute; run `gcgate login` (or configure a service"
+                " account) to reach Globus endpoints"
+            )
+
     async def accept(
         self, endpoint_id: str, groups: Sequence[SubmitGroup], options: SubmitOptions
     ) -> Accepted:
+        self._require_login(endpoint_id)
         return await self.coalescer.submit(endpoint_id, groups, options)
 
     def dispatch(self, tasks: Sequence[TaskSpec]) -> None:
@@ -204,6 +217,7 @@ class GlobusBackend:
         )
 
     async def _endpoint_doc(self, kind: str, endpoint_id: str, request: Any) -> dict[str, Any]:
+        self._require_login(endpoint_id)
         key = (kind, endpoint_id)
         cached = self._cache.get(key)
         if cached is not None and cached[0] > time.monotonic():
@@ -224,12 +238,47 @@ class GlobusBackend:
         finally:
             del self._lookups[key]
 
+    # ---------------------------------------------------------------- login
+
+    def _user_login(self) -> UserLogin:
+        if not isinstance(self.login, UserLogin):
+            raise FailedPrecondition(
+                f"gcgated acts as the service account {self.login.identity} (client"
+                " credentials are configured); remove them to log in as a user"
+            )
+        return self.login
+
+    async def start_login(self, force: bool) -> tuple[str, str]:
+        """(login id, authorize URL) of a new native-app login."""
+        login = self._user_login()
+        return await self.api.in_thread(lambda: login.start(force))
+
+    async def complete_login(self, login_id: str, code: str) -> dict[str, str]:
+        login = self._user_login()
+        who = await self.api.in_thread(lambda: login.complete(login_id, code))
+        self._cache.clear()  # a new login sees endpoints afresh
+        return who
+
+    async def logout(self) -> dict[str, str]:
+        login = self._user_login()
+        who = await self.api.in_thread(login.logout)
+        self._cache.clear()
+        return who
+
+    def whoami(self) -> dict[str, Any]:
+        info = self.login.describe()
+        if isinstance(self.login, UserLogin):
+            info.update(self.login.who())
+        return info
+
     # --------------------------------------------------------------- status
 
     def describe(self) -> dict[str, Any]:
         tracker = self.tracker
         state = self.state
-        if state == "ready" and self.api.failing_since is not None:
+        if state == "ready" and not self.login.logged_in:
+            state = "unavailable"
+        elif state == "ready" and self.api.failing_since is not None:
             state = "degraded"
         return {
             "state": state,
@@ -251,27 +300,34 @@ class GlobusBackend:
 
 def build_globus_backend(
     config: Any, store: Any, credentials: Any, state_dir: Path | None = None
-) -> GlobusBackend | None:
-    """The backend for the daemon's configuration; None without a Globus login."""
-    if credentials is None:
-        return None
+) -> GlobusBackend:
+    """The backend: the service account's when credentials are configured,
+    else a user login (logged in or not, see ``gcgate login``)."""
     settings = GlobusSettings.from_config(config)
     limiter = RateLimiter(
         settings.rate_limit_requests,
         settings.rate_limit_window_seconds,
         settings.rate_limit_burst,
     )
-    secret = credentials.client_secret
-    secret = secret.get_secret_value() if hasattr(secret, "get_secret_value") else str(secret)
     # globus-sdk logs request details at DEBUG (ID tokens among them); the
     # daemon's log never needs them.
     for name in ("globus_sdk", "urllib3"):
         logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))
-    login = ServiceAccountLogin(
-        credentials.client_id,
-        secret,
-        state_dir=state_dir or config.state_dir,
-        limiter=limiter,
-        http_timeout=settings.http_timeout_seconds,
-    )
+    login: Login
+    if credentials is not None:
+        secret = credentials.client_secret
+        secret = secret.get_secret_value() if hasattr(secret, "get_secret_value") else str(secret)
+        login = ServiceAccountLogin(
+            credentials.client_id,
+            secret,
+            state_dir=state_dir or config.state_dir,
+            limiter=limiter,
+            http_timeout=settings.http_timeout_seconds,
+        )
+    else:
+        login = UserLogin(
+            state_dir=state_dir or config.state_dir,
+            limiter=limiter,
+            http_timeout=settings.http_timeout_seconds,
+        )
     return GlobusBackend(store, login, limiter, settings)
