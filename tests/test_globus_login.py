@@ -22,6 +22,7 @@ from gcgate import Client, NotFound
 from gcgate.errors import Unauthenticated
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import Daemon, script_function
 from standin import StandIn
 
@@ -94,6 +95,26 @@ def login(daemon: Daemon, standin: StandIn, *extra: str) -> dict:
     return json.loads(out)
 
 
+def globus_health(daemon: Daemon, expected: str) -> str:
+    """The health service's status for the Globus login once it is ``expected``
+    (watched, not polled), or whatever it is when 30 s ran out."""
+    with grpc.insecure_channel(f"unix:{daemon.socket_path}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        stream = stub.Watch(health_pb2.HealthCheckRequest(service="gcgate.globus"), timeout=30)
+        status = ""
+        try:
+            for answer in stream:
+                status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+                if status == expected:
+                    break
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise
+        finally:
+            stream.cancel()
+        return status
+
+
 def whoami(daemon: Daemon) -> dict:
     answer = gcgate(daemon, "whoami", "--json")
     assert answer.returncode == 0, answer.stderr
@@ -103,6 +124,7 @@ def whoami(daemon: Daemon) -> dict:
 def test_login_run_as_the_user_and_logout(user_daemon: UserDaemon, standin: StandIn) -> None:
     alice = standin.auth.browser_identity
     assert whoami(user_daemon)["state"] == "logged_out"
+    assert globus_health(user_daemon, "NOT_SERVING") == "NOT_SERVING"
     with Client(socket_path=user_daemon.socket_path) as client:
         func_id = client.register_function(double)
         with pytest.raises(NotFound, match="gcgate login"):
@@ -118,6 +140,7 @@ def test_login_run_as_the_user_and_logout(user_daemon: UserDaemon, standin: Stan
             "email": alice.email,
         }
         assert whoami(user_daemon) == who
+        assert globus_health(user_daemon, "SERVING") == "SERVING"
         task = client.run(21, endpoint_id=standin.endpoint_id, function_id=func_id)
         assert client.get_result(task, wait=WAIT) == 42
     # Every Compute request was the user's.
@@ -138,6 +161,7 @@ def test_login_run_as_the_user_and_logout(user_daemon: UserDaemon, standin: Stan
     assert out.returncode == 0, out.stderr
     assert f"logged out {alice.username}" in out.stdout
     assert whoami(user_daemon)["state"] == "logged_out"
+    assert globus_health(user_daemon, "NOT_SERVING") == "NOT_SERVING"
     # Revoked at Globus Auth, and gone from the file.
     assert all(not standin.auth.token(t).active for t in tokens)
     with sqlite3.connect(token_file) as db:
@@ -180,9 +204,16 @@ def test_revoked_login_is_unauthenticated(user_daemon: UserDaemon, standin: Stan
         func_id = client.register_function(double)
         with pytest.raises(Unauthenticated, match="gcgate login"):
             client.run(1, endpoint_id=standin.endpoint_id, function_id=func_id)
+    # The health service says so, and Status too.
+    assert globus_health(user_daemon, "NOT_SERVING") == "NOT_SERVING"
+    status = json.loads(gcgate(user_daemon, "status", "--json").stdout)
+    globus = next(b for b in status["backends"] if b["name"] == "globus")
+    assert globus["state"] == "unavailable"
+    assert "gcgate login" in globus["details"]["login_error"]
 
     # Logging in again fixes it.
     login(user_daemon, standin, "--force")
+    assert globus_health(user_daemon, "SERVING") == "SERVING"
     with Client(socket_path=user_daemon.socket_path) as client:
         task = client.run(3, endpoint_id=standin.endpoint_id, function_id=func_id)
         assert client.get_result(task, wait=WAIT) == 6

@@ -43,6 +43,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from gcgated.backends.globus import HEALTH_SERVICE as GLOBUS_HEALTH
 from gcgated.backends.globus import build_globus_backend
 from gcgated.backends.local import LocalBackend
 from gcgated.config import Config
@@ -376,6 +377,25 @@ class _ServiceGatewayServicer(GatewayServicer):
         return reply
 
 
+def report_globus_health(core: TaskLifecycle, health: HealthServicer) -> None:
+    """Health service name ``gcgate.globus``: SERVING while the Globus login works,
+    NOT_SERVING when logged out or refused (the daemon itself keeps serving)."""
+    globus = core.router.remote
+    if globus is None or not hasattr(globus, "on_health"):
+        return
+    pending: set[asyncio.Task[None]] = set()
+
+    def report(serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse
+        task = asyncio.get_running_loop().create_task(
+            health.set(GLOBUS_HEALTH, status.SERVING if serving else status.NOT_SERVING)
+        )
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    globus.on_health(report)
+
+
 async def _serve_grpc(service: Service, ready: asyncio.Event | None) -> None:
     config, core, socket_path = service.config, service.core, service.socket_path
     server = grpc.aio.server(options=SERVER_OPTIONS)
@@ -407,6 +427,7 @@ async def _serve_grpc(service: Service, ready: asyncio.Event | None) -> None:
     os.chmod(socket_path, 0o600 if gid is None else 0o660)
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    report_globus_health(core, health)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,12 +36,14 @@ from .limiter import RateLimiter
 from .submit import Coalescer, FunctionRegistry
 from .tracker import Tracker
 
-__all__ = ["GlobusBackend", "GlobusSettings", "build_globus_backend"]
+__all__ = ["HEALTH_SERVICE", "GlobusBackend", "GlobusSettings", "build_globus_backend"]
 
 log = logging.getLogger(__name__)
 
 #: Environment variable for the Compute service's base URL (tests, sandboxes).
 COMPUTE_URL_ENV = "GCGATE_COMPUTE_URL"
+#: Name under which the standard health service reports the Globus login.
+HEALTH_SERVICE = "gcgate.globus"
 
 
 @dataclass
@@ -143,6 +145,9 @@ class GlobusBackend:
             max_bytes=settings.submit_max_bytes,
         )
         self.tracker: Tracker | None = None
+        self._health_listeners: list[Callable[[bool], None]] = []
+        self._healthy: bool | None = None
+        self.api.on_auth_change = self._notify_health
         self._cache: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self._lookups: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
         self.state = "stopped"
@@ -238,6 +243,25 @@ class GlobusBackend:
         finally:
             del self._lookups[key]
 
+    # --------------------------------------------------------------- health
+
+    @property
+    def healthy(self) -> bool:
+        """Logged in, and the last request was not refused for the login."""
+        return self.login.logged_in and not self.api.auth_error
+
+    def on_health(self, listener: Callable[[bool], None]) -> None:
+        """Call ``listener(healthy)`` now and whenever the login's health changes."""
+        self._health_listeners.append(listener)
+        listener(self.healthy)
+
+    def _notify_health(self) -> None:
+        healthy = self.healthy
+        if healthy != self._healthy:
+            self._healthy = healthy
+            for listener in self._health_listeners:
+                listener(healthy)
+
     # ---------------------------------------------------------------- login
 
     def _user_login(self) -> UserLogin:
@@ -257,12 +281,15 @@ class GlobusBackend:
         login = self._user_login()
         who = await self.api.in_thread(lambda: login.complete(login_id, code))
         self._cache.clear()  # a new login sees endpoints afresh
+        self.api.auth_error = ""
+        self._notify_health()
         return who
 
     async def logout(self) -> dict[str, str]:
         login = self._user_login()
         who = await self.api.in_thread(login.logout)
         self._cache.clear()
+        self._notify_health()
         return who
 
     def whoami(self) -> dict[str, Any]:
@@ -276,7 +303,7 @@ class GlobusBackend:
     def describe(self) -> dict[str, Any]:
         tracker = self.tracker
         state = self.state
-        if state == "ready" and not self.login.logged_in:
+        if state == "ready" and not self.healthy:
             state = "unavailable"
         elif state == "ready" and self.api.failing_since is not None:
             state = "degraded"
@@ -295,6 +322,7 @@ class GlobusBackend:
             "requests_sent": self.limiter.sent,
             "rate": self.limiter.describe(),
             "last_error": self.api.last_error if self.api.failing_since else "",
+            "login_error": self.api.auth_error,
         }
 
 

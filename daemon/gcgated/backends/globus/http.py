@@ -185,6 +185,10 @@ class ComputeAPI:
         #: Consecutive calls that ended in a retryable failure (for describe()).
         self.failing_since: float | None = None
         self.last_error = ""
+        #: Why the last call was refused for want of a valid login ("" when it was not).
+        self.auth_error = ""
+        #: Called (on the event loop) whenever ``auth_error`` changes.
+        self.on_auth_change: Callable[[], None] | None = None
 
     def clients(self) -> tuple[globus_sdk.ComputeClientV2, globus_sdk.ComputeClientV3]:
         """This thread's clients (requests sessions are not shared between threads)."""
@@ -221,6 +225,28 @@ class ComputeAPI:
     ) -> dict[str, Any]:
         """One logical call: retried on 429/5xx/network errors within the retry
         budget, re-authorised once on 401; the answer's JSON, or a GatewayError."""
+        try:
+            answer = await self._call(what, request, slot=slot, retry_seconds=retry_seconds)
+        except Unauthenticated as exc:
+            self._note_auth(str(exc))
+            raise
+        self._note_auth("")
+        return answer
+
+    def _note_auth(self, error: str) -> None:
+        if error != self.auth_error:
+            self.auth_error = error
+            if self.on_auth_change is not None:
+                self.on_auth_change()
+
+    async def _call(
+        self,
+        what: str,
+        request: Callable[[globus_sdk.ComputeClientV2, globus_sdk.ComputeClientV3], Any],
+        *,
+        slot: Slot | None,
+        retry_seconds: float | None,
+    ) -> dict[str, Any]:
         if self._closed:
             raise ServiceUnavailable("gcgated is shutting down; retry once it is back")
         deadline = time.monotonic() + (
