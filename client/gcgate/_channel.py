@@ -89,13 +89,53 @@ def translate(err: grpc.RpcError, socket_path: Path) -> errors.GcgateError:
     return errors.error_for(code.name, details)
 
 
-class Connection:
-    """One channel to the daemon plus the stub; every call translates its errors."""
+class _CallDetails(grpc.ClientCallDetails):  # type: ignore[misc]
+    def __init__(self, details: grpc.ClientCallDetails, metadata: list[tuple[str, str]]) -> None:
+        self.method = details.method
+        self.timeout = details.timeout
+        self.metadata = metadata
+        self.credentials = details.credentials
+        self.wait_for_ready = details.wait_for_ready
+        self.compression = details.compression
 
-    def __init__(self, socket_path: str | os.PathLike[str]) -> None:
+
+class _MetadataInterceptor(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Adds ``metadata()`` (computed per call, e.g. a fresh access token) to every call."""
+
+    def __init__(self, metadata: Callable[[], list[tuple[str, str]]]) -> None:
+        self._metadata = metadata
+
+    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        return _CallDetails(details, [*(details.metadata or ()), *self._metadata()])
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+
+class Connection:
+    """One channel to the daemon plus the stub; every call translates its errors.
+
+    ``metadata``, when given, is called for every call and its entries are sent
+    with it (the client's own Globus token, for ``Client(authorizer=...)``).
+    """
+
+    def __init__(
+        self,
+        socket_path: str | os.PathLike[str],
+        metadata: Callable[[], list[tuple[str, str]]] | None = None,
+    ) -> None:
         self.socket_path = Path(socket_path)
         self._channel = grpc.insecure_channel(f"unix:{self.socket_path}", options=_CHANNEL_OPTIONS)
-        self.stub = pb_grpc.GatewayStub(self._channel)
+        channel: grpc.Channel = self._channel
+        if metadata is not None:
+            channel = grpc.intercept_channel(channel, _MetadataInterceptor(metadata))
+        self.stub = pb_grpc.GatewayStub(channel)
         self._closed = False
 
     def closed_error(self) -> errors.GcgateError | None:

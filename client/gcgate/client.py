@@ -39,6 +39,10 @@ BATCH_RESULT_CHUNK = 2000
 #: The daemon holds one GetResult call at most this long; longer waits loop.
 MAX_WAIT_SECONDS = 300.0
 
+#: Resource server of Globus Compute tokens (``globus_sdk.scopes.ComputeScopes``).
+COMPUTE_RESOURCE_SERVER = "funcx_service"
+COMPUTE_SCOPE = "https://auth.globus.org/scopes/facd7ccc-c5f4-42aa-916b-a0e270e2c2a9/all"
+
 #: Constructor arguments of the SDK's Client that have no meaning here.
 _SDK_ONLY_KWARGS = frozenset({"environment", "local_compute_services", "do_version_check"})
 
@@ -169,9 +173,11 @@ class Client:
             DillCode); SDK strategy objects and import paths are accepted
         :param data_serialization_strategy: strategy for task arguments (default
             DillDataBase64)
-        :param app: a ``globus_sdk.GlobusApp``; accepted and stored for a future
-            per-client login, **not used yet** (the daemon's login is used)
-        :param authorizer: a ``globus_sdk`` authorizer; as ``app``, stored, not used yet
+        :param app: a ``globus_sdk.GlobusApp``: its Globus Compute access token is
+            sent with every call, and the daemon acts at Globus with it (instead of
+            its own login) for this client's submissions and their results
+        :param authorizer: a ``globus_sdk`` authorizer (e.g. ``AccessTokenAuthorizer``)
+            whose header is sent likewise; without either, the daemon's login is used
         :param connect_timeout: seconds to wait for the daemon to answer at startup
         :param kwargs: the SDK's ``environment``, ``local_compute_services`` and
             ``do_version_check`` are accepted and ignored; others warn, as in the SDK
@@ -187,13 +193,19 @@ class Client:
             raise ValueError("'app' and 'authorizer' are mutually exclusive.")
         self.app = app
         self.authorizer = authorizer
+        if app is not None:
+            # As the SDK's Client does: the app must get Compute-scoped tokens.
+            app.add_scope_requirements({COMPUTE_RESOURCE_SERVER: [COMPUTE_SCOPE]})
 
         self._fx_serializer = Serializer(code_serialization_strategy, data_serialization_strategy)
         # Final task dicts by task id, like the SDK's table: final results never
         # change, so they are served from here without asking the daemon again.
         self._task_status_table: dict[str, dict[str, Any]] = {}
 
-        self._conn = Connection(socket_path if socket_path is not None else client_socket_path())
+        self._conn = Connection(
+            socket_path if socket_path is not None else client_socket_path(),
+            metadata=self._auth_metadata if (app or authorizer) else None,
+        )
         try:
             self._conn.call(self._conn.stub.Status, pb.StatusRequest(), timeout=connect_timeout)
         except errors.DeadlineExceeded:
@@ -206,6 +218,15 @@ class Client:
             raise
 
     # ------------------------------------------------------------------ plumbing
+
+    def _auth_metadata(self) -> list[tuple[str, str]]:
+        """``authorization: Bearer ...`` from the given authorizer or app, per call
+        (so a renewing authorizer can renew); the daemon keeps it in memory only."""
+        authorizer = self.authorizer
+        if authorizer is None and self.app is not None:
+            authorizer = self.app.get_authorizer(COMPUTE_RESOURCE_SERVER)
+        header = authorizer.get_authorization_header() if authorizer is not None else None
+        return [("authorization", header)] if header else []
 
     @property
     def socket_path(self) -> Path:

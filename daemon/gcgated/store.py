@@ -10,6 +10,9 @@ Diskcache databases under the store directory (plus ``meta`` for counters):
 - ``globus_functions``: (Globus identity, local function id) -> the function id
   Globus Compute assigned when the daemon registered it for that identity, so
   a function is registered with the service once per identity, ever.
+- ``globus_tasks``: task id -> the fingerprint of the client token a Globus
+  task was created with (never the token), while the task is in flight, so a
+  restarted daemon knows to wait for that client's token before polling it.
 
 Values are stored with diskcache's JSONDisk: the daemon never pickles or
 unpickles anything, so a result is always opaque text here. Every write that a
@@ -78,6 +81,7 @@ class Store:
         self._globus_functions = diskcache.Cache(
             str(directory / "globus_functions"), **_CACHE_SETTINGS
         )
+        self._globus_tasks = diskcache.Cache(str(directory / "globus_tasks"), **_CACHE_SETTINGS)
         # Counters only: plain integers, which diskcache's default Disk stores as
         # SQLite integers (no pickling), so incr() works.
         plain = {k: v for k, v in _CACHE_SETTINGS.items() if not k.startswith("disk")}
@@ -90,6 +94,7 @@ class Store:
             self._inflight,
             self._meta,
             self._globus_functions,
+            self._globus_tasks,
         ):
             cache.close()
 
@@ -127,6 +132,19 @@ class Store:
     def forget_globus_function(self, identity: str, function_id: str) -> None:
         """Drop a mapping the service no longer honours (the function was deleted)."""
         self._globus_functions.delete(f"{identity}/{function_id}")
+
+    def put_passthrough_tasks(self, task_ids: Iterable[str], owner: str) -> None:
+        """Mark Globus tasks created with a client's token (``owner``: its fingerprint)."""
+        with self._globus_tasks.transact():
+            for task_id in task_ids:
+                self._globus_tasks.set(task_id, {"owner": owner})
+
+    def passthrough_owner(self, task_id: str) -> str | None:
+        entry = self._globus_tasks.get(task_id)
+        return None if entry is None else entry["owner"]
+
+    def forget_passthrough_task(self, task_id: str) -> None:
+        self._globus_tasks.delete(task_id)
 
     # ---------------------------------------------------------------- tasks
 
@@ -236,7 +254,14 @@ class Store:
     # ------------------------------------------------------------- capacity
 
     def size_bytes(self) -> int:
-        caches = (self._functions, self._tasks, self._inflight, self._meta, self._globus_functions)
+        caches = (
+            self._functions,
+            self._tasks,
+            self._inflight,
+            self._meta,
+            self._globus_functions,
+            self._globus_tasks,
+        )
         return sum(c.volume() for c in caches)
 
     def has_room_for(self, incoming_bytes: int) -> bool:

@@ -21,6 +21,7 @@ from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
 from gcgated.backends.base import SubmitOptions
 from gcgated.backends.globus.auth import LOGIN_TIMEOUT
+from gcgated.backends.globus.passthrough import CLIENT_TOKEN, bearer_from
 from gcgated.core import Submission, TaskLifecycle
 from gcgated.errors import FailedPrecondition, GatewayError, InvalidArgument
 from gcgated.validation import json_payload, parse_json_object
@@ -40,6 +41,8 @@ def rpc(method: Handler) -> Handler:
 
     @functools.wraps(method)
     async def unary(self: GatewayServicer, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        # A client's own Globus token (Client(authorizer=...)), for this call only.
+        token = CLIENT_TOKEN.set(bearer_from(context.invocation_metadata()))
         try:
             return await method(self, request, context)
         except GatewayError as exc:
@@ -50,6 +53,8 @@ def rpc(method: Handler) -> Handler:
                 grpc.StatusCode.INTERNAL,
                 f"{method.__name__}: internal error in gcgated; its log has the details",
             )
+        finally:
+            CLIENT_TOKEN.reset(token)
 
     return unary  # type: ignore[return-value]
 
@@ -61,6 +66,7 @@ def stream_rpc(method: Handler) -> Handler:
     async def streaming(
         self: GatewayServicer, request: Any, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Any]:
+        CLIENT_TOKEN.set(bearer_from(context.invocation_metadata()))
         try:
             async for item in method(self, request, context):
                 yield item
@@ -180,12 +186,14 @@ class GatewayServicer(pb_grpc.GatewayServicer):
     @rpc
     async def GetResult(self, request: pb.GetResultRequest, context: Any) -> pb.TaskRecord:
         wait = min(max(request.wait_seconds, 0.0), MAX_WAIT_SECONDS)
+        self._adopt([request.task_id])
         return task_message(await self.core.wait_for(request.task_id, wait))
 
     @rpc
     async def GetBatchResult(
         self, request: pb.GetBatchResultRequest, context: Any
     ) -> pb.GetBatchResultResponse:
+        self._adopt(request.task_ids)
         records = self.core.get_tasks(request.task_ids)
         return pb.GetBatchResultResponse(tasks=[task_message(r) for r in records])
 
@@ -193,8 +201,16 @@ class GatewayServicer(pb_grpc.GatewayServicer):
     async def WatchTasks(
         self, request: pb.WatchTasksRequest, context: Any
     ) -> AsyncIterator[pb.TaskRecord]:
+        self._adopt(request.task_ids)
         async for record in self.core.watch(request.task_ids):
             yield task_message(record)
+
+    def _adopt(self, task_ids: Any) -> None:
+        """A client passing its own token asks about tasks: let the Globus backend
+        poll those created with a token of its, if they wait for one."""
+        remote = self.core.router.remote
+        if CLIENT_TOKEN.get() is not None and hasattr(remote, "adopt"):
+            remote.adopt([str(t).lower() for t in task_ids])
 
     @rpc
     async def GetEndpointStatus(

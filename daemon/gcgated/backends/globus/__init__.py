@@ -33,6 +33,7 @@ from ..base import Accepted, OutcomeCallback, SubmitGroup, SubmitOptions, TaskSp
 from .auth import Login, ServiceAccountLogin, UserLogin
 from .http import ComputeAPI
 from .limiter import RateLimiter
+from .passthrough import CLIENT_TOKEN, fingerprint
 from .submit import Coalescer, FunctionRegistry
 from .tracker import Tracker
 
@@ -139,7 +140,7 @@ class GlobusBackend:
             api=self.api,
             limiter=limiter,
             registry=self.registry,
-            identity=lambda: self.login.identity,
+            identity=self.identity,
             window=settings.submit_window_ms / 1000.0,
             max_tasks=settings.submit_max_tasks,
             max_bytes=settings.submit_max_bytes,
@@ -148,8 +149,8 @@ class GlobusBackend:
         self._health_listeners: list[Callable[[bool], None]] = []
         self._healthy: bool | None = None
         self.api.on_auth_change = self._notify_health
-        self._cache: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
-        self._lookups: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
+        self._cache: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}
+        self._lookups: dict[tuple[str, str, str], asyncio.Future[dict[str, Any]]] = {}
         self.state = "stopped"
 
     # ------------------------------------------------------------ lifecycle
@@ -163,6 +164,7 @@ class GlobusBackend:
             min_interval=self.settings.poll_min_seconds,
             max_interval=self.settings.poll_max_seconds,
         )
+        self.tracker.on_passthrough_done = self.store.forget_passthrough_task
         self.tracker.start()
         self.state = "ready"
         login = self.login.describe()
@@ -186,9 +188,14 @@ class GlobusBackend:
 
     # ---------------------------------------------------------------- tasks
 
+    def identity(self) -> str:
+        """Who this call acts as: a client's token (by fingerprint), or the daemon's login."""
+        token = CLIENT_TOKEN.get()
+        return fingerprint(token) if token else self.login.identity
+
     def _require_login(self, endpoint_id: str) -> None:
         """Without any login, only the local endpoint exists for this daemon."""
-        if not self.login.logged_in:
+        if not self.login.logged_in and CLIENT_TOKEN.get() is None:
             raise NotFound(
                 f"endpoint {endpoint_id} is not known to this daemon: it serves the local"
                 f" endpoint ({LOCAL_ENDPOINT_ID}, alias {LOCAL_ENDPOINT_ALIAS!r}) and is not"
@@ -205,7 +212,28 @@ class GlobusBackend:
     def dispatch(self, tasks: Sequence[TaskSpec]) -> None:
         if self.tracker is None:
             raise RuntimeError("GlobusBackend.dispatch() before start()")
-        self.tracker.add(task.task_id for task in tasks)
+        ids = [task.task_id for task in tasks]
+        token = CLIENT_TOKEN.get()
+        if token is not None:  # created with a client's own token (this call's)
+            self.store.put_passthrough_tasks(ids, fingerprint(token))
+            self.tracker.add(ids, token)
+            return
+        # Resumed after a restart, or created with the daemon's login.
+        own, parked = [], []
+        for task_id in ids:
+            owner = self.store.passthrough_owner(task_id)
+            (own if owner is None else parked).append((task_id, owner))
+        self.tracker.add(task_id for task_id, _ in own)
+        for task_id, owner in parked:
+            self.tracker.park([task_id], owner or "")
+
+    def adopt(self, task_ids: Sequence[str]) -> int:
+        """A client passing a token asked about these tasks: its tasks that wait
+        for a token (after a restart, or an expired one) are polled with it."""
+        token = CLIENT_TOKEN.get()
+        if token is None or self.tracker is None:
+            return 0
+        return self.tracker.adopt(task_ids, token)
 
     # ------------------------------------------------------------ endpoints
 
@@ -223,7 +251,7 @@ class GlobusBackend:
 
     async def _endpoint_doc(self, kind: str, endpoint_id: str, request: Any) -> dict[str, Any]:
         self._require_login(endpoint_id)
-        key = (kind, endpoint_id)
+        key = (kind, endpoint_id, self.identity())
         cached = self._cache.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -317,6 +345,7 @@ class GlobusBackend:
             "submit_requests": self.coalescer.requests,
             "tasks_submitted": self.coalescer.tasks_submitted,
             "functions_registered": self.registry.registered,
+            "waiting_for_client_token": tracker.parked if tracker else 0,
             "polls": tracker.polls if tracker else 0,
             "poll_interval_seconds": round(tracker.interval, 3) if tracker else None,
             "requests_sent": self.limiter.sent,

@@ -39,6 +39,7 @@ from gcgated.errors import (
 )
 
 from .limiter import RateLimiter
+from .passthrough import CLIENT_TOKEN
 
 log = logging.getLogger(__name__)
 
@@ -225,12 +226,19 @@ class ComputeAPI:
     ) -> dict[str, Any]:
         """One logical call: retried on 429/5xx/network errors within the retry
         budget, re-authorised once on 401; the answer's JSON, or a GatewayError."""
+        client_token = CLIENT_TOKEN.get() is not None
         try:
             answer = await self._call(what, request, slot=slot, retry_seconds=retry_seconds)
         except Unauthenticated as exc:
+            if client_token:  # the client's token, not the daemon's login
+                raise Unauthenticated(
+                    f"{what}: Globus refused the access token this client passed"
+                    " (expired or revoked?); get a fresh one and retry"
+                ) from None
             self._note_auth(str(exc))
             raise
-        self._note_auth("")
+        if not client_token:
+            self._note_auth("")
         return answer
 
     def _note_auth(self, error: str) -> None:

@@ -35,6 +35,7 @@ from gcgated.store import Store
 
 from .http import ComputeAPI, Slot
 from .limiter import RateLimiter
+from .passthrough import CLIENT_TOKEN, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +127,11 @@ def json_size(payload: str) -> int:
 
 
 def queue_key(endpoint_id: str, options: SubmitOptions) -> tuple[str, ...]:
-    """What callers must share to go into one submit request."""
+    """What callers must share to go into one submit request (the token they act
+    with included: a client's own token never carries another client's tasks)."""
+    token = CLIENT_TOKEN.get()
     return (
+        fingerprint(token) if token else "",
         endpoint_id,
         options.task_group_id or "",
         json.dumps(options.resource_specification, sort_keys=True),

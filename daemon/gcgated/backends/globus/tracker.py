@@ -22,14 +22,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from gcgated.backends.base import Outcome, OutcomeCallback
-from gcgated.errors import GatewayError
+from gcgated.errors import GatewayError, Unauthenticated
 
 from .http import ComputeAPI
 from .limiter import RateLimiter
+from .passthrough import CLIENT_TOKEN, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,13 @@ class Tracker:
         self.max_interval = max_interval
         self.share = share
         self._inflight: dict[str, float] = {}
+        #: Tasks created with a client's own token: task -> that token (memory only).
+        self._tokens: dict[str, str] = {}
+        #: Tasks of a client's token that cannot be polled now (restart, token
+        #: refused): task -> token fingerprint, until a client adopts them.
+        self._parked: dict[str, str] = {}
+        #: Called with a task id when a client-token task leaves the tracker.
+        self.on_passthrough_done: Callable[[str], None] | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.interval = min_interval
@@ -94,18 +102,46 @@ class Tracker:
 
     @property
     def in_flight(self) -> int:
-        return len(self._inflight)
+        return len(self._inflight) + len(self._parked)
 
-    def add(self, task_ids: Iterable[str]) -> None:
+    @property
+    def parked(self) -> int:
+        return len(self._parked)
+
+    def add(self, task_ids: Iterable[str], token: str | None = None) -> None:
+        """Track tasks; ``token``: the client's own token they were created with."""
         now = time.time()
         added = False
         for task_id in task_ids:
+            if token is not None:
+                self._tokens[task_id] = token
             if task_id not in self._inflight:
                 self._inflight[task_id] = now
                 added = True
         if added:
             self.interval = self.min_interval
             self._wake.set()
+
+    def park(self, task_ids: Iterable[str], fingerprint: str) -> None:
+        """Hold tasks of a client's token until a client brings a token for them."""
+        for task_id in task_ids:
+            self._inflight.pop(task_id, None)
+            self._tokens.pop(task_id, None)
+            self._parked[task_id] = fingerprint
+
+    def adopt(self, task_ids: Iterable[str], token: str) -> int:
+        """A client with ``token`` asked about these tasks: poll parked ones (and
+        its own tasks) with its current token. Returns how many were resumed."""
+        resumed = []
+        for task_id in task_ids:
+            if task_id in self._parked:
+                del self._parked[task_id]
+                resumed.append(task_id)
+            elif task_id in self._tokens:
+                self._tokens[task_id] = token
+        if resumed:
+            self.add(resumed, token)
+        return len(resumed)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -139,33 +175,75 @@ class Tracker:
                 self.interval = min(max(self.interval * 1.5, floor), self.max_interval)
 
     async def _round(self) -> tuple[bool, int]:
-        ids = list(self._inflight)
+        # One group per token: the daemon's login (None), and each client token.
+        groups: dict[str | None, list[str]] = {}
+        for task_id in self._inflight:
+            groups.setdefault(self._tokens.get(task_id), []).append(task_id)
         progressed = False
         requests = 0
-        for start in range(0, len(ids), self.chunk):
-            chunk = ids[start : start + self.chunk]
-            requests += 1
+        for token, ids in groups.items():
+            reset = CLIENT_TOKEN.set(token)
             try:
-                answer = await self.api.call(
-                    f"polling {len(chunk)} task(s)",
-                    lambda _v2, _v3, chunk=chunk: _v2.get_task_batch(chunk),
-                    retry_seconds=0.0,
-                )
-            except GatewayError as exc:
-                self.last_error = str(exc)
-                log.warning("polling Globus Compute: %s", exc)
-                return progressed, requests
-            self.polls += 1
-            results = answer.get("results") or {}
-            for task_id in chunk:
-                doc = results.get(task_id)
-                if not isinstance(doc, dict):
-                    continue
-                outcome = outcome_from(task_id, doc)
-                if outcome is None:
-                    continue
-                del self._inflight[task_id]
-                self.completed += 1
-                progressed = True
-                self.on_outcome(outcome)
+                for start in range(0, len(ids), self.chunk):
+                    requests += 1
+                    moved, ok = await self._poll(ids[start : start + self.chunk], token)
+                    progressed = progressed or moved
+                    if not ok:
+                        break
+            finally:
+                CLIENT_TOKEN.reset(reset)
         return progressed, requests
+
+    async def _poll(self, chunk: list[str], token: str | None) -> tuple[bool, bool]:
+        """One batch_status request: (any task final, request answered)."""
+        try:
+            answer = await self.api.call(
+                f"polling {len(chunk)} task(s)",
+                lambda _v2, _v3: _v2.get_task_batch(chunk),
+                retry_seconds=0.0,
+            )
+        except Unauthenticated as exc:
+            self.last_error = str(exc)
+            if token is not None:
+                # The client's token expired or was revoked: wait for a fresh one.
+                log.info("parking %d task(s): the client's token was refused", len(chunk))
+                self.park(chunk, fingerprint(token))
+            else:
+                log.warning("polling Globus Compute: %s", exc)
+            return False, False
+        except GatewayError as exc:
+            self.last_error = str(exc)
+            log.warning("polling Globus Compute: %s", exc)
+            return False, False
+        self.polls += 1
+        progressed = False
+        results = answer.get("results") or {}
+        for task_id in chunk:
+            doc = results.get(task_id)
+            if not isinstance(doc, dict):
+                continue
+            outcome = outcome_from(task_id, doc)
+            if outcome is None:
+                continue
+            if token is not None and _unknown_to(doc):
+                # Not this token's task (another identity's token adopted it):
+                # park it rather than fail a task its owner may still fetch.
+                self.park([task_id], fingerprint(token))
+                continue
+            del self._inflight[task_id]
+            if self._tokens.pop(task_id, None) is not None and self.on_passthrough_done:
+                self.on_passthrough_done(task_id)
+            self.completed += 1
+            progressed = True
+            self.on_outcome(outcome)
+        return progressed, True
+
+
+def _unknown_to(doc: dict[str, Any]) -> bool:
+    """A 'failed' document that is the service not knowing the task for this identity."""
+    return (
+        str(doc.get("status", "")).lower() == "failed"
+        and "exception" not in doc
+        and "result" not in doc
+        and "unknown" in str(doc.get("reason", "")).lower()
+    )
