@@ -29,7 +29,7 @@ from gcgate import (
     NotFound,
     TaskExecutionFailed,
 )
-from gcgate.constants import MAX_SUBMISSION_BYTES
+from gcgate.constants import LOCAL_ENDPOINT_ID, MAX_SUBMISSION_BYTES
 from gcgate.errors import Unauthenticated
 from gcgate.v1 import gateway_pb2 as pb
 from harness import Daemon, script_function
@@ -204,6 +204,16 @@ def test_endpoint_status_and_metadata_are_the_services(gcc: Client, standin: Sta
     assert compute_requests(standin) == before
 
 
+def test_get_endpoints_lists_local_then_globus(gcc: Client, standin: StandIn) -> None:
+    endpoints = gcc.get_endpoints()
+    assert endpoints[0]["uuid"] == LOCAL_ENDPOINT_ID
+    assert [e["uuid"] for e in endpoints[1:]] == standin.endpoint_ids
+    assert standin.stats.count(service="compute", path="/v2/endpoints") == 1
+    # Cached for a moment: a second listing sends nothing.
+    assert gcc.get_endpoints() == endpoints
+    assert standin.stats.count(service="compute", path="/v2/endpoints") == 1
+
+
 # ---------------------------------------------------------------- registration
 
 
@@ -225,6 +235,33 @@ def test_a_function_is_registered_with_globus_once(
     # The function the service holds is the client's code, untouched.
     code = gcc.get_function(func_id)["function_code"]
     assert [f.function_code for f in standin.compute.functions.values()].count(code) == 1
+
+
+def test_delete_function_at_globus_then_it_is_registered_again(
+    gcc: Client, standin: StandIn
+) -> None:
+    func_id = gcc.register_function(generate_collatz_sequence)
+    first = gcc.run(6, endpoint_id=standin.endpoint_id, function_id=func_id)
+    assert gcc.get_result(first, wait=WAIT)[-1] == 1
+    code = gcc.get_function(func_id)["function_code"]
+    registered = [f for f in standin.compute.functions.values() if f.function_code == code]
+    assert len(registered) == 1
+
+    answer = gcc.delete_function(func_id)
+
+    assert isinstance(answer, dict)
+    assert registered[0].deleted
+    assert standin.stats.count(service="compute", method="DELETE") == 1
+    # Nothing left to delete for this identity: nothing is sent.
+    assert gcc.delete_function(func_id) == {}
+    assert standin.stats.count(service="compute", method="DELETE") == 1
+    # The daemon's record stays; the next run registers the function again.
+    registrations = standin.stats.count(service="compute", path="/v3/functions")
+    again = gcc.run(7, endpoint_id=standin.endpoint_id, function_id=func_id)
+    assert gcc.get_result(again, wait=WAIT)[-1] == 1
+    assert standin.stats.count(service="compute", path="/v3/functions") == registrations + 1
+    with pytest.raises(NotFound):
+        gcc.delete_function(str(uuid.uuid4()))
 
 
 # -------------------------------------------------------------- errors, limits

@@ -352,6 +352,28 @@ class Client:
         )
         return self._call("RegisterFunction", request).function_id
 
+    def get_endpoints(self, role: str | None = None) -> list[dict[str, Any]]:
+        """Endpoints available: the daemon's local endpoint first, then those Globus
+        Compute lists for the daemon's login (or this client's token), as the SDK's
+        ``get_endpoints`` returns them.
+
+        :param role: ``"owner"`` or ``"any"``; default: the service's (owner)
+        """
+        answer = self._call("ListEndpoints", pb.ListEndpointsRequest(role=role or ""))
+        return [json.loads(doc) for doc in answer.endpoints_json]
+
+    def delete_function(self, function_id: UUID_LIKE_T) -> dict[str, Any]:
+        """Delete the function's registration at Globus Compute for the daemon's
+        login (or this client's token); the service's answer, ``{}`` if it was never
+        registered there. The daemon keeps its own record (its tasks refer to it).
+
+        :raises NotFound: the function is not registered with the daemon
+        """
+        answer = self._call(
+            "DeleteFunction", pb.DeleteFunctionRequest(function_id=str(as_uuid(function_id)))
+        )
+        return json.loads(answer.json) if answer.json else {}
+
     def get_function(self, function_id: UUID_LIKE_T) -> dict[str, Any]:
         """A registered function, in the Compute service's document shape."""
         info = self._call("GetFunction", pb.GetFunctionRequest(function_id=str(function_id)))

@@ -310,6 +310,32 @@ class EndpointDocument(_message.Message):
     json: str
     def __init__(self, endpoint_id: _Optional[str] = ..., json: _Optional[str] = ...) -> None: ...
 
+class ListEndpointsRequest(_message.Message):
+    __slots__ = ("role",)
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    def __init__(self, role: _Optional[str] = ...) -> None: ...
+
+class ListEndpointsResponse(_message.Message):
+    __slots__ = ("endpoints_json",)
+    ENDPOINTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    endpoints_json: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, endpoints_json: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteFunctionRequest(_message.Message):
+    __slots__ = ("function_id",)
+    FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    function_id: str
+    def __init__(self, function_id: _Optional[str] = ...) -> None: ...
+
+class DeleteFunctionResponse(_message.Message):
+    __slots__ = ("deleted_at_globus", "json")
+    DELETED_AT_GLOBUS_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    deleted_at_globus: bool
+    json: str
+    def __init__(self, deleted_at_globus: _Optional[bool] = ..., json: _Optional[str] = ...) -> None: ...
+
 class StartLoginRequest(_message.Message):
     __slots__ = ("force",)
     FORCE_FIELD_NUMBER: _ClassVar[int]

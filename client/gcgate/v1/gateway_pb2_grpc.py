@@ -110,6 +110,16 @@ class GatewayStub:
                 request_serializer=gcgate_dot_v1_dot_gateway__pb2.WhoAmIRequest.SerializeToString,
                 response_deserializer=gcgate_dot_v1_dot_gateway__pb2.WhoAmIResponse.FromString,
                 _registered_method=True)
+        self.ListEndpoints = channel.unary_unary(
+                '/gcgate.v1.Gateway/ListEndpoints',
+                request_serializer=gcgate_dot_v1_dot_gateway__pb2.ListEndpointsRequest.SerializeToString,
+                response_deserializer=gcgate_dot_v1_dot_gateway__pb2.ListEndpointsResponse.FromString,
+                _registered_method=True)
+        self.DeleteFunction = channel.unary_unary(
+                '/gcgate.v1.Gateway/DeleteFunction',
+                request_serializer=gcgate_dot_v1_dot_gateway__pb2.DeleteFunctionRequest.SerializeToString,
+                response_deserializer=gcgate_dot_v1_dot_gateway__pb2.DeleteFunctionResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -227,6 +237,24 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListEndpoints(self, request, context):
+        """Endpoints available: the embedded local endpoint first, then what Globus
+        Compute lists for the daemon's login or the client's token (the SDK's
+        Client.get_endpoints()).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteFunction(self, request, context):
+        """Delete a function at Globus Compute (the SDK's Client.delete_function()) for
+        the daemon's login or the client's token, and forget its Globus id; the
+        daemon's own record stays, since its tasks refer to it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -304,6 +332,16 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.WhoAmI,
                     request_deserializer=gcgate_dot_v1_dot_gateway__pb2.WhoAmIRequest.FromString,
                     response_serializer=gcgate_dot_v1_dot_gateway__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'ListEndpoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEndpoints,
+                    request_deserializer=gcgate_dot_v1_dot_gateway__pb2.ListEndpointsRequest.FromString,
+                    response_serializer=gcgate_dot_v1_dot_gateway__pb2.ListEndpointsResponse.SerializeToString,
+            ),
+            'DeleteFunction': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteFunction,
+                    request_deserializer=gcgate_dot_v1_dot_gateway__pb2.DeleteFunctionRequest.FromString,
+                    response_serializer=gcgate_dot_v1_dot_gateway__pb2.DeleteFunctionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -712,6 +750,60 @@ class Gateway:
             '/gcgate.v1.Gateway/WhoAmI',
             gcgate_dot_v1_dot_gateway__pb2.WhoAmIRequest.SerializeToString,
             gcgate_dot_v1_dot_gateway__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEndpoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gcgate.v1.Gateway/ListEndpoints',
+            gcgate_dot_v1_dot_gateway__pb2.ListEndpointsRequest.SerializeToString,
+            gcgate_dot_v1_dot_gateway__pb2.ListEndpointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteFunction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gcgate.v1.Gateway/DeleteFunction',
+            gcgate_dot_v1_dot_gateway__pb2.DeleteFunctionRequest.SerializeToString,
+            gcgate_dot_v1_dot_gateway__pb2.DeleteFunctionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import grpc
 from gcgate import __version__
+from gcgate.constants import LOCAL_ENDPOINT_ID
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
@@ -234,6 +235,28 @@ class GatewayServicer(pb_grpc.GatewayServicer):
         records = self.core.recent_tasks(max(limit, 1), request.status)
         return pb.ListTasksResponse(
             tasks=[task_message(r, include_results=request.include_results) for r in records]
+        )
+
+    @rpc
+    async def ListEndpoints(
+        self, request: pb.ListEndpointsRequest, context: Any
+    ) -> pb.ListEndpointsResponse:
+        router = self.core.router
+        documents = [await router.local.endpoint_metadata(LOCAL_ENDPOINT_ID)]
+        if hasattr(router.remote, "list_endpoints"):
+            documents.extend(await router.remote.list_endpoints(request.role))
+        return pb.ListEndpointsResponse(endpoints_json=[json.dumps(d) for d in documents])
+
+    @rpc
+    async def DeleteFunction(
+        self, request: pb.DeleteFunctionRequest, context: Any
+    ) -> pb.DeleteFunctionResponse:
+        function_id = self.core.get_function(request.function_id)["function_id"]
+        deleted, answer = False, {}
+        if hasattr(self.core.router.remote, "delete_function"):
+            deleted, answer = await self.core.router.remote.delete_function(function_id)
+        return pb.DeleteFunctionResponse(
+            deleted_at_globus=deleted, json=json.dumps(answer) if deleted else ""
         )
 
     # ---------------------------------------------------------------- login

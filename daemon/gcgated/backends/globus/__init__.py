@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import globus_sdk
 from gcgate.constants import LOCAL_ENDPOINT_ALIAS, LOCAL_ENDPOINT_ID, MAX_SUBMISSION_BYTES
 
 from gcgated.errors import FailedPrecondition, NotFound, StartupError
@@ -249,9 +250,43 @@ class GlobusBackend:
             "metadata", endpoint_id, lambda v2, _v3: v2.get_endpoint(endpoint_id)
         )
 
+    async def list_endpoints(self, role: str) -> list[dict[str, Any]]:
+        """What ``GET /v2/endpoints`` lists for this call's identity; [] without one."""
+        if not self.login.logged_in and CLIENT_TOKEN.get() is None:
+            return []
+        answer = await self._cached(
+            ("list", role, self.identity()),
+            "listing endpoints",
+            lambda v2, _v3: v2.get_endpoints(role=role or globus_sdk.MISSING),
+        )
+        endpoints = answer.get("data", [])
+        return [e for e in endpoints if isinstance(e, dict)]
+
+    async def delete_function(self, function_id: str) -> tuple[bool, dict[str, Any]]:
+        """Delete this identity's Globus registration of a function, if it has one."""
+        identity = self.identity()
+        globus_id = self.store.get_globus_function(identity, function_id)
+        if globus_id is None:
+            return False, {}
+        try:
+            answer = await self.api.call(
+                f"deleting function {function_id}",
+                lambda v2, _v3: v2.delete_function(globus_id),
+            )
+        except NotFound:
+            answer = None  # already gone at the service
+        self.store.forget_globus_function(identity, function_id)
+        return answer is not None, answer or {}
+
     async def _endpoint_doc(self, kind: str, endpoint_id: str, request: Any) -> dict[str, Any]:
         self._require_login(endpoint_id)
-        key = (kind, endpoint_id, self.identity())
+        return await self._cached(
+            (kind, endpoint_id, self.identity()), f"endpoint {endpoint_id} {kind}", request
+        )
+
+    async def _cached(self, key: tuple[str, str, str], what: str, request: Any) -> dict[str, Any]:
+        """A lookup answered from the cache for endpoint_cache_seconds, one request
+        for concurrent askers."""
         cached = self._cache.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -260,7 +295,7 @@ class GlobusBackend:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._lookups[key] = future
         try:
-            doc = await self.api.call(f"endpoint {endpoint_id} {kind}", request)
+            doc = await self.api.call(what, request)
             self._cache[key] = (time.monotonic() + self.settings.endpoint_cache_seconds, doc)
             future.set_result(doc)
             return doc
