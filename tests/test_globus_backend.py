@@ -17,6 +17,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -440,6 +441,51 @@ def test_5xx_burst_loses_and_duplicates_nothing(gcc: Client, standin: StandIn) -
     task_ids = run_many(gcc, standin.endpoint_id, func_id, values)
     assert_exactly_once(standin, gcc, task_ids, values, square, submits)
     assert [b.hits for b in bursts] == [2, 2, 2]
+
+
+@script_function
+def length(text):
+    return len(text)
+
+
+def test_merged_submits_stay_under_the_limits(standin: StandIn, tmp_path: Path) -> None:
+    """Callers are merged, but a request never exceeds 10 MB or submit_max_tasks,
+    and no caller's batch is split across requests."""
+    daemon = GlobusDaemon(
+        tmp_path / "state", standin, {"submit_window_ms": 300.0, "submit_max_tasks": 25}
+    ).start()
+    try:
+        before = len(standin.compute.submits)
+        with Client(socket_path=daemon.socket_path) as client:
+            func_id = client.register_function(length)
+            big = 6_000_000  # two of these cannot share one 10 MB request
+
+            def submit(i: int) -> list[str]:
+                batch = client.create_batch()
+                if i < 2:
+                    batch.add(func_id, args=("x" * big,))
+                else:
+                    for n in range(10):
+                        batch.add(func_id, args=("y" * n,))
+                return client.batch_run(standin.endpoint_id, batch)["tasks"][func_id]
+
+            with ThreadPoolExecutor(8) as pool:
+                per_caller = list(pool.map(submit, range(8)))
+            for i, task_ids in enumerate(per_caller):
+                results = client.get_batch_result(task_ids, wait=WAIT)
+                expected = [big] if i < 2 else list(range(10))
+                assert [results[t]["result"] for t in task_ids] == expected
+        records = standin.compute.submits[before:]
+        assert all(r.body_bytes <= 10_000_000 for r in records)
+        assert all(len(r.task_ids) <= 25 for r in records)
+        # Each caller's tasks went in one request.
+        request_of = {t: i for i, r in enumerate(records) for t in r.task_ids}
+        for task_ids in per_caller:
+            assert len({request_of[t] for t in task_ids}) == 1
+        # ...and callers did share requests: 62 tasks of 8 callers in fewer than 8.
+        assert len(records) < 8
+    finally:
+        daemon.close()
 
 
 def test_submit_that_keeps_failing_answers_every_caller(standin: StandIn, tmp_path: Path) -> None:
