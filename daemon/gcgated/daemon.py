@@ -357,31 +357,11 @@ def _identity(credentials: ClientCredentials | None) -> tuple[str, str] | None:
     return credentials.client_id, credentials.client_secret.get_secret_value()
 
 
-class _ServiceGatewayServicer(GatewayServicer):
-    """The Gateway servicer, reporting the service account as the login.
-
-    Until a backend reports a login of its own (the servicer says
-    "not_configured"), Status shows ``client`` and the client id when
-    service-account credentials are loaded. Never the secret.
-    """
-
-    def __init__(self, core: TaskLifecycle, *, service: Service, **kwargs: Any) -> None:
-        super().__init__(core, **kwargs)
-        self._service = service
-
-    async def Status(self, request: pb.StatusRequest, context: Any) -> pb.StatusResponse:
-        reply = await super().Status(request, context)
-        credentials = self._service.credentials
-        if credentials is not None and reply.login.state == "not_configured":
-            reply.login.CopyFrom(pb.LoginState(state="client", identity=credentials.client_id))
-        return reply
-
-
 def report_globus_health(core: TaskLifecycle, health: HealthServicer) -> None:
     """Health service name ``gcgate.globus``: SERVING while the Globus login works,
     NOT_SERVING when logged out or refused (the daemon itself keeps serving)."""
     globus = core.router.remote
-    if globus is None or not hasattr(globus, "on_health"):
+    if globus is None:
         return
     pending: set[asyncio.Task[None]] = set()
 
@@ -400,9 +380,7 @@ async def _serve_grpc(service: Service, ready: asyncio.Event | None) -> None:
     config, core, socket_path = service.config, service.core, service.socket_path
     server = grpc.aio.server(options=SERVER_OPTIONS)
     pb_grpc.add_GatewayServicer_to_server(
-        _ServiceGatewayServicer(
-            core, socket_path=socket_path, state_dir=config.state_dir, service=service
-        ),
+        GatewayServicer(core, socket_path=socket_path, state_dir=config.state_dir),
         server,
     )
     health = HealthServicer()
