@@ -381,6 +381,38 @@ def test_eight_clients_share_one_budget(
     assert standin.stats.count(service="compute", outcome="rate_limited") == 0
 
 
+def test_the_limiter_binds_when_requests_cannot_be_merged(standin: StandIn, tmp_path: Path) -> None:
+    """Submissions with different resource specifications cannot share a request;
+    with a tight budget (5 per 2 s) the daemon spaces them out and the service
+    never sees more, Auth token requests included."""
+    daemon = GlobusDaemon(
+        tmp_path / "state",
+        standin,
+        {"rate_limit_requests": 5, "rate_limit_window_seconds": 2.0, "rate_limit_burst": 2},
+    ).start()
+    try:
+        with Client(socket_path=daemon.socket_path) as client:
+            func_id = client.register_function(double)
+
+            def submit(i: int) -> str:
+                batch = client.create_batch(resource_specification={"num_nodes": i + 1})
+                batch.add(func_id, args=(i,))
+                return client.batch_run(standin.endpoint_id, batch)["tasks"][func_id][0]
+
+            with ThreadPoolExecutor(12) as pool:
+                task_ids = list(pool.map(submit, range(12)))
+            results = client.get_batch_result(task_ids, wait=WAIT)
+            assert [results[t]["result"] for t in task_ids] == [2 * i for i in range(12)]
+        submits = standin.stats.count(service="compute", path="/v3/endpoints/*/submit")
+        assert submits == 12
+        # Spaced out: never more than 5 in any 2 s as the service counts them
+        # (Auth included), and the budget was really used.
+        assert standin.stats.max_in_window(2.0, service=None) == 5
+        assert standin.stats.count(outcome="rate_limited") == 0
+    finally:
+        daemon.close()
+
+
 # ----------------------------------------------------------------------- faults
 
 

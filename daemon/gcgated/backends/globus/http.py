@@ -45,22 +45,29 @@ log = logging.getLogger(__name__)
 
 
 class Slot:
-    """One request's worth of budget, already taken from the limiter.
+    """One request's worth of budget, just taken from the limiter.
 
     The first request sent with it pays with it; later ones wait for their own.
+    The limiter counted it at the time it was granted, so it is only good for
+    :attr:`GRACE` seconds: a holder that waited for something else first (a
+    registration, a token) must take a new one, or requests would bunch up.
     """
+
+    GRACE = 0.1
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._available = True
+        self._granted = time.monotonic()
 
     @property
     def available(self) -> bool:
-        return self._available
+        return self._available and time.monotonic() - self._granted <= self.GRACE
 
     def take(self) -> bool:
         with self._lock:
-            available, self._available = self._available, False
+            available = self.available
+            self._available = False
             return available
 
 

@@ -6,8 +6,9 @@ client. :class:`RateLimiter` hands out *send times* so that, whatever asks
 as a whole stays within ``limit`` requests in every ``window`` seconds:
 
 - a sliding window: request ``n`` may not start before request ``n - limit``
-  started plus ``window`` (a hard cap, counting reserved slots, so it holds
-  under any interleaving of threads and coroutines);
+  started plus ``window`` (plus a small guard for arrival jitter; a hard cap,
+  counting reserved slots, so it holds under any interleaving of threads and
+  coroutines);
 - smoothing (GCRA, the leaky bucket as a meter): at most ``burst`` requests
   back to back, then one per ``window / limit``. Spacing requests out is what
   makes coalescing work: submissions that arrive while the next slot is not
@@ -30,6 +31,11 @@ from typing import Any
 
 class RateLimiter:
     """``limit`` requests per ``window`` seconds, at most ``burst`` back to back."""
+
+    #: Extra seconds between request ``n`` and ``n + limit``, so that the service,
+    #: which sees each request a little after it was sent (thread hand-off,
+    #: network), never counts ``limit + 1`` in one window.
+    GUARD = 0.05
 
     def __init__(self, limit: int, window: float, burst: int = 3) -> None:
         if limit < 1 or window <= 0:
@@ -58,7 +64,7 @@ class RateLimiter:
             now = time.monotonic()
             start = max(now, self._pause_until, self._tat - (self.burst - 1) * self.interval)
             if len(self._starts) == self.limit:
-                start = max(start, self._starts[0] + self.window)
+                start = max(start, self._starts[0] + self.window + self.GUARD)
             self._tat = max(self._tat, start) + self.interval
             self._starts.append(start)
             return start

@@ -202,8 +202,11 @@ class Coalescer:
     async def _flush(self, key: tuple[str, ...], queue: Queue) -> None:
         try:
             await asyncio.sleep(self.window)
-            slot_wait = self.limiter.acquire()
-            await slot_wait
+            # Functions new to Globus are registered first (each registration
+            # takes its own slot), so the submit's slot is taken only when the
+            # submit can go out at once: a slot held while waiting is wasted.
+            await self._register(queue.callers)
+            await self.limiter.acquire()
         except BaseException as exc:
             self._queues.pop(key, None)
             _fail(queue.callers, exc)
@@ -216,6 +219,12 @@ class Coalescer:
             *(self._send(queue.endpoint_id, queue.options, callers, slot) for callers in requests),
             return_exceptions=True,
         )
+
+    async def _register(self, callers: list[Caller]) -> None:
+        identity = self.identity()
+        functions = {g.function["function_id"]: g.function for c in callers for g in c.groups}
+        for function in functions.values():
+            await self.registry.globus_id(identity, function)
 
     def _pack(self, callers: list[Caller]) -> list[list[Caller]]:
         """First-fit in arrival order; a caller is never split."""
