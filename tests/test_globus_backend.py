@@ -179,12 +179,12 @@ def test_remote_failure_carries_the_remote_traceback(gcc: Client, standin: Stand
     assert "Traceback" in str(info.value)
 
 
-def test_executor_on_the_remote_endpoint(
-    gcc: Client, standin: StandIn, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Executors join the last task group used in the process (as the SDK's do);
-    # one of an earlier test's local endpoint is not a group Globus knows.
-    monkeypatch.setattr(Executor, "_default_task_group_id", None)
+def test_executor_on_the_remote_endpoint(gcc: Client, standin: StandIn) -> None:
+    # Executors join the last task group used in the process for their endpoint
+    # (the SDK's keep one per process): a local endpoint's group from an earlier
+    # test, unknown to Globus, must not be sent there.
+    with Executor(endpoint_id="local", client=gcc) as local:
+        assert local.submit(pow, 2, 3).result(timeout=WAIT) == 8
     with Executor(endpoint_id=standin.endpoint_id, client=gcc) as gce:
         assert list(gce.map(pow, [2, 3], [10, 10])) == [1024, 59049]
         futures = [gce.submit(generate_collatz_sequence, n) for n in (1, 6, 27)]

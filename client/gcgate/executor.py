@@ -82,9 +82,11 @@ class Executor(concurrent.futures.Executor):
     class's, built on ``submit``), where the SDK raises NotImplementedError.
     """
 
-    #: Task group of the most recent executor that had one; new executors join it
-    #: unless given another (as in the SDK).
-    _default_task_group_id: ClassVar[uuid.UUID | None] = None
+    #: Task group of the most recent executor that had one, per endpoint; new
+    #: executors join it unless given another (as in the SDK, which keeps one for
+    #: the process). Per endpoint, because a group made on the local endpoint is
+    #: unknown to Globus Compute, which refuses it (TASK_GROUP_NOT_FOUND).
+    _default_task_group_ids: ClassVar[dict[uuid.UUID | None, uuid.UUID]] = {}
 
     #: Default of :attr:`reconnect_timeout`.
     DEFAULT_RECONNECT_TIMEOUT: ClassVar[float] = 60.0
@@ -130,7 +132,9 @@ class Executor(concurrent.futures.Executor):
             self.serializer = serializer
 
         self.endpoint_id = endpoint_id  # type: ignore[assignment]  # via setter
-        self.task_group_id = task_group_id or Executor._default_task_group_id  # type: ignore[assignment]
+        self.task_group_id = task_group_id or Executor._default_task_group_ids.get(  # type: ignore[assignment]
+            self.endpoint_id
+        )
         self.resource_specification = resource_specification
         self.user_endpoint_config = user_endpoint_config
         self.result_serializers = result_serializers  # type: ignore[assignment]
@@ -179,7 +183,7 @@ class Executor(concurrent.futures.Executor):
         tg_id = as_optional_uuid(task_group_id)
         self._task_group_id = tg_id
         if tg_id:
-            Executor._default_task_group_id = tg_id
+            Executor._default_task_group_ids[self.endpoint_id] = tg_id
 
     @property
     def resource_specification(self) -> dict[str, Any] | None:
