@@ -158,10 +158,18 @@ def describe_backend(backend: dict[str, Any]) -> str:
     """``local: ready, workers=2 running=0 queued=0 (endpoint ...)``.
 
     Details are shown generically as key=value, since each backend reports its own
-    (the local one: workers and queue; a remote one: whatever it knows).
+    (the local one: workers and queue; a remote one: whatever it knows). Only
+    plain values that say something: nested documents (login, rate budget) and
+    empty ones are left to ``--json`` (the login has its own line).
     """
     details = backend.get("details") or {}
-    extras = " ".join(f"{k}={v}" for k, v in details.items() if k not in ("state", "endpoint_id"))
+    extras = " ".join(
+        f"{k}={v}"
+        for k, v in details.items()
+        if k not in ("state", "endpoint_id")
+        and isinstance(v, (str, int, float))
+        and v != ""
+    )
     text = f"{backend['name']}: {backend['state']}" + (f", {extras}" if extras else "")
     if backend.get("endpoint_id"):
         text += f" (endpoint {endpoint_label(backend['endpoint_id'])})"
