@@ -9,7 +9,7 @@ import grpc
 import pytest
 from gcgate.constants import MAX_MESSAGE_BYTES
 from gcgate.v1.gateway_pb2_grpc import GatewayStub
-from harness import Daemon
+from harness import Daemon, LoginlessDaemon
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +77,14 @@ def standin(standin_service):
     standin_service.reset()
     yield standin_service
     standin_service.reset()
+
+
+@pytest.fixture
+def loginless_daemon(standin, tmp_path: Path) -> Iterator[LoginlessDaemon]:
+    """A daemon on the stand-in without a service account: users log in, or
+    clients bring their own tokens."""
+    daemon = LoginlessDaemon(tmp_path / "state", standin.env(service_account=False)).start()
+    try:
+        yield daemon
+    finally:
+        daemon.close()

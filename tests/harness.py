@@ -137,3 +137,19 @@ def script_function(fn: Callable[..., Any]) -> Callable[..., Any]:
     namespace: dict[str, Any] = {"__name__": "__main__"}
     exec(compile(source, f"<script: {fn.__name__}>", "exec"), namespace)
     return namespace[fn.__name__]
+
+
+class LoginlessDaemon(Daemon):
+    """A daemon with no Globus login of its own (no service account), pointed at
+    the Globus services that ``service_env`` names (the stand-in's)."""
+
+    def __init__(self, state_dir: Path, service_env: dict[str, str]) -> None:
+        super().__init__(state_dir)
+        self._service_env = service_env
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {**super().env, **self._service_env}
+        for name in ("GLOBUS_COMPUTE_CLIENT_ID", "GLOBUS_COMPUTE_CLIENT_SECRET"):
+            env.pop(name, None)
+        return env

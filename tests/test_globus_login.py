@@ -13,7 +13,6 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -23,7 +22,7 @@ from gcgate.errors import Unauthenticated
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from harness import Daemon, script_function
+from harness import Daemon, LoginlessDaemon, script_function
 from standin import StandIn
 
 WAIT = 60.0
@@ -32,30 +31,6 @@ WAIT = 60.0
 @script_function
 def double(x):
     return x * 2
-
-
-class UserDaemon(Daemon):
-    """A daemon pointed at the stand-in, with no service account."""
-
-    def __init__(self, state_dir: Path, standin: StandIn) -> None:
-        super().__init__(state_dir)
-        self._standin_env = standin.env(service_account=False)
-
-    @property
-    def env(self) -> dict[str, str]:
-        env = {**super().env, **self._standin_env}
-        for name in ("GLOBUS_COMPUTE_CLIENT_ID", "GLOBUS_COMPUTE_CLIENT_SECRET"):
-            env.pop(name, None)
-        return env
-
-
-@pytest.fixture
-def user_daemon(standin: StandIn, tmp_path: Path) -> Iterator[UserDaemon]:
-    daemon = UserDaemon(tmp_path / "state", standin).start()
-    try:
-        yield daemon
-    finally:
-        daemon.close()
 
 
 def gcgate(daemon: Daemon, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -121,16 +96,18 @@ def whoami(daemon: Daemon) -> dict:
     return json.loads(answer.stdout)
 
 
-def test_login_run_as_the_user_and_logout(user_daemon: UserDaemon, standin: StandIn) -> None:
+def test_login_run_as_the_user_and_logout(
+    loginless_daemon: LoginlessDaemon, standin: StandIn
+) -> None:
     alice = standin.auth.browser_identity
-    assert whoami(user_daemon)["state"] == "logged_out"
-    assert globus_health(user_daemon, "NOT_SERVING") == "NOT_SERVING"
-    with Client(socket_path=user_daemon.socket_path) as client:
+    assert whoami(loginless_daemon)["state"] == "logged_out"
+    assert globus_health(loginless_daemon, "NOT_SERVING") == "NOT_SERVING"
+    with Client(socket_path=loginless_daemon.socket_path) as client:
         func_id = client.register_function(double)
         with pytest.raises(NotFound, match="gcgate login"):
             client.run(1, endpoint_id=standin.endpoint_id, function_id=func_id)
 
-        who = login(user_daemon, standin)
+        who = login(loginless_daemon, standin)
 
         assert who == {
             "state": "user",
@@ -139,17 +116,17 @@ def test_login_run_as_the_user_and_logout(user_daemon: UserDaemon, standin: Stan
             "name": alice.name,
             "email": alice.email,
         }
-        assert whoami(user_daemon) == who
-        assert globus_health(user_daemon, "SERVING") == "SERVING"
+        assert whoami(loginless_daemon) == who
+        assert globus_health(loginless_daemon, "SERVING") == "SERVING"
         task = client.run(21, endpoint_id=standin.endpoint_id, function_id=func_id)
         assert client.get_result(task, wait=WAIT) == 42
     # Every Compute request was the user's.
     assert set(standin.stats.by_identity("compute")) == {alice.id}
-    status = gcgate(user_daemon, "status", "--json")
+    status = gcgate(loginless_daemon, "status", "--json")
     assert json.loads(status.stdout)["login"] == {"state": "user", "identity": alice.id}
 
     # Tokens: one file, 0600, the user's namespace only, refresh token kept.
-    token_file = user_daemon.state_dir / "globus-tokens.db"
+    token_file = loginless_daemon.state_dir / "globus-tokens.db"
     assert token_file.stat().st_mode & 0o777 == 0o600
     with sqlite3.connect(token_file) as db:
         rows = db.execute("SELECT namespace, token_data_json FROM token_storage").fetchall()
@@ -157,87 +134,91 @@ def test_login_run_as_the_user_and_logout(user_daemon: UserDaemon, standin: Stan
     assert all(json.loads(data)["refresh_token"] for _, data in rows)
     tokens = [json.loads(data)["access_token"] for _, data in rows]
 
-    out = gcgate(user_daemon, "logout")
+    out = gcgate(loginless_daemon, "logout")
     assert out.returncode == 0, out.stderr
     assert f"logged out {alice.username}" in out.stdout
-    assert whoami(user_daemon)["state"] == "logged_out"
-    assert globus_health(user_daemon, "NOT_SERVING") == "NOT_SERVING"
+    assert whoami(loginless_daemon)["state"] == "logged_out"
+    assert globus_health(loginless_daemon, "NOT_SERVING") == "NOT_SERVING"
     # Revoked at Globus Auth, and gone from the file.
     assert all(not standin.auth.token(t).active for t in tokens)
     with sqlite3.connect(token_file) as db:
         assert db.execute("SELECT count(*) FROM token_storage").fetchone() == (0,)
     with (
-        Client(socket_path=user_daemon.socket_path) as client,
+        Client(socket_path=loginless_daemon.socket_path) as client,
         pytest.raises(NotFound, match="gcgate login"),
     ):
         client.run(2, endpoint_id=standin.endpoint_id, function_id=func_id)
 
-    log = user_daemon.log()
+    log = loginless_daemon.log()
     assert "logged in to Globus as" in log
     for token in tokens:
         assert token not in log
     assert not [t for t in standin.auth.tokens if t in log]
 
 
-def test_login_survives_a_restart_and_refreshes(user_daemon: UserDaemon, standin: StandIn) -> None:
-    login(user_daemon, standin)
-    user_daemon.restart()
+def test_login_survives_a_restart_and_refreshes(
+    loginless_daemon: LoginlessDaemon, standin: StandIn
+) -> None:
+    login(loginless_daemon, standin)
+    loginless_daemon.restart()
     standin.auth.expire_tokens()
     standin.reset()
 
-    with Client(socket_path=user_daemon.socket_path) as client:
+    with Client(socket_path=loginless_daemon.socket_path) as client:
         func_id = client.register_function(double)
         task = client.run(5, endpoint_id=standin.endpoint_id, function_id=func_id)
         assert client.get_result(task, wait=WAIT) == 10
     # The expired access token was renewed with the stored refresh token.
     refreshes = standin.stats.select(service="auth", path="/v2/oauth2/token")
     assert len(refreshes) == 1
-    assert whoami(user_daemon)["state"] == "user"
+    assert whoami(loginless_daemon)["state"] == "user"
 
 
-def test_revoked_login_is_unauthenticated(user_daemon: UserDaemon, standin: StandIn) -> None:
-    login(user_daemon, standin)
+def test_revoked_login_is_unauthenticated(
+    loginless_daemon: LoginlessDaemon, standin: StandIn
+) -> None:
+    login(loginless_daemon, standin)
     assert standin.auth.revoke_refresh_tokens() >= 1
     standin.auth.expire_tokens()
 
-    with Client(socket_path=user_daemon.socket_path) as client:
+    with Client(socket_path=loginless_daemon.socket_path) as client:
         func_id = client.register_function(double)
         with pytest.raises(Unauthenticated, match="gcgate login"):
             client.run(1, endpoint_id=standin.endpoint_id, function_id=func_id)
     # The health service says so, and Status too.
-    assert globus_health(user_daemon, "NOT_SERVING") == "NOT_SERVING"
-    status = json.loads(gcgate(user_daemon, "status", "--json").stdout)
+    assert globus_health(loginless_daemon, "NOT_SERVING") == "NOT_SERVING"
+    status = json.loads(gcgate(loginless_daemon, "status", "--json").stdout)
     globus = next(b for b in status["backends"] if b["name"] == "globus")
     assert globus["state"] == "unavailable"
     assert "gcgate login" in globus["details"]["login_error"]
 
     # Logging in again fixes it.
-    login(user_daemon, standin, "--force")
-    assert globus_health(user_daemon, "SERVING") == "SERVING"
-    with Client(socket_path=user_daemon.socket_path) as client:
+    login(loginless_daemon, standin, "--force")
+    assert globus_health(loginless_daemon, "SERVING") == "SERVING"
+    with Client(socket_path=loginless_daemon.socket_path) as client:
         task = client.run(3, endpoint_id=standin.endpoint_id, function_id=func_id)
         assert client.get_result(task, wait=WAIT) == 6
 
 
 def test_login_as_someone_else_replaces_the_login(
-    user_daemon: UserDaemon, standin: StandIn
+    loginless_daemon: LoginlessDaemon, standin: StandIn
 ) -> None:
-    login(user_daemon, standin)
+    login(loginless_daemon, standin)
     bob = standin.auth.add_user("bob@example.org", name="Bob")
     standin.auth.browser_identity = bob
 
-    who = login(user_daemon, standin, "--force")
+    who = login(loginless_daemon, standin, "--force")
 
     assert (who["identity"], who["username"]) == (bob.id, "bob@example.org")
-    with Client(socket_path=user_daemon.socket_path) as client:
+    with Client(socket_path=loginless_daemon.socket_path) as client:
         func_id = client.register_function(double)
         task = client.run(8, endpoint_id=standin.endpoint_id, function_id=func_id)
         assert client.get_result(task, wait=WAIT) == 16
     assert set(standin.stats.by_identity("compute")) == {bob.id}
 
 
-def test_bad_code_and_unknown_login_id(user_daemon: UserDaemon, standin: StandIn) -> None:
-    with grpc.insecure_channel(f"unix:{user_daemon.socket_path}") as channel:
+def test_bad_code_and_unknown_login_id(loginless_daemon: LoginlessDaemon, standin: StandIn) -> None:
+    with grpc.insecure_channel(f"unix:{loginless_daemon.socket_path}") as channel:
         stub = gateway_pb2_grpc.GatewayStub(channel)
         started = stub.StartLogin(pb.StartLoginRequest(), timeout=30)
         assert started.authorize_url.startswith(standin.auth_url)

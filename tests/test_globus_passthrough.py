@@ -12,15 +12,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import globus_sdk
 import pytest
 from gcgate import Client, NotFound
 from gcgate.errors import Unauthenticated
-from harness import Daemon, script_function
+from harness import Daemon, LoginlessDaemon, script_function
 from standin import StandIn
 from standin.sdk import client_app
 
@@ -30,30 +28,6 @@ WAIT = 60.0
 @script_function
 def double(x):
     return x * 2
-
-
-class TokenlessDaemon(Daemon):
-    """A daemon pointed at the stand-in, with no login of its own."""
-
-    def __init__(self, state_dir: Path, standin: StandIn) -> None:
-        super().__init__(state_dir)
-        self._standin_env = standin.env(service_account=False)
-
-    @property
-    def env(self) -> dict[str, str]:
-        env = {**super().env, **self._standin_env}
-        for name in ("GLOBUS_COMPUTE_CLIENT_ID", "GLOBUS_COMPUTE_CLIENT_SECRET"):
-            env.pop(name, None)
-        return env
-
-
-@pytest.fixture
-def daemon_without_login(standin: StandIn, tmp_path: Path) -> Iterator[TokenlessDaemon]:
-    daemon = TokenlessDaemon(tmp_path / "state", standin).start()
-    try:
-        yield daemon
-    finally:
-        daemon.close()
 
 
 def token_client(daemon: Daemon, token: str) -> Client:
@@ -75,12 +49,12 @@ def backend_details(daemon: Daemon) -> dict:
 
 
 def test_a_clients_token_is_used_for_its_calls(
-    daemon_without_login: TokenlessDaemon, standin: StandIn
+    loginless_daemon: LoginlessDaemon, standin: StandIn
 ) -> None:
     bob = standin.auth.add_user("bob@example.org", name="Bob")
     token = standin.auth.mint_token(bob)
 
-    with token_client(daemon_without_login, token) as client:
+    with token_client(loginless_daemon, token) as client:
         func_id = client.register_function(double)
         task = client.run(21, endpoint_id=standin.endpoint_id, function_id=func_id)
         assert client.get_result(task, wait=WAIT) == 42
@@ -90,28 +64,28 @@ def test_a_clients_token_is_used_for_its_calls(
     assert set(standin.stats.by_token("compute")) == {token}
     assert standin.compute.tasks[task].owner == bob.id
     # The daemon itself is still not logged in, and never wrote the token down.
-    assert backend_details(daemon_without_login)["login"]["state"] == "logged_out"
-    assert token not in daemon_without_login.log()
-    token_file = daemon_without_login.state_dir / "globus-tokens.db"
+    assert backend_details(loginless_daemon)["login"]["state"] == "logged_out"
+    assert token not in loginless_daemon.log()
+    token_file = loginless_daemon.state_dir / "globus-tokens.db"
     assert token.encode() not in token_file.read_bytes()
-    for path in (daemon_without_login.state_dir / "store").rglob("*"):
+    for path in (loginless_daemon.state_dir / "store").rglob("*"):
         if path.is_file():
             assert token.encode() not in path.read_bytes(), path
 
     # A client without a token gets nothing from Globus through this daemon.
     with (
-        Client(socket_path=daemon_without_login.socket_path) as plain,
+        Client(socket_path=loginless_daemon.socket_path) as plain,
         pytest.raises(NotFound, match="gcgate login"),
     ):
         plain.run(1, endpoint_id=standin.endpoint_id, function_id=func_id)
 
 
 def test_two_tokens_never_share_a_submit(
-    daemon_without_login: TokenlessDaemon, standin: StandIn
+    loginless_daemon: LoginlessDaemon, standin: StandIn
 ) -> None:
     users = [standin.auth.add_user(f"user{i}@example.org") for i in range(2)]
     tokens = [standin.auth.mint_token(u) for u in users]
-    clients = [token_client(daemon_without_login, t) for t in tokens]
+    clients = [token_client(loginless_daemon, t) for t in tokens]
     try:
         func_ids = [c.register_function(double) for c in clients]
 
@@ -134,38 +108,36 @@ def test_two_tokens_never_share_a_submit(
 
 
 def test_token_tasks_wait_for_their_client_after_a_restart(
-    daemon_without_login: TokenlessDaemon, standin: StandIn
+    loginless_daemon: LoginlessDaemon, standin: StandIn
 ) -> None:
     bob = standin.auth.add_user("bob@example.org")
-    with token_client(daemon_without_login, standin.auth.mint_token(bob)) as client:
+    with token_client(loginless_daemon, standin.auth.mint_token(bob)) as client:
         func_id = client.register_function(double)
         standin.compute.set_endpoint_status(standin.endpoint_id, "offline")
         task_ids = [
             client.run(n, endpoint_id=standin.endpoint_id, function_id=func_id) for n in range(5)
         ]
-    daemon_without_login.kill()
+    loginless_daemon.kill()
     standin.compute.set_endpoint_status(standin.endpoint_id, "online")
-    daemon_without_login.start()
+    loginless_daemon.start()
 
     # Without a token the daemon cannot poll them: they wait for their client.
-    details = backend_details(daemon_without_login)
+    details = backend_details(loginless_daemon)
     assert details["waiting_for_client_token"] == 5
-    with Client(socket_path=daemon_without_login.socket_path) as plain:
+    with Client(socket_path=loginless_daemon.socket_path) as plain:
         assert all(plain.get_task(t)["pending"] for t in task_ids)
 
     # Bob comes back (with a new token): his results are fetched with it.
     fresh = standin.auth.mint_token(bob)
-    with token_client(daemon_without_login, fresh) as client:
+    with token_client(loginless_daemon, fresh) as client:
         results = client.get_batch_result(task_ids, wait=WAIT)
     assert [results[t]["result"] for t in task_ids] == [2 * n for n in range(5)]
-    assert backend_details(daemon_without_login)["waiting_for_client_token"] == 0
+    assert backend_details(loginless_daemon)["waiting_for_client_token"] == 0
 
 
-def test_client_app_supplies_the_token(
-    daemon_without_login: TokenlessDaemon, standin: StandIn
-) -> None:
+def test_client_app_supplies_the_token(loginless_daemon: LoginlessDaemon, standin: StandIn) -> None:
     app = client_app(standin)
-    with Client(socket_path=daemon_without_login.socket_path, app=app) as client:
+    with Client(socket_path=loginless_daemon.socket_path, app=app) as client:
         func_id = client.register_function(double)
         task = client.run(4, endpoint_id=standin.endpoint_id, function_id=func_id)
         assert client.get_result(task, wait=WAIT) == 8
@@ -173,13 +145,13 @@ def test_client_app_supplies_the_token(
 
 
 def test_an_expired_client_token_is_unauthenticated(
-    daemon_without_login: TokenlessDaemon, standin: StandIn
+    loginless_daemon: LoginlessDaemon, standin: StandIn
 ) -> None:
     token = standin.auth.mint_token(standin.auth.add_user("carol@example.org"))
     standin.auth.expire_tokens()
-    with token_client(daemon_without_login, token) as client:
+    with token_client(loginless_daemon, token) as client:
         func_id = client.register_function(double)
         with pytest.raises(Unauthenticated, match="access token this client passed"):
             client.run(1, endpoint_id=standin.endpoint_id, function_id=func_id)
     # The daemon's own login state is not what failed.
-    assert backend_details(daemon_without_login)["login_error"] == ""
+    assert backend_details(loginless_daemon)["login_error"] == ""
