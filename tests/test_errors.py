@@ -29,6 +29,7 @@ from gcgate import (
     TaskExecutionFailed,
 )
 from gcgate.constants import MAX_SUBMISSION_BYTES
+from gcgate.errors import Unauthenticated
 from gcgate.serialize import Serializer, pack_buffers
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc
@@ -101,15 +102,18 @@ def test_unknown_function_in_a_batch_stores_nothing(client: Client, double_id: s
     assert stored_task_count(client) == before
 
 
-def test_unknown_endpoint(client: Client, double_id: str) -> None:
+def test_globus_endpoint_without_login(client: Client, double_id: str) -> None:
+    # Any UUID but the local endpoint's is a Globus endpoint; this daemon has no
+    # Globus login, so it says how to get one (and which endpoint it does serve).
     endpoint = str(uuid.uuid4())
     for call in (client.get_endpoint_status, client.get_endpoint_metadata):
-        with pytest.raises(NotFound) as info:
+        with pytest.raises(Unauthenticated) as info:
             call(endpoint)
         assert f"endpoint {endpoint}" in info.value.message
-        assert LOCAL_ENDPOINT_ID in info.value.message  # says which endpoint it does serve
+        assert "gcgate login" in info.value.message
+        assert LOCAL_ENDPOINT_ID in info.value.message
 
-    with pytest.raises(NotFound, match=f"endpoint {endpoint}"):
+    with pytest.raises(Unauthenticated, match=f"endpoint {endpoint}"):
         client.run(1, endpoint_id=endpoint, function_id=double_id)
 
 
@@ -148,7 +152,7 @@ def test_executor_submission_errors_reach_the_futures(client: Client, double_id:
     missing_endpoint = str(uuid.uuid4())
     with Executor(endpoint_id=missing_endpoint, client=client) as gce:
         future = gce.submit(double, 3)
-        with pytest.raises(NotFound, match=f"endpoint {missing_endpoint}"):
+        with pytest.raises(Unauthenticated, match=f"endpoint {missing_endpoint}"):
             future.result(timeout=WAIT)
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import globus_sdk
 from gcgate.constants import LOCAL_ENDPOINT_ALIAS, LOCAL_ENDPOINT_ID, MAX_SUBMISSION_BYTES
 
-from gcgated.errors import FailedPrecondition, NotFound, StartupError
+from gcgated.errors import FailedPrecondition, NotFound, StartupError, Unauthenticated
 
 from ..base import Accepted, OutcomeCallback, SubmitGroup, SubmitOptions, TaskSpec
 from .auth import Login, ServiceAccountLogin, UserLogin
@@ -195,13 +195,13 @@ class GlobusBackend:
         return fingerprint(token) if token else self.login.identity
 
     def _require_login(self, endpoint_id: str) -> None:
-        """Without any login, only the local endpoint exists for this daemon."""
+        """Without any login, Globus endpoints cannot be reached: UNAUTHENTICATED."""
         if not self.login.logged_in and CLIENT_TOKEN.get() is None:
-            raise NotFound(
-                f"endpoint {endpoint_id} is not known to this daemon: it serves the local"
-                f" endpoint ({LOCAL_ENDPOINT_ID}, alias {LOCAL_ENDPOINT_ALIAS!r}) and is not"
-                " logged in to Globus Compute; run `gcgate login` (or configure a service"
-                " account) to reach Globus endpoints"
+            raise Unauthenticated(
+                f"endpoint {endpoint_id} is a Globus Compute endpoint, and gcgated is not"
+                " logged in to Globus: run `gcgate login` (or configure a service account)."
+                f" Without a login only the local endpoint ({LOCAL_ENDPOINT_ID}, alias"
+                f" {LOCAL_ENDPOINT_ALIAS!r}) is served."
             )
 
     async def accept(
