@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from gcgate import Client, NotFound
+from gcgate import Client
 from gcgate.errors import Unauthenticated
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc
@@ -104,7 +104,7 @@ def test_login_run_as_the_user_and_logout(
     assert globus_health(loginless_daemon, "NOT_SERVING") == "NOT_SERVING"
     with Client(socket_path=loginless_daemon.socket_path) as client:
         func_id = client.register_function(double)
-        with pytest.raises(NotFound, match="gcgate login"):
+        with pytest.raises(Unauthenticated, match="gcgate login"):
             client.run(1, endpoint_id=standin.endpoint_id, function_id=func_id)
 
         who = login(loginless_daemon, standin)
@@ -145,7 +145,7 @@ def test_login_run_as_the_user_and_logout(
         assert db.execute("SELECT count(*) FROM token_storage").fetchone() == (0,)
     with (
         Client(socket_path=loginless_daemon.socket_path) as client,
-        pytest.raises(NotFound, match="gcgate login"),
+        pytest.raises(Unauthenticated, match="gcgate login"),
     ):
         client.run(2, endpoint_id=standin.endpoint_id, function_id=func_id)
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import globus_sdk
 import pytest
-from gcgate import Client, NotFound
+from gcgate import Client
 from gcgate.errors import Unauthenticated
 from harness import Daemon, LoginlessDaemon, script_function
 from standin import StandIn
@@ -75,7 +75,7 @@ def test_a_clients_token_is_used_for_its_calls(
     # A client without a token gets nothing from Globus through this daemon.
     with (
         Client(socket_path=loginless_daemon.socket_path) as plain,
-        pytest.raises(NotFound, match="gcgate login"),
+        pytest.raises(Unauthenticated, match="gcgate login"),
     ):
         plain.run(1, endpoint_id=standin.endpoint_id, function_id=func_id)
 

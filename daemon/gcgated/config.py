@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
+from gcgate.constants import MAX_SUBMISSION_BYTES
 from gcgate.paths import daemon_socket_path
 
 from gcgated.credentials import Secret
@@ -80,6 +81,8 @@ class Config:
     submit_window_ms: float = 20.0
     #: Most tasks merged into one submit request (one caller's batch is never split).
     submit_max_tasks: int = 1000
+    #: Most payload bytes merged into one submit request (at most the service's 10 MB).
+    submit_max_bytes: int = MAX_SUBMISSION_BYTES
     #: Task ids per result poll (POST /v2/batch_status).
     poll_chunk: int = 500
     #: Bounds of the adaptive interval between result polls.
@@ -89,6 +92,8 @@ class Config:
     endpoint_cache_seconds: float = 5.0
     #: Seconds a submit or lookup keeps retrying throttling, 5xx and network errors.
     retry_seconds: float = 120.0
+    #: Seconds one HTTP request to Globus may take.
+    http_timeout_seconds: float = 30.0
     #: Group (name or number) whose members may connect: socket 0660 and its
     #: directory 0750, both owned by this group. Empty: the daemon's user only.
     group: str = ""

@@ -166,9 +166,7 @@ def describe_backend(backend: dict[str, Any]) -> str:
     extras = " ".join(
         f"{k}={v}"
         for k, v in details.items()
-        if k not in ("state", "endpoint_id")
-        and isinstance(v, (str, int, float))
-        and v != ""
+        if k not in ("state", "endpoint_id") and isinstance(v, (str, int, float)) and v != ""
     )
     text = f"{backend['name']}: {backend['state']}" + (f", {extras}" if extras else "")
     if backend.get("endpoint_id"):

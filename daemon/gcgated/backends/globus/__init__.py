@@ -21,14 +21,16 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, fields
 from typing import Any
 
 import globus_sdk
 from gcgate.constants import LOCAL_ENDPOINT_ALIAS, LOCAL_ENDPOINT_ID, MAX_SUBMISSION_BYTES
 
+from gcgated.config import Config
+from gcgated.credentials import ClientCredentials
 from gcgated.errors import FailedPrecondition, NotFound, StartupError, Unauthenticated
+from gcgated.store import Store
 
 from ..base import Accepted, OutcomeCallback, SubmitGroup, SubmitOptions, TaskSpec
 from .auth import Login, ServiceAccountLogin, UserLogin
@@ -50,31 +52,22 @@ HEALTH_SERVICE = "gcgate.globus"
 
 @dataclass
 class GlobusSettings:
-    """Tunables of the backend; read from the daemon's Config where it has them."""
+    """The backend's tunables, taken from the daemon's :class:`Config` (where
+    their defaults and meanings are documented), checked together."""
 
-    #: Base URL of the Compute service; empty: globus-sdk's default (production,
-    #: or GLOBUS_SDK_SERVICE_URL_COMPUTE / GLOBUS_SDK_ENVIRONMENT).
-    compute_url: str = ""
-    #: Requests allowed per window, for the whole daemon (service limit: 20 / 10 s).
-    rate_limit_requests: int = 18
-    rate_limit_window_seconds: float = 10.0
-    #: Requests that may go back to back before the limiter spaces them out.
-    rate_limit_burst: int = 3
-    #: How long submissions wait for others to join them.
-    submit_window_ms: float = 20.0
-    #: Most tasks merged into one submit request.
-    submit_max_tasks: int = 1000
-    #: Most payload bytes merged into one submit request.
-    submit_max_bytes: int = MAX_SUBMISSION_BYTES
-    #: Task ids per batch_status request.
-    poll_chunk: int = 500
-    poll_min_seconds: float = 0.5
-    poll_max_seconds: float = 10.0
-    #: How long endpoint status/metadata answers are reused.
-    endpoint_cache_seconds: float = 5.0
-    #: Total time a submit/registration/lookup keeps retrying 429/5xx/network errors.
-    retry_seconds: float = 120.0
-    http_timeout_seconds: float = 30.0
+    compute_url: str
+    rate_limit_requests: int
+    rate_limit_window_seconds: float
+    rate_limit_burst: int
+    submit_window_ms: float
+    submit_max_tasks: int
+    submit_max_bytes: int
+    poll_chunk: int
+    poll_min_seconds: float
+    poll_max_seconds: float
+    endpoint_cache_seconds: float
+    retry_seconds: float
+    http_timeout_seconds: float
 
     def validate(self) -> None:
         """Refuse settings that cannot work (StartupError names the setting)."""
@@ -104,12 +97,8 @@ class GlobusSettings:
             raise StartupError(f"compute_url {self.compute_url!r} is not an http(s) URL")
 
     @classmethod
-    def from_config(cls, config: Any) -> GlobusSettings:
-        settings = cls()
-        for name in settings.__dataclass_fields__:
-            value = getattr(config, name, None)
-            if value not in (None, ""):
-                setattr(settings, name, type(getattr(settings, name))(value))
+    def from_config(cls, config: Config) -> GlobusSettings:
+        settings = cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
         if not settings.compute_url:
             settings.compute_url = os.environ.get(COMPUTE_URL_ENV, "")
         settings.compute_url = settings.compute_url.rstrip("/")
@@ -123,7 +112,7 @@ class GlobusBackend:
     name = "globus"
 
     def __init__(
-        self, store: Any, login: ServiceAccountLogin, limiter: RateLimiter, settings: GlobusSettings
+        self, store: Store, login: Login, limiter: RateLimiter, settings: GlobusSettings
     ) -> None:
         self.store = store
         self.login = login
@@ -391,7 +380,7 @@ class GlobusBackend:
 
 
 def build_globus_backend(
-    config: Any, store: Any, credentials: Any, state_dir: Path | None = None
+    config: Config, store: Store, credentials: ClientCredentials | None
 ) -> GlobusBackend:
     """The backend: the service account's when credentials are configured,
     else a user login (logged in or not, see ``gcgate login``)."""
@@ -407,18 +396,16 @@ def build_globus_backend(
         logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))
     login: Login
     if credentials is not None:
-        secret = credentials.client_secret
-        secret = secret.get_secret_value() if hasattr(secret, "get_secret_value") else str(secret)
         login = ServiceAccountLogin(
             credentials.client_id,
-            secret,
-            state_dir=state_dir or config.state_dir,
+            credentials.client_secret.get_secret_value(),
+            state_dir=config.state_dir,
             limiter=limiter,
             http_timeout=settings.http_timeout_seconds,
         )
     else:
         login = UserLogin(
-            state_dir=state_dir or config.state_dir,
+            state_dir=config.state_dir,
             limiter=limiter,
             http_timeout=settings.http_timeout_seconds,
         )
