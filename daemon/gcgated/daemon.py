@@ -361,8 +361,6 @@ def report_globus_health(core: TaskLifecycle, health: HealthServicer) -> None:
     """Health service name ``gcgate.globus``: SERVING while the Globus login works,
     NOT_SERVING when logged out or refused (the daemon itself keeps serving)."""
     globus = core.router.remote
-    if globus is None:
-        return
     pending: set[asyncio.Task[None]] = set()
 
     def report(serving: bool) -> None:

@@ -24,7 +24,7 @@ from gcgated.backends.base import SubmitOptions
 from gcgated.backends.globus.auth import LOGIN_TIMEOUT
 from gcgated.backends.globus.passthrough import CLIENT_TOKEN, bearer_from
 from gcgated.core import Submission, TaskLifecycle
-from gcgated.errors import FailedPrecondition, GatewayError, InvalidArgument
+from gcgated.errors import GatewayError, InvalidArgument
 from gcgated.validation import json_payload, parse_json_object
 
 log = logging.getLogger(__name__)
@@ -209,9 +209,8 @@ class GatewayServicer(pb_grpc.GatewayServicer):
     def _adopt(self, task_ids: Any) -> None:
         """A client passing its own token asks about tasks: let the Globus backend
         poll those created with a token of its, if they wait for one."""
-        remote = self.core.router.remote
-        if CLIENT_TOKEN.get() is not None and hasattr(remote, "adopt"):
-            remote.adopt([str(t).lower() for t in task_ids])
+        if CLIENT_TOKEN.get() is not None:
+            self.core.router.remote.adopt([str(t).lower() for t in task_ids])
 
     @rpc
     async def GetEndpointStatus(
@@ -243,8 +242,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
     ) -> pb.ListEndpointsResponse:
         router = self.core.router
         documents = [await router.local.endpoint_metadata(LOCAL_ENDPOINT_ID)]
-        if hasattr(router.remote, "list_endpoints"):
-            documents.extend(await router.remote.list_endpoints(request.role))
+        documents.extend(await router.remote.list_endpoints(request.role))
         return pb.ListEndpointsResponse(endpoints_json=[json.dumps(d) for d in documents])
 
     @rpc
@@ -252,26 +250,18 @@ class GatewayServicer(pb_grpc.GatewayServicer):
         self, request: pb.DeleteFunctionRequest, context: Any
     ) -> pb.DeleteFunctionResponse:
         function_id = self.core.get_function(request.function_id)["function_id"]
-        deleted, answer = False, {}
-        if hasattr(self.core.router.remote, "delete_function"):
-            deleted, answer = await self.core.router.remote.delete_function(function_id)
+        deleted, answer = await self.core.router.remote.delete_function(function_id)
         return pb.DeleteFunctionResponse(
             deleted_at_globus=deleted, json=json.dumps(answer) if deleted else ""
         )
 
     # ---------------------------------------------------------------- login
 
-    def _globus(self) -> Any:
-        backend = self.core.router.remote
-        if backend is None or not hasattr(backend, "start_login"):
-            raise FailedPrecondition("this daemon has no Globus Compute backend")
-        return backend
-
     @rpc
     async def StartLogin(
         self, request: pb.StartLoginRequest, context: Any
     ) -> pb.StartLoginResponse:
-        login_id, url = await self._globus().start_login(request.force)
+        login_id, url = await self.core.router.remote.start_login(request.force)
         return pb.StartLoginResponse(
             login_id=login_id, authorize_url=url, expires_in_seconds=LOGIN_TIMEOUT
         )
@@ -280,22 +270,19 @@ class GatewayServicer(pb_grpc.GatewayServicer):
     async def CompleteLogin(
         self, request: pb.CompleteLoginRequest, context: Any
     ) -> pb.WhoAmIResponse:
-        backend = self._globus()
+        backend = self.core.router.remote
         await backend.complete_login(request.login_id, request.auth_code)
         return _who_am_i(backend.whoami())
 
     @rpc
     async def Logout(self, request: pb.LogoutRequest, context: Any) -> pb.WhoAmIResponse:
-        backend = self._globus()
+        backend = self.core.router.remote
         await backend.logout()
         return _who_am_i(backend.whoami())
 
     @rpc
     async def WhoAmI(self, request: pb.WhoAmIRequest, context: Any) -> pb.WhoAmIResponse:
-        backend = self.core.router.remote
-        if backend is None or not hasattr(backend, "whoami"):
-            return pb.WhoAmIResponse(login=pb.LoginState(state="not_configured"))
-        return _who_am_i(backend.whoami())
+        return _who_am_i(self.core.router.remote.whoami())
 
 
 def _run_payload(request: pb.RunRequest) -> str:
