@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv run test lint proto proto-check clean install-systemd install-venv install-units
+.PHONY: venv run test soak lint proto proto-check clean install-systemd install-venv install-units
 
 venv: $(STAMP)
 
@@ -21,6 +21,10 @@ run: venv
 ## The whole test suite (CI runs exactly this).
 test: venv
 	$(PY) -m pytest -q
+
+## Long reliability runs: more kill points, seeds, fuzz examples and load time (docs/reliability.md).
+soak: venv
+	$(PY) -m pytest -q -m soak
 
 lint: venv
 	$(VENV)/bin/ruff check client daemon tests examples bench
