@@ -1,0 +1,169 @@
+"""What every figure shares: the result rows, the run settings, the daemon, timing helpers.
+
+A figure measures gcgate and a baseline in the same run, in this process tree,
+so the ratio between them is what carries across machines; the absolute values
+are printed too, with the machine they were taken on (see :mod:`bench.machine`).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# The test harness (a real gcgated on a real socket) and the Globus stand-in live
+# in tests/; the benchmarks use them as the tests do rather than keeping copies.
+if str(ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests"))
+
+from harness import Daemon  # noqa: E402
+
+#: Seconds any single wait may take before a figure is declared broken.
+WAIT = 300.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal from the issue: ``on`` the ratio to the baseline or the value itself."""
+
+    op: str  # "<=" or ">="
+    bound: float
+    on: str = "ratio"  # "ratio" or "value"
+
+    def met(self, value: float, ratio: float | None) -> bool | None:
+        x = ratio if self.on == "ratio" else value
+        if x is None:
+            return None
+        return x <= self.bound if self.op == "<=" else x >= self.bound
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.bound:g}x" if self.on == "ratio" else f"{self.op} {self.bound:g}"
+
+
+@dataclass
+class Row:
+    """One measured number of a figure, with its baseline and target where it has them."""
+
+    figure: str
+    metric: str
+    unit: str
+    value: float
+    baseline: float | None = None
+    #: A numeric :class:`Target`, or a goal in words judged by the figure (``passed``).
+    target: Target | str | None = None
+    #: What the baseline is, for the table ("ProcessPoolExecutor", ...).
+    baseline_name: str = ""
+    note: str = ""
+    passed: bool | None = None
+    ratio: float | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.baseline:
+            self.ratio = self.value / self.baseline
+        if isinstance(self.target, Target):
+            self.passed = self.target.met(self.value, self.ratio)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["target"] = str(self.target) if self.target else None
+        return d
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How big each figure is: the full run, or the CI smoke run (``--quick``)."""
+
+    quick: bool
+    workers: int
+    work_dir: Path
+
+    def pick(self, full: int, quick: int) -> int:
+        return quick if self.quick else full
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100), interpolated, of at least one value."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+class BenchDaemon(Daemon):
+    """The harness's daemon with a config file and the production log level.
+
+    The harness logs at DEBUG for test diagnostics; a benchmark measures the
+    daemon as it is run (INFO). ``config`` settings go into a ``0600`` TOML config file
+    (the only place some settings may come from); ``env`` is added for the daemon
+    and its clients (e.g. the stand-in's URLs and service account).
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        workers: int,
+        config: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        state_dir.parent.mkdir(parents=True, exist_ok=True)
+        path = state_dir.parent / f"{state_dir.name}-gcgated.toml"
+        path.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in (config or {}).items()))
+        path.chmod(0o600)
+        args = ("--config", str(path), "--log-level", "INFO")
+        super().__init__(state_dir, workers=workers, extra_args=args)
+        self._extra_env = dict(env or {})
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**super().env, **self._extra_env}
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+
+@contextmanager
+def running_daemon(settings: Settings, name: str, **kwargs: Any) -> Iterator[BenchDaemon]:
+    """A started :class:`BenchDaemon` in a fresh state dir, stopped (or killed) after."""
+    state = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=settings.work_dir)) / "state"
+    daemon = BenchDaemon(state, workers=settings.workers, **kwargs).start()
+    try:
+        yield daemon
+    finally:
+        daemon.close()
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Seconds ``fn()`` took, by the monotonic high-resolution clock."""
+    from time import perf_counter
+
+    t0 = perf_counter()
+    fn()
+    return perf_counter() - t0
+
+
+def wait_idle(client: Any, timeout: float = WAIT) -> None:
+    """Until the daemon has no unfinished task, by its Status counts.
+
+    Status does not read results, so waiting this way leaves every result
+    unretrieved (its first retrieval is what some figures measure).
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while client.status()["tasks"]["pending"]:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"tasks still pending after {timeout:g} s")
+        time.sleep(0.05)

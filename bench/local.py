@@ -1,0 +1,164 @@
+"""The embedded local endpoint against ``concurrent.futures.ProcessPoolExecutor``.
+
+Both sides get the same number of worker processes and run :func:`bench.noop.noop`.
+Before timing, each side is warmed up: the daemon's workers and the pool's
+processes are started, the function is registered and has run once in every
+worker (so the daemon's workers have deserialized and cached it).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+from collections.abc import Callable
+
+from gcgate import Client, Executor
+from gcgate.constants import LOCAL_ENDPOINT_ID
+from harness import script_function
+
+from bench.common import WAIT, Row, Settings, Target, median, percentile, running_daemon, timed
+from bench.noop import noop
+
+PPE = "ProcessPoolExecutor"
+
+
+def _warm_up(run_once: Callable[[], object], workers: int) -> None:
+    """Enough calls that every worker has started and run the function."""
+    for _ in range(4 * workers):
+        run_once()
+
+
+def _pool(settings: Settings) -> cf.ProcessPoolExecutor:
+    return cf.ProcessPoolExecutor(max_workers=settings.workers)
+
+
+def roundtrip(settings: Settings) -> list[Row]:
+    """``run()`` + ``get_result(wait=...)`` one at a time, against ``submit().result()``.
+
+    The two sides alternate call by call, so a change in machine load hits both.
+    """
+    n = settings.pick(1000, 100)
+    with (
+        running_daemon(settings, "roundtrip") as daemon,
+        Client(socket_path=daemon.socket_path) as client,
+        _pool(settings) as pool,
+    ):
+        function_id = client.register_function(script_function(noop))
+
+        def gcgate_once() -> object:
+            task_id = client.run(endpoint_id=LOCAL_ENDPOINT_ID, function_id=function_id)
+            return client.get_result(task_id, wait=WAIT)
+
+        def pool_once() -> object:
+            return pool.submit(noop).result(timeout=WAIT)
+
+        _warm_up(gcgate_once, settings.workers)
+        _warm_up(pool_once, settings.workers)
+        ours: list[float] = []
+        theirs: list[float] = []
+        for _ in range(n):
+            ours.append(timed(gcgate_once))
+            theirs.append(timed(pool_once))
+    target = Target("<=", 1.5)
+    return [
+        Row(
+            "roundtrip",
+            f"run + get_result, p{q}",
+            "ms",
+            percentile(ours, q) * 1e3,
+            percentile(theirs, q) * 1e3,
+            target,
+            PPE,
+            f"{n} calls each",
+        )
+        for q in (50, 99)
+    ]
+
+
+def _throughput(seconds: list[float], n: int) -> float:
+    return n / median(seconds)
+
+
+def batch(settings: Settings) -> list[Row]:
+    """``n`` tasks by ``batch_run`` + ``get_batch_result(wait=...)``, against ``pool.map``.
+
+    Timed from building the batch (serializing the arguments is part of submitting)
+    to having every result; the median of ``reps`` runs on each side.
+    """
+    n = settings.pick(10_000, 1_000)
+    reps = settings.pick(3, 1)
+    with (
+        running_daemon(settings, "batch") as daemon,
+        Client(socket_path=daemon.socket_path) as client,
+        _pool(settings) as pool,
+    ):
+        function_id = client.register_function(script_function(noop))
+
+        def gcgate_all() -> None:
+            b = client.create_batch()
+            for i in range(n):
+                b.add(function_id, (i,))
+            task_ids = client.batch_run(LOCAL_ENDPOINT_ID, b)["tasks"][function_id]
+            results = client.get_batch_result(task_ids, wait=WAIT)
+            if len(results) != n or any(t["pending"] or "exception" in t for t in results.values()):
+                raise RuntimeError("batch figure: not every task succeeded")
+
+        def pool_all() -> None:
+            if len(list(pool.map(noop, range(n), timeout=WAIT))) != n:
+                raise RuntimeError("batch figure: pool.map lost results")
+
+        _warm_up(lambda: client.get_result(_run(client, function_id), wait=WAIT), settings.workers)
+        _warm_up(lambda: pool.submit(noop).result(timeout=WAIT), settings.workers)
+        ours = [timed(gcgate_all) for _ in range(reps)]
+        theirs = [timed(pool_all) for _ in range(reps)]
+    return [
+        Row(
+            "batch",
+            f"batch_run + get_batch_result, {n:,} tasks",
+            "tasks/s",
+            _throughput(ours, n),
+            _throughput(theirs, n),
+            Target(">=", 0.7),
+            f"{PPE}.map",
+            f"median of {reps}",
+        )
+    ]
+
+
+def _run(client: Client, function_id: str) -> str:
+    return client.run(endpoint_id=LOCAL_ENDPOINT_ID, function_id=function_id)
+
+
+def executor(settings: Settings) -> list[Row]:
+    """``Executor.submit`` of ``n`` tasks until every future is done, against the pool's."""
+    n = settings.pick(10_000, 1_000)
+    reps = settings.pick(3, 1)
+    with (
+        running_daemon(settings, "executor") as daemon,
+        Client(socket_path=daemon.socket_path) as client,
+        Executor(endpoint_id=LOCAL_ENDPOINT_ID, client=client) as gce,
+        _pool(settings) as pool,
+    ):
+        fn = script_function(noop)
+
+        def submit_all(ex: cf.Executor, f: Callable[..., object]) -> None:
+            futures = [ex.submit(f, i) for i in range(n)]
+            done, not_done = cf.wait(futures, timeout=WAIT)
+            if not_done or any(fut.exception() is not None for fut in done):
+                raise RuntimeError(f"executor figure: {type(ex).__name__} tasks did not succeed")
+
+        _warm_up(lambda: gce.submit(fn).result(timeout=WAIT), settings.workers)
+        _warm_up(lambda: pool.submit(noop).result(timeout=WAIT), settings.workers)
+        ours = [timed(lambda: submit_all(gce, fn)) for _ in range(reps)]
+        theirs = [timed(lambda: submit_all(pool, noop)) for _ in range(reps)]
+    return [
+        Row(
+            "executor",
+            f"Executor.submit x {n:,} until all done",
+            "tasks/s",
+            _throughput(ours, n),
+            _throughput(theirs, n),
+            Target(">=", 0.6),
+            PPE,
+            f"median of {reps}",
+        )
+    ]

@@ -1,0 +1,121 @@
+"""Daemon memory with many tasks tracked: RSS as tasks pile up, and after they finish.
+
+The local endpoint's workers are paused (SIGSTOP) while ``steps`` batches of
+10,000 no-op tasks are submitted, so every task is in flight (stored, queued,
+tracked by the core) when the daemon's RSS is read from /proc after each batch;
+then the workers resume and RSS is read again once every task is final. The
+growth per 10,000 tasks is the slope of a least-squares line through the
+in-flight readings; "linear or better" means the second half of the run grew
+no faster than the first (within 1 MB per 10,000, for noise).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from gcgate import Client
+from gcgate.constants import LOCAL_ENDPOINT_ID
+from harness import script_function
+
+from bench.common import Row, Settings, Target, running_daemon, wait_idle
+from bench.noop import noop
+
+STEP = 10_000
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of ``pid`` (VmRSS), in MB (10^6 bytes)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (the daemon's workers)."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids.extend(int(c) for c in (task / "children").read_text().split())
+    return kids
+
+
+@contextmanager
+def paused(pids: list[int]) -> Iterator[None]:
+    """The processes stopped (SIGSTOP) inside the block, continued after."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
+def slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of ys over xs."""
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
+        (x - mx) ** 2 for x in xs
+    )
+
+
+def memory(settings: Settings) -> list[Row]:
+    steps = settings.pick(10, 2)
+    with (
+        running_daemon(settings, "memory") as daemon,
+        Client(socket_path=daemon.socket_path) as client,
+    ):
+        function_id = client.register_function(script_function(noop))
+        client.get_result(
+            client.run(endpoint_id=LOCAL_ENDPOINT_ID, function_id=function_id), wait=60
+        )
+        idle = rss_mb(daemon.pid)
+        tracked = [0]
+        readings = [idle]
+        with paused(children(daemon.pid)):
+            for _ in range(steps):
+                b = client.create_batch()
+                for i in range(STEP):
+                    b.add(function_id, (i,))
+                client.batch_run(LOCAL_ENDPOINT_ID, b)
+                tracked.append(tracked[-1] + STEP)
+                readings.append(rss_mb(daemon.pid))
+        wait_idle(client)
+        completed = rss_mb(daemon.pid)
+
+    per_step = slope([t / STEP for t in tracked], readings)
+    half = len(tracked) // 2
+    first = slope(tracked[: half + 1], readings[: half + 1]) * STEP
+    second = slope(tracked[half:], readings[half:]) * STEP
+    linear = second <= first + 1.0
+    total = tracked[-1]
+    return [
+        Row(
+            "memory",
+            f"daemon RSS, {total:,} tasks in flight (max)",
+            "MB",
+            max(readings),
+            target=Target("<=", 150, on="value"),
+            note=f"idle {idle:.0f} MB before",
+        ),
+        Row(
+            "memory",
+            "RSS growth per 10,000 tasks in flight",
+            "MB",
+            per_step,
+            target="linear or better",
+            passed=linear,
+            note=f"first half {first:.1f} MB, second half {second:.1f} MB per 10,000",
+        ),
+        Row(
+            "memory",
+            f"daemon RSS, {total:,} tasks completed",
+            "MB",
+            completed,
+            target=Target("<=", 150, on="value"),
+        ),
+    ]

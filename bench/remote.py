@@ -1,0 +1,144 @@
+"""Many client processes on a remote endpoint: gcgate against the Globus Compute SDK.
+
+Both sides run against the same stand-in of Globus Compute and Auth
+(``tests/standin``), which enforces the service's per-identity rate limit, and
+log in as the same service account (so they share one rate budget, as a user's
+processes would). Each side is ``procs`` processes of :mod:`bench.remote_client`
+doing ``runs`` ``run()`` calls and then polling every result.
+
+Time is compressed: the stand-in allows 20 requests per ``WINDOW`` s (the real
+service: per 10 s), and the daemon's limiter and result-poll bounds are scaled by
+the same factor, so the full figure takes minutes instead of half an hour. Both
+sides face the same limit, so the ratio stands; the seconds are not the real
+service's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from standin import RATE_WINDOW, StandIn
+
+from bench.common import ROOT, WAIT, Row, Settings, Target, running_daemon
+
+#: The stand-in's rate window (the real one is RATE_WINDOW = 10 s).
+WINDOW = 1.0
+SCALE = WINDOW / RATE_WINDOW
+
+#: The daemon's time constants that follow the rate window (defaults x SCALE).
+DAEMON_SETTINGS = {
+    "rate_limit_window_seconds": 10.0 * SCALE,
+    "poll_min_seconds": 0.5 * SCALE,
+    "poll_max_seconds": 10.0 * SCALE,
+}
+
+
+def _side(
+    side: str, env: dict[str, str], endpoint_id: str, procs: int, runs: int
+) -> tuple[float, list[dict[str, Any]]]:
+    """Start ``procs`` clients, let them go at once; wall seconds and their reports."""
+    command = [sys.executable, "-m", "bench.remote_client", side, endpoint_id, str(runs)]
+    clients = [
+        subprocess.Popen(
+            command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+        )
+        for _ in range(procs)
+    ]
+    try:
+        for p in clients:
+            assert p.stdout is not None
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"remote figure: a {side} client did not start")
+        t0 = time.perf_counter()
+        for p in clients:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        reports = []
+        for p in clients:
+            assert p.stdout is not None
+            line = p.stdout.readline()
+            if not line:
+                raise RuntimeError(f"remote figure: a {side} client failed (exit {p.wait()})")
+            reports.append(json.loads(line))
+        wall = time.perf_counter() - t0
+        for p in clients:
+            p.wait(timeout=WAIT)
+        return wall, reports
+    finally:
+        for p in clients:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def _requests(standin: StandIn) -> tuple[int, int]:
+    """All requests the stand-in received (Compute and Auth), and how many were 429s."""
+    records = standin.stats.records
+    return len(records), sum(r.outcome == "rate_limited" for r in records)
+
+
+def remote(settings: Settings) -> list[Row]:
+    procs = settings.pick(8, 4)
+    runs = settings.pick(200, 5)
+    tasks = procs * runs
+    with StandIn(workers=settings.workers) as standin:
+        standin.compute.enforce_rate_limit = True
+        standin.compute.rate_window = WINDOW
+        endpoint_id = standin.endpoint_id
+
+        standin.stats.reset()
+        with running_daemon(
+            settings, "remote", config=DAEMON_SETTINGS, env=standin.env()
+        ) as daemon:
+            ours, our_reports = _side("gcgate", daemon.env, endpoint_id, procs, runs)
+            daemon.stop()  # its result poller must not spend the SDK side's budget
+        our_requests, our_429 = _requests(standin)
+
+        time.sleep(WINDOW)  # a fresh rate window for the other side
+        standin.stats.reset()
+        with tempfile.TemporaryDirectory(dir=settings.work_dir) as home:
+            env = {
+                **os.environ,
+                **standin.env(),
+                "BENCH_COMPUTE_URL": standin.compute_url,
+                "GLOBUS_COMPUTE_USER_DIR": home,
+            }
+            theirs, their_reports = _side("sdk", env, endpoint_id, procs, runs)
+        their_requests, their_429 = _requests(standin)
+
+    workload = f"{procs} processes x {runs} run(); 20 req / {WINDOW:g} s"
+
+    def throttled(reports: list[dict[str, Any]], answered_429: int) -> str:
+        given_up = sum(r["throttled"] for r in reports)
+        return f"429 answers: {answered_429}; past the SDK's retries: {given_up}"
+
+    return [
+        Row(
+            "remote",
+            "HTTP requests per task",
+            "req/task",
+            our_requests / tasks,
+            their_requests / tasks,
+            Target("<=", 0.02, on="value"),
+            "globus_compute_sdk.Client",
+            f"{workload}; gcgate {throttled(our_reports, our_429)};"
+            f" SDK {throttled(their_reports, their_429)}",
+        ),
+        Row(
+            "remote",
+            "wall time, all results in",
+            "s",
+            ours,
+            theirs,
+            Target("<=", 0.2),
+            "globus_compute_sdk.Client",
+            workload,
+        ),
+    ]
