@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv run test soak lint proto proto-check clean install-systemd install-venv install-units
+.PHONY: venv run test soak bench lint proto proto-check clean install-systemd install-venv install-units
 
 venv: $(STAMP)
 
@@ -25,6 +25,12 @@ test: venv
 ## Long reliability runs: more kill points, seeds, fuzz examples and load time (docs/reliability.md).
 soak: venv
 	$(PY) -m pytest -q -m soak
+
+## Issue 6's figures against baselines run beside them; rewrites docs/benchmarks.md.
+## CI smoke (prints only): make bench BENCH_ARGS=--quick. See bench/notes.md.
+BENCH_ARGS ?=
+bench: venv
+	$(PY) -m bench $(BENCH_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check client daemon tests examples bench
