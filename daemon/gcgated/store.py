@@ -36,6 +36,8 @@ import diskcache
 FUNCTION_ID_NAMESPACE = uuid.UUID("6f3c1a52-8d0e-4b7a-9a57-5bb1b4e6c0de")
 
 FINAL_STATUSES = frozenset({"success", "failed"})
+#: Key prefix, in ``meta``, of a completion batch being counted (see Store._settle_counts).
+_COUNTING = "counting:"
 
 _CACHE_SETTINGS: dict[str, Any] = {
     "disk": diskcache.JSONDisk,
@@ -67,6 +69,13 @@ def function_id_for(registration: dict[str, Any]) -> str:
     return str(uuid.uuid5(FUNCTION_ID_NAMESPACE, hashlib.sha256(canonical.encode()).hexdigest()))
 
 
+def _count_entry(written: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A batch's journal: its counts per status, and one task id to test whether
+    the batch's records committed (they commit together or not at all)."""
+    counts = {status: sum(1 for r in written if r["status"] == status) for status in FINAL_STATUSES}
+    return {"counts": counts, "probe": written[0]["task_id"] if written else ""}
+
+
 class Store:
     """Durable records of the daemon, shared by every client."""
 
@@ -86,6 +95,7 @@ class Store:
         # SQLite integers (no pickling), so incr() works.
         plain = {k: v for k, v in _CACHE_SETTINGS.items() if not k.startswith("disk")}
         self._meta = diskcache.Cache(str(directory / "meta"), **plain)
+        self._settle_counts()
 
     def close(self) -> None:
         for cache in (
@@ -192,22 +202,51 @@ class Store:
         report after a resume) is ignored: each task completes once.
         """
         written = []
+        batch = f"{_COUNTING}{uuid.uuid4()}"
         with self._tasks.transact():
             for outcome in outcomes:
                 task_id = outcome["task_id"]
                 record = self._tasks.get(task_id)
                 if record is None or record["status"] in FINAL_STATUSES:
                     continue
-                record = {**record, **outcome}
+                record = {**record, **outcome, "completion_batch": batch}
                 self._tasks.set(task_id, record)
                 written.append(record)
+            if written:  # journaled before the records commit: see _settle_counts
+                self._meta.set(batch, json.dumps(_count_entry(written)))
         with self._inflight.transact():
             for record in written:
                 self._inflight.delete(record["task_id"])
-        for status in ("success", "failed"):
-            if count := sum(1 for r in written if r["status"] == status):
-                self._meta.incr(f"count:{status}", count)
+        if written:
+            self._apply_counts(batch, _count_entry(written))
         return written
+
+    def _apply_counts(self, batch: str, entry: dict[str, Any]) -> None:
+        """Add a completion batch to the counters and drop its journal, atomically."""
+        with self._meta.transact():
+            for status, count in entry["counts"].items():
+                if count:
+                    self._meta.incr(f"count:{status}", count)
+            self._meta.delete(batch)
+
+    def _settle_counts(self) -> None:
+        """Finish counting completion batches a crash interrupted.
+
+        The counters live in another database than the task records, so a
+        batch is journaled (in ``meta``) before its records commit, and counted
+        together with the journal's removal in one ``meta`` transaction. A
+        journal a crash left is counted now if its records committed (they name
+        the batch), dropped if they did not: each completion counts once.
+        """
+        for key in list(self._meta.iterkeys()):
+            if not (isinstance(key, str) and key.startswith(_COUNTING)):
+                continue
+            entry = json.loads(self._meta.get(key) or "{}")
+            record = self._tasks.get(entry.get("probe") or "")
+            if record is not None and record.get("completion_batch") == key:
+                self._apply_counts(key, entry)
+            else:
+                self._meta.delete(key)
 
     def get_task(self, task_id: str) -> dict[str, Any] | None:
         """A task record; a final one starts its retention clock when first read."""
