@@ -150,10 +150,18 @@ class TokenRecord:
     expires_at: float
     refresh_token: str | None = None
     revoked: bool = False
+    #: When the service stops accepting it, earlier than ``expires_at`` says
+    #: (see :attr:`AuthService.revoke_after`).
+    dies_at: float | None = None
 
     @property
     def active(self) -> bool:
-        return not self.revoked and time.time() < self.expires_at
+        now = time.time()
+        return (
+            not self.revoked
+            and now < self.expires_at
+            and (self.dies_at is None or now < self.dies_at)
+        )
 
     @property
     def scope(self) -> str:
@@ -196,6 +204,10 @@ class AuthService(Service):
         self.base_url = "http://127.0.0.1"  # set by the server once it listens
         self.access_token_lifetime: float = DEFAULT_ACCESS_TOKEN_LIFETIME
         self.auth_code_lifetime: float = 600.0
+        #: Access tokens stop working this many seconds after issue while their
+        #: ``expires_in`` still says ``access_token_lifetime`` (revoked or expired
+        #: early, a clock skewed): clients learn it from a 401. ``None``: never.
+        self.revoke_after: float | None = None
         self.clients: dict[str, AuthClient] = {}
         self.identities: dict[str, Identity] = {}
         self.tokens: dict[str, TokenRecord] = {}
@@ -465,6 +477,7 @@ class AuthService(Service):
             issued_at=now,
             expires_at=now + life,
             refresh_token=refresh_token,
+            dies_at=None if self.revoke_after is None else now + self.revoke_after,
         )
         with self._lock:
             self.tokens[rec.access_token] = rec

@@ -45,6 +45,7 @@ import queue
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -336,6 +337,13 @@ class ComputeService(Service):
                 if left <= 0:
                     return False
                 self._changed.wait(min(left, 0.5))
+
+    def copies(self, task_ids: Iterable[str] | None = None) -> Counter[str]:
+        """How many tasks the service created per payload, over ``task_ids`` (default
+        all): a payload counted twice is a submission the service received twice."""
+        with self._lock:
+            ids = list(self.tasks) if task_ids is None else list(task_ids)
+            return Counter(self.tasks[t].payload for t in ids if t in self.tasks)
 
     def reset_state(self) -> None:
         """Forget functions, tasks and submissions (endpoints stay)."""

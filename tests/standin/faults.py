@@ -15,6 +15,10 @@ it does, in this order:
   poll consumes the results it returns), then close the connection without
   sending the answer: the lost-response case that makes retries duplicate.
 
+A drop closes the connection with a FIN (``RemoteDisconnected`` at the client),
+or with ``reset=True`` a TCP RST (``ConnectionResetError``), as a load balancer
+or a crashed server process does.
+
 The first matching active fault wins; a fault with only ``delay`` lets the
 request continue to later faults and processing.
 """
@@ -42,6 +46,8 @@ class Fault:
     body: bytes | str | dict | None = None
     delay: float = 0.0
     drop: DropWhen | None = None
+    #: Drop with a TCP RST instead of a FIN.
+    reset: bool = False
     count: int | None = None
     duration: float | None = None
     #: Only requests carrying this bearer token (e.g. one client's).
@@ -90,6 +96,7 @@ class FaultSet:
         retry_after: float | None = None,
         delay: float = 0.0,
         drop: DropWhen | None = None,
+        reset: bool = False,
         path: str | None = None,
         method: str | None = None,
         service: str | None = "compute",
@@ -114,6 +121,7 @@ class FaultSet:
             body=body,
             delay=delay,
             drop=drop,
+            reset=reset,
             count=count,
             duration=duration,
             token=token,
@@ -148,6 +156,12 @@ class FaultSet:
     ) -> Fault:
         """Close the connection without an answer, before or after processing."""
         return self.add(drop=when, **self._bounds(count, kw))
+
+    def connection_reset(
+        self, count: int | None = None, when: DropWhen = "before", **kw: Any
+    ) -> Fault:
+        """Reset the connection (TCP RST) without an answer, before or after processing."""
+        return self.add(drop=when, reset=True, **self._bounds(count, kw))
 
     def remove(self, fault: Fault) -> None:
         with self._lock:

@@ -14,6 +14,7 @@ import contextlib
 import json
 import re
 import socket
+import struct
 import sys
 import threading
 import time
@@ -309,15 +310,26 @@ class ServiceServer:
                 if self.command != "HEAD":
                     self.wfile.write(response.body)
 
-            def _drop(self) -> None:
+            def _drop(self, reset: bool) -> None:
                 self.close_connection = True
                 with contextlib.suppress(OSError):
-                    self.connection.shutdown(socket.SHUT_RDWR)
+                    if reset:  # linger 0: close() sends RST, not FIN
+                        linger = struct.pack("ii", 1, 0)
+                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                        self.connection.close()
+                    else:
+                        self.connection.shutdown(socket.SHUT_RDWR)
                 raise _Dropped
 
             def _handle(self) -> None:
-                with contextlib.suppress(_Dropped):
+                try:
                     self._handle_inner()
+                except _Dropped:
+                    pass
+                except (BrokenPipeError, ConnectionResetError):
+                    # The client gave up first (its timeout ran out): as a server does,
+                    # drop the answer quietly.
+                    self.close_connection = True
 
             def _handle_inner(self) -> None:
                 split = urlsplit(self.path)
@@ -355,7 +367,7 @@ class ServiceServer:
                 final = faults[-1] if faults else None
                 if final is not None and final.drop == "before":
                     record.outcome, record.status = "drop", None
-                    self._drop()
+                    self._drop(final.reset)
                 if final is not None and final.status is not None:
                     response = fault_response(svc, final)
                     record.outcome, record.status = "status", response.status
@@ -381,7 +393,7 @@ class ServiceServer:
 
                 if final is not None and final.drop == "after":
                     record.outcome, record.status = "drop", None
-                    self._drop()
+                    self._drop(final.reset)
                 record.status = response.status
                 self._send(response)
 

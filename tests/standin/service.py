@@ -20,7 +20,12 @@ _COMPUTE_SETTINGS = (
     "rate_limit",
     "rate_window",
 )
-_AUTH_SETTINGS = ("access_token_lifetime", "auth_code_lifetime", "browser_identity")
+_AUTH_SETTINGS = (
+    "access_token_lifetime",
+    "auth_code_lifetime",
+    "browser_identity",
+    "revoke_after",
+)
 
 
 class StandIn:

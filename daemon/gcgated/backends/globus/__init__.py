@@ -368,6 +368,8 @@ class GlobusBackend:
             "waiting_to_submit": self.coalescer.waiting,
             "submit_requests": self.coalescer.requests,
             "tasks_submitted": self.coalescer.tasks_submitted,
+            "submit_answers_lost": self.coalescer.answers_lost,
+            "poll_answers_lost": tracker.answers_lost if tracker else 0,
             "functions_registered": self.registry.registered,
             "waiting_for_client_token": tracker.parked if tracker else 0,
             "polls": tracker.polls if tracker else 0,

@@ -40,7 +40,7 @@ from globus_sdk.token_storage.validating_token_storage import IdentityMismatchEr
 
 from gcgated.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
 
-from .http import LimitedTransport
+from .http import LimitedTransport, no_retries
 from .limiter import RateLimiter
 from .passthrough import CLIENT_TOKEN
 
@@ -142,11 +142,15 @@ class ServiceAccountLogin(Login):
     ) -> None:
         self.client_id = client_id
         self.lock = threading.RLock()
+        # Its token requests happen inside Compute calls (the authorizer renews),
+        # which ComputeAPI retries with back-off, a deadline and the limiter's
+        # pauses: globus-sdk's own retries would only hold the login lock longer.
         login_client = globus_sdk.ConfidentialAppAuthClient(
             client_id=client_id,
             client_secret=client_secret,
             app_name=APP_NAME,
             transport=LimitedTransport(limiter, http_timeout),
+            retry_config=no_retries(),
         )
         self.storage = open_token_storage(state_dir, f"client/{client_id}")
         self.app = ClientApp(

@@ -11,6 +11,13 @@ loop never waits on the network. Two decisions about retries, deliberately:
 - Every request any globus-sdk client of this backend sends (Compute calls and
   Globus Auth token requests alike) goes through :class:`LimitedSession`, which
   counts it and, unless the caller already holds a slot, waits for one.
+
+A request that fails without an answer is resent only when it cannot have
+reached the service (the connection was never made, or the failure was getting
+a token from Globus Auth), or when the call is safe to repeat. A submission is
+not: the service has no idempotency key, so a resent submit whose first copy
+arrived runs its tasks twice. Such a call fails with :class:`AnswerLost`
+instead, saying the service may have accepted it.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 
 import globus_sdk
 import requests
+import urllib3
 from globus_sdk.transport import RequestsTransport, RetryConfig
 
 from gcgated.errors import (
@@ -78,9 +86,68 @@ _PREPAID: contextvars.ContextVar[Slot | None] = contextvars.ContextVar(
 
 #: HTTP statuses worth retrying: throttling and server-side trouble.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Of those, the ones that do not say the service left the request alone: a
+#: gateway that timed out waiting for the service (it may still act on it).
+NO_VERDICT_STATUSES = frozenset({504})
+
+
+class AnswerLost(ServiceUnavailable):
+    """A request reached (or may have reached) the service, and its answer was
+    lost: the connection broke or timed out after it was sent.
+
+    DEADLINE_EXCEEDED, the gRPC status for "the operation may have completed":
+    unlike UNAVAILABLE, it does not invite a blind retry.
+    """
+
+    code = "DEADLINE_EXCEEDED"
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        #: What broke: the exception's name (``ReadTimeout``) or a gateway's status.
+        self.kind = kind
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps (args, ``reason``, causes), requests' and
+    urllib3's nesting included."""
+    seen: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or any(item is s for s in seen):
+            continue
+        seen.append(item)
+        todo.extend(item.args)
+        todo.extend((getattr(item, "reason", None), item.__cause__, item.__context__))
+    return seen
+
+
+def failed_url(exc: globus_sdk.NetworkError) -> str:
+    """The URL of the request that failed ('' if unknown)."""
+    request = getattr(exc.underlying_exception, "request", None)
+    return str(getattr(request, "url", "") or "")
+
+
+def maybe_delivered(exc: globus_sdk.NetworkError) -> bool:
+    """Whether the failed request may have reached the service: False only when
+    no connection was made (refused, unresolvable, connect timeout)."""
+    if isinstance(exc, globus_sdk.GlobusConnectionTimeoutError):
+        return False
+    # NameResolutionError is a NewConnectionError too.
+    return not any(
+        isinstance(e, urllib3.exceptions.NewConnectionError)
+        for e in _chain(exc.underlying_exception)
+    )
+
+
 #: Back-off when the service gives no Retry-After (seconds, doubled per attempt).
 BASE_BACKOFF = 0.5
 MAX_BACKOFF = 15.0
+#: New tokens one call may fetch after 401s. More than one: a token renewed
+#: because it was refused can itself expire or be revoked before the retry is
+#: sent (the retry waits for the limiter); a login that is really refused costs
+#: this many grants before UNAUTHENTICATED.
+MAX_REAUTHORIZATIONS = 3
 
 
 class LimitedSession(requests.Session):
@@ -143,6 +210,12 @@ def map_api_error(exc: globus_sdk.GlobusAPIError, what: str) -> GatewayError:
 def _map_api_error(exc: globus_sdk.GlobusAPIError, what: str) -> GatewayError:
     detail = describe_api_error(exc)
     status = exc.http_status
+    if isinstance(exc, globus_sdk.AuthAPIError) and status in RETRY_STATUSES:
+        # Auth is down or throttling: the credentials were not refused.
+        return ServiceUnavailable(
+            f"{what}: Globus Auth is unavailable (HTTP {status}: {detail}), so gcgated"
+            " cannot get an access token for Globus Compute; it keeps trying, retry later"
+        )
     if isinstance(exc, globus_sdk.AuthAPIError):
         return Unauthenticated(
             f"{what}: Globus Auth refused the daemon's credentials ({detail}); check the"
@@ -230,12 +303,19 @@ class ComputeAPI:
         *,
         slot: Slot | None = None,
         retry_seconds: float | None = None,
+        resend: bool = True,
     ) -> dict[str, Any]:
         """One logical call: retried on 429/5xx/network errors within the retry
-        budget, re-authorised once on 401; the answer's JSON, or a GatewayError."""
+        budget, re-authorised once on 401; the answer's JSON, or a GatewayError.
+
+        ``resend=False``: the request must not reach the service twice (a
+        submit); once it may have arrived without an answer, :class:`AnswerLost`.
+        """
         client_token = CLIENT_TOKEN.get() is not None
         try:
-            answer = await self._call(what, request, slot=slot, retry_seconds=retry_seconds)
+            answer = await self._call(
+                what, request, slot=slot, retry_seconds=retry_seconds, resend=resend
+            )
         except Unauthenticated as exc:
             if client_token:  # the client's token, not the daemon's login
                 raise Unauthenticated(
@@ -261,14 +341,14 @@ class ComputeAPI:
         *,
         slot: Slot | None,
         retry_seconds: float | None,
+        resend: bool,
     ) -> dict[str, Any]:
         if self._closed:
             raise ServiceUnavailable("gcgated is shutting down; retry once it is back")
-        deadline = time.monotonic() + (
-            self.retry_seconds if retry_seconds is None else retry_seconds
-        )
+        budget = self.retry_seconds if retry_seconds is None else retry_seconds
+        deadline = time.monotonic() + budget
         attempt = 0
-        reauthorized = False
+        reauthorized = 0
         while True:
             attempt += 1
             if slot is None or not slot.available:
@@ -278,43 +358,56 @@ class ComputeAPI:
                 response = await self.in_thread(lambda: request(*self.clients()), slot)
             except globus_sdk.GlobusAPIError as exc:
                 status = exc.http_status
-                if (
-                    status == 401
-                    and not reauthorized
-                    and not isinstance(exc, globus_sdk.AuthAPIError)
-                ):
-                    reauthorized = True
+                auth = isinstance(exc, globus_sdk.AuthAPIError)
+                if status == 401 and reauthorized < MAX_REAUTHORIZATIONS and not auth:
+                    reauthorized += 1
                     log.info("%s: HTTP 401; fetching a new access token", what)
-                    await self.in_thread(self.authorizer.handle_missing_authorization)
+                    if not await self.in_thread(self.authorizer.handle_missing_authorization):
+                        raise map_api_error(exc, what) from None  # a client's token
                     slot = None
                     continue
                 if status not in RETRY_STATUSES:
                     self._note_ok()
                     raise map_api_error(exc, what) from None
+                service = "Globus Auth" if auth else "Globus Compute"
+                self._note_failure(f"{service}: HTTP {status}: {describe_api_error(exc)}")
+                if not resend and not auth and status in NO_VERDICT_STATUSES:
+                    raise self._answer_lost(what, f"HTTP {status} from a gateway") from None
                 wait = retry_after(exc)
                 if wait is not None or status == 429:
-                    self.limiter.pause(wait if wait is not None else self._backoff(attempt))
+                    pause = wait if wait is not None else self._backoff(attempt)
+                    self.limiter.pause(pause)
                     wait = 0.0  # the limiter holds everyone back
+                    if time.monotonic() + pause >= deadline:
+                        raise map_api_error(exc, what) from None
                 else:
                     wait = self._backoff(attempt)
-                self._note_failure(f"HTTP {status}: {describe_api_error(exc)}")
-                if time.monotonic() + wait >= deadline:
+                wait = min(wait, deadline - time.monotonic())
+                if wait < 0:
                     raise map_api_error(exc, what) from None
                 log.warning(
-                    "%s: HTTP %s from Globus Compute (attempt %d); retrying", what, status, attempt
+                    "%s: HTTP %s from %s (attempt %d); retrying", what, status, service, attempt
                 )
             except globus_sdk.NetworkError as exc:
-                wait = self._backoff(attempt)
-                self._note_failure(f"network: {type(exc.exc).__name__}")
-                if time.monotonic() + wait >= deadline:
+                kind = type(exc.underlying_exception).__name__
+                url = failed_url(exc)
+                compute = not url or url.startswith(self.describe_url())
+                service = "Globus Compute" if compute else "Globus Auth"
+                self._note_failure(f"{service}: network: {kind}")
+                if not resend and compute and maybe_delivered(exc):
+                    raise self._answer_lost(what, kind) from None
+                wait = min(self._backoff(attempt), deadline - time.monotonic())
+                if wait < 0:
+                    where = self.describe_url() if compute else url.split("?")[0]
                     raise ServiceUnavailable(
-                        f"{what}: cannot reach Globus Compute at {self.describe_url()}"
-                        f" ({type(exc.exc).__name__}); retry later"
+                        f"{what}: cannot reach {service} at {where} ({kind}) within the"
+                        f" retry budget ({budget:g} s); retry later"
                     ) from None
                 log.warning(
-                    "%s: network error talking to Globus Compute (%s, attempt %d); retrying",
+                    "%s: network error talking to %s (%s, attempt %d); retrying",
                     what,
-                    type(exc.exc).__name__,
+                    service,
+                    kind,
                     attempt,
                 )
             else:
@@ -324,6 +417,15 @@ class ComputeAPI:
             slot = None
             if wait > 0:
                 await asyncio.sleep(wait)
+
+    @staticmethod
+    def _answer_lost(what: str, kind: str) -> AnswerLost:
+        return AnswerLost(
+            f"{what}: the request may have reached Globus Compute, but its answer was lost"
+            f" ({kind}); gcgated does not send it again (the service cannot recognise a"
+            " repeat)",
+            kind,
+        )
 
     @staticmethod
     def _backoff(attempt: int) -> float:

@@ -33,7 +33,7 @@ from gcgated.backends.base import Accepted, SubmitGroup, SubmitOptions
 from gcgated.errors import GatewayError, NotFound, ServiceUnavailable
 from gcgated.store import Store
 
-from .http import ComputeAPI, Slot
+from .http import AnswerLost, ComputeAPI, Slot
 from .limiter import RateLimiter
 from .passthrough import CLIENT_TOKEN, fingerprint
 
@@ -168,6 +168,8 @@ class Coalescer:
         self._flushers: set[asyncio.Task[None]] = set()
         self.requests = 0
         self.tasks_submitted = 0
+        #: Submits sent whose answer was lost (not resent: see http.AnswerLost).
+        self.answers_lost = 0
         self._closed = False
 
     @property
@@ -307,11 +309,22 @@ class Coalescer:
         if options.result_serializers:
             body["result_serializers"] = list(options.result_serializers)
         count = sum(c.tasks for c in callers)
-        answer = await self.api.call(
-            f"submitting {count} task(s) to endpoint {endpoint_id}",
-            lambda _v2, v3: v3.submit(endpoint_id, body),
-            slot=slot,
-        )
+        try:
+            answer = await self.api.call(
+                f"submitting {count} task(s) to endpoint {endpoint_id}",
+                lambda _v2, v3: v3.submit(endpoint_id, body),
+                slot=slot,
+                resend=False,
+            )
+        except AnswerLost as exc:
+            self.answers_lost += 1
+            log.warning("%s", exc)
+            raise AnswerLost(
+                f"{exc}. Globus Compute may have accepted and run these task(s); gcgated"
+                " stored nothing for this call. Resubmit only if they must run, knowing"
+                " they may then run twice",
+                exc.kind,
+            ) from None
         self.requests += 1
         self.tasks_submitted += count
         log.debug(

@@ -14,12 +14,19 @@ interval between rounds adapts:
 A final document (``success`` or ``failed``) becomes an :class:`Outcome`; the
 core writes it to the store before anyone is told, and the task leaves the
 tracker: a result is fetched from the cloud once.
+
+The service hands a result out once. A poll whose answer was lost (connection
+broken or timed out after the request was sent) may have carried results that
+are now gone: such tasks are remembered, and if the service then no longer
+knows one, it fails with a message saying what happened, not a bare
+"unknown task id".
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -28,13 +35,20 @@ from typing import Any
 from gcgated.backends.base import Outcome, OutcomeCallback
 from gcgated.errors import GatewayError, Unauthenticated
 
-from .http import ComputeAPI
+from .http import AnswerLost, ComputeAPI
 from .limiter import RateLimiter
 from .passthrough import CLIENT_TOKEN, fingerprint
 
 log = logging.getLogger(__name__)
 
 FINAL = frozenset({"success", "failed"})
+
+LOST_RESULT = (
+    "the result of this task was lost on the way from Globus Compute: a status answer"
+    " that may have carried it never arrived ({why}), and the service hands a result out"
+    " only once, so it no longer knows the task. The task did run at the service; run it"
+    " again to get its result"
+)
 
 
 def outcome_from(task_id: str, doc: dict[str, Any]) -> Outcome | None:
@@ -99,6 +113,10 @@ class Tracker:
         self.polls = 0
         self.completed = 0
         self.last_error = ""
+        #: Tasks asked about in a poll whose answer was lost -> why it was lost.
+        self._unanswered: dict[str, str] = {}
+        #: Polls whose answer was lost after they were sent.
+        self.answers_lost = 0
 
     @property
     def in_flight(self) -> int:
@@ -201,7 +219,15 @@ class Tracker:
                 f"polling {len(chunk)} task(s)",
                 lambda _v2, _v3: _v2.get_task_batch(chunk),
                 retry_seconds=0.0,
+                resend=False,
             )
+        except AnswerLost as exc:
+            self.last_error = str(exc)
+            self.answers_lost += 1
+            log.warning("polling Globus Compute: %s", exc)
+            for task_id in chunk:
+                self._unanswered[task_id] = exc.kind
+            return False, False
         except Unauthenticated as exc:
             self.last_error = str(exc)
             if token is not None:
@@ -222,9 +248,12 @@ class Tracker:
             doc = results.get(task_id)
             if not isinstance(doc, dict):
                 continue
+            lost = self._unanswered.pop(task_id, None)
             outcome = outcome_from(task_id, doc)
             if outcome is None:
                 continue
+            if lost is not None and token is None and _unknown_to(doc):
+                outcome = dataclasses.replace(outcome, exception=LOST_RESULT.format(why=lost))
             if token is not None and _unknown_to(doc):
                 # Not this token's task (another identity's token adopted it):
                 # park it rather than fail a task its owner may still fetch.

@@ -1,0 +1,519 @@
+"""Globus service faults: what the daemon does when Globus misbehaves (issue 7, part 2).
+
+Each scenario runs a real gcgated logged in to the stand-in with a service
+account, submits a few hundred tasks through real clients, injects one kind of
+fault for a bounded number of requests or until the test lifts it, and then
+checks the promises:
+
+- every accepted task id resolves to its own correct result, exactly once, and
+  the service never created a task twice (``ComputeService.copies``);
+- a caller that was refused got a clear status; a refusal whose submission may
+  have reached the service is DEADLINE_EXCEEDED ("may have accepted"), never a
+  silent resend that would run the tasks twice;
+- the stand-in, enforcing the rate limit, never had to refuse a request, and no
+  request went out while a ``Retry-After`` was running;
+- while a service stays down, accepted tasks stay pending and new submissions
+  get UNAVAILABLE naming the service; when it is back the daemon carries on by
+  itself, without a restart.
+
+To keep the suite short the rate budget is the published count in a window
+five times shorter (18 requests per 2 s for the daemon, 20 per 2 s enforced by
+the stand-in), the HTTP timeout is 1 s and ``Retry-After`` values are 0.5 s.
+``soak`` runs a long mixed storm on the published 20 per 10 s. Each test prints
+a ``FIGURES`` line; docs/reliability.md section 2 records them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gcgate import Client
+from gcgate.errors import DeadlineExceeded, GatewayError, Unavailable
+from gcgate.v1 import gateway_pb2 as pb
+from harness import script_function
+from standin import StandIn
+from test_globus_backend import GlobusDaemon
+
+WAIT = 60.0
+#: The published limit (20 requests per 10 s), its window scaled down for CI.
+SERVICE_LIMIT, WINDOW = 20, 2.0
+#: The daemon's budget within it (its default count, in the scaled window).
+DAEMON_LIMIT = 18
+#: Requests already on their way when a 429 is answered may arrive after it.
+IN_FLIGHT_SLACK = 0.2
+RETRY_AFTER = 0.5
+SETTINGS: dict[str, Any] = {
+    "rate_limit_requests": DAEMON_LIMIT,
+    "rate_limit_window_seconds": WINDOW,
+    "http_timeout_seconds": 1.0,
+    "retry_seconds": 15.0,
+    "poll_min_seconds": 0.2,
+    "poll_max_seconds": 1.0,
+}
+#: A daemon that gives up on a call soon: the "service stays down" scenarios.
+IMPATIENT = {**SETTINGS, "retry_seconds": 2.0}
+
+
+@script_function
+def offset(x):
+    return x + 1000
+
+
+def expected(n: int) -> int:
+    return n + 1000
+
+
+# ------------------------------------------------------------------- fixtures
+
+
+def start_daemon(
+    tmp_path_factory: pytest.TempPathFactory, standin: StandIn, settings: dict[str, Any]
+) -> GlobusDaemon:
+    return GlobusDaemon(tmp_path_factory.mktemp("faults") / "state", standin, settings).start()
+
+
+@pytest.fixture(scope="module")
+def gcgated(
+    standin_service: StandIn, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GlobusDaemon]:
+    daemon = start_daemon(tmp_path_factory, standin_service, SETTINGS)
+    try:
+        yield daemon
+    finally:
+        if daemon.process is not None:
+            assert daemon.stop() == 0, daemon.log()
+        daemon.close()
+
+
+@pytest.fixture(scope="module")
+def impatient(
+    standin_service: StandIn, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GlobusDaemon]:
+    daemon = start_daemon(tmp_path_factory, standin_service, IMPATIENT)
+    try:
+        yield daemon
+    finally:
+        if daemon.process is not None:
+            assert daemon.stop() == 0, daemon.log()
+        daemon.close()
+
+
+@pytest.fixture
+def service(standin: StandIn) -> StandIn:
+    """The stand-in, refusing (429) anything over the scaled published limit."""
+    standin.compute.enforce_rate_limit = True
+    standin.compute.rate_limit = SERVICE_LIMIT
+    standin.compute.rate_window = WINDOW
+    return standin
+
+
+def connect(daemon: GlobusDaemon, service: StandIn) -> tuple[Client, str]:
+    """A client of ``daemon`` and the function registered, warmed up: the login
+    and the registration happen before the scenario's request log starts."""
+    client = Client(socket_path=daemon.socket_path)
+    fid = client.register_function(offset)
+    warm = client.run(-1, endpoint_id=service.endpoint_id, function_id=fid)
+    assert client.get_result(warm, wait=WAIT) == expected(-1)
+    service.stats.reset()
+    return client, fid
+
+
+# ------------------------------------------------------------------- workload
+
+
+@dataclass
+class Run:
+    """What happened to one workload: values accepted (-> task id) or refused."""
+
+    accepted: dict[int, str] = field(default_factory=dict)
+    refused: dict[int, GatewayError] = field(default_factory=dict)
+    #: Service task ids that existed before the workload.
+    before: frozenset[str] = frozenset()
+
+
+def submit(client: Client, endpoint: str, fid: str, values: Sequence[int], run: Run) -> Run:
+    """Submit ``values`` as many callers at once: half in batches of 20, half
+    as single ``run()`` calls, so that the daemon merges and splits them."""
+    half = len(values) // 2
+    callers: list[list[int]] = [list(values[i : min(i + 20, half)]) for i in range(0, half, 20)]
+    callers += [[n] for n in values[half:]]
+
+    def call(chunk: list[int]) -> list[str]:
+        if len(chunk) == 1:
+            return [client.run(chunk[0], endpoint_id=endpoint, function_id=fid)]
+        batch = client.create_batch()
+        for n in chunk:
+            batch.add(fid, args=(n,))
+        return client.batch_run(endpoint, batch)["tasks"][fid]
+
+    def attempt(chunk: list[int]) -> tuple[list[int], list[str] | GatewayError]:
+        try:
+            return chunk, call(chunk)
+        except GatewayError as exc:
+            return chunk, exc
+
+    with ThreadPoolExecutor(32) as pool:
+        for chunk, answer in pool.map(attempt, callers):
+            if isinstance(answer, GatewayError):
+                run.refused.update(dict.fromkeys(chunk, answer))
+            else:
+                assert len(answer) == len(chunk)
+                run.accepted.update(zip(chunk, answer, strict=True))
+    return run
+
+
+def start_run(service: StandIn) -> Run:
+    return Run(before=frozenset(service.compute.tasks))
+
+
+def check_accepted(client: Client, run: Run) -> dict[str, dict[str, Any]]:
+    """Every accepted task id is unique and resolves to its own result."""
+    ids = list(run.accepted.values())
+    assert len(set(ids)) == len(ids), "a client got one task id for two submissions"
+    results = client.get_batch_result(ids, wait=WAIT)
+    wrong = {
+        n: results[t] for n, t in run.accepted.items() if results[t].get("result") != expected(n)
+    }
+    assert not wrong, f"{len(wrong)} task(s) without their result, e.g. {next(iter(wrong.items()))}"
+    return results
+
+
+def created(service: StandIn, run: Run) -> list[str]:
+    """Tasks the service created since the workload started."""
+    return [t for t in list(service.compute.tasks) if t not in run.before]
+
+
+def orphans_of(service: StandIn, run: Run) -> int:
+    """Tasks the service created that no client holds an id for (submits whose
+    answer was lost)."""
+    return len(set(created(service, run)) - set(run.accepted.values()))
+
+
+def check_service_side(service: StandIn, run: Run) -> int:
+    """Nothing ran twice at the service; returns the orphans."""
+    copies = service.compute.copies(created(service, run))
+    assert max(copies.values(), default=1) == 1, "the service received a submission twice"
+    orphans = orphans_of(service, run)
+    # Orphans can only come from refused callers' submissions.
+    assert orphans <= len(run.refused)
+    return orphans
+
+
+def check_budget(service: StandIn) -> int:
+    """No window over the daemon's budget (Auth included); the enforcing
+    stand-in never had to refuse. Returns the busiest window's count."""
+    busiest = service.stats.max_in_window(WINDOW, service=None)
+    assert busiest <= DAEMON_LIMIT
+    assert service.stats.count(outcome="rate_limited") == 0
+    return busiest
+
+
+def check_retry_after(service: StandIn, retry_after: float) -> int:
+    """Nothing was sent while a Retry-After ran; returns how many 429s there were."""
+    records = service.stats.records
+    throttled = [r.t for r in records if r.status == 429]
+    for t in throttled:
+        early = [r for r in records if t + IN_FLIGHT_SLACK < r.t < t + retry_after - 0.01]
+        assert not early, f"{len(early)} request(s) sent during a Retry-After"
+    return len(throttled)
+
+
+def backend(client: Client) -> tuple[str, dict[str, Any]]:
+    """The Globus backend's state and details, as `gcgate status --json` shows them."""
+    status = client._conn.call(client._conn.stub.Status, pb.StatusRequest(), timeout=10)
+    globus = next(b for b in status.backends if b.name == "globus")
+    return globus.state, json.loads(globus.details_json)
+
+
+def wait_for(what: str, condition: Callable[[], bool], timeout: float = WAIT) -> float:
+    """Poll ``condition`` until true; seconds it took (fails after ``timeout``)."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def figures(scenario: str, service: StandIn, run: Run, **extra: object) -> None:
+    """Check the budget, and print the scenario's figures (for docs/reliability.md)."""
+    check_budget(service)
+    stats = service.stats
+    line = {
+        "scenario": scenario,
+        "tasks": len(run.accepted) + len(run.refused),
+        "accepted": len(run.accepted),
+        "refused": len(run.refused),
+        "compute_requests": stats.count(service="compute"),
+        "auth_requests": stats.count(service="auth"),
+        "busiest_window": f"{stats.max_in_window(WINDOW, service=None)}/{DAEMON_LIMIT}",
+        **extra,
+    }
+    print("\nFIGURES " + " ".join(f"{k}={v}" for k, v in line.items()))
+
+
+# ------------------------------------------------------------------ scenarios
+
+
+def test_throttling_and_server_errors(gcgated: GlobusDaemon, service: StandIn) -> None:
+    """Bursts of 429 (Retry-After) and 500/502/503: retried, within budget, nothing
+    lost or doubled (these answers say the service did not act on the request)."""
+    client, fid = connect(gcgated, service)
+    bursts = [service.faults.rate_limit(count=3, retry_after=RETRY_AFTER)]
+    bursts += [service.faults.server_error(count=2, status=s) for s in (500, 502, 503)]
+    bursts += [service.faults.rate_limit(count=3, retry_after=RETRY_AFTER)]
+    run = submit(client, service.endpoint_id, fid, range(300), start_run(service))
+
+    assert not run.refused, next(iter(run.refused.values()))
+    check_accepted(client, run)
+    assert check_service_side(service, run) == 0
+    assert [b.hits for b in bursts] == [3, 2, 2, 2, 3]
+    throttled = check_retry_after(service, RETRY_AFTER)
+    assert throttled == 6
+    figures("throttling+5xx", service, run, http_429=throttled)
+    client.close()
+
+
+def test_connection_resets(gcgated: GlobusDaemon, service: StandIn) -> None:
+    """RSTs: polls are asked again; a submit whose connection broke is not resent
+    (DEADLINE_EXCEEDED), whether or not the service had processed it."""
+    client, fid = connect(gcgated, service)
+    polls = service.faults.connection_reset(count=3, path="/v2/batch_status")
+    submit_path = "/v3/endpoints/*/submit"
+    processed = service.faults.connection_reset(count=1, when="after", path=submit_path)
+    unprocessed = service.faults.connection_reset(count=1, path=submit_path)
+    run = submit(client, service.endpoint_id, fid, range(300), start_run(service))
+
+    assert processed.hits == unprocessed.hits == 1
+    assert run.refused, "the two reset submits refused their callers"
+    for exc in run.refused.values():
+        assert isinstance(exc, DeadlineExceeded)
+        assert "may have accepted" in exc.message and "run twice" in exc.message
+    check_accepted(client, run)
+    orphans = check_service_side(service, run)
+    assert 0 < orphans < len(run.refused)  # the processed one's tasks, not the other's
+    # The poller carried on: every accepted task resolved (above), the resets were used.
+    assert polls.hits == 3
+    _, details = backend(client)
+    assert details["submit_answers_lost"] >= 2
+
+    # The refused callers decide to resubmit: the daemon takes them as usual.
+    again = submit(client, service.endpoint_id, fid, sorted(run.refused), Run())
+    assert not again.refused
+    check_accepted(client, again)
+    figures(
+        "connection-resets",
+        service,
+        run,
+        orphans_at_service=orphans,
+        resubmitted=len(again.accepted),
+    )
+    client.close()
+
+
+def test_a_lost_poll_answer_fails_its_tasks_clearly(
+    gcgated: GlobusDaemon, service: StandIn
+) -> None:
+    """The service hands a result out once: a status answer lost on the way loses
+    the results in it. Those tasks fail saying so; none stays pending forever."""
+    client, fid = connect(gcgated, service)
+    down = service.faults.server_error(duration=600, path="/v2/batch_status")
+    reset = service.faults.connection_reset(count=1, when="after", path="/v2/batch_status")
+    run = submit(client, service.endpoint_id, fid, range(20), start_run(service))
+    assert not run.refused
+    assert service.compute.wait(run.accepted.values())
+    wait_for("a poll refused", lambda: down.hits > 0)
+    service.faults.remove(down)  # the next poll carries all 20 results, and is lost
+
+    results = client.get_batch_result(list(run.accepted.values()), wait=WAIT)
+    assert reset.hits == 1
+    for task in results.values():
+        assert not task["pending"]
+        assert "lost on the way from Globus Compute" in str(task["exception"])
+        assert "ReadTimeout" in str(task["exception"]) or "ConnectionError" in str(
+            task["exception"]
+        )
+    assert check_service_side(service, run) == 0
+    figures("lost-poll-answer", service, run, results_lost=len(results))
+    client.close()
+
+
+def test_slow_answers(gcgated: GlobusDaemon, service: StandIn) -> None:
+    """Answers slower than usual but within the HTTP timeout cost only time; a
+    lookup slower than the timeout is asked again; a submit slower than the
+    timeout is not resent (the service goes on to accept it)."""
+    client, fid = connect(gcgated, service)
+    sluggish = service.faults.slow(0.4, duration=3.0)
+    late_submit = service.faults.slow(1.5, count=1, path="/v3/endpoints/*/submit")
+    late_lookup = service.faults.slow(1.5, count=1, path="/v2/endpoints/*/status")
+    run = submit(client, service.endpoint_id, fid, range(200), start_run(service))
+    assert client.get_endpoint_status(service.endpoint_id)["status"] == "online"
+
+    assert late_submit.hits == late_lookup.hits == 1
+    assert sluggish.hits > 0
+    assert run.refused
+    assert all(isinstance(e, DeadlineExceeded) for e in run.refused.values())
+    assert "ReadTimeout" in next(iter(run.refused.values())).message
+    check_accepted(client, run)
+    # The late submit was processed after the daemon gave up on it: its tasks are
+    # the service's orphans, and were not sent a second time.
+    wait_for("the late submit processed", lambda: orphans_of(service, run) == len(run.refused))
+    orphans = check_service_side(service, run)
+    figures("slow-answers", service, run, orphans_at_service=orphans)
+    client.close()
+
+
+def test_tokens_expiring_mid_run(gcgated: GlobusDaemon, service: StandIn) -> None:
+    """Every access token dies 0.3 s after issue though it claims 48 h: each 401 gets
+    a new token from the client credentials and the run goes on. Six waves of 50
+    tasks, each waited for, so that many tokens die along the way."""
+    client, fid = connect(gcgated, service)
+    service.auth.revoke_after = 0.3
+    service.auth.expire_tokens()
+    run = start_run(service)
+    for wave in range(6):
+        submit(client, service.endpoint_id, fid, range(wave * 50, wave * 50 + 50), run)
+        check_accepted(client, run)
+
+    assert not run.refused, next(iter(run.refused.values()))
+    assert check_service_side(service, run) == 0
+    unauthorized = service.stats.count(service="compute", where=lambda r: r.status == 401)
+    grants = service.stats.count(service="auth", path="/v2/oauth2/token")
+    assert unauthorized >= 1 and grants >= 1
+    state, details = backend(client)
+    assert state == "ready" and details["login_error"] == ""
+    figures(
+        "tokens-expiring",
+        service,
+        run,
+        http_401=unauthorized,
+        token_grants=grants,
+    )
+    client.close()
+
+
+def hold_at_service(service: StandIn, client: Client, fid: str, n: int) -> Run:
+    """``n`` tasks accepted and waiting at the service (its endpoint offline)."""
+    service.compute.set_endpoint_status(service.endpoint_id, "offline")
+    run = submit(client, service.endpoint_id, fid, range(n), start_run(service))
+    assert not run.refused
+    return run
+
+
+def test_auth_down_for_a_while(impatient: GlobusDaemon, service: StandIn) -> None:
+    """Globus Auth answers 503 while the token has expired: accepted tasks stay
+    pending, new submissions get UNAVAILABLE naming Globus Auth (not "bad
+    credentials"), and the daemon recovers by itself when Auth is back."""
+    client, fid = connect(impatient, service)
+    run = hold_at_service(service, client, fid, 100)
+    outage = service.faults.server_error(
+        duration=600, status=503, service="auth", path="/v2/oauth2/token"
+    )
+    service.auth.expire_tokens()
+    service.compute.set_endpoint_status(service.endpoint_id, "online")
+
+    asked = time.monotonic()
+    with pytest.raises(Unavailable) as refused:
+        client.run(10_000, endpoint_id=service.endpoint_id, function_id=fid)
+    refused_after = time.monotonic() - asked
+    assert "Globus Auth is unavailable" in refused.value.message
+    assert "retry later" in refused.value.message
+    assert client.get_task(run.accepted[0])["pending"]
+    state, details = backend(client)
+    assert state == "degraded" and "Globus Auth" in details["last_error"]
+    assert details["login_error"] == ""  # the credentials were not refused
+
+    service.faults.remove(outage)
+    lifted = time.monotonic()
+    check_accepted(client, run)
+    recovery = time.monotonic() - lifted
+    assert check_service_side(service, run) == 0
+    late = client.run(10_001, endpoint_id=service.endpoint_id, function_id=fid)
+    assert client.get_result(late, wait=WAIT) == expected(10_001)
+    assert backend(client)[0] == "ready"
+    figures(
+        "auth-down",
+        service,
+        run,
+        auth_503=outage.hits,
+        refused_after_s=f"{refused_after:.1f}",
+        recovery_s=f"{recovery:.1f}",
+    )
+    client.close()
+
+
+def test_compute_down_for_a_while(impatient: GlobusDaemon, service: StandIn) -> None:
+    """Globus Compute answers 503 for a while: accepted tasks stay pending, new
+    submissions get UNAVAILABLE naming Globus Compute, and the daemon picks up by
+    itself once the service is back."""
+    client, fid = connect(impatient, service)
+    run = hold_at_service(service, client, fid, 100)
+    outage = service.faults.server_error(duration=600, status=503)
+
+    asked = time.monotonic()
+    with pytest.raises(Unavailable) as refused:
+        client.run(10_000, endpoint_id=service.endpoint_id, function_id=fid)
+    refused_after = time.monotonic() - asked
+    assert "Globus Compute is unavailable" in refused.value.message
+    assert "retry later" in refused.value.message
+    assert client.get_task(run.accepted[5])["pending"]
+    state, details = backend(client)
+    assert state == "degraded" and "503" in details["last_error"]
+
+    service.faults.remove(outage)
+    service.compute.set_endpoint_status(service.endpoint_id, "online")
+    lifted = time.monotonic()
+    check_accepted(client, run)
+    recovery = time.monotonic() - lifted
+    assert check_service_side(service, run) == 0
+    late = client.run(10_001, endpoint_id=service.endpoint_id, function_id=fid)
+    assert client.get_result(late, wait=WAIT) == expected(10_001)
+    assert backend(client)[0] == "ready"
+    figures(
+        "compute-down",
+        service,
+        run,
+        compute_503=outage.hits,
+        refused_after_s=f"{refused_after:.1f}",
+        recovery_s=f"{recovery:.1f}",
+    )
+    client.close()
+
+
+# ----------------------------------------------------------------------- soak
+
+
+@pytest.mark.soak
+def test_soak_mixed_storm(
+    standin: StandIn, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """2000 tasks on the published budget (18 per 10 s against the service's 20)
+    through every fault in turn: nothing lost or doubled, never over the limit."""
+    standin.compute.enforce_rate_limit = True
+    settings = {"http_timeout_seconds": 2.0, "retry_seconds": 60.0, "poll_max_seconds": 5.0}
+    daemon = start_daemon(tmp_path_factory, standin, settings)
+    try:
+        client, fid = connect(daemon, standin)
+        standin.auth.revoke_after = 5.0
+        faults = standin.faults
+        faults.rate_limit(count=5, retry_after=2)
+        faults.server_error(count=4, status=502)
+        faults.connection_reset(count=4, path="/v2/batch_status")
+        faults.slow(0.5, duration=20)
+        faults.server_error(duration=15, status=503, service="auth", path="/v2/oauth2/token")
+        run = submit(client, standin.endpoint_id, fid, range(2000), start_run(standin))
+        check_accepted(client, run)
+        assert all(isinstance(e, DeadlineExceeded | Unavailable) for e in run.refused.values())
+        orphans = check_service_side(standin, run)
+        assert standin.stats.max_in_window(10.0, service=None) <= 18
+        assert standin.stats.count(outcome="rate_limited") == 0
+        figures("soak-mixed-storm", standin, run, orphans_at_service=orphans)
+        client.close()
+    finally:
+        daemon.close()
