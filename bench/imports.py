@@ -21,7 +21,7 @@ def _run(statement: str) -> float:
 
 
 def imports(settings: Settings) -> list[Row]:
-    n = settings.pick(10, 3)
+    n = settings.pick(10, 2)
     # One untimed run of each first, so every side starts with a warm page cache.
     for statement in ("pass", SDK, *STATEMENTS):
         _run(statement)

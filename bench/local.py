@@ -9,6 +9,7 @@ worker (so the daemon's workers have deserialized and cached it).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import multiprocessing
 from collections.abc import Callable
 
 from gcgate import Client, Executor
@@ -28,7 +29,12 @@ def _warm_up(run_once: Callable[[], object], workers: int) -> None:
 
 
 def _pool(settings: Settings) -> cf.ProcessPoolExecutor:
-    return cf.ProcessPoolExecutor(max_workers=settings.workers)
+    """The baseline pool. Spawned, not forked: this process has gRPC threads, and
+    forking a threaded process is unsafe (as the daemon's workers are spawned too).
+    Worker start-up is excluded by the warm-up either way."""
+    return cf.ProcessPoolExecutor(
+        max_workers=settings.workers, mp_context=multiprocessing.get_context("spawn")
+    )
 
 
 def roundtrip(settings: Settings) -> list[Row]:

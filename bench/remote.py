@@ -85,8 +85,8 @@ def _requests(standin: StandIn) -> tuple[int, int]:
 
 
 def remote(settings: Settings) -> list[Row]:
-    procs = settings.pick(8, 4)
-    runs = settings.pick(200, 5)
+    procs = settings.pick(8, 2)
+    runs = settings.pick(200, 3)
     tasks = procs * runs
     with StandIn(workers=settings.workers) as standin:
         standin.compute.enforce_rate_limit = True

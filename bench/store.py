@@ -35,7 +35,7 @@ def _read(side: str, source: Path, ids: list[str], ids_file: Path) -> dict[str, 
 
 
 def cached(settings: Settings) -> list[Row]:
-    singles = settings.pick(20, 5)
+    singles = settings.pick(20, 3)
     batch_size = settings.pick(10_000, 1_000)
     reps = settings.pick(3, 1)
     with (
