@@ -6,7 +6,8 @@ Order matters and is the point of this module:
    daemon per socket), so a second daemon refuses with the first one's pid;
 2. make the socket's directory private (0700, or 0750 for ``--group``) and
    replace a stale socket left by a crashed daemon;
-3. open the store, start the backends, resume unfinished tasks;
+3. open the store (damaged databases moved aside: ``store_recovery``), start
+   the backends, resume unfinished tasks;
 4. serve gRPC (Gateway, health, reflection) on the socket, mode 0600 (0660
    owned by the group with ``--group``), then tell systemd ``READY=1``;
 5. on SIGTERM/SIGINT: tell systemd ``STOPPING=1``, stop accepting, give
@@ -53,7 +54,7 @@ from gcgated.errors import StartupError
 from gcgated.notify import Notifier
 from gcgated.routing import Router
 from gcgated.server.servicer import GatewayServicer
-from gcgated.store import Store
+from gcgated.store_recovery import open_store
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ async def _serve(
         exclusive_lock(socket_path.with_name(socket_path.name + ".lock"), "socket"),
     ):
         remove_stale_socket(socket_path)
-        store = Store(
+        store = open_store(
             config.store_dir,
             size_limit_bytes=config.store_size_limit_mb * 1024 * 1024,
             retention_seconds=config.retention_days * 86400,

@@ -36,6 +36,8 @@ import diskcache
 FUNCTION_ID_NAMESPACE = uuid.UUID("6f3c1a52-8d0e-4b7a-9a57-5bb1b4e6c0de")
 
 FINAL_STATUSES = frozenset({"success", "failed"})
+#: The diskcache databases under the store directory (see the module doc).
+DATABASES = ("functions", "tasks", "inflight", "globus_functions", "globus_tasks", "meta")
 #: Key prefix, in ``meta``, of a completion batch being counted (see Store._settle_counts).
 _COUNTING = "counting:"
 
@@ -84,6 +86,9 @@ class Store:
         self.directory = directory
         self.size_limit_bytes = size_limit_bytes
         self.retention_seconds = retention_seconds
+        #: Where damaged databases were moved when this store was opened, if any
+        #: (set by gcgated.store_recovery; shown by Status).
+        self.damaged_moved_to = ""
         self._functions = diskcache.Cache(str(directory / "functions"), **_CACHE_SETTINGS)
         self._tasks = diskcache.Cache(str(directory / "tasks"), **_CACHE_SETTINGS)
         self._inflight = diskcache.Cache(str(directory / "inflight"), **_CACHE_SETTINGS)
@@ -247,6 +252,19 @@ class Store:
                 self._apply_counts(key, entry)
             else:
                 self._meta.delete(key)
+
+    def recount(self) -> dict[str, int]:
+        """Set the completion counters from the task records, a full scan: for
+        after a damaged part of the store was moved aside (store_recovery)."""
+        counts = dict.fromkeys(sorted(FINAL_STATUSES), 0)
+        for task_id in list(self._tasks):
+            record = self._tasks.get(task_id)
+            if record is not None and record["status"] in counts:
+                counts[record["status"]] += 1
+        with self._meta.transact():
+            for status, count in counts.items():
+                self._meta.set(f"count:{status}", count)
+        return counts
 
     def get_task(self, task_id: str) -> dict[str, Any] | None:
         """A task record; a final one starts its retention clock when first read."""

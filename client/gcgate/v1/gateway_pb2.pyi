@@ -63,18 +63,20 @@ class TaskCounts(_message.Message):
     def __init__(self, pending: _Optional[int] = ..., success: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
 
 class StoreStatus(_message.Message):
-    __slots__ = ("size_bytes", "size_limit_bytes", "functions", "task_records", "retention_days")
+    __slots__ = ("size_bytes", "size_limit_bytes", "functions", "task_records", "retention_days", "damaged_moved_to")
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SIZE_LIMIT_BYTES_FIELD_NUMBER: _ClassVar[int]
     FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
     TASK_RECORDS_FIELD_NUMBER: _ClassVar[int]
     RETENTION_DAYS_FIELD_NUMBER: _ClassVar[int]
+    DAMAGED_MOVED_TO_FIELD_NUMBER: _ClassVar[int]
     size_bytes: int
     size_limit_bytes: int
     functions: int
     task_records: int
     retention_days: float
-    def __init__(self, size_bytes: _Optional[int] = ..., size_limit_bytes: _Optional[int] = ..., functions: _Optional[int] = ..., task_records: _Optional[int] = ..., retention_days: _Optional[float] = ...) -> None: ...
+    damaged_moved_to: str
+    def __init__(self, size_bytes: _Optional[int] = ..., size_limit_bytes: _Optional[int] = ..., functions: _Optional[int] = ..., task_records: _Optional[int] = ..., retention_days: _Optional[float] = ..., damaged_moved_to: _Optional[str] = ...) -> None: ...
 
 class FunctionMeta(_message.Message):
     __slots__ = ("python_version", "sdk_version", "serde_identifier")

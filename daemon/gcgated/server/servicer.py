@@ -115,6 +115,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
                 functions=counts["functions"],
                 task_records=counts["task_records"],
                 retention_days=store.retention_seconds / 86400,
+                damaged_moved_to=store.damaged_moved_to,
             ),
         )
 
