@@ -14,10 +14,11 @@ Order matters and is the point of this module:
    in-flight RPCs a grace period, stop backends, flush outcomes, close the
    store, remove the socket.
 
-Before any of it, service-account credentials are loaded and the secret is
-removed from the environment (see ``gcgated.credentials``); the systemd
-notification variables are read and removed too (see ``gcgated.notify``), so
-the local endpoint's worker processes inherit neither.
+Before any of it, core dumps are turned off (see :func:`disable_core_dumps`),
+service-account credentials are loaded and the secret is removed from the
+environment (see ``gcgated.credentials``); the systemd notification variables
+are read and removed too (see ``gcgated.notify``), so the local endpoint's
+worker processes inherit neither.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import fcntl
 import grp
 import logging
 import os
+import resource
 import signal
 import stat
 import time
@@ -150,10 +152,25 @@ NOT_COMPARED = ("client_id", "client_secret", "config_file")
 Reloader = Callable[[], Config]
 
 
+def disable_core_dumps() -> None:
+    """No core file of this process or its workers: one would hold the client
+    secret and the Globus tokens, written wherever ``core_pattern`` says.
+
+    Both limits are set to 0, so nothing in the process can raise them again;
+    the workers inherit them. The process stays dumpable (``PR_SET_DUMPABLE``
+    is not cleared): that would only keep out the daemon's own user, who can
+    read the token file and the credentials anyway, and it would cost that user
+    py-spy/gdb on a stuck daemon and make ``/proc/<pid>`` root's
+    (docs/reliability.md#5-isolation).
+    """
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 async def serve(
     config: Config, ready: asyncio.Event | None = None, reload: Reloader | None = None
 ) -> None:
     """Run the daemon until SIGTERM/SIGINT; ``reload`` re-reads the config on SIGHUP."""
+    disable_core_dumps()
     notifier = Notifier.from_environment()
     try:
         await _serve(config, notifier, ready, reload)
