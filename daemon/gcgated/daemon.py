@@ -55,6 +55,7 @@ from gcgated.credentials import ClientCredentials, credential_environment, load_
 from gcgated.errors import StartupError
 from gcgated.notify import Notifier
 from gcgated.routing import Router
+from gcgated.server.decoding import RequestDecoding
 from gcgated.server.servicer import GatewayServicer
 from gcgated.store_recovery import open_store
 
@@ -394,7 +395,7 @@ def report_globus_health(core: TaskLifecycle, health: HealthServicer) -> None:
 
 async def _serve_grpc(service: Service, ready: asyncio.Event | None) -> None:
     config, core, socket_path = service.config, service.core, service.socket_path
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[RequestDecoding()])
     pb_grpc.add_GatewayServicer_to_server(
         GatewayServicer(core, socket_path=socket_path, state_dir=config.state_dir),
         server,

@@ -7,6 +7,7 @@ deserialized (the daemon never unpickles user data).
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from typing import Any
 
@@ -20,6 +21,10 @@ from gcgated.errors import InvalidArgument
 DATA_HEADERS = frozenset({"00\n", "11\n", "13\n"})
 #: Strategy headers of code buffers that endpoints can read.
 CODE_HEADERS = frozenset({"01\n", "02\n", "03\n", "04\n", "10\n", "12\n", "st\n", "sd\n"})
+#: Deepest nesting of arrays and objects accepted in a JSON field. Python's JSON
+#: code recurses per level; without a fixed bound a deep document fails with a
+#: RecursionError at a depth that depends on the stack, here or on the endpoint.
+MAX_JSON_DEPTH = 200
 
 
 def parse_uuid(value: str, what: str) -> str:
@@ -82,14 +87,53 @@ def check_submission_size(payloads: list[str]) -> None:
         )
 
 
-def parse_json_object(text: str, what: str) -> dict[str, Any] | None:
-    """An optional JSON object field ("" means absent)."""
-    if not text:
-        return None
+def load_json(text: str, what: str) -> Any:
+    """Parse a JSON field, with INVALID_ARGUMENT naming the field for any document
+    the daemon will not take: malformed, nested deeper than MAX_JSON_DEPTH, or
+    holding an integer too long for Python to convert."""
+    too_deep = InvalidArgument(
+        f"{what} nests arrays or objects more than {MAX_JSON_DEPTH} levels deep"
+    )
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidArgument(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise too_deep from None
+    except ValueError:  # int() refuses over sys.get_int_max_str_digits() digits
+        raise InvalidArgument(
+            f"{what} holds an integer longer than {sys.get_int_max_str_digits():,} digits;"
+            " pass such numbers as strings"
+        ) from None
+    # Fewer brackets than the limit cannot nest deeper: skip the walk.
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _too_deep(value):
+        raise too_deep
+    return value
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether parsed JSON nests deeper than MAX_JSON_DEPTH, level by level
+    (no recursion, and only containers are visited)."""
+    level = [value] if isinstance(value, (dict, list)) else []
+    for _ in range(MAX_JSON_DEPTH):
+        if not level:
+            return False
+        children: list[Any] = []
+        for item in level:
+            children.extend(
+                c
+                for c in (item.values() if isinstance(item, dict) else item)
+                if isinstance(c, (dict, list))
+            )
+        level = children
+    return bool(level)
+
+
+def parse_json_object(text: str, what: str) -> dict[str, Any] | None:
+    """An optional JSON object field ("" means absent)."""
+    if not text:
+        return None
+    value = load_json(text, what)
     if not isinstance(value, dict):
         raise InvalidArgument(f"{what} must be a JSON object")
     return value
@@ -101,11 +145,14 @@ def json_payload(args_json: str, kwargs_json: str) -> str:
     This is how clients in other languages pass arguments: the daemon parses
     JSON (never pickle) and frames it exactly as the SDK's JSONData would.
     """
-    try:
-        args = json.loads(args_json) if args_json else []
-        kwargs = json.loads(kwargs_json) if kwargs_json else {}
-    except json.JSONDecodeError as exc:
-        raise InvalidArgument(f"json_arguments is not valid JSON: {exc}") from None
+    size = len(args_json) + len(kwargs_json)
+    if size > MAX_SUBMISSION_BYTES:  # refused before the (event-loop) parse, not after
+        raise InvalidArgument(
+            f"TASK_PAYLOAD_TOO_LARGE: json_arguments hold {size:,} characters; Globus"
+            f" Compute accepts at most {MAX_SUBMISSION_BYTES:,} bytes per submission"
+        )
+    args = load_json(args_json, "json_arguments.args_json") if args_json else []
+    kwargs = load_json(kwargs_json, "json_arguments.kwargs_json") if kwargs_json else {}
     if not isinstance(args, list):
         raise InvalidArgument("json_arguments.args_json must be a JSON array")
     if not isinstance(kwargs, dict):
