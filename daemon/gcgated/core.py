@@ -216,11 +216,17 @@ class TaskLifecycle:
             groups.append(SubmitGroup(self.get_function(function_id), payloads))
             all_payloads.extend(payloads)
         check_submission_size(all_payloads)
-        if not self.store.has_room_for(sum(len(p) for p in all_payloads)):
+        size = sum(len(p) for p in all_payloads)
+        if not self.store.has_room_for(size):
             raise StoreFull(
                 f"the result store at {self.store.directory} is full"
                 f" (limit {self.store.size_limit_bytes:,} bytes); fetch or expire"
                 " results, or raise store_size_limit_mb"
+            )
+        if not self.store.disk_has_room_for(size):
+            raise StoreFull(
+                f"the disk holding the result store at {self.store.directory} is full;"
+                " free space there, then retry"
             )
         return groups
 

@@ -6,6 +6,9 @@ servicer passes the message through unchanged.
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+
 
 class GatewayError(Exception):
     """Base class: a request the daemon refuses, with a message a person can act on."""
@@ -56,3 +59,13 @@ class FailedPrecondition(GatewayError):
     """The request is valid but the daemon is not in a state to serve it."""
 
     code = "FAILED_PRECONDITION"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """A store write failed for want of room: SQLite's SQLITE_FULL ("database or
+    disk is full") or ENOSPC/EDQUOT from a file write. The client can act on
+    that (RESOURCE_EXHAUSTED), unlike an internal error."""
+    if isinstance(exc, sqlite3.OperationalError):
+        code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+        return code == sqlite3.SQLITE_FULL if code is not None else "is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

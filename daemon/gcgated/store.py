@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -32,10 +33,15 @@ from typing import Any
 
 import diskcache
 
+from gcgated.errors import is_disk_full
+
 #: Namespace for content-addressed function ids.
 FUNCTION_ID_NAMESPACE = uuid.UUID("6f3c1a52-8d0e-4b7a-9a57-5bb1b4e6c0de")
 
 FINAL_STATUSES = frozenset({"success", "failed"})
+#: Free disk space a submission needs: its payloads written about this many
+#: times (run data, record, SQLite's log, checkpoint), plus this many bytes.
+DISK_ROOM_FACTOR, DISK_ROOM_SPARE = 4, 1 << 20
 #: The diskcache databases under the store directory (see the module doc).
 DATABASES = ("functions", "tasks", "inflight", "globus_functions", "globus_tasks", "meta")
 #: Key prefix, in ``meta``, of a completion batch being counted (see Store._settle_counts).
@@ -270,7 +276,12 @@ class Store:
         """A task record; a final one starts its retention clock when first read."""
         record, expire_time = self._tasks.get(task_id, expire_time=True)
         if record is not None and expire_time is None and record["status"] in FINAL_STATUSES:
-            self._tasks.touch(task_id, expire=self.retention_seconds)
+            try:
+                self._tasks.touch(task_id, expire=self.retention_seconds)
+            except Exception as exc:
+                if not is_disk_full(exc):
+                    raise
+                # A full disk must not hide results: the clock starts at a later read.
         return record
 
     def get_tasks(self, task_ids: Iterable[str]) -> dict[str, dict[str, Any] | None]:
@@ -327,6 +338,13 @@ class Store:
             return True
         self._tasks.expire()
         return self.size_bytes() + incoming_bytes <= self.size_limit_bytes
+
+    def disk_has_room_for(self, incoming_bytes: int) -> bool:
+        """Whether the filesystem under the store can take ``incoming_bytes`` more,
+        with room to spare for SQLite's log and pages (checked before a submission
+        is sent anywhere: a Globus submit cannot be taken back)."""
+        free = shutil.disk_usage(self.directory).free
+        return free >= DISK_ROOM_FACTOR * incoming_bytes + DISK_ROOM_SPARE
 
     def counts(self) -> dict[str, int]:
         return {

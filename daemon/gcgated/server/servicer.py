@@ -24,7 +24,7 @@ from gcgated.backends.base import SubmitOptions
 from gcgated.backends.globus.auth import LOGIN_TIMEOUT
 from gcgated.backends.globus.passthrough import CLIENT_TOKEN, bearer_from
 from gcgated.core import Submission, TaskLifecycle
-from gcgated.errors import GatewayError, InvalidArgument
+from gcgated.errors import GatewayError, InvalidArgument, is_disk_full
 from gcgated.validation import json_payload, parse_json_object
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,14 @@ def rpc(method: Handler) -> Handler:
             return await method(self, request, context)
         except GatewayError as exc:
             await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
-        except Exception:
+        except Exception as exc:
+            if is_disk_full(exc):
+                log.error("%s refused: the store cannot be written: %s", method.__name__, exc)
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"the result store at {self.core.store.directory} cannot be written: its"
+                    f" disk is full ({exc}); free space there, then retry",
+                )
             log.exception("%s failed", method.__name__)
             await context.abort(
                 grpc.StatusCode.INTERNAL,
