@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,14 @@ def check_nothing_lost(daemon: Daemon, run: LoadRun) -> None:
     assert not run.errors, run.errors[:10]
     assert len(run.tasks) == run.handed_out  # no id handed out twice
     assert run.tasks
-    kinds = {"Run", "GetResult(wait)", "BatchRun", "WatchTasks", "Executor future"}
+    kinds = {
+        "Run",
+        "GetResult(wait)",
+        "BatchRun",
+        "WatchTasks",
+        "Executor future",
+        "GetResult(done)",
+    }
     assert kinds <= run.latency.keys(), run.latency.keys()
     wrong = {t: xr for t, xr in run.tasks.items() if xr[1] != xr[0] + 1}
     assert not wrong, list(wrong.items())[:10]
@@ -167,7 +175,7 @@ def check_nothing_lost(daemon: Daemon, run: LoadRun) -> None:
 
 
 @pytest.fixture
-def local_daemon(tmp_path: Path) -> Daemon:
+def local_daemon(tmp_path: Path) -> Iterator[Daemon]:
     d = Daemon(tmp_path / "state", workers=2).start()
     try:
         yield d
@@ -178,7 +186,7 @@ def local_daemon(tmp_path: Path) -> Daemon:
 
 
 @pytest.fixture
-def globus_daemon(standin: StandIn, tmp_path: Path) -> Daemon:
+def globus_daemon(standin: StandIn, tmp_path: Path) -> Iterator[Daemon]:
     """Logged in as the stand-in's service account, which enforces its rate limit."""
     standin.compute.enforce_rate_limit = True
     d = Daemon(tmp_path / "state", workers=1, daemon_env=standin.env()).start()
