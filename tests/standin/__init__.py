@@ -18,7 +18,11 @@ Quick reference::
         s.auth.authorize(url)                 # "log in" at a printed authorize URL
         s.auth.mint_token()                   # a Compute access token, directly
         s.auth.expire_tokens()                # force renewals
-        s.faults.rate_limit(3, retry_after=1) # 429s; also server_error, slow, drop_connection
+        s.faults.rate_limit(3, retry_after=1) # 429s; also server_error, slow, drop_connection,
+                                              # connection_reset (TCP RST)
+        s.go_down("compute"), s.come_back()   # connection refused meanwhile
+        s.auth.revoke_after = 1.0             # tokens die early: 401s mid-run
+        s.compute.copies(task_ids)            # tasks per payload: duplicates show as 2
         s.stats.count(service="compute", path="/v2/batch_status")
         s.stats.max_in_window(10.0)           # most requests in any 10 s
         s.compute.submits, s.compute.tasks    # what was submitted and run

@@ -207,12 +207,13 @@ class ServiceServer:
         self._connections: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
+        self._port = 0
         self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
-        assert self._httpd is not None, "not started"
-        return self._httpd.server_address[1]
+        assert self._port, "not started"
+        return self._port
 
     @property
     def base_url(self) -> str:
@@ -220,11 +221,13 @@ class ServiceServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ServiceServer:
+        """Listen (again on the same port, after :meth:`stop`)."""
         handler = self._handler_class()
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
         httpd.daemon_threads = True
         httpd.block_on_close = False
         self._httpd = httpd
+        self._port = httpd.server_address[1]
         self._thread = threading.Thread(
             target=httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -234,7 +237,12 @@ class ServiceServer:
         self._thread.start()
         return self
 
+    @property
+    def listening(self) -> bool:
+        return self._httpd is not None
+
     def stop(self) -> None:
+        """Close the port and every open connection: clients get "connection refused"."""
         if self._httpd is None:
             return
         self._httpd.shutdown()

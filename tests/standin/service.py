@@ -78,6 +78,21 @@ class StandIn:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _server(self, service: str) -> ServiceServer:
+        return {"compute": self._compute_server, "auth": self._auth_server}[service]
+
+    def go_down(self, service: str = "compute") -> None:
+        """Close a service's port (``"compute"`` or ``"auth"``): connections are
+        refused, open ones are cut, as when the service or its host is down.
+        Its state (tasks, tokens) is kept for :meth:`come_back`."""
+        self._server(service).stop()
+
+    def come_back(self, service: str = "compute") -> None:
+        """Listen again, on the same port, after :meth:`go_down`."""
+        server = self._server(service)
+        if not server.listening:
+            server.start()
+
     def reset(self) -> None:
         """Clear faults and the logs (requests, submits, grant counts); restore
         settings and endpoint statuses.
@@ -85,6 +100,9 @@ class StandIn:
         Functions, tasks and tokens are kept (a module's tests may share them).
         """
         self.faults.clear()
+        for name in ("compute", "auth"):
+            if self._started:
+                self.come_back(name)
         self.stats.reset()
         self.auth.grants.clear()
         with self.compute._lock:
