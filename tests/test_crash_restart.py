@@ -42,6 +42,7 @@ from typing import Any
 import diskcache
 import pytest
 from gcgate import Client
+from gcgated.jsondisk import JSONTextDisk
 from gcgated.store import FINAL_STATUSES
 from harness import Daemon, script_function
 from standin import StandIn
@@ -58,7 +59,7 @@ UNKNOWN_TASK = "unknown task id"
 #: Settings for a daemon on the stand-in: the stand-in is local and does not
 #: enforce the rate limit here, so the daemon's budget need not pace the test.
 #: How the store's task database is opened to read it (gcgated.store's values).
-READ_SETTINGS = {"disk": diskcache.JSONDisk, "eviction_policy": "none", "size_limit": 2**62}
+READ_SETTINGS = {"disk": JSONTextDisk, "eviction_policy": "none", "size_limit": 2**62}
 GLOBUS_SETTINGS = {"rate_limit_requests": 500, "rate_limit_burst": 50, "poll_min_seconds": 0.2}
 
 

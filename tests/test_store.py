@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import diskcache
 import pytest
 from diskcache.core import MODE_PICKLE
 from gcgated.store import NewTask, Store, function_id_for
@@ -330,10 +331,48 @@ def test_reopened_store_keeps_everything(tmp_path: Path) -> None:
         reopened.close()
 
 
+def test_store_written_with_jsondisk_is_read_and_its_keys_migrated(tmp_path: Path) -> None:
+    """A store the previous version wrote (diskcache's JSONDisk: compressed keys
+    and values) keeps its functions, results, retention clocks and unfinished
+    tasks, and its keys are plain text afterwards."""
+    directory = tmp_path / "store"
+    legacy = {"disk": diskcache.JSONDisk, "disk_compress_level": 1, "eviction_policy": "none"}
+    fid = function_id_for(registration())
+    done, pending = new_task(fid), new_task(fid)
+    record = {"task_id": done.task_id, "function_id": fid, "status": "success", "result": "1"}
+    names = ("functions", "tasks", "inflight")
+    old = {name: diskcache.Cache(str(directory / name), **legacy) for name in names}
+    old["functions"].set(fid, {**registration(), "function_id": fid, "created_at": 1.0})
+    old["tasks"].set(done.task_id, record, expire=RETENTION)
+    old["tasks"].set(pending.task_id, {**record, "task_id": pending.task_id, "status": "w"})
+    old["inflight"].set(pending.task_id, {"payload": pending.payload})
+    for cache in old.values():
+        cache.close()
+
+    store = open_store(directory)
+    try:
+        assert store.put_function(registration()) == (fid, False)
+        assert store.get_task(done.task_id) == record
+        assert expire_time(store, done.task_id) is not None
+        [(resumed, run)] = list(store.resumable())
+        assert (resumed["task_id"], run["payload"]) == (pending.task_id, pending.payload)
+        [written] = store.complete_tasks([success(pending.task_id)])
+        assert written["status"] == "success"
+    finally:
+        store.close()
+    for name in ("functions", "tasks"):  # (inflight is empty now)
+        db = sqlite3.connect(directory / name / "cache.db")
+        try:
+            keys = [row[0] for row in db.execute("SELECT key FROM Cache")]
+        finally:
+            db.close()
+        assert keys and all(isinstance(key, str) for key in keys), (name, keys)
+
+
 # --------------------------------------------------------------------- no pickle
 
 
-def test_everything_is_stored_as_compressed_json_never_pickled(tmp_path: Path) -> None:
+def test_everything_is_stored_as_json_text_never_pickled(tmp_path: Path) -> None:
     directory = tmp_path / "store"
     store = open_store(directory)
     fid, _ = store.put_function(registration())
@@ -355,15 +394,15 @@ def test_everything_is_stored_as_compressed_json_never_pickled(tmp_path: Path) -
     decoded: dict[str, dict[str, Any]] = {}
     for name in ("functions", "tasks", "inflight"):
         for row in rows(name):
-            assert row["raw"] == 1 and isinstance(row["key"], bytes), (name, row["key"])
-            key = json.loads(zlib.decompress(row["key"]))
+            assert row["raw"] == 1 and isinstance(row["key"], str), (name, row["key"])
+            key = row["key"]
             assert row["mode"] != MODE_PICKLE, (name, key)
-            if row["filename"]:
-                blob = (directory / name / row["filename"]).read_bytes()
-            else:
-                assert isinstance(row["value"], bytes), (name, key)
-                blob = row["value"]
-            decoded[f"{name}/{key}"] = json.loads(zlib.decompress(blob))
+            if row["filename"]:  # large: compressed JSON in a file
+                text = zlib.decompress((directory / name / row["filename"]).read_bytes())
+            else:  # small: plain JSON text, readable with any SQLite tool
+                assert isinstance(row["value"], str), (name, key)
+                text = row["value"]
+            decoded[f"{name}/{key}"] = json.loads(text)
 
     assert decoded[f"functions/{fid}"]["function_code"] == registration()["function_code"]
     assert decoded[f"tasks/{small.task_id}"]["result"] == "11\n4"

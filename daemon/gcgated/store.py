@@ -14,9 +14,10 @@ Diskcache databases under the store directory (plus ``meta`` for counters):
   task was created with (never the token), while the task is in flight, so a
   restarted daemon knows to wait for that client's token before polling it.
 
-Values are stored with diskcache's JSONDisk: the daemon never pickles or
-unpickles anything, so a result is always opaque text here. Every write that a
-client is answered about happens inside one transaction before the answer.
+Keys and values are stored as JSON text (``jsondisk.JSONTextDisk``): the
+daemon never pickles or unpickles anything, so a result is always opaque text
+here. Every write that a client is answered about happens inside one
+transaction before the answer.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 import diskcache
 
 from gcgated.errors import is_disk_full
+from gcgated.jsondisk import JSONTextDisk, migrate_keys
 
 #: Namespace for content-addressed function ids.
 FUNCTION_ID_NAMESPACE = uuid.UUID("6f3c1a52-8d0e-4b7a-9a57-5bb1b4e6c0de")
@@ -48,7 +50,7 @@ DATABASES = ("functions", "tasks", "inflight", "globus_functions", "globus_tasks
 _COUNTING = "counting:"
 
 _CACHE_SETTINGS: dict[str, Any] = {
-    "disk": diskcache.JSONDisk,
+    "disk": JSONTextDisk,
     "disk_compress_level": 1,
     # Nothing is ever evicted behind the daemon's back: retention is explicit
     # (expiry set when a result is first retrieved) and the size limit refuses
@@ -84,6 +86,13 @@ def _count_entry(written: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"counts": counts, "probe": written[0]["task_id"] if written else ""}
 
 
+def _open_json_cache(directory: Path) -> diskcache.Cache:
+    """One JSON database, its keys migrated if a previous version wrote it."""
+    cache = diskcache.Cache(str(directory), **_CACHE_SETTINGS)
+    migrate_keys(directory)
+    return cache
+
+
 class Store:
     """Durable records of the daemon, shared by every client."""
 
@@ -95,13 +104,11 @@ class Store:
         #: Where damaged databases were moved when this store was opened, if any
         #: (set by gcgated.store_recovery; shown by Status).
         self.damaged_moved_to = ""
-        self._functions = diskcache.Cache(str(directory / "functions"), **_CACHE_SETTINGS)
-        self._tasks = diskcache.Cache(str(directory / "tasks"), **_CACHE_SETTINGS)
-        self._inflight = diskcache.Cache(str(directory / "inflight"), **_CACHE_SETTINGS)
-        self._globus_functions = diskcache.Cache(
-            str(directory / "globus_functions"), **_CACHE_SETTINGS
-        )
-        self._globus_tasks = diskcache.Cache(str(directory / "globus_tasks"), **_CACHE_SETTINGS)
+        self._functions = _open_json_cache(directory / "functions")
+        self._tasks = _open_json_cache(directory / "tasks")
+        self._inflight = _open_json_cache(directory / "inflight")
+        self._globus_functions = _open_json_cache(directory / "globus_functions")
+        self._globus_tasks = _open_json_cache(directory / "globus_tasks")
         # Counters only: plain integers, which diskcache's default Disk stores as
         # SQLite integers (no pickling), so incr() works.
         plain = {k: v for k, v in _CACHE_SETTINGS.items() if not k.startswith("disk")}

@@ -1,0 +1,85 @@
+"""How the store's values and keys look on disk: JSON text, never pickles.
+
+diskcache's own ``JSONDisk`` zlib-compresses every key and every value, and
+``zlib.compress`` costs about 60 us per call however small its input (setting up
+the compressor dominates): with a lookup compressing its key and a write its key
+and value, that was most of the cost of every store operation, for records of a
+few hundred bytes that compression does not shrink. :class:`JSONTextDisk` keeps
+keys as SQLite text and values as JSON text, and compresses only large values.
+
+Stores written with ``JSONDisk`` stay readable: a value that comes back as bytes
+is zlib-compressed JSON (this class writes compressed values as bytes, plain
+ones as text), and :func:`migrate_keys` rewrites the compressed keys of such a
+store as text once, when it is opened.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import zlib
+from pathlib import Path
+from typing import Any
+
+import diskcache
+from diskcache.core import DBNAME, UNKNOWN
+
+#: Values whose JSON text is at least this long are stored zlib-compressed.
+#: Results are mostly base64, which compresses by about a quarter; below this the
+#: saving is not worth the compressor's fixed cost.
+COMPRESS_MIN_CHARS = 16 * 1024
+
+
+class JSONTextDisk(diskcache.Disk):
+    """Keys are strings stored as SQLite text; values are JSON (see the module doc)."""
+
+    def __init__(self, directory: str, compress_level: int = 1, **kwargs: Any) -> None:
+        super().__init__(directory, **kwargs)
+        self.compress_level = compress_level
+
+    def put(self, key: Any) -> tuple[Any, bool]:
+        if type(key) is not str:
+            raise TypeError(f"store keys are strings, got {type(key).__name__}")
+        return key, True
+
+    def get(self, key: Any, raw: bool) -> Any:
+        if isinstance(key, bytes):  # a key written by JSONDisk, not migrated yet
+            return json.loads(zlib.decompress(key))
+        return key
+
+    def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> Any:
+        if read:  # a file object (Cache.set(read=True)): the store never does this
+            raise TypeError("the store writes JSON values, not files")
+        text = json.dumps(value, separators=(",", ":"))
+        if len(text) >= COMPRESS_MIN_CHARS:
+            return super().store(zlib.compress(text.encode(), self.compress_level), False, key)
+        return super().store(text, False, key)
+
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
+        data = super().fetch(mode, filename, value, read)
+        if isinstance(data, bytes):  # compressed: a large value, or written by JSONDisk
+            data = zlib.decompress(data)
+        return json.loads(data)
+
+
+def migrate_keys(directory: Path) -> int:
+    """Rewrite the zlib-compressed keys ``JSONDisk`` wrote as text; return how many.
+
+    One transaction, so a crash leaves the database all old or all new. Blobs
+    sort after text in SQLite, so finding that there is nothing to do is one
+    look into the key index, not a scan.
+    """
+    connection = sqlite3.connect(str(directory / DBNAME), timeout=60, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        rows = connection.execute(
+            "SELECT rowid, key FROM Cache WHERE key >= x'' AND raw = 1"
+        ).fetchall()
+        connection.executemany(
+            "UPDATE Cache SET key = ? WHERE rowid = ?",
+            [(json.loads(zlib.decompress(key)), rowid) for rowid, key in rows],
+        )
+        connection.execute("COMMIT")
+    finally:
+        connection.close()
+    return len(rows)
