@@ -63,11 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(quick=args.quick, workers=args.workers, work_dir=work_dir)
     started = time.monotonic()
     rows: list[Row] = []
+    failed: list[str] = []
     try:
         for name in names:
             t0 = time.monotonic()
             console.print(f"[bold]{name}[/bold] ...", end=" ")
-            rows.extend(FIGURES[name](settings))
+            try:
+                rows.extend(FIGURES[name](settings))
+            except Exception:  # one broken figure must not cost the others' minutes
+                console.print_exception()
+                failed.append(name)
+                continue
             console.print(f"{time.monotonic() - t0:.1f} s")
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -84,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows, console)
     if args.json:
         print(as_json(rows, machine, meta))
+    if failed:
+        console.print(f"[red]failed: {', '.join(failed)}[/red]; {DOC.name} left as it was")
+        return 1
     if args.write or not (args.quick or args.only):
         write_doc(markdown(rows, machine, meta))
         console.print(f"wrote {DOC}")

@@ -28,9 +28,9 @@ DISKCACHE = "diskcache reads"
 def _read(side: str, source: Path, ids: list[str], ids_file: Path) -> dict[str, float]:
     ids_file.write_text("\n".join(ids))
     command = [sys.executable, "-m", "bench.store_reader", side, str(source), str(ids_file)]
-    out = subprocess.run(
-        command, check=True, capture_output=True, text=True, cwd=ROOT, timeout=WAIT
-    )
+    out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=WAIT)
+    if out.returncode != 0:
+        raise RuntimeError(f"cached figure: the {side} reader failed:\n{out.stderr}")
     return json.loads(out.stdout)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import diskcache
 from gcgate import Client
 from gcgate.serialize import Serializer
+from gcgated import store
 
 
 def _gcgate(source: str, ids: list[str]) -> tuple[float, float, int]:
@@ -35,9 +36,12 @@ def _gcgate(source: str, ids: list[str]) -> tuple[float, float, int]:
 
 
 def _diskcache(source: str, ids: list[str]) -> tuple[float, float, int]:
+    # The daemon's own Disk class (diskcache's JSONDisk, or the JSON text variant
+    # that replaced it), so the records decode exactly as the daemon wrote them.
+    disk = store._CACHE_SETTINGS["disk"]
     serializer = Serializer()
     t0 = time.perf_counter()
-    cache = diskcache.Cache(source, disk=diskcache.JSONDisk)
+    cache = diskcache.Cache(source, disk=disk)
     t1 = time.perf_counter()
     results = [serializer.deserialize(cache[task_id]["result"]) for task_id in ids]
     t2 = time.perf_counter()
