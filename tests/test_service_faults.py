@@ -33,10 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from gcgate import Client
 from gcgate.errors import DeadlineExceeded, GatewayError, Unavailable
 from gcgate.v1 import gateway_pb2 as pb
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import script_function
 from standin import StandIn
 from test_globus_backend import GlobusDaemon
@@ -249,6 +251,13 @@ def backend(client: Client) -> tuple[str, dict[str, Any]]:
     return globus.state, json.loads(globus.details_json)
 
 
+def globus_health(daemon: GlobusDaemon) -> int:
+    """What the standard health service says about the Globus login."""
+    with grpc.insecure_channel(f"unix:{daemon.socket_path}") as channel:
+        request = health_pb2.HealthCheckRequest(service="gcgate.globus")
+        return health_pb2_grpc.HealthStub(channel).Check(request, timeout=10).status
+
+
 def wait_for(what: str, condition: Callable[[], bool], timeout: float = WAIT) -> float:
     """Poll ``condition`` until true; seconds it took (fails after ``timeout``)."""
     started = time.monotonic()
@@ -447,6 +456,7 @@ def test_auth_down_for_a_while(impatient: GlobusDaemon, service: StandIn) -> Non
     state, details = backend(client)
     assert state == "degraded" and "Globus Auth" in details["last_error"]
     assert details["login_error"] == ""  # the credentials were not refused
+    assert globus_health(impatient) == health_pb2.HealthCheckResponse.SERVING
 
     service.faults.remove(outage)
     lifted = time.monotonic()
