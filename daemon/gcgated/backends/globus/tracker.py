@@ -50,6 +50,16 @@ LOST_RESULT = (
     " again to get its result"
 )
 
+#: A task of the daemon's own login that the service no longer knows, with no
+#: lost answer on record (tests/test_crash_restart.py shows it after kill -9).
+FORGOTTEN = (
+    "Globus Compute no longer knows this task ({reason}). The service hands a result"
+    " out only once and abandons results not fetched within 30 minutes, so its result"
+    " was either handed to gcgated in a status answer not yet written when gcgated"
+    " stopped (killed or crashed), or abandoned while gcgated was down. The task ran"
+    " at the service; run it again to get its result"
+)
+
 
 def outcome_from(task_id: str, doc: dict[str, Any]) -> Outcome | None:
     """The Outcome for a final task document, None while the task is pending."""
@@ -252,8 +262,11 @@ class Tracker:
             outcome = outcome_from(task_id, doc)
             if outcome is None:
                 continue
-            if lost is not None and token is None and _unknown_to(doc):
-                outcome = dataclasses.replace(outcome, exception=LOST_RESULT.format(why=lost))
+            if token is None and _unknown_to(doc):
+                why = FORGOTTEN.format(reason=doc.get("reason"))
+                if lost is not None:
+                    why = LOST_RESULT.format(why=lost)
+                outcome = dataclasses.replace(outcome, exception=why)
             if token is not None and _unknown_to(doc):
                 # Not this token's task (another identity's token adopted it):
                 # park it rather than fail a task its owner may still fetch.
