@@ -309,23 +309,29 @@ def test_throttling_and_server_errors(gcgated: GlobusDaemon, service: StandIn) -
 
 
 def test_connection_resets(gcgated: GlobusDaemon, service: StandIn) -> None:
-    """RSTs: polls are asked again; a submit whose connection broke is not resent
-    (DEADLINE_EXCEEDED), whether or not the service had processed it."""
+    """RSTs: polls are asked again; a submit whose connection broke (or that a
+    gateway answered 504) is not resent (DEADLINE_EXCEEDED), whether or not the
+    service had processed it."""
     client, fid = connect(gcgated, service)
     polls = service.faults.connection_reset(count=3, path="/v2/batch_status")
     submit_path = "/v3/endpoints/*/submit"
     processed = service.faults.connection_reset(count=1, when="after", path=submit_path)
     unprocessed = service.faults.connection_reset(count=1, path=submit_path)
+    gateway = service.faults.server_error(count=1, status=504, path=submit_path)
     run = submit(client, service.endpoint_id, fid, range(300), start_run(service))
 
-    assert processed.hits == unprocessed.hits == 1
-    assert run.refused, "the two reset submits refused their callers"
+    assert processed.hits == unprocessed.hits == gateway.hits == 1
+    assert run.refused, "the three submits without an answer refused their callers"
     for exc in run.refused.values():
         assert isinstance(exc, DeadlineExceeded)
         assert "may have accepted" in exc.message and "run twice" in exc.message
+    kinds = {
+        "ConnectionError" in e.message or "HTTP 504" in e.message for e in run.refused.values()
+    }
+    assert kinds == {True}
     check_accepted(client, run)
     orphans = check_service_side(service, run)
-    assert 0 < orphans < len(run.refused)  # the processed one's tasks, not the other's
+    assert 0 < orphans < len(run.refused)  # the processed one's tasks, not the others'
     # The poller carried on: every accepted task resolved (above), the resets were used.
     assert polls.hits == 3
     _, details = backend(client)
