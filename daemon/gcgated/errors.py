@@ -9,12 +9,31 @@ from __future__ import annotations
 import errno
 import sqlite3
 
+#: Budget for a message on the wire. gRPC sends it percent-encoded (3 bytes for each
+#: byte that is not printable ASCII) in a trailer that clients drop whole beyond
+#: 8 KiB, answering RESOURCE_EXHAUSTED "metadata size exceeds soft limit" instead.
+MAX_MESSAGE_WIRE_BYTES = 6000
+
 
 class GatewayError(Exception):
     """Base class: a request the daemon refuses, with a message a person can act on."""
 
     #: Name of the grpc.StatusCode the servicer answers with.
     code = "INTERNAL"
+
+    def __str__(self) -> str:
+        """The message, cut to fit a gRPC trailer (it may quote a client's input)."""
+        return fit_trailer(super().__str__())
+
+
+def fit_trailer(text: str) -> str:
+    """``text``, or its start with a note, within MAX_MESSAGE_WIRE_BYTES encoded."""
+    size = 0
+    for i, char in enumerate(text):
+        size += 1 if " " <= char <= "~" and char != "%" else 3 * len(char.encode(errors="replace"))
+        if size > MAX_MESSAGE_WIRE_BYTES:
+            return f"{text[:i]}... (message cut: too long)"
+    return text
 
 
 class InvalidArgument(GatewayError):

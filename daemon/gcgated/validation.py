@@ -25,6 +25,17 @@ CODE_HEADERS = frozenset({"01\n", "02\n", "03\n", "04\n", "10\n", "12\n", "st\n"
 #: code recurses per level; without a fixed bound a deep document fails with a
 #: RecursionError at a depth that depends on the stack, here or on the endpoint.
 MAX_JSON_DEPTH = 200
+#: Roles GET /v2/endpoints takes (the SDK's get_endpoints(role=...)).
+ENDPOINT_ROLES = ("owner", "any")
+
+
+def shown(value: str, limit: int = 80) -> str:
+    """A client's value quoted in an error message: its repr (control characters
+    escaped), cut at ``limit`` characters. Error details travel in a gRPC trailer,
+    which the client drops whole (as RESOURCE_EXHAUSTED) beyond 8 KiB."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value):,} characters)"
 
 
 def parse_uuid(value: str, what: str) -> str:
@@ -34,7 +45,18 @@ def parse_uuid(value: str, what: str) -> str:
     try:
         return str(uuid.UUID(value))
     except (ValueError, AttributeError, TypeError):
-        raise InvalidArgument(f"{what} {value[:80]!r} is not a UUID") from None
+        raise InvalidArgument(f"{what} {shown(value)} is not a UUID") from None
+
+
+def check_endpoint_role(role: str) -> str:
+    """A ListEndpoints role the service knows ("" for its default), checked here so a
+    bad one is INVALID_ARGUMENT and never a request Globus answers with an HTML page."""
+    if role and role not in ENDPOINT_ROLES:
+        raise InvalidArgument(
+            f"role {shown(role)} is not one of {', '.join(ENDPOINT_ROLES)}"
+            " (or empty for the service's default, owner)"
+        )
+    return role
 
 
 def unpack_frames(packed: str, what: str) -> list[str]:
@@ -42,7 +64,9 @@ def unpack_frames(packed: str, what: str) -> list[str]:
     try:
         return unpack_buffers(packed)
     except DeserializationError as exc:
-        raise InvalidArgument(f"{what} is not valid pack_buffers framing: {exc.reason}") from None
+        # The reason quotes the client's length prefix, which may be any text.
+        reason = exc.reason if len(exc.reason) <= 200 else shown(exc.reason, 200)
+        raise InvalidArgument(f"{what} is not valid pack_buffers framing: {reason}") from None
 
 
 def check_task_payload(payload: str) -> None:
@@ -63,10 +87,10 @@ def check_task_payload(payload: str) -> None:
 def check_function_code(code: str, serialized: bool, name: str) -> None:
     """Serialized code is one code buffer; source text must at least name the function."""
     if not name.isidentifier():
-        raise InvalidArgument(f"function_name {name[:80]!r} is not a Python identifier")
+        raise InvalidArgument(f"function_name {shown(name)} is not a Python identifier")
     if not serialized:
         if f"def {name}" not in code and f"{name} =" not in code:
-            raise InvalidArgument(f"function source does not define {name!r}")
+            raise InvalidArgument(f"function source does not define {shown(name)}")
         return
     frames = unpack_frames(code, "function_code")
     if len(frames) != 1 or frames[0][:3] not in CODE_HEADERS:
