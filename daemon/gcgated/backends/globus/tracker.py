@@ -155,6 +155,7 @@ class Tracker:
         for task_id in task_ids:
             self._inflight.pop(task_id, None)
             self._tokens.pop(task_id, None)
+            self._unanswered.pop(task_id, None)
             self._parked[task_id] = fingerprint
 
     def adopt(self, task_ids: Iterable[str], token: str) -> int:
