@@ -104,6 +104,10 @@ class Store:
         #: Where damaged databases were moved when this store was opened, if any
         #: (set by gcgated.store_recovery; shown by Status).
         self.damaged_moved_to = ""
+        #: Records of the unfinished tasks this daemon knows (submitted, or
+        #: resumed), as written: completing one then writes without reading it
+        #: back, and asking about one reads nothing. Each changes once, when final.
+        self._pending: dict[str, dict[str, Any]] = {}
         self._functions = _open_json_cache(directory / "functions")
         self._tasks = _open_json_cache(directory / "tasks")
         self._inflight = _open_json_cache(directory / "inflight")
@@ -209,6 +213,7 @@ class Store:
         with self._tasks.transact():
             for record in records:
                 self._tasks.set(record["task_id"], record)
+        self._pending.update((record["task_id"], record) for record in records)
         return records
 
     def complete_tasks(self, outcomes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -224,7 +229,8 @@ class Store:
         with self._tasks.transact():
             for outcome in outcomes:
                 task_id = outcome["task_id"]
-                record = self._tasks.get(task_id)
+                # Not in memory: a task whose run data was lost, or a duplicate.
+                record = self._pending.get(task_id) or self._tasks.get(task_id)
                 if record is None or record["status"] in FINAL_STATUSES:
                     continue
                 record = {**record, **outcome, "completion_batch": batch}
@@ -232,6 +238,8 @@ class Store:
                 written.append(record)
             if written:  # journaled before the records commit: see _settle_counts
                 self._meta.set(batch, json.dumps(_count_entry(written)))
+        for record in written:
+            self._pending.pop(record["task_id"], None)
         with self._inflight.transact():
             for record in written:
                 self._inflight.delete(record["task_id"])
@@ -281,18 +289,34 @@ class Store:
 
     def get_task(self, task_id: str) -> dict[str, Any] | None:
         """A task record; a final one starts its retention clock when first read."""
-        record, expire_time = self._tasks.get(task_id, expire_time=True)
-        if record is not None and expire_time is None and record["status"] in FINAL_STATUSES:
-            try:
-                self._tasks.touch(task_id, expire=self.retention_seconds)
-            except Exception as exc:
-                if not is_disk_full(exc):
-                    raise
-                # A full disk must not hide results: the clock starts at a later read.
-        return record
+        return self.get_tasks([task_id])[task_id]
 
     def get_tasks(self, task_ids: Iterable[str]) -> dict[str, dict[str, Any] | None]:
-        return {task_id: self.get_task(task_id) for task_id in task_ids}
+        """Records by task id (None: unknown); see :meth:`get_task`."""
+        found: dict[str, dict[str, Any] | None] = {}
+        first_reads = []
+        for task_id in task_ids:
+            record = self._pending.get(task_id)
+            if record is None:
+                record, expire_time = self._tasks.get(task_id, expire_time=True)
+                if expire_time is None and record and record["status"] in FINAL_STATUSES:
+                    first_reads.append(task_id)
+            found[task_id] = record
+        if first_reads:
+            self._start_retention(first_reads)
+        return found
+
+    def _start_retention(self, task_ids: Sequence[str]) -> None:
+        """Start the retention clocks of results read for the first time, in one
+        transaction. Losing this write to a crash only keeps the results longer."""
+        try:
+            with self._tasks.transact():
+                for task_id in task_ids:
+                    self._tasks.touch(task_id, expire=self.retention_seconds)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            # A full disk must not hide results: the clock starts at a later read.
 
     def resumable(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         """Every accepted, unfinished task as (record, run data), for resuming.
@@ -308,6 +332,7 @@ class Store:
             if record is None or record["status"] in FINAL_STATUSES:
                 self._inflight.delete(task_id)
                 continue
+            self._pending[task_id] = record
             yield record, run
 
     def recent_tasks(self, limit: int, status: str = "") -> list[dict[str, Any]]:
