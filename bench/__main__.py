@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     work_dir = Path(tempfile.mkdtemp(prefix="gcgate-bench-"))
     settings = Settings(quick=args.quick, workers=args.workers, work_dir=work_dir)
     started = time.monotonic()
+    machine = describe()  # before the figures: the load average is the machine's, not ours
     rows: list[Row] = []
     failed: list[str] = []
     try:
@@ -86,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
         "figures": names,
         "seconds": time.monotonic() - started,
     }
-    machine = describe()
     print_table(rows, console)
     if args.json:
         print(as_json(rows, machine, meta))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from importlib import metadata
 from pathlib import Path
 
@@ -47,4 +48,23 @@ def describe() -> dict[str, str]:
             info[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             info[name] = "not installed"
+    # Other work on the machine changes every number; the lead re-runs on a quiet one.
+    info["load average at start"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    info["gcgate revision"] = revision()
     return info
+
+
+def revision() -> str:
+    """``git describe`` of the tree measured (``-dirty`` when it had uncommitted changes)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
