@@ -29,12 +29,19 @@ from bench.noop import noop
 PER = 10_000
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set size of ``pid`` (VmRSS), in MB (10^6 bytes)."""
+def rss_mb(pid: int) -> dict[str, float]:
+    """VmRSS of ``pid`` and its parts (RssAnon: heap; RssFile: mapped files, such as
+    SQLite's memory-mapped databases), in MB (10^6 bytes)."""
+    fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024 / 1e6
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "RssAnon", "RssFile"):
+            fields[name] = int(value.split()[0]) * 1024 / 1e6
+    return fields
+
+
+def _parts(reading: dict[str, float]) -> str:
+    return f"anon {reading['RssAnon']:.0f} MB + file-backed {reading['RssFile']:.0f} MB"
 
 
 def children(pid: int) -> list[int]:
@@ -90,10 +97,11 @@ def memory(settings: Settings) -> list[Row]:
         wait_idle(client)
         completed = rss_mb(daemon.pid)
 
-    per_10k = slope([t / PER for t in tracked], readings)
+    rss = [r["VmRSS"] for r in readings]
+    per_10k = slope([t / PER for t in tracked], rss)
     half = len(tracked) // 2
-    first = slope(tracked[: half + 1], readings[: half + 1]) * PER
-    second = slope(tracked[half:], readings[half:]) * PER
+    first = slope(tracked[: half + 1], rss[: half + 1]) * PER
+    second = slope(tracked[half:], rss[half:]) * PER
     linear = second <= first + 1.0
     total = tracked[-1]
     return [
@@ -101,9 +109,9 @@ def memory(settings: Settings) -> list[Row]:
             "memory",
             f"daemon RSS, {total:,} tasks in flight (max)",
             "MB",
-            max(readings),
+            max(rss),
             target=Target("<=", 150, on="value"),
-            note=f"idle {idle:.0f} MB before",
+            note=f"{_parts(readings[-1])}; idle before: {idle['VmRSS']:.0f} MB ({_parts(idle)})",
         ),
         Row(
             "memory",
@@ -118,7 +126,8 @@ def memory(settings: Settings) -> list[Row]:
             "memory",
             f"daemon RSS, {total:,} tasks completed",
             "MB",
-            completed,
+            completed["VmRSS"],
             target=Target("<=", 150, on="value"),
+            note=_parts(completed),
         ),
     ]
