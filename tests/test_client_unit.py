@@ -382,7 +382,7 @@ def divide(a: float, b: float) -> float:
 
 
 class FakeGateway(pb_grpc.GatewayServicer):
-    """Just enough of gcgated for the Executor: registration, BatchRun, WatchTasks.
+    """Just enough of gcgated for the Executor: registration, BatchRun, the watch streams.
 
     Tasks run in-process at submission, or wait while ``hold`` is cleared. State
     lives on this object, so a restarted server (same object) keeps it, like the
@@ -455,6 +455,10 @@ class FakeGateway(pb_grpc.GatewayServicer):
             self._execute(*task)
 
     def WatchTasks(self, request: Any, context: Any) -> Iterator[pb.TaskRecord]:
+        for batch in self.WatchTaskBatches(request, context):
+            yield from batch.tasks
+
+    def WatchTaskBatches(self, request: Any, context: Any) -> Iterator[pb.TaskRecordBatch]:
         remaining = list(dict.fromkeys(request.task_ids))
         if any(t not in self.records for t in remaining):
             context.abort(grpc.StatusCode.NOT_FOUND, "unknown task id")
@@ -470,7 +474,7 @@ class FakeGateway(pb_grpc.GatewayServicer):
                         continue
                 for tid in ready:
                     remaining.remove(tid)
-                    yield self.records[tid]
+                yield pb.TaskRecordBatch(tasks=[self.records[tid] for tid in ready])
         finally:
             with self.cond:
                 self.open_streams -= 1

@@ -543,8 +543,10 @@ class Client:
         if not rest:
             return
         request = pb.WatchTasksRequest(task_ids=rest)
-        for record in self._conn.stream(self._conn.stub.WatchTasks, request, timeout=timeout):
-            yield self._remember(task_dict(record, self.fx_serializer))
+        stream = self._conn.stream(self._conn.stub.WatchTaskBatches, request, timeout=timeout)
+        for batch in stream:
+            for record in batch.tasks:
+                yield self._remember(task_dict(record, self.fx_serializer))
 
     def list_tasks(
         self, limit: int = 50, status: str = "", include_results: bool = False

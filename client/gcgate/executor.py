@@ -3,7 +3,7 @@
 ``submit()`` serializes the call at once (so argument errors surface in the
 caller) and queues it. A submitter thread drains the queue into ``BatchRun``
 calls as soon as there is something to send, and hands the new task ids to a
-:class:`_ResultWatcher`, which resolves the futures from ``WatchTasks`` server
+:class:`_ResultWatcher`, which resolves the futures from ``WatchTaskBatches`` server
 streams: results are pushed by the daemon, never polled for.
 """
 
@@ -478,7 +478,7 @@ def _check_json_dict(val: Any, type_msg: str, json_msg: str) -> None:
 
 @dataclass(eq=False)
 class _Stream:
-    """One WatchTasks call, iterated by its own thread.
+    """One WatchTaskBatches call, iterated by its own thread.
 
     ``ids`` are the unresolved tasks this stream is responsible for (shrinking as
     they resolve). Once ``retired`` (under the watcher lock) the stream is
@@ -493,7 +493,7 @@ class _Stream:
 
 
 class _ResultWatcher:
-    """Resolves futures from WatchTasks streams, with few streams and threads.
+    """Resolves futures from WatchTaskBatches streams, with few streams and threads.
 
     Each flushed batch gets a stream of its own, so its results flow at once.
     To keep the number of streams (and threads) logarithmic in the number of
@@ -591,11 +591,11 @@ class _ResultWatcher:
                     stream.retired = True
                     return
                 request = pb.WatchTasksRequest(task_ids=sorted(stream.ids))
-                stream.call = conn.stub.WatchTasks(request)
+                stream.call = conn.stub.WatchTaskBatches(request)
             try:
-                for record in stream.call:
+                for batch in stream.call:
                     reopens = 0
-                    self._resolve(record)
+                    self._resolve(batch.tasks)
             except grpc.RpcError as err:
                 if stream.retired:
                     return  # cancelled on purpose: its ids moved to a merged stream
@@ -645,19 +645,23 @@ class _ResultWatcher:
                 return None
         raise AssertionError("unreachable")
 
-    def _resolve(self, record: pb.TaskRecord) -> None:
-        if record.pending:
-            return
+    def _resolve(self, records: Iterable[pb.TaskRecord]) -> None:
+        """Resolve the futures of final ``records`` (one lock round for them all)."""
+        found = []
         with self._lock:
-            future = self._futures.pop(record.task_id, None)
-            if future is None:
-                return  # resolved already, via a stream this one replaced
-            self._owner.pop(record.task_id).ids.discard(record.task_id)
-        task = task_dict(record, self._client.fx_serializer)
-        if "exception" in task:
-            future.set_exception(task["exception"])
-        else:
-            future.set_result(task["result"])
+            for record in records:
+                future = None if record.pending else self._futures.pop(record.task_id, None)
+                if future is None:
+                    continue  # resolved already, via a stream this one replaced
+                self._owner.pop(record.task_id).ids.discard(record.task_id)
+                found.append((future, record))
+        serializer = self._client.fx_serializer
+        for future, record in found:
+            task = task_dict(record, serializer)
+            if "exception" in task:
+                future.set_exception(task["exception"])
+            else:
+                future.set_result(task["result"])
 
     def _fail(self, stream: _Stream, exc: BaseException) -> None:
         """Fail the futures ``stream`` is still responsible for (none if retired)."""

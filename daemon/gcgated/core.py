@@ -18,7 +18,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gcgated.backends.base import Backend, Outcome, SubmitGroup, SubmitOptions, TaskSpec
@@ -262,7 +262,16 @@ class TaskLifecycle:
     async def watch(
         self, task_ids: Iterable[str], timeout: float | None = None
     ) -> AsyncIterator[dict[str, Any]]:
-        """Yield each task's final record once, as it completes.
+        """Yield each task's final record once, as it completes."""
+        async for batch in self.watch_batches(task_ids, timeout):
+            for record in batch:
+                yield record
+
+    async def watch_batches(
+        self, task_ids: Iterable[str], timeout: float | None = None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Yield the tasks' final records, each once: first those already final,
+        then, as they complete, those written by one store flush together.
 
         The queue is registered before the store is read, so a task finishing
         between the two is seen by one path or the other (duplicates dropped).
@@ -275,20 +284,30 @@ class TaskLifecycle:
             if not self._accepting:  # shut down before this call registered
                 raise ShuttingDown("gcgated is shutting down; reconnect once it is back")
             remaining = set(wanted)
-            for record in self.get_tasks(wanted):
-                if record["status"] in FINAL_STATUSES:
-                    remaining.discard(record["task_id"])
-                    yield record
+            final = [r for r in self.get_tasks(wanted) if r["status"] in FINAL_STATUSES]
+            if final:
+                remaining.difference_update(r["task_id"] for r in final)
+                yield final
             loop = asyncio.get_running_loop()
             deadline = None if timeout is None else loop.time() + timeout
             while remaining:
                 left = None if deadline is None else deadline - loop.time()
                 record = await asyncio.wait_for(queue.get(), left)
-                if record is _SHUTDOWN:
+                batch, stopping = [], False
+                while True:  # everything queued by now: one flush's worth, or more
+                    if record is _SHUTDOWN:
+                        stopping = True
+                    elif record["task_id"] in remaining:
+                        remaining.discard(record["task_id"])
+                        batch.append(record)
+                    try:
+                        record = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        break
+                if batch:
+                    yield batch
+                if stopping:
                     raise ShuttingDown("gcgated is shutting down; reconnect once it is back")
-                if record["task_id"] in remaining:
-                    remaining.discard(record["task_id"])
-                    yield record
         except asyncio.TimeoutError:
             return
         finally:
@@ -306,7 +325,7 @@ class TaskLifecycle:
 
     def _on_outcome(self, outcome: Outcome) -> None:
         """Backend callback: queue for the next batched store write."""
-        document = asdict(outcome)
+        document = dict(vars(outcome))  # shallow: the backend hands each outcome over once
         document["completion_t"] = repr(outcome.completion_t or time.time())
         self._outcomes.append(document)
         if not self._flush_scheduled:

@@ -282,6 +282,12 @@ class WatchTasksRequest(_message.Message):
     task_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class TaskRecordBatch(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[TaskRecord]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[TaskRecord, _Mapping]]] = ...) -> None: ...
+
 class ListTasksRequest(_message.Message):
     __slots__ = ("limit", "status", "include_results")
     LIMIT_FIELD_NUMBER: _ClassVar[int]

@@ -10,7 +10,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 MAX_WAIT_SECONDS = 300.0
 #: Bounds on ListTasks, so one call cannot read the whole store.
 DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT = 50, 10_000
+#: Results and exceptions per WatchTaskBatches message, well inside the 64 MB limit.
+BATCH_MESSAGE_BYTES = 16 * 1024 * 1024
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -214,6 +216,15 @@ class GatewayServicer(pb_grpc.GatewayServicer):
         async for record in self.core.watch(request.task_ids):
             yield task_message(record)
 
+    @stream_rpc
+    async def WatchTaskBatches(
+        self, request: pb.WatchTasksRequest, context: Any
+    ) -> AsyncIterator[pb.TaskRecordBatch]:
+        self._adopt(request.task_ids)
+        async for records in self.core.watch_batches(request.task_ids):
+            for chunk in wire_chunks(records):
+                yield pb.TaskRecordBatch(tasks=[task_message(r) for r in chunk])
+
     def _adopt(self, task_ids: Any) -> None:
         """A client passing its own token asks about tasks: let the Globus backend
         poll those created with a token of its, if they wait for one."""
@@ -348,6 +359,22 @@ def _login_state(backends: list[tuple[str, dict[str, Any]]]) -> pb.LoginState:
                 state=str(login.get("state", "")), identity=str(login.get("identity", ""))
             )
     return pb.LoginState(state="not_configured")
+
+
+def wire_chunks(records: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """``records`` in runs whose results and exceptions stay under BATCH_MESSAGE_BYTES
+    (a run has at least one record: a single result is at most 10 MB)."""
+    chunk: list[dict[str, Any]] = []
+    size = 0
+    for record in records:
+        length = len(record.get("result") or "") + len(record.get("exception") or "")
+        if chunk and size + length > BATCH_MESSAGE_BYTES:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(record)
+        size += length
+    if chunk:
+        yield chunk
 
 
 def task_message(record: dict[str, Any], *, include_results: bool = True) -> pb.TaskRecord:
