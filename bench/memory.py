@@ -3,8 +3,8 @@
 The local endpoint's workers are paused (SIGSTOP) while ``steps`` batches of
 10,000 no-op tasks (5,000 with ``--quick``) are submitted, so every task is in
 flight (stored, queued, tracked by the core) when the daemon's RSS is read from
-/proc after each batch;
-then the workers resume and RSS is read again once every task is final. The
+/proc after each batch; then the workers resume and RSS is read again once every
+task is final. The
 growth per 10,000 tasks is the slope of a least-squares line through the
 in-flight readings; "linear or better" means the second half of the run grew
 no faster than the first (within 1 MB per 10,000, for noise).
@@ -12,56 +12,20 @@ no faster than the first (within 1 MB per 10,000, for noise).
 
 from __future__ import annotations
 
-import os
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
 from gcgate import Client
 from gcgate.constants import LOCAL_ENDPOINT_ID
 from harness import script_function
 
 from bench.common import Row, Settings, Target, running_daemon, wait_idle
 from bench.noop import noop
+from bench.procs import children, paused, rss_mb
 
 #: Readings are per 10,000 tasks; a step is one batch_run.
 PER = 10_000
 
 
-def rss_mb(pid: int) -> dict[str, float]:
-    """VmRSS of ``pid`` and its parts (RssAnon: heap; RssFile: mapped files, such as
-    SQLite's memory-mapped databases), in MB (10^6 bytes)."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "RssAnon", "RssFile"):
-            fields[name] = int(value.split()[0]) * 1024 / 1e6
-    return fields
-
-
 def _parts(reading: dict[str, float]) -> str:
     return f"anon {reading['RssAnon']:.0f} MB + file-backed {reading['RssFile']:.0f} MB"
-
-
-def children(pid: int) -> list[int]:
-    """Direct child processes of ``pid`` (the daemon's workers)."""
-    kids: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        kids.extend(int(c) for c in (task / "children").read_text().split())
-    return kids
-
-
-@contextmanager
-def paused(pids: list[int]) -> Iterator[None]:
-    """The processes stopped (SIGSTOP) inside the block, continued after."""
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
