@@ -140,12 +140,13 @@ def moved_aside(daemon: Daemon, database: str, reason: str) -> Path:
     log = daemon.log()
     pattern = (
         rf"ERROR .*the result store's '{database}' database is damaged \((?P<why>.*)\):"
-        rf" moved \S+ aside to (?P<to>\S+)/{database};"
+        rf" (moved \S+ aside to (?P<to>\S+)/{database}|nothing to move, recorded under"
+        rf" (?P<under>\S+));"
     )
     found = re.search(pattern, log)
     assert found, f"no damage line for {database}:\n{log[-3000:]}"
     assert reason in found["why"], found["why"]
-    aside = Path(found["to"])
+    aside = Path(found["to"] or found["under"])
     assert aside.parent == daemon.state_dir and aside.name.startswith("store.damaged-")
     with Client(socket_path=daemon.socket_path) as gcc:
         assert gcc.status()["store"]["damaged_moved_to"] == str(aside)

@@ -132,15 +132,18 @@ def move_aside(store_dir: Path, damage: list[Damage]) -> Path:
         aside = store_dir.with_name(f"{store_dir.name}.damaged-{stamp}-{suffix}")
     aside.mkdir(mode=0o700)
     for item in damage:
-        if (store_dir / item.database).exists():
-            (store_dir / item.database).rename(aside / item.database)
+        where = store_dir / item.database
+        if where.exists():
+            where.rename(aside / item.database)
+            what = f"moved {where} aside to {aside / item.database}"
+        else:
+            what = f"nothing to move, recorded under {aside}"
         log.error(
-            "the result store's %r database is damaged (%s): moved %s aside to %s;"
-            " the daemon starts without it and keeps the store's other databases",
+            "the result store's %r database is damaged (%s): %s; the daemon starts"
+            " without it and keeps the store's other databases",
             item.database,
             item.reason,
-            store_dir / item.database,
-            aside / item.database,
+            what,
         )
     return aside
 
