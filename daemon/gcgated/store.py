@@ -34,6 +34,7 @@ from typing import Any
 
 import diskcache
 
+from gcgated import bulk
 from gcgated.errors import is_disk_full
 from gcgated.jsondisk import JSONTextDisk, migrate_keys
 
@@ -199,20 +200,20 @@ class Store:
             }
             for task in tasks
         ]
-        with self._inflight.transact():
-            for task in tasks:
-                self._inflight.set(
-                    task.task_id,
-                    {
-                        "endpoint_id": task.endpoint_id,
-                        "function_id": task.function_id,
-                        "payload": task.payload,
-                        "result_serializers": list(task.result_serializers),
-                    },
-                )
-        with self._tasks.transact():
-            for record in records:
-                self._tasks.set(record["task_id"], record)
+        run_data = [
+            (
+                task.task_id,
+                {
+                    "endpoint_id": task.endpoint_id,
+                    "function_id": task.function_id,
+                    "payload": task.payload,
+                    "result_serializers": list(task.result_serializers),
+                },
+            )
+            for task in tasks
+        ]
+        bulk.set_many(self._inflight, run_data)
+        bulk.set_many(self._tasks, [(record["task_id"], record) for record in records])
         self._pending.update((record["task_id"], record) for record in records)
         return records
 
@@ -233,16 +234,13 @@ class Store:
                 record = self._pending.get(task_id) or self._tasks.get(task_id)
                 if record is None or record["status"] in FINAL_STATUSES:
                     continue
-                record = {**record, **outcome, "completion_batch": batch}
-                self._tasks.set(task_id, record)
-                written.append(record)
+                written.append({**record, **outcome, "completion_batch": batch})
+            bulk.set_many(self._tasks, [(record["task_id"], record) for record in written])
             if written:  # journaled before the records commit: see _settle_counts
                 self._meta.set(batch, json.dumps(_count_entry(written)))
         for record in written:
             self._pending.pop(record["task_id"], None)
-        with self._inflight.transact():
-            for record in written:
-                self._inflight.delete(record["task_id"])
+        bulk.delete_many(self._inflight, [record["task_id"] for record in written])
         if written:
             self._apply_counts(batch, _count_entry(written))
         return written
@@ -293,26 +291,26 @@ class Store:
 
     def get_tasks(self, task_ids: Iterable[str]) -> dict[str, dict[str, Any] | None]:
         """Records by task id (None: unknown); see :meth:`get_task`."""
-        found: dict[str, dict[str, Any] | None] = {}
-        first_reads = []
-        for task_id in task_ids:
-            record = self._pending.get(task_id)
-            if record is None:
-                record, expire_time = self._tasks.get(task_id, expire_time=True)
-                if expire_time is None and record and record["status"] in FINAL_STATUSES:
-                    first_reads.append(task_id)
-            found[task_id] = record
+        task_ids = list(task_ids)
+        stored = bulk.get_many(self._tasks, [t for t in task_ids if t not in self._pending])
+        first_reads = [
+            task_id
+            for task_id, (record, expire_time) in stored.items()
+            if expire_time is None and record["status"] in FINAL_STATUSES
+        ]
         if first_reads:
             self._start_retention(first_reads)
+        found: dict[str, dict[str, Any] | None] = {}
+        for task_id in task_ids:
+            pending = self._pending.get(task_id)
+            found[task_id] = pending if pending is not None else stored.get(task_id, (None,))[0]
         return found
 
     def _start_retention(self, task_ids: Sequence[str]) -> None:
         """Start the retention clocks of results read for the first time, in one
         transaction. Losing this write to a crash only keeps the results longer."""
         try:
-            with self._tasks.transact():
-                for task_id in task_ids:
-                    self._tasks.touch(task_id, expire=self.retention_seconds)
+            bulk.touch_many(self._tasks, task_ids, self.retention_seconds)
         except Exception as exc:
             if not is_disk_full(exc):
                 raise
