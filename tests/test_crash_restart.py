@@ -320,9 +320,14 @@ def local_run(crash_run: Callable[..., CrashRun], tmp_path: Path, seed: int, pha
 
 
 def globus_run(
-    crash_run: Callable[..., CrashRun], standin: StandIn, tmp_path: Path, seed: int, phase: str
+    crash_run: Callable[..., CrashRun],
+    standin: StandIn,
+    tmp_path: Path,
+    seed: int,
+    phase: str,
+    settings: dict[str, Any] = GLOBUS_SETTINGS,
 ) -> None:
-    daemon = GlobusDaemon(tmp_path / "state", standin, GLOBUS_SETTINGS).start()
+    daemon = GlobusDaemon(tmp_path / "state", standin, settings).start()
     try:
         run_and_check(crash_run(daemon, standin.endpoint_id, seed, phase), standin)
     finally:
@@ -357,3 +362,13 @@ def test_globus_endpoint_survives_kill_soak(
     crash_run, standin: StandIn, tmp_path: Path, seed: int, phase: str
 ) -> None:
     globus_run(crash_run, standin, tmp_path, seed, phase)
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("seed,phase", SOAK[:9])
+def test_globus_endpoint_survives_kill_production_budget_soak(
+    crash_run, standin: StandIn, tmp_path: Path, seed: int, phase: str
+) -> None:
+    """The default request budget (18 per 10 s): polls spaced by the rate limiter,
+    as in production, not back to back; how often does a kill hit the window?"""
+    globus_run(crash_run, standin, tmp_path, seed, phase, settings={})
