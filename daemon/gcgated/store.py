@@ -47,6 +47,9 @@ FINAL_STATUSES = frozenset({"success", "failed"})
 DISK_ROOM_FACTOR, DISK_ROOM_SPARE = 4, 1 << 20
 #: The diskcache databases under the store directory (see the module doc).
 DATABASES = ("functions", "tasks", "inflight", "globus_functions", "globus_tasks", "meta")
+#: The fields of an unfinished task's record, as add_tasks writes them.
+_PENDING_FIELDS = ("task_id", "function_id", "endpoint_id", "task_group_id", "status", "created_at")
+_PENDING_KEYS = frozenset(_PENDING_FIELDS)
 #: Key prefix, in ``meta``, of a completion batch being counted (see Store._settle_counts).
 _COUNTING = "counting:"
 
@@ -59,6 +62,12 @@ _CACHE_SETTINGS: dict[str, Any] = {
     "eviction_policy": "none",
     "size_limit": 2**62,
     "statistics": False,
+    # SQLite's own memory per database (diskcache's defaults: a 64 MB memory map,
+    # whose pages count in the daemon's RSS once read, and a 32 MB page cache):
+    # reads are ~10% slower without the map; RSS with 100,000 tasks in flight
+    # went from 193 to 139 MB.
+    "sqlite_mmap_size": 0,
+    "sqlite_cache_size": 2**10,
 }
 
 
@@ -108,7 +117,9 @@ class Store:
         #: Records of the unfinished tasks this daemon knows (submitted, or
         #: resumed), as written: completing one then writes without reading it
         #: back, and asking about one reads nothing. Each changes once, when final.
-        self._pending: dict[str, dict[str, Any]] = {}
+        #: Values are the record's other fields as a tuple (_PENDING_FIELDS): a
+        #: third of a dict's memory, with 100,000 tasks in flight.
+        self._pending: dict[str, tuple[Any, ...]] = {}
         self._functions = _open_json_cache(directory / "functions")
         self._tasks = _open_json_cache(directory / "tasks")
         self._inflight = _open_json_cache(directory / "inflight")
@@ -214,7 +225,8 @@ class Store:
         ]
         bulk.set_many(self._inflight, run_data)
         bulk.set_many(self._tasks, [(record["task_id"], record) for record in records])
-        self._pending.update((record["task_id"], record) for record in records)
+        for record in records:
+            self._remember_pending(record)
         return records
 
     def complete_tasks(self, outcomes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -231,7 +243,7 @@ class Store:
             for outcome in outcomes:
                 task_id = outcome["task_id"]
                 # Not in memory: a task whose run data was lost, or a duplicate.
-                record = self._pending.get(task_id) or self._tasks.get(task_id)
+                record = self._pending_record(task_id) or self._tasks.get(task_id)
                 if record is None or record["status"] in FINAL_STATUSES:
                     continue
                 written.append({**record, **outcome, "completion_batch": batch})
@@ -302,7 +314,7 @@ class Store:
             self._start_retention(first_reads)
         found: dict[str, dict[str, Any] | None] = {}
         for task_id in task_ids:
-            pending = self._pending.get(task_id)
+            pending = self._pending_record(task_id)
             found[task_id] = pending if pending is not None else stored.get(task_id, (None,))[0]
         return found
 
@@ -330,8 +342,20 @@ class Store:
             if record is None or record["status"] in FINAL_STATUSES:
                 self._inflight.delete(task_id)
                 continue
-            self._pending[task_id] = record
+            self._remember_pending(record)
             yield record, run
+
+    def _remember_pending(self, record: dict[str, Any]) -> None:
+        """Keep an unfinished task's record in memory, if it has the usual fields
+        (one that does not is read from the database when needed)."""
+        if record.keys() == _PENDING_KEYS:
+            self._pending[record["task_id"]] = tuple(record[f] for f in _PENDING_FIELDS[1:])
+
+    def _pending_record(self, task_id: str) -> dict[str, Any] | None:
+        values = self._pending.get(task_id)
+        if values is None:
+            return None
+        return dict(zip(_PENDING_FIELDS, (task_id, *values), strict=True))
 
     def recent_tasks(self, limit: int, status: str = "") -> list[dict[str, Any]]:
         """Newest first; ``status="pending"`` matches every non-final status."""
