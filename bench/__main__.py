@@ -20,7 +20,7 @@ from rich.console import Console
 from bench import imports, local, memory, remote, store
 from bench.common import Row, Settings
 from bench.machine import describe
-from bench.report import DOC, as_json, markdown, print_table, write_doc
+from bench.report import DOC, as_json, markdown, print_table, with_fresh_notes, write_doc
 
 #: Figure name -> measurement, in the issue's order.
 FIGURES: dict[str, Callable[[Settings], list[Row]]] = {
@@ -47,6 +47,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"rewrite {DOC.relative_to(DOC.parent.parent)} (default only for a full run)",
     )
     parser.add_argument(
+        "--notes-only",
+        action="store_true",
+        help="measure nothing: refresh the bench/notes.md part of the document",
+    )
+    parser.add_argument(
         "--workers", type=int, default=2, help="worker processes on both sides (default 2)"
     )
     return parser.parse_args(argv)
@@ -54,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.notes_only:
+        write_doc(with_fresh_notes(DOC.read_text()))
+        return 0
     # With --json, stdout carries only the JSON document.
     console = Console(stderr=args.json)
     if not console.is_terminal:

@@ -27,6 +27,7 @@ make bench                          # every figure at full size; rewrites this f
 make bench BENCH_ARGS=--quick       # the CI smoke sizes (< 30 s); prints only
 .venv/bin/python -m bench --only roundtrip          # one figure (prints only)
 .venv/bin/python -m bench --quick --json            # machine-readable results
+.venv/bin/python -m bench --notes-only     # after editing bench/notes.md: no measuring
 ```"""
 
 
@@ -113,9 +114,22 @@ def markdown(rows: Sequence[Row], machine: dict[str, str], meta: dict[str, Any])
         _md_table(["", ""], list(machine.items())),
         "## Reproduce",
         REPRODUCE,
+        NOTES_MARK,
         NOTES.read_text().strip(),
     ]
     return "\n\n".join(parts) + "\n"
+
+
+#: Where the generated part of the document ends and bench/notes.md begins.
+NOTES_MARK = "<!-- bench/notes.md follows (python -m bench --notes-only refreshes it) -->"
+
+
+def with_fresh_notes(doc: str) -> str:
+    """``doc`` with its notes replaced by the current bench/notes.md (no measuring)."""
+    head, mark, _ = doc.partition(NOTES_MARK)
+    if not mark:
+        raise ValueError(f"{DOC} has no notes marker; run the benchmarks to regenerate it")
+    return f"{head}{mark}\n\n{NOTES.read_text().strip()}\n"
 
 
 def write_doc(text: str, path: Path = DOC) -> None:
