@@ -65,6 +65,11 @@ SERVER_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_concurrent_streams", 1024),
+    # Calls that arrived but that the event loop has not picked up yet. gRPC's
+    # defaults (1,000, then random early drop up to 3,000) CANCELLED part of a
+    # burst of 2,000 WatchTasks streams from one host's clients (test_socket_abuse).
+    ("grpc.server.max_pending_requests", 10_000),
+    ("grpc.server.max_pending_requests_hard_limit", 20_000),
 ]
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Gateway"].full_name
 
@@ -167,11 +172,21 @@ def disable_core_dumps() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+def raise_fd_limit() -> None:
+    """Open files up to the hard limit: every client connection is an fd, and at
+    the usual soft limit of 1,024 a few idle clients holding connections left
+    the daemon unable to accept anyone else (test_socket_abuse)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 async def serve(
     config: Config, ready: asyncio.Event | None = None, reload: Reloader | None = None
 ) -> None:
     """Run the daemon until SIGTERM/SIGINT; ``reload`` re-reads the config on SIGHUP."""
     disable_core_dumps()
+    raise_fd_limit()
     notifier = Notifier.from_environment()
     try:
         await _serve(config, notifier, ready, reload)
