@@ -11,6 +11,7 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -147,11 +148,9 @@ def running_daemon(settings: Settings, name: str, **kwargs: Any) -> Iterator[Ben
 
 def timed(fn: Callable[[], object]) -> float:
     """Seconds ``fn()`` took, by the monotonic high-resolution clock."""
-    from time import perf_counter
-
-    t0 = perf_counter()
+    t0 = time.perf_counter()
     fn()
-    return perf_counter() - t0
+    return time.perf_counter() - t0
 
 
 def wait_idle(client: Any, timeout: float = WAIT) -> None:
@@ -160,8 +159,6 @@ def wait_idle(client: Any, timeout: float = WAIT) -> None:
     Status does not read results, so waiting this way leaves every result
     unretrieved (its first retrieval is what some figures measure).
     """
-    import time
-
     deadline = time.monotonic() + timeout
     while client.status()["tasks"]["pending"]:
         if time.monotonic() > deadline:
