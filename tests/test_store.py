@@ -189,7 +189,7 @@ def test_resumable_yields_unfinished_and_drops_crash_leftovers(store: Store) -> 
     run_data = {"endpoint_id": ENDPOINT, "function_id": "f", "payload": "x"}
     store._inflight.set(never_acknowledged.task_id, {**run_data, "result_serializers": []})
     store._inflight.set(done.task_id, {**run_data, "result_serializers": []})
-    assert store.counts()["pending"] == 4
+    assert len(store._inflight) == 4
 
     resumed = {record["task_id"]: (record, run) for record, run in store.resumable()}
     assert set(resumed) == {running.task_id, waiting.task_id}

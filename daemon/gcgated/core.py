@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 INITIAL_STATUS = "waiting-for-ep"
 #: Seconds between attempts to write outcomes when the store refused them.
 STORE_RETRY_SECONDS = 1.0
+#: During a burst of completions, the shortest time between two outcome writes.
+#: A write costs a few SQLite commits whatever its size, so under load outcomes
+#: gather for this long and share them; a lone outcome is written at once.
+FLUSH_INTERVAL = 0.003
 #: Queued to every watcher when the daemon shuts down.
 _SHUTDOWN: dict[str, Any] = {"task_id": None}
 
@@ -72,6 +76,10 @@ class TaskLifecycle:
         self._waiters: dict[str, list[asyncio.Queue[dict[str, Any]]]] = defaultdict(list)
         self._outcomes: list[dict[str, Any]] = []
         self._flush_scheduled = False
+        #: Loop time of the last outcome write, and whether it wrote more than
+        #: one outcome (a burst, as opposed to tasks completing one at a time).
+        self._last_flush = 0.0
+        self._bursting = False
         self._accepting = False
 
     # ------------------------------------------------------------ lifecycle
@@ -330,7 +338,12 @@ class TaskLifecycle:
         self._outcomes.append(document)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop = asyncio.get_running_loop()
+            delay = self._last_flush + FLUSH_INTERVAL - loop.time() if self._bursting else 0.0
+            if delay > 0:
+                loop.call_later(delay, self._flush)
+            else:
+                loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         """Persist queued outcomes, then tell whoever waits on them."""
@@ -338,6 +351,9 @@ class TaskLifecycle:
         outcomes, self._outcomes = self._outcomes, []
         if not outcomes:
             return
+        loop = asyncio.get_running_loop()
+        self._last_flush = loop.time()
+        self._bursting = len(outcomes) > 1
         try:
             written = self.store.complete_tasks(outcomes)
         except Exception:

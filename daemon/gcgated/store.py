@@ -52,6 +52,9 @@ _PENDING_FIELDS = ("task_id", "function_id", "endpoint_id", "task_group_id", "st
 _PENDING_KEYS = frozenset(_PENDING_FIELDS)
 #: Key prefix, in ``meta``, of a completion batch being counted (see Store._settle_counts).
 _COUNTING = "counting:"
+#: Finished tasks' run data is deleted in batches of up to this many tasks, or
+#: of whatever finished within this many seconds (see Store._drop_finished_runs).
+RUN_DATA_DROP_BATCH, RUN_DATA_DROP_SECONDS = 4096, 0.25
 
 _CACHE_SETTINGS: dict[str, Any] = {
     "disk": JSONTextDisk,
@@ -120,6 +123,12 @@ class Store:
         #: Values are the record's other fields as a tuple (_PENDING_FIELDS): a
         #: third of a dict's memory, with 100,000 tasks in flight.
         self._pending: dict[str, tuple[Any, ...]] = {}
+        #: Final tasks whose run data (``inflight``) is still to be deleted. A
+        #: delete costs a commit that rewrites the pages it touches whatever its
+        #: size, so they are deleted together; a crash before that only leaves
+        #: entries that resume drops (their task records are final).
+        self._finished_runs: set[str] = set()
+        self._runs_dropped_at = time.monotonic()
         self._functions = _open_json_cache(directory / "functions")
         self._tasks = _open_json_cache(directory / "tasks")
         self._inflight = _open_json_cache(directory / "inflight")
@@ -132,6 +141,7 @@ class Store:
         self._settle_counts()
 
     def close(self) -> None:
+        self._drop_finished_runs()
         for cache in (
             self._functions,
             self._tasks,
@@ -250,12 +260,29 @@ class Store:
             bulk.set_many(self._tasks, [(record["task_id"], record) for record in written])
             if written:  # journaled before the records commit: see _settle_counts
                 self._meta.set(batch, json.dumps(_count_entry(written)))
+        unknown = []  # no in-memory record: whether run data exists is not known
         for record in written:
-            self._pending.pop(record["task_id"], None)
-        bulk.delete_many(self._inflight, [record["task_id"] for record in written])
+            task_id = record["task_id"]
+            if self._pending.pop(task_id, None) is None:
+                unknown.append(task_id)
+            else:
+                self._finished_runs.add(task_id)
+        bulk.delete_many(self._inflight, unknown)
         if written:
             self._apply_counts(batch, _count_entry(written))
+        if (
+            len(self._finished_runs) >= RUN_DATA_DROP_BATCH
+            or time.monotonic() - self._runs_dropped_at >= RUN_DATA_DROP_SECONDS
+        ):
+            self._drop_finished_runs()
         return written
+
+    def _drop_finished_runs(self) -> None:
+        """Delete the run data of tasks that became final since the last time."""
+        self._runs_dropped_at = time.monotonic()
+        if self._finished_runs:
+            bulk.delete_many(self._inflight, list(self._finished_runs))
+            self._finished_runs = set()
 
     def _apply_counts(self, batch: str, entry: dict[str, Any]) -> None:
         """Add a completion batch to the counters and drop its journal, atomically."""
@@ -341,6 +368,7 @@ class Store:
                 continue
             if record is None or record["status"] in FINAL_STATUSES:
                 self._inflight.delete(task_id)
+                self._finished_runs.discard(task_id)
                 continue
             self._remember_pending(record)
             yield record, run
@@ -402,7 +430,7 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         return {
-            "pending": len(self._inflight),
+            "pending": len(self._inflight) - len(self._finished_runs),
             "success": int(self._meta.get("count:success", 0)),
             "failed": int(self._meta.get("count:failed", 0)),
             "functions": len(self._functions),

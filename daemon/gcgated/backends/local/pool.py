@@ -159,6 +159,10 @@ class WorkerPool:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
         self.size = size
         self.prefetch = prefetch
+        #: A worker is refilled once it is down to this many tasks in flight, and
+        #: then up to ``prefetch``: under load each write to it carries about half
+        #: a prefetch of tasks instead of one, and it still never runs dry.
+        self.refill_mark = prefetch // 2
         self.function_cache_size = function_cache_size
         self.ready_timeout = ready_timeout
         self.state = NEW
@@ -486,13 +490,19 @@ class WorkerPool:
         self._pump()
 
     def _pump(self) -> None:
-        """Move queued tasks to the least-loaded workers, one write per worker."""
+        """Move queued tasks to the least-loaded workers, one write per worker.
+
+        Only workers at or below the refill mark take part, each until it is full.
+        """
         if not self._queue or self.state not in (READY, DEGRADED):
+            return
+        refilling = [w for bucket in self._by_load[: self.refill_mark + 1] for w in bucket]
+        if not refilling:
             return
         batches: dict[_Worker, list[bytes]] = {}
         queue = self._queue
         while queue:
-            worker = self._least_loaded()
+            worker = self._least_loaded(refilling)
             if worker is None:
                 break
             spec = queue.popleft()
@@ -509,10 +519,12 @@ class WorkerPool:
             assert worker.proc.stdin is not None
             worker.proc.stdin.write(b"".join(lines))
 
-    def _least_loaded(self) -> _Worker | None:
+    def _least_loaded(self, among: list[_Worker]) -> _Worker | None:
+        """The least-loaded of ``among`` that is not full (few: the pool's size)."""
         for bucket in self._by_load:
-            if bucket:
-                return next(iter(bucket))
+            for worker in bucket:
+                if worker in among:
+                    return worker
         return None
 
     def _encode(self, worker: _Worker, spec: TaskSpec) -> bytes:
