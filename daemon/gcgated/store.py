@@ -55,6 +55,11 @@ _COUNTING = "counting:"
 #: Finished tasks' run data is deleted in batches of up to this many tasks, or
 #: of whatever finished within this many seconds (see Store._drop_finished_runs).
 RUN_DATA_DROP_BATCH, RUN_DATA_DROP_SECONDS = 4096, 0.25
+#: What a record may add to the store beyond its largest text field (its other
+#: fields, SQLite row, index entry, page slack); text is counted twice. An upper
+#: bound of the growth since the store was last measured, so that has_room_for
+#: measures (12 queries) only near the limit, or once this many seconds passed.
+RECORD_OVERHEAD_BYTES, VOLUME_RECHECK_SECONDS = 4096, 1.0
 
 _CACHE_SETTINGS: dict[str, Any] = {
     "disk": JSONTextDisk,
@@ -129,6 +134,9 @@ class Store:
         #: entries that resume drops (their task records are final).
         self._finished_runs: set[str] = set()
         self._runs_dropped_at = time.monotonic()
+        #: The store's size when last measured (-1: never), when, and an upper
+        #: bound of what was written since (see RECORD_OVERHEAD_BYTES).
+        self._volume, self._volume_at, self._growth = -1, 0.0, 0
         self._functions = _open_json_cache(directory / "functions")
         self._tasks = _open_json_cache(directory / "tasks")
         self._inflight = _open_json_cache(directory / "inflight")
@@ -160,6 +168,7 @@ class Store:
         if function_id in self._functions:
             return function_id, False
         record = {**registration, "function_id": function_id, "created_at": time.time()}
+        self._grew(len(record.get("function_code") or ""), 1)
         created = self._functions.add(function_id, record)
         return function_id, created
 
@@ -178,6 +187,7 @@ class Store:
 
     def put_globus_function(self, identity: str, function_id: str, globus_id: str) -> None:
         """Remember that ``identity`` registered ``function_id`` as ``globus_id``."""
+        self._grew(0, 1)
         self._globus_functions.set(
             f"{identity}/{function_id}",
             {"globus_function_id": globus_id, "registered_at": time.time()},
@@ -189,6 +199,8 @@ class Store:
 
     def put_passthrough_tasks(self, task_ids: Iterable[str], owner: str) -> None:
         """Mark Globus tasks created with a client's token (``owner``: its fingerprint)."""
+        task_ids = list(task_ids)
+        self._grew(0, len(task_ids))
         with self._globus_tasks.transact():
             for task_id in task_ids:
                 self._globus_tasks.set(task_id, {"owner": owner})
@@ -233,6 +245,7 @@ class Store:
             )
             for task in tasks
         ]
+        self._grew(sum(len(task.payload) for task in tasks), 2 * len(tasks))
         bulk.set_many(self._inflight, run_data)
         bulk.set_many(self._tasks, [(record["task_id"], record) for record in records])
         for record in records:
@@ -257,6 +270,10 @@ class Store:
                 if record is None or record["status"] in FINAL_STATUSES:
                     continue
                 written.append({**record, **outcome, "completion_batch": batch})
+            self._grew(
+                sum(len(r.get("result") or "") + len(r.get("exception") or "") for r in written),
+                len(written) + 1,
+            )
             bulk.set_many(self._tasks, [(record["task_id"], record) for record in written])
             if written:  # journaled before the records commit: see _settle_counts
                 self._meta.set(batch, json.dumps(_count_entry(written)))
@@ -412,10 +429,26 @@ class Store:
             self._globus_functions,
             self._globus_tasks,
         )
-        return sum(c.volume() for c in caches)
+        self._volume = sum(c.volume() for c in caches)
+        self._volume_at, self._growth = time.monotonic(), 0
+        return self._volume
+
+    def _grew(self, text_bytes: int, records: int) -> None:
+        """Count a write in the bound of the growth since the last measurement."""
+        self._growth += 2 * text_bytes + records * RECORD_OVERHEAD_BYTES
 
     def has_room_for(self, incoming_bytes: int) -> bool:
-        """Whether ``incoming_bytes`` more fit, after dropping expired results."""
+        """Whether ``incoming_bytes`` more fit, after dropping expired results.
+
+        Far from the limit, the last measurement plus the bound of the growth
+        since answers without measuring (the check precedes every submission).
+        """
+        if (
+            self._volume >= 0
+            and time.monotonic() - self._volume_at < VOLUME_RECHECK_SECONDS
+            and self._volume + self._growth + incoming_bytes <= self.size_limit_bytes
+        ):
+            return True
         if self.size_bytes() + incoming_bytes <= self.size_limit_bytes:
             return True
         self._tasks.expire()
