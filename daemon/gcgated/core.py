@@ -250,7 +250,10 @@ class TaskLifecycle:
 
     def get_tasks(self, task_ids: Iterable[str]) -> list[dict[str, Any]]:
         """Records in request order, duplicates collapsed; NOT_FOUND names the unknown."""
-        wanted = list(dict.fromkeys(parse_uuid(t, "task_id") for t in task_ids))
+        return self._records(list(dict.fromkeys(parse_uuid(t, "task_id") for t in task_ids)))
+
+    def _records(self, wanted: list[str]) -> list[dict[str, Any]]:
+        """``get_tasks`` of ids already parsed and deduplicated."""
         records = self.store.get_tasks(wanted)
         missing = [t for t, r in records.items() if r is None]
         if missing:
@@ -292,7 +295,9 @@ class TaskLifecycle:
             if not self._accepting:  # shut down before this call registered
                 raise ShuttingDown("gcgated is shutting down; reconnect once it is back")
             remaining = set(wanted)
-            final = [r for r in self.get_tasks(wanted) if r["status"] in FINAL_STATUSES]
+            # Tasks unfinished in memory need no record built: by far the most.
+            stored = [t for t in wanted if not self.store.is_pending(t)]
+            final = [r for r in self._records(stored) if r["status"] in FINAL_STATUSES]
             if final:
                 remaining.difference_update(r["task_id"] for r in final)
                 yield final

@@ -396,6 +396,10 @@ class Store:
         if record.keys() == _PENDING_KEYS:
             self._pending[record["task_id"]] = tuple(record[f] for f in _PENDING_FIELDS[1:])
 
+    def is_pending(self, task_id: str) -> bool:
+        """Whether the task is known here and unfinished (answered from memory)."""
+        return task_id in self._pending
+
     def _pending_record(self, task_id: str) -> dict[str, Any] | None:
         values = self._pending.get(task_id)
         if values is None:
