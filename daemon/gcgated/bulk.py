@@ -108,11 +108,13 @@ def set_many(cache: diskcache.Cache, items: Sequence[tuple[str, Any]]) -> None:
                 " VALUES (?, 1, ?, NULL, ?, 0, NULL, ?, ?, ?, ?)",
                 inserts,
             )
+            # What set() culls as it goes: results whose retention ran out (in
+            # the same transaction, as set() does: a commit of its own costs more).
+            cache.expire(now)
     except BaseException:
         _remove_files(cache, (filename for _, _, _, filename, _ in encoded))
         raise
     _remove_files(cache, replaced)
-    cache.expire(now)  # what set() culls as it goes: results whose retention ran out
 
 
 def delete_many(cache: diskcache.Cache, keys: Sequence[str]) -> None:

@@ -30,6 +30,10 @@ from diskcache.core import DBNAME, UNKNOWN
 COMPRESS_MIN_CHARS = 16 * 1024
 
 
+#: One encoder for every value (json.dumps with options builds one per call).
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 class JSONTextDisk(diskcache.Disk):
     """Keys are strings stored as SQLite text; values are JSON (see the module doc)."""
 
@@ -50,7 +54,7 @@ class JSONTextDisk(diskcache.Disk):
     def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> Any:
         if read:  # a file object (Cache.set(read=True)): the store never does this
             raise TypeError("the store writes JSON values, not files")
-        text = json.dumps(value, separators=(",", ":"))
+        text = _encode(value)
         if len(text) >= COMPRESS_MIN_CHARS:
             return super().store(zlib.compress(text.encode(), self.compress_level), False, key)
         return super().store(text, False, key)

@@ -52,8 +52,9 @@ _PENDING_FIELDS = ("task_id", "function_id", "endpoint_id", "task_group_id", "st
 _PENDING_KEYS = frozenset(_PENDING_FIELDS)
 #: Key prefix, in ``meta``, of a completion batch being counted (see Store._settle_counts).
 _COUNTING = "counting:"
-#: Finished tasks' run data is deleted in batches of up to this many tasks, or
-#: of whatever finished within this many seconds (see Store._drop_finished_runs).
+#: Finished tasks' run data is deleted, and their completion batches counted, in
+#: batches of up to this many tasks, or of whatever finished within this many
+#: seconds (see Store._tidy).
 RUN_DATA_DROP_BATCH, RUN_DATA_DROP_SECONDS = 4096, 0.25
 #: What a record may add to the store beyond its largest text field (its other
 #: fields, SQLite row, index entry, page slack); text is counted twice. An upper
@@ -133,7 +134,10 @@ class Store:
         #: size, so they are deleted together; a crash before that only leaves
         #: entries that resume drops (their task records are final).
         self._finished_runs: set[str] = set()
-        self._runs_dropped_at = time.monotonic()
+        #: Completion batches committed and journaled but not yet added to the
+        #: counters (one ``meta`` commit for many; counts() adds them meanwhile).
+        self._uncounted: dict[str, dict[str, Any]] = {}
+        self._tidied_at = time.monotonic()
         #: The store's size when last measured (-1: never), when, and an upper
         #: bound of what was written since (see RECORD_OVERHEAD_BYTES).
         self._volume, self._volume_at, self._growth = -1, 0.0, 0
@@ -149,7 +153,7 @@ class Store:
         self._settle_counts()
 
     def close(self) -> None:
-        self._drop_finished_runs()
+        self._tidy()
         for cache in (
             self._functions,
             self._tasks,
@@ -275,8 +279,9 @@ class Store:
                 len(written) + 1,
             )
             bulk.set_many(self._tasks, [(record["task_id"], record) for record in written])
+            entry = _count_entry(written)
             if written:  # journaled before the records commit: see _settle_counts
-                self._meta.set(batch, json.dumps(_count_entry(written)))
+                self._meta.set(batch, json.dumps(entry))
         unknown = []  # no in-memory record: whether run data exists is not known
         for record in written:
             task_id = record["task_id"]
@@ -286,28 +291,37 @@ class Store:
                 self._finished_runs.add(task_id)
         bulk.delete_many(self._inflight, unknown)
         if written:
-            self._apply_counts(batch, _count_entry(written))
+            self._uncounted[batch] = entry
         if (
             len(self._finished_runs) >= RUN_DATA_DROP_BATCH
-            or time.monotonic() - self._runs_dropped_at >= RUN_DATA_DROP_SECONDS
+            or time.monotonic() - self._tidied_at >= RUN_DATA_DROP_SECONDS
         ):
-            self._drop_finished_runs()
+            self._tidy()
         return written
 
-    def _drop_finished_runs(self) -> None:
-        """Delete the run data of tasks that became final since the last time."""
-        self._runs_dropped_at = time.monotonic()
+    def _tidy(self) -> None:
+        """Count the completion batches and delete the run data of the tasks that
+        became final since the last time (each a commit that costs about the same
+        for one task as for thousands)."""
+        self._tidied_at = time.monotonic()
+        if self._uncounted:
+            self._apply_counts(self._uncounted)
+            self._uncounted = {}
         if self._finished_runs:
             bulk.delete_many(self._inflight, list(self._finished_runs))
             self._finished_runs = set()
 
-    def _apply_counts(self, batch: str, entry: dict[str, Any]) -> None:
-        """Add a completion batch to the counters and drop its journal, atomically."""
-        with self._meta.transact():
+    def _apply_counts(self, batches: dict[str, dict[str, Any]]) -> None:
+        """Add completion batches to the counters and drop their journals, atomically."""
+        totals = dict.fromkeys(sorted(FINAL_STATUSES), 0)
+        for entry in batches.values():
             for status, count in entry["counts"].items():
+                totals[status] += count
+        with self._meta.transact():
+            for status, count in totals.items():
                 if count:
                     self._meta.incr(f"count:{status}", count)
-            self._meta.delete(batch)
+            bulk.delete_many(self._meta, list(batches))
 
     def _settle_counts(self) -> None:
         """Finish counting completion batches a crash interrupted.
@@ -324,7 +338,7 @@ class Store:
             entry = json.loads(self._meta.get(key) or "{}")
             record = self._tasks.get(entry.get("probe") or "")
             if record is not None and record.get("completion_batch") == key:
-                self._apply_counts(key, entry)
+                self._apply_counts({key: entry})
             else:
                 self._meta.delete(key)
 
@@ -339,6 +353,8 @@ class Store:
         with self._meta.transact():
             for status, count in counts.items():
                 self._meta.set(f"count:{status}", count)
+            bulk.delete_many(self._meta, list(self._uncounted))  # in the scan already
+        self._uncounted = {}
         return counts
 
     def get_task(self, task_id: str) -> dict[str, Any] | None:
@@ -468,8 +484,11 @@ class Store:
     def counts(self) -> dict[str, int]:
         return {
             "pending": len(self._inflight) - len(self._finished_runs),
-            "success": int(self._meta.get("count:success", 0)),
-            "failed": int(self._meta.get("count:failed", 0)),
+            "success": int(self._meta.get("count:success", 0)) + self._uncounted_of("success"),
+            "failed": int(self._meta.get("count:failed", 0)) + self._uncounted_of("failed"),
             "functions": len(self._functions),
             "task_records": len(self._tasks),
         }
+
+    def _uncounted_of(self, status: str) -> int:
+        return sum(entry["counts"][status] for entry in self._uncounted.values())

@@ -62,6 +62,10 @@ NEW, STARTING, READY, DEGRADED, STOPPING, STOPPED = (
 )
 
 
+#: One encoder for every task message (json.dumps with options builds one per call).
+_encode_message = json.JSONEncoder(separators=(",", ":")).encode
+
+
 class WorkerStartError(RuntimeError):
     """A worker process could not be started or did not report ready in time."""
 
@@ -543,7 +547,7 @@ class WorkerPool:
         msg["payload"] = spec.payload
         if spec.result_serializers:
             msg["result_serializers"] = list(spec.result_serializers)
-        return json.dumps(msg, separators=(",", ":")).encode() + b"\n"
+        return _encode_message(msg).encode() + b"\n"
 
     # ----------------------------------------------------------------------- stats
 
