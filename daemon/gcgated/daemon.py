@@ -177,8 +177,12 @@ def raise_fd_limit() -> None:
     the usual soft limit of 1,024 a few idle clients holding connections left
     the daemon unable to accept anyone else (test_socket_abuse)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
+    if soft == hard:
+        return
+    try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:  # e.g. an unlimited hard limit the kernel caps
+        log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, exc)
 
 
 async def serve(
