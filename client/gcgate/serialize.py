@@ -26,12 +26,10 @@ import codecs
 import inspect
 import json
 import pickle
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
-
-import dill
-import dill.source
 
 from gcgate.errors import DeserializationError, SerdeError, SerializationError
 
@@ -67,6 +65,49 @@ IDENTIFIER_LENGTH = 3
 #: Where the SDK exposes the strategies; endpoints import result serializers by path,
 #: so this is the prefix to use when passing a strategy to a real endpoint.
 SDK_SERIALIZE_MODULE = "globus_compute_sdk.serialize"
+
+
+def _dill() -> Any:
+    """dill, imported on first use: it is ~17 ms of ``from gcgate import Client``,
+    and plain data never needs it (see :func:`_data_pickle`)."""
+    import dill
+    import dill.source
+
+    return dill
+
+
+#: Types of plain data (with the containers below) whose pickle the standard
+#: library's C pickler writes byte for byte as dill does (dill's pure-Python
+#: pickler costs ~10 us per call, the C one ~0.2 us). Containers of 1,000 items
+#: or more, and pickles of a frame's size, come out differently: dill for those.
+_PLAIN_SCALARS = frozenset({type(None), bool, int, float, str, bytes})
+_PLAIN_ITEMS, _PLAIN_DEPTH, _PLAIN_BYTES = 500, 16, 60_000
+
+
+def _is_plain(obj: Any, depth: int = 0) -> bool:
+    kind = type(obj)
+    if kind in _PLAIN_SCALARS:
+        return True
+    if depth >= _PLAIN_DEPTH:
+        return False
+    if kind is tuple or kind is list:
+        return len(obj) <= _PLAIN_ITEMS and all(_is_plain(x, depth + 1) for x in obj)
+    if kind is dict:
+        return len(obj) <= _PLAIN_ITEMS and all(
+            type(k) is str and _is_plain(v, depth + 1) for k, v in obj.items()
+        )
+    return False
+
+
+def _data_pickle(data: Any) -> bytes:
+    """``dill.dumps(data)``, through the C pickler when that gives the same bytes."""
+    if _is_plain(data):
+        dill = sys.modules.get("dill")  # honour a protocol the user set in dill
+        protocol = dill.settings["protocol"] if dill else pickle.DEFAULT_PROTOCOL
+        raw = pickle.dumps(data, protocol)
+        if len(raw) < _PLAIN_BYTES:
+            return raw
+    return _dill().dumps(data)
 
 
 def _b64(raw: bytes) -> str:
@@ -218,10 +259,10 @@ class DillDataBase64(SerializationStrategy):
     for_code = False
 
     def _serialize(self, data: Any) -> str:
-        return self.identifier + _b64(dill.dumps(data))
+        return self.identifier + _b64(_data_pickle(data))
 
     def _deserialize(self, payload: str) -> Any:
-        return dill.loads(_unb64(self.chomp(payload)))
+        return _dill().loads(_unb64(self.chomp(payload)))
 
 
 class JSONData(SerializationStrategy):
@@ -248,10 +289,10 @@ class DillCode(SerializationStrategy):
     for_code = True
 
     def _serialize(self, data: Any) -> str:
-        return self.identifier + _b64(dill.dumps(data))
+        return self.identifier + _b64(_dill().dumps(data))
 
     def _deserialize(self, payload: str) -> Any:
-        return dill.loads(_unb64(self.chomp(payload)))
+        return _dill().loads(_unb64(self.chomp(payload)))
 
 
 class PickleCode(SerializationStrategy):
@@ -277,10 +318,10 @@ class _NamedSourceDill(SerializationStrategy, ABC):
     def _serialize(self, data: Any) -> str:
         name = data.__name__
         body = self._source(data)
-        return self.identifier + _b64(dill.dumps((name, body)))
+        return self.identifier + _b64(_dill().dumps((name, body)))
 
     def _deserialize(self, payload: str) -> Any:
-        name, body = dill.loads(_unb64(self.chomp(payload)))
+        name, body = _dill().loads(_unb64(self.chomp(payload)))
         return _exec_source(name, body)
 
 
@@ -301,7 +342,7 @@ class DillCodeSource(_NamedSourceDill):
     for_code = True
 
     def _source(self, fn: Callable[..., Any]) -> str:
-        return dill.source.getsource(fn, lstrip=True)
+        return _dill().source.getsource(fn, lstrip=True)
 
 
 class _PureSource(SerializationStrategy, ABC):
@@ -338,7 +379,7 @@ class PureSourceDill(_PureSource):
     for_code = True
 
     def _source(self, fn: Callable[..., Any]) -> str:
-        return dill.source.getsource(fn, lstrip=True)
+        return _dill().source.getsource(fn, lstrip=True)
 
 
 def _exec_source(name: str, body: str) -> Any:
