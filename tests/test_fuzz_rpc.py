@@ -38,6 +38,7 @@ from gcgate.constants import LOCAL_ENDPOINT_ID, MAX_MESSAGE_BYTES
 from gcgate.serialize import JSONData, Serializer, pack_buffers, unpack_buffers
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1.gateway_pb2_grpc import GatewayStub
+from gcgated.errors import InvalidArgument
 from harness import LoginlessDaemon, script_function
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -682,3 +683,49 @@ def test_undecodable_request_is_invalid_argument(world: World, rpc: str, body: b
     assert caught.value.code() is C.INVALID_ARGUMENT
     assert f"{rpc}: the request is not a valid message" in caught.value.details()
     assert "Unexpected [DecodeError]" not in world.daemon.log()
+
+
+@pytest.mark.parametrize(
+    ("rpc", "request_message", "message"),
+    [
+        (
+            "RegisterFunction",
+            pb.RegisterFunctionRequest(function_name="é" * 100_000, function_code="pass"),
+            "does not define 'ééé",
+        ),
+        ("GetFunction", pb.GetFunctionRequest(function_id="\U0001f600" * 5000), "is not a UUID"),
+        (
+            "Run",
+            pb.RunRequest(
+                endpoint_id="local", function_id=LOCAL_ENDPOINT_ID, payload="x" * 9000 + "\n"
+            ),
+            "not valid pack_buffers framing",
+        ),
+    ],
+)
+def test_huge_values_are_quoted_short(
+    world: World, rpc: str, request_message: Any, message: str
+) -> None:
+    """A 5,000-character value quoted whole made a trailer the client dropped, as
+    RESOURCE_EXHAUSTED "received metadata size exceeds soft limit"."""
+    code, details, _ = call(world, rpc, request_message)
+    assert code is C.INVALID_ARGUMENT, details
+    assert message in details and len(details) < 400, details
+
+
+def test_unknown_endpoint_role_is_invalid_argument(world: World) -> None:
+    """Was sent to Globus, and a long one came back UNAVAILABLE with an HTML 414 page."""
+    for role in ("x" * 10_000, "owners"):
+        code, details, _ = call(world, "ListEndpoints", pb.ListEndpointsRequest(role=role))
+        assert code is C.INVALID_ARGUMENT and "is not one of owner, any" in details, details
+    code, details, _ = call(world, "ListEndpoints", pb.ListEndpointsRequest(role="any"))
+    assert code is C.OK, details
+
+
+@pytest.mark.parametrize("unit", ["a", "%", "é", "\U0001f600", "\x00"])
+def test_any_gateway_error_fits_a_trailer(unit: str) -> None:
+    """Whatever raised it: percent-encoded, the message stays under the 8 KiB trailer."""
+    text = str(InvalidArgument("bad: " + unit * 50_000))
+    wire = sum(1 if " " <= c <= "~" and c != "%" else 3 * len(c.encode()) for c in text)
+    assert text.startswith("bad: ") and text.endswith("(message cut: too long)")
+    assert wire <= 6100
