@@ -7,6 +7,7 @@ deserialized (the daemon never unpickles user data).
 from __future__ import annotations
 
 import json
+import re
 import sys
 import uuid
 from typing import Any
@@ -27,6 +28,8 @@ CODE_HEADERS = frozenset({"01\n", "02\n", "03\n", "04\n", "10\n", "12\n", "st\n"
 MAX_JSON_DEPTH = 200
 #: Roles GET /v2/endpoints takes (the SDK's get_endpoints(role=...)).
 ENDPOINT_ROLES = ("owner", "any")
+#: A UUID already in canonical form (as clients send ids back): no parsing needed.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def shown(value: str, limit: int = 80) -> str:
@@ -42,6 +45,8 @@ def parse_uuid(value: str, what: str) -> str:
     """The canonical form of a UUID, or INVALID_ARGUMENT naming the field."""
     if not value:
         raise InvalidArgument(f"{what} is required")
+    if type(value) is str and _CANONICAL_UUID.fullmatch(value):
+        return value
     try:
         return str(uuid.UUID(value))
     except (ValueError, AttributeError, TypeError):
