@@ -41,6 +41,7 @@ from typing import Any
 
 import pytest
 from gcgate import Client
+from gcgated.backends.globus.submitter import INTERRUPTED
 from gcgated.backends.globus.tracker import FORGOTTEN
 from gcgated.store import FINAL_STATUSES, Store
 from harness import Daemon, script_function
@@ -56,6 +57,9 @@ PHASES = ("submit", "execute", "poll")
 #: What a task lost in the documented Globus window fails with (globus.md,
 #: "Result tracking"): the service's reason, explained.
 LOST_IN_WINDOW = FORGOTTEN.format(reason=UNKNOWN_TASK_REASON)
+#: What a Globus task fails with whose submit was on its way at the kill: it is
+#: not sent again (it may have reached the service), so it ran at most once.
+INTERRUPTED_SUBMIT = INTERRUPTED
 #: Settings for a daemon on the stand-in: the stand-in is local and does not
 #: enforce the rate limit here, so the daemon's budget need not pace the test.
 GLOBUS_SETTINGS = {"rate_limit_requests": 500, "rate_limit_burst": 50, "poll_min_seconds": 0.2}
@@ -225,13 +229,25 @@ def run_and_check(run: CrashRun, standin: StandIn | None) -> dict[str, Any]:
     recorded = run.recorded()
     by_id = {r.task_id: r for r in recorded}
     assert len(by_id) == len(recorded) == TASKS, "each client records each of its tasks once"
+    # What a fresh client gets now (ids are the daemon's; the service's in details).
+    with Client(socket_path=daemon.socket_path) as gcc:
+        tasks = gcc.get_batch_result(list(by_id), wait=WAIT)
+        summary = gcc.status()
+    service_ids = {
+        t: task["details"]["globus_task_id"]
+        for t, task in tasks.items()
+        if "globus_task_id" in (task.get("details") or {})
+    }
     # Handed out by the service in a poll answer that died with the daemon.
-    lost_in_window = (fetched_at_kill & set(by_id)) - final_at_kill
+    lost_in_window = {t for t, s in service_ids.items() if s in fetched_at_kill} - final_at_kill
+    interrupted: set[str] = set()
 
     def check(task_id: str, status: str, value: str) -> None:
         x = by_id[task_id].x
         if task_id in lost_in_window and status == "failed":
             assert LOST_IN_WINDOW in value, (task_id, value)
+        elif standin is not None and status == "failed" and INTERRUPTED_SUBMIT in value:
+            interrupted.add(task_id)
         else:
             assert (status, value) == ("success", str(2 * x)), (task_id, x, status, value)
 
@@ -240,17 +256,13 @@ def run_and_check(run: CrashRun, standin: StandIn | None) -> dict[str, Any]:
     assert sorted(t for t, _, _ in polled) == sorted(by_id)
     for task_id, status, value in polled:
         check(task_id, status, json.loads(value))
-    # What a fresh client gets now.
-    with Client(socket_path=daemon.socket_path) as gcc:
-        tasks = gcc.get_batch_result(list(by_id), wait=WAIT)
-        status = gcc.status()
     for task_id, task in tasks.items():
         value = task.get("result") if "exception" not in task else task["exception"]
         check(task_id, task["status"], str(value))
 
     # The store opened cleanly and each task completed once.
     assert "moved aside" not in daemon.log()
-    counts, store = status["tasks"], status["store"]
+    counts, store = summary["tasks"], summary["store"]
     assert counts["pending"] == 0
     assert counts["success"] + counts["failed"] == store["task_records"] >= TASKS
 
@@ -259,7 +271,9 @@ def run_and_check(run: CrashRun, standin: StandIn | None) -> dict[str, Any]:
     reruns = []
     for r in recorded:
         n = runs[(r.tag, str(r.x))]
-        assert n >= 1 or r.task_id in lost_in_window, f"task {r.task_id} (x={r.x}) never ran"
+        assert n >= 1 or r.task_id in lost_in_window | interrupted, (
+            f"task {r.task_id} (x={r.x}) never ran"
+        )
         if n > 1:
             reruns.append(r.task_id)
     if standin is not None:
@@ -271,6 +285,7 @@ def run_and_check(run: CrashRun, standin: StandIn | None) -> dict[str, Any]:
         tasks_checked=len(by_id),
         reruns=len(reruns),
         lost_in_window=len(lost_in_window),
+        submit_interrupted=len(interrupted),
         task_records=store["task_records"],
     )
     print(f"\ncrash figures: {json.dumps(run.figures)}")

@@ -128,6 +128,26 @@ def compute_requests(standin: StandIn) -> int:
     return standin.stats.count(service="compute")
 
 
+def service_id(client: Client, task_id: str) -> str:
+    """The id Globus Compute assigned to a finished task: gcgate answers with its
+    own ids at once and submits later, and keeps the service's in the details."""
+    return str(client.get_task(task_id)["details"]["globus_task_id"])
+
+
+def backend_details(client: Client) -> dict[str, Any]:
+    """The Globus backend's details, as `gcgate status --json` shows them."""
+    status = client._conn.call(client._conn.stub.Status, pb.StatusRequest(), timeout=10)
+    return dict(json.loads(next(b for b in status.backends if b.name == "globus").details_json))
+
+
+def wait_until(what: str, condition: Any, timeout: float = WAIT) -> None:
+    """Poll ``condition`` until true (fails after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
 # --------------------------------------------------------- the seed guide, remote
 
 
@@ -136,8 +156,9 @@ def test_hello_runs_on_the_remote_endpoint(gcc: Client, standin: StandIn) -> Non
     task_id = gcc.run("Bob", "Smith", endpoint_id=standin.endpoint_id, function_id=func_id)
 
     assert gcc.get_result(task_id, wait=WAIT) == "Hello Bob Smith"
-    # The id is the service's own, and the task ran there.
-    assert task_id in standin.compute.tasks
+    # The id is the daemon's; the task ran at the service, under the id it assigned.
+    assert task_id not in standin.compute.tasks
+    assert standin.compute.tasks[service_id(gcc, task_id)].endpoint_id == standin.endpoint_id
     task = gcc.get_task(task_id)
     assert task["status"] == "success"
     assert float(task["completion_t"]) <= time.time()
@@ -162,9 +183,10 @@ def test_batching_on_the_remote_endpoint(gcc: Client, standin: StandIn) -> None:
     assert batch_res["endpoint_id"] == standin.endpoint_id
     task_ids = batch_res["tasks"][noisy_fn_id]
     assert len(set(task_ids)) == 7
-    assert all(t in standin.compute.tasks for t in task_ids)
     results = gcc.get_batch_result(task_ids, wait=WAIT)
     assert [results[t]["result"] for t in task_ids] == expected
+    ran = [results[t]["details"]["globus_task_id"] for t in task_ids]
+    assert all(t in standin.compute.tasks for t in ran)
     # One batch: one submit request.
     assert standin.stats.count(service="compute", path="/v3/endpoints/*/submit") == 1
 
@@ -271,8 +293,13 @@ def test_delete_function_at_globus_then_it_is_registered_again(
 def test_unknown_endpoint_and_function_are_not_found(gcc: Client, standin: StandIn) -> None:
     func_id = gcc.register_function(double)
     unknown = str(uuid.uuid4())
-    with pytest.raises(NotFound, match=unknown):
-        gcc.run(1, endpoint_id=unknown, function_id=func_id)
+    # The endpoint is the service's to know: the task is accepted, then fails
+    # with the service's refusal (nothing ran).
+    task_id = gcc.run(1, endpoint_id=unknown, function_id=func_id)
+    with pytest.raises(TaskExecutionFailed) as info:
+        gcc.get_result(task_id, wait=WAIT)
+    assert "did not run there" in str(info.value) and "ENDPOINT_NOT_FOUND" in str(info.value)
+    assert unknown in str(info.value)
     with pytest.raises(NotFound):
         gcc.get_endpoint_status(unknown)
     missing_function = str(uuid.uuid4())
@@ -332,8 +359,8 @@ CLIENT_SCRIPT = textwrap.dedent(
                 lambda n: gcc.run(n, endpoint_id=endpoint, function_id=fid),
                 range(base, base + count)))
         results = gcc.get_batch_result(ids, wait=120)
-        print(json.dumps([[n, t, results[t]["result"]] for n, t in zip(
-            range(base, base + count), ids)]))
+        print(json.dumps([[n, results[t]["details"]["globus_task_id"], results[t]["result"]]
+                          for n, t in zip(range(base, base + count), ids)]))
     """
 )
 
@@ -433,7 +460,7 @@ def assert_exactly_once(
     assert len(set(task_ids)) == len(values)
     # Nothing duplicated: the service received each task exactly once.
     submitted = [t for record in standin.compute.submits[submits:] for t in record.task_ids]
-    assert sorted(submitted) == sorted(task_ids)
+    assert sorted(submitted) == sorted(results[t]["details"]["globus_task_id"] for t in task_ids)
 
 
 def test_429_storm_loses_and_duplicates_nothing(gcc: Client, standin: StandIn) -> None:
@@ -481,8 +508,7 @@ def length(text):
 
 
 def test_merged_submits_stay_under_the_limits(standin: StandIn, tmp_path: Path) -> None:
-    """Callers are merged, but a request never exceeds 10 MB or submit_max_tasks,
-    and no caller's batch is split across requests."""
+    """Callers are merged, but a request never exceeds 10 MB or submit_max_tasks."""
     daemon = GlobusDaemon(
         tmp_path / "state", standin, {"submit_window_ms": 300.0, "submit_max_tasks": 25}
     ).start()
@@ -510,40 +536,34 @@ def test_merged_submits_stay_under_the_limits(standin: StandIn, tmp_path: Path) 
         records = standin.compute.submits[before:]
         assert all(r.body_bytes <= 10_000_000 for r in records)
         assert all(len(r.task_ids) <= 25 for r in records)
-        # Each caller's tasks went in one request.
-        request_of = {t: i for i, r in enumerate(records) for t in r.task_ids}
-        for task_ids in per_caller:
-            assert len({request_of[t] for t in task_ids}) == 1
-        # ...and callers did share requests: 62 tasks of 8 callers in fewer than 8.
+        assert sum(len(r.task_ids) for r in records) == 62
+        # Callers did share requests: 62 tasks of 8 callers in fewer than 8.
         assert len(records) < 8
     finally:
         daemon.close()
 
 
-def test_submit_that_keeps_failing_answers_every_caller(standin: StandIn, tmp_path: Path) -> None:
+def test_submit_that_keeps_failing_keeps_its_tasks_queued(standin: StandIn, tmp_path: Path) -> None:
+    """503s that outlast the retry budget did not reach the service: the tasks
+    stay queued (pending, counted as waiting), and go once the service is back."""
     daemon = GlobusDaemon(tmp_path / "state", standin, {"retry_seconds": 2.0}).start()
     try:
         with Client(socket_path=daemon.socket_path) as client:
             func_id = client.register_function(double)
-            standin.faults.server_error(duration=30, status=503, path="/v3/endpoints/*/submit")
-            from concurrent.futures import ThreadPoolExecutor
+            outage = standin.faults.server_error(
+                duration=600, status=503, path="/v3/endpoints/*/submit"
+            )
+            submits = len(standin.compute.submits)
+            task_ids = run_many(client, standin.endpoint_id, func_id, range(10))
+            wait_until("a submit given up on", lambda: "503" in daemon.log())
+            assert all(client.get_task(t)["pending"] for t in task_ids)
+            details = backend_details(client)
+            assert details["waiting_to_submit"] == 10
+            assert "Globus Compute" in details["last_error"]
+            assert len(standin.compute.submits) == submits
 
-            def attempt(n: int) -> str:
-                try:
-                    client.run(n, endpoint_id=standin.endpoint_id, function_id=func_id)
-                except Exception as exc:
-                    return type(exc).__name__ + ": " + str(exc)
-                return "accepted"
-
-            with ThreadPoolExecutor(10) as pool:
-                answers = list(pool.map(attempt, range(10)))
-            assert all(a.startswith("Unavailable") for a in answers), answers
-            assert all("Globus Compute" in a for a in answers)
-            assert not standin.compute.submits
-            # Nothing was stored for the refused calls.
-            status = client._conn.call(client._conn.stub.Status, pb.StatusRequest(), timeout=10)
-            assert status.tasks.pending == 0
-            assert status.store.task_records == 0
+            standin.faults.remove(outage)
+            assert_exactly_once(standin, client, task_ids, range(10), lambda n: 2 * n, submits)
     finally:
         daemon.close()
 
@@ -561,6 +581,7 @@ def test_kill_9_with_tasks_in_flight_then_all_resolve(standin: StandIn, tmp_path
             values = range(20)
             task_ids = run_many(client, standin.endpoint_id, func_id, values)
             assert all(client.get_task(t)["pending"] for t in task_ids)
+            wait_until("the tasks at the service", lambda: sent(client) == 20)
         daemon.kill()
         standin.compute.set_endpoint_status(standin.endpoint_id, "online")
         daemon.start()
@@ -568,6 +589,61 @@ def test_kill_9_with_tasks_in_flight_then_all_resolve(standin: StandIn, tmp_path
             results = client.get_batch_result(task_ids, wait=WAIT)
         assert [results[t]["result"] for t in task_ids] == [2 * n for n in values]
         assert "resumed 20 unfinished task(s)" in daemon.log()
+    finally:
+        daemon.close()
+
+
+def sent(client: Client) -> int:
+    """Tasks the daemon has submitted and polls (none waiting to be sent)."""
+    details = backend_details(client)
+    return int(details["in_flight"]) if details["waiting_to_submit"] == 0 else -1
+
+
+def test_kill_9_before_the_submit_then_it_is_sent(standin: StandIn, tmp_path: Path) -> None:
+    """Accepted, not yet sent (the service unavailable) when killed: sent after the
+    restart, once (the tasks never reached the service)."""
+    daemon = GlobusDaemon(tmp_path / "state", standin, {"retry_seconds": 1.0}).start()
+    try:
+        with Client(socket_path=daemon.socket_path) as client:
+            func_id = client.register_function(double)
+            outage = standin.faults.server_error(
+                duration=600, status=503, path="/v3/endpoints/*/submit"
+            )
+            submits = len(standin.compute.submits)
+            task_ids = run_many(client, standin.endpoint_id, func_id, range(15))
+            # Back in the queue (the transport gave up; the next try is 5 s away).
+            wait_until("a submit given up on", lambda: "wait to be submitted" in daemon.log())
+        daemon.kill()
+        standin.faults.remove(outage)
+        daemon.start()
+        with Client(socket_path=daemon.socket_path) as client:
+            assert_exactly_once(standin, client, task_ids, range(15), lambda n: 2 * n, submits)
+    finally:
+        daemon.close()
+
+
+def test_kill_9_during_the_submit_fails_the_tasks_clearly(standin: StandIn, tmp_path: Path) -> None:
+    """Killed while a submit was on its way: it may have reached the service, so
+    after the restart it is not sent again; its tasks fail saying they may have run."""
+    daemon = GlobusDaemon(tmp_path / "state", standin).start()
+    try:
+        with Client(socket_path=daemon.socket_path) as client:
+            func_id = client.register_function(double)
+            late = standin.faults.slow(10.0, count=1, path="/v3/endpoints/*/submit")
+            submits = len(standin.compute.submits)
+            task_ids = run_many(client, standin.endpoint_id, func_id, range(5))
+            wait_until("the submit at the service", lambda: late.hits == 1)
+        daemon.kill()
+        daemon.start()
+        with Client(socket_path=daemon.socket_path) as client:
+            results = client.get_batch_result(task_ids, wait=WAIT)
+        for task_id in task_ids:
+            assert results[task_id]["status"] == "failed"
+            message = str(results[task_id]["exception"])
+            assert "gcgated stopped" in message and "may have accepted and run it" in message
+        # Sent once, never again.
+        assert standin.stats.count(service="compute", path="/v3/endpoints/*/submit") == 1
+        assert len(standin.compute.submits) <= submits + 1
     finally:
         daemon.close()
 
@@ -617,10 +693,16 @@ def test_wrong_secret_is_unauthenticated(standin: StandIn, tmp_path: Path) -> No
     try:
         with Client(socket_path=daemon.socket_path) as client:
             func_id = client.register_function(double)
+            # The first task finds out (Auth is asked when it is sent): it fails...
+            first = client.run(1, endpoint_id=standin.endpoint_id, function_id=func_id)
+            with pytest.raises(TaskExecutionFailed) as failed:
+                client.get_result(first, wait=WAIT)
+            # ...and from then on, submissions are refused at once.
             with pytest.raises(Unauthenticated) as info:
-                client.run(1, endpoint_id=standin.endpoint_id, function_id=func_id)
-        assert "Globus Auth refused" in info.value.message
-        assert "not-the-secret" not in info.value.message
+                client.run(2, endpoint_id=standin.endpoint_id, function_id=func_id)
+        for message in (str(failed.value), info.value.message):
+            assert "Globus Auth refused" in message
+            assert "not-the-secret" not in message
         assert "not-the-secret" not in daemon.log()
     finally:
         daemon.close()

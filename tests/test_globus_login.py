@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from gcgate import Client
+from gcgate import Client, TaskExecutionFailed
 from gcgate.errors import Unauthenticated
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc
@@ -183,8 +183,13 @@ def test_revoked_login_is_unauthenticated(
 
     with Client(socket_path=loginless_daemon.socket_path) as client:
         func_id = client.register_function(double)
+        # The first task finds out when it is sent (tasks are sent after the
+        # answer): it fails saying so; later submissions are refused at once.
+        first = client.run(1, endpoint_id=standin.endpoint_id, function_id=func_id)
+        with pytest.raises(TaskExecutionFailed, match="gcgate login"):
+            client.get_result(first, wait=WAIT)
         with pytest.raises(Unauthenticated, match="gcgate login"):
-            client.run(1, endpoint_id=standin.endpoint_id, function_id=func_id)
+            client.run(2, endpoint_id=standin.endpoint_id, function_id=func_id)
     # The health service says so, and Status too.
     assert globus_health(loginless_daemon, "NOT_SERVING") == "NOT_SERVING"
     status = json.loads(gcgate(loginless_daemon, "status", "--json").stdout)

@@ -1,6 +1,6 @@
 """Units of the Globus backend that need no service: the rate limiter's arithmetic,
 request bodies against the real SDK, answer splitting, outcome mapping, the store's
-Globus function map."""
+Globus function map, the submit ledger."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from gcgated.backends.base import SubmitGroup, SubmitOptions
+from gcgated.backends.globus.http import AnswerLost
+from gcgated.backends.globus.ledger import Ledger
 from gcgated.backends.globus.limiter import RateLimiter
 from gcgated.backends.globus.submit import (
     BODY_OVERHEAD,
@@ -21,6 +23,7 @@ from gcgated.backends.globus.submit import (
     queue_key,
     registration_body,
 )
+from gcgated.backends.globus.submitter import Lane, Queued, Submitter, _pair
 from gcgated.backends.globus.tracker import outcome_from
 from gcgated.errors import ServiceUnavailable
 from gcgated.store import Store
@@ -258,3 +261,67 @@ def test_store_keeps_globus_function_ids_per_identity(tmp_path: Path) -> None:
         assert reopened.get_globus_function("bob", "f1") == "G2"
     finally:
         reopened.close()
+
+
+# ------------------------------------------------- background submission
+
+
+def queued(task_id: str, function_id: str, payload: str = "p") -> Queued:
+    return Queued(task_id, {"function_id": function_id}, payload)
+
+
+def test_service_ids_pair_with_the_daemons_in_order() -> None:
+    batch = [queued("d1", "fa"), queued("d2", "fb"), queued("d3", "fa")]
+    answer = {"tasks": {"GA": ["s1", "s3"], "GB": ["s2"]}}
+    globus = {"fa": "GA", "fb": "GB"}
+    assert _pair(answer, batch, globus) == [("d1", "s1"), ("d2", "s2"), ("d3", "s3")]
+    # Fewer ids than tasks: the service may have created them; not resent.
+    with pytest.raises(AnswerLost, match="fewer task ids"):
+        _pair({"tasks": {"GA": ["s1"], "GB": ["s2"]}}, batch, globus)
+
+
+def test_a_request_takes_what_fits() -> None:
+    submitter = Submitter(
+        api=None,  # type: ignore[arg-type]
+        limiter=RateLimiter(18, 10.0),
+        registry=None,  # type: ignore[arg-type]
+        ledger=None,  # type: ignore[arg-type]
+        identity=lambda: "me",
+        window=0.02,
+        max_tasks=3,
+        max_bytes=BODY_OVERHEAD + 100,
+    )
+    lane = Lane("ep", SubmitOptions(task_group_id=""))
+    lane.items = [queued(f"t{n}", "f") for n in range(7)]
+    assert [len(submitter._take(lane)) for _ in range(3)] == [3, 3, 1]
+    assert not lane.items
+    # By bytes (as JSON in the body): 60 + 50 > 100, so one each; a task larger
+    # than a request still goes, alone.
+    lane.items = [
+        queued("a", "f", "x" * 56),
+        queued("b", "f", "x" * 46),
+        queued("c", "f", "x" * 500),
+    ]
+    assert [[q.task_id for q in submitter._take(lane)] for _ in range(3)] == [["a"], ["b"], ["c"]]
+
+
+def test_the_ledger_keeps_each_tasks_state_across_a_reopen(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path)
+    lane = {"endpoint_id": "ep", "task_group_id": ""}
+    ledger.queued([("t1", lane), ("t2", lane), ("t3", lane)], group="g1")
+    ledger.sending(["t2", "t3"])
+    ledger.sent([("t3", "s3")])
+    ledger.close()
+    ledger = Ledger(tmp_path)
+    try:
+        rows = ledger.lookup(["t1", "t2", "t3", "t4"])
+        assert rows == {
+            "t1": {"state": "queued", **lane},
+            "t2": {"state": "sending"},
+            "t3": {"state": "sent", "service_id": "s3"},
+        }
+        assert ledger.is_group("g1") and not ledger.is_group("g2")
+        ledger.forget(["t1", "t3"])
+        assert list(ledger.lookup(["t1", "t2", "t3"])) == ["t2"]
+    finally:
+        ledger.close()

@@ -4,11 +4,17 @@
 daemon's own login (see :mod:`.auth`), so every client on the host shares one
 session, one rate budget (:mod:`.limiter`) and one result store:
 
-- ``accept`` merges concurrent submissions into few submit requests and returns
-  the task ids Globus assigned (:mod:`.submit`);
-- ``dispatch`` hands the persisted tasks to the tracker, which polls for
-  results and reports each final one once (:mod:`.tracker`); on start the core
-  dispatches every unfinished task again, so tracking survives restarts;
+- ``accept`` answers with task ids the daemon makes, once the tasks are
+  recorded in the :mod:`.ledger`; ``dispatch`` (after the core stored them)
+  queues them for the :mod:`.submitter`, which sends what is queued in few
+  submit requests in the background and maps each to the id the service
+  assigned. Tasks created with a client's own token (:mod:`.passthrough`)
+  are still submitted before the answer, their ids the service's
+  (:mod:`.submit`): the token lives only in the call, not on disk;
+- the tracker polls for results by the service's ids and reports each final
+  one once, under the daemon's id (:mod:`.tracker`); on start the core
+  dispatches every unfinished task again, and the ledger says whether it is
+  to be sent, was being sent (it fails: it may have run), or is to be polled;
 - endpoint status and metadata are cached for a few seconds.
 
 Every HTTP call runs in a worker thread (:mod:`.http`); none blocks the loop.
@@ -17,9 +23,11 @@ Every HTTP call runs in a worker thread (:mod:`.http`); none blocks the loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -32,12 +40,14 @@ from gcgated.credentials import ClientCredentials
 from gcgated.errors import FailedPrecondition, NotFound, StartupError, Unauthenticated
 from gcgated.store import Store
 
-from ..base import Accepted, OutcomeCallback, SubmitGroup, SubmitOptions, TaskSpec
+from ..base import Accepted, Outcome, OutcomeCallback, SubmitGroup, SubmitOptions, TaskSpec
 from .auth import Login, ServiceAccountLogin, UserLogin
 from .http import ComputeAPI
+from .ledger import QUEUED, SENDING, SENT, Ledger
 from .limiter import RateLimiter
 from .passthrough import CLIENT_TOKEN, fingerprint
 from .submit import Coalescer, FunctionRegistry
+from .submitter import INTERRUPTED, Queued, Submitter, lane_doc
 from .tracker import Tracker
 
 __all__ = ["HEALTH_SERVICE", "GlobusBackend", "GlobusSettings", "build_globus_backend"]
@@ -135,6 +145,26 @@ class GlobusBackend:
             max_tasks=settings.submit_max_tasks,
             max_bytes=settings.submit_max_bytes,
         )
+        self.ledger = Ledger(store.directory)
+        self.submitter = Submitter(
+            api=self.api,
+            limiter=limiter,
+            registry=self.registry,
+            ledger=self.ledger,
+            identity=self.identity,
+            window=settings.submit_window_ms / 1000.0,
+            max_tasks=settings.submit_max_tasks,
+            max_bytes=settings.submit_max_bytes,
+        )
+        self.submitter.on_sent = self._sent
+        self.submitter.on_failed = self._fail
+        #: Accepted, not yet dispatched: daemon task id -> (lane, function record).
+        self._accepted: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        #: Service task id -> daemon task id, for the tasks being polled.
+        self._daemon_ids: dict[str, str] = {}
+        #: Ledger rows to drop once the core has the outcomes (see _forget_soon).
+        self._forget: list[str] = []
+        self._on_outcome: OutcomeCallback | None = None
         self.tracker: Tracker | None = None
         self._health_listeners: list[Callable[[bool], None]] = []
         self._healthy: bool | None = None
@@ -146,10 +176,11 @@ class GlobusBackend:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self, on_outcome: OutcomeCallback) -> None:
+        self._on_outcome = on_outcome
         self.tracker = Tracker(
             api=self.api,
             limiter=self.limiter,
-            on_outcome=on_outcome,
+            on_outcome=self._report,
             chunk=self.settings.poll_chunk,
             min_interval=self.settings.poll_min_seconds,
             max_interval=self.settings.poll_max_seconds,
@@ -170,11 +201,16 @@ class GlobusBackend:
 
     async def stop(self) -> None:
         self.state = "stopped"
+        # A submit in flight gets to record its answer; queued tasks stay in the
+        # ledger and are sent after the restart.
+        await self.submitter.close(grace=self.settings.http_timeout_seconds)
         self.coalescer.close()
         if self.tracker is not None:
             await self.tracker.stop()
         self.api.close()
         self.login.close()
+        self._forget.clear()  # outcomes the core writes after this: the rows are unread
+        self.ledger.close()
 
     # ---------------------------------------------------------------- tasks
 
@@ -197,7 +233,25 @@ class GlobusBackend:
         self, endpoint_id: str, groups: Sequence[SubmitGroup], options: SubmitOptions
     ) -> Accepted:
         self._require_login(endpoint_id)
-        return await self.coalescer.submit(endpoint_id, groups, options)
+        if CLIENT_TOKEN.get() is not None:
+            return await self.coalescer.submit(endpoint_id, groups, options)
+        if self.api.auth_error:
+            # The login was refused at the last request: tasks accepted now would
+            # only fail; say so now (it clears with `gcgate login` or a success).
+            raise Unauthenticated(self.api.auth_error)
+        # The daemon's own ids, durable before the answer; sent in the background.
+        task_group_id, new_group = options.task_group_id, ""
+        if not task_group_id:
+            task_group_id = new_group = str(uuid.uuid4())
+        if new_group or self.ledger.is_group(task_group_id):
+            options = dataclasses.replace(options, task_group_id="")  # unknown to the service
+        lane = lane_doc(endpoint_id, options)
+        ids = [[str(uuid.uuid4()) for _ in group.payloads] for group in groups]
+        self.ledger.queued([(t, lane) for group_ids in ids for t in group_ids], new_group)
+        for group, group_ids in zip(groups, ids, strict=True):
+            for task_id in group_ids:
+                self._accepted[task_id] = (lane, group.function)
+        return Accepted(request_id=str(uuid.uuid4()), task_group_id=task_group_id, task_ids=ids)
 
     def dispatch(self, tasks: Sequence[TaskSpec]) -> None:
         if self.tracker is None:
@@ -208,14 +262,94 @@ class GlobusBackend:
             self.store.put_passthrough_tasks(ids, fingerprint(token))
             self.tracker.add(ids, token)
             return
-        # Resumed after a restart, or created with the daemon's login.
-        own, parked = [], []
-        for task_id in ids:
-            owner = self.store.passthrough_owner(task_id)
-            (own if owner is None else parked).append((task_id, owner))
-        self.tracker.add(task_id for task_id, _ in own)
+        lanes: dict[int, tuple[dict[str, Any], list[Queued]]] = {}
+        resumed = []
+        for task in tasks:
+            accepted = self._accepted.pop(task.task_id, None)
+            if accepted is None:
+                resumed.append(task)
+                continue
+            lane, function = accepted
+            lanes.setdefault(id(lane), (lane, []))[1].append(
+                Queued(task.task_id, function, task.payload)
+            )
+        for lane, items in lanes.values():
+            self.submitter.enqueue(lane, items)
+        if resumed:
+            self._resume(resumed)
+
+    def _resume(self, tasks: Sequence[TaskSpec]) -> None:
+        """Tasks of a previous run: send, fail, or poll each as its ledger row says."""
+        assert self.tracker is not None
+        rows = self.ledger.lookup([task.task_id for task in tasks])
+        lanes: dict[str, tuple[dict[str, Any], list[Queued]]] = {}
+        interrupted, own, parked = [], [], []
+        for task in tasks:
+            row = rows.get(task.task_id)
+            state = row["state"] if row else None
+            if row is not None and state == SENT:
+                self._daemon_ids[row["service_id"]] = task.task_id
+                own.append(row["service_id"])
+            elif state == SENDING:
+                interrupted.append(task.task_id)
+            elif row is not None and state == QUEUED:
+                lane = {k: v for k, v in row.items() if k != "state"}
+                function = self.store.get_function(task.function_id) or {}
+                key = repr(sorted(lane.items()))
+                lanes.setdefault(key, (lane, []))[1].append(
+                    Queued(task.task_id, function, task.payload)
+                )
+            else:  # no row: created with a client's token (ids from the service)
+                owner = self.store.passthrough_owner(task.task_id)
+                if owner is None:
+                    own.append(task.task_id)
+                else:
+                    parked.append((task.task_id, owner))
+        if interrupted:
+            self._fail(interrupted, INTERRUPTED)
+        for lane, items in lanes.values():
+            self.submitter.enqueue(lane, items)
+        self.tracker.add(own)
         for task_id, owner in parked:
-            self.tracker.park([task_id], owner or "")
+            self.tracker.park([task_id], owner)
+
+    def _sent(self, pairs: list[tuple[str, str]]) -> None:
+        """The service took these tasks (ledger written): poll them by its ids."""
+        assert self.tracker is not None
+        self._daemon_ids.update((service_id, task_id) for task_id, service_id in pairs)
+        self.tracker.add(service_id for _, service_id in pairs)
+
+    def _fail(self, task_ids: list[str], why: str) -> None:
+        """Tasks that will never reach the service (or must not be sent again)."""
+        assert self._on_outcome is not None
+        now = time.time()
+        for task_id in task_ids:
+            self._on_outcome(Outcome(task_id, "failed", exception=why, completion_t=now))
+        self._forget_soon(task_ids)
+
+    def _report(self, outcome: Outcome) -> None:
+        """The tracker's outcome, under the daemon's id (the service's in details)."""
+        assert self._on_outcome is not None
+        task_id = self._daemon_ids.pop(outcome.task_id, None)
+        if task_id is not None:
+            details = {**outcome.details, "globus_task_id": outcome.task_id}
+            outcome = dataclasses.replace(outcome, task_id=task_id, details=details)
+            self._on_outcome(outcome)
+            self._forget_soon([task_id])
+        else:
+            self._on_outcome(outcome)
+
+    def _forget_soon(self, task_ids: list[str]) -> None:
+        """Drop ledger rows after the core's write of these outcomes (scheduled
+        before this call, so it runs first)."""
+        if not self._forget:
+            asyncio.get_running_loop().call_soon(self._forget_now)
+        self._forget.extend(task_ids)
+
+    def _forget_now(self) -> None:
+        forget, self._forget = self._forget, []
+        if forget:
+            self.ledger.forget(forget)
 
     def adopt(self, task_ids: Sequence[str]) -> int:
         """A client passing a token asked about these tasks: its tasks that wait
@@ -365,10 +499,10 @@ class GlobusBackend:
             "compute_url": self.api.describe_url(),
             "login": self.login.describe(),
             "in_flight": tracker.in_flight if tracker else 0,
-            "waiting_to_submit": self.coalescer.waiting,
-            "submit_requests": self.coalescer.requests,
-            "tasks_submitted": self.coalescer.tasks_submitted,
-            "submit_answers_lost": self.coalescer.answers_lost,
+            "waiting_to_submit": self.coalescer.waiting + self.submitter.waiting,
+            "submit_requests": self.coalescer.requests + self.submitter.requests,
+            "tasks_submitted": self.coalescer.tasks_submitted + self.submitter.tasks_submitted,
+            "submit_answers_lost": self.coalescer.answers_lost + self.submitter.answers_lost,
             "poll_answers_lost": tracker.answers_lost if tracker else 0,
             "functions_registered": self.registry.registered,
             "waiting_for_client_token": tracker.parked if tracker else 0,

@@ -1,6 +1,12 @@
-"""Coalesced submission: many callers, few ``POST /v3/endpoints/{ep}/submit``.
+"""Coalesced submission before the answer: the path of a client's own token.
 
-Callers (Run and BatchRun RPCs of every client) that share an endpoint, task
+Tasks submitted with the daemon's login are answered with the daemon's ids and
+sent in the background (:mod:`.submitter`). A client passing its own token
+(:mod:`.passthrough`) is answered with the service's ids instead, since its
+token lives only in the call: the submit must be made before the answer. The
+functions below (registration, the request body, packing sizes) serve both.
+
+Callers (Run and BatchRun RPCs of clients passing a token) that share an endpoint, task
 group, resource specification, user endpoint config and result serializers
 join one queue. A flusher per queue waits the coalescing window, then waits for
 a slot from the rate limiter; everyone who arrived until the slot is granted
@@ -124,6 +130,24 @@ BODY_OVERHEAD = 16 * 1024
 def json_size(payload: str) -> int:
     """Bytes ``payload`` takes in the JSON body (escapes, quotes, separator)."""
     return len(json.dumps(payload)) + 2
+
+
+def submit_body(
+    tasks: dict[str, list[str]], options: SubmitOptions, user_runtime: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The SDK's ``Batch.prepare()`` body: payloads by Globus function id, and options."""
+    body: dict[str, Any] = {"create_queue": False, "tasks": tasks}
+    if options.task_group_id:
+        body["task_group_id"] = options.task_group_id
+    if options.resource_specification:
+        body["resource_specification"] = options.resource_specification
+    if options.user_endpoint_config:
+        body["user_endpoint_config"] = options.user_endpoint_config
+    if user_runtime:
+        body["user_runtime"] = user_runtime
+    if options.result_serializers:
+        body["result_serializers"] = list(options.result_serializers)
+    return body
 
 
 def queue_key(endpoint_id: str, options: SubmitOptions) -> tuple[str, ...]:
@@ -296,18 +320,8 @@ class Coalescer:
                 tasks.setdefault(globus_ids[group.function["function_id"]], []).extend(
                     group.payloads
                 )
-        body: dict[str, Any] = {"create_queue": False, "tasks": tasks}
-        if options.task_group_id:
-            body["task_group_id"] = options.task_group_id
-        if options.resource_specification:
-            body["resource_specification"] = options.resource_specification
-        if options.user_endpoint_config:
-            body["user_endpoint_config"] = options.user_endpoint_config
         runtime = next((c.options.user_runtime for c in callers if c.options.user_runtime), None)
-        if runtime:
-            body["user_runtime"] = runtime
-        if options.result_serializers:
-            body["result_serializers"] = list(options.result_serializers)
+        body = submit_body(tasks, options, runtime)
         count = sum(c.tasks for c in callers)
         try:
             answer = await self.api.call(

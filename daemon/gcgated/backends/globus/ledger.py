@@ -1,0 +1,102 @@
+"""Where each Globus task accepted with the daemon's own ids stands, on disk.
+
+The daemon answers a submission with task ids of its own, before anything is
+sent to Globus Compute (:mod:`.submitter` sends later, many submissions per
+request). So that no accepted task is lost or sent twice across a restart,
+every such task has a row here, in its own diskcache database next to the
+store's (``globus_submits``), keyed ``t:<daemon task id>``:
+
+- ``{"state": "queued", ...lane}``: written before the client is answered,
+  with what the submit needs beyond the store's run data (endpoint, task
+  group, options); a restarted daemon sends it (it never reached the service);
+- ``{"state": "sending"}``: written before the submit request goes out; a
+  restarted daemon does not send it again (the request may have reached the
+  service), the task fails saying so: at most once at the service;
+- ``{"state": "sent", "service_id": ...}``: the id Globus assigned, which the
+  tracker polls; the task's outcome is reported under the daemon's id.
+
+The row goes once the task's outcome has been handed to the core (a crash in
+between leaves a row no task refers to, which is never read). Tasks with no
+row are polled under their own id: those created with a client's own token
+(their ids come from the service, see :mod:`.passthrough`).
+
+Task groups the daemon made up for its answers (``g:<id>``, kept 30 days)
+are recognised when a client submits to them again: the service never heard
+of them, so such submissions go without a task group (the service makes one
+per request) instead of being refused as ``TASK_GROUP_NOT_FOUND``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gcgated import bulk
+from gcgated.store import _open_json_cache
+
+#: The database's directory under the store directory.
+DATABASE = "globus_submits"
+#: Seconds a task group the daemon made up stays recognised after it was made.
+GROUP_SECONDS = 30 * 24 * 3600.0
+
+QUEUED, SENDING, SENT = "queued", "sending", "sent"
+
+
+def _task_key(task_id: str) -> str:
+    return f"t:{task_id}"
+
+
+class Ledger:
+    """The persisted submit state of daemon-id Globus tasks (see the module doc)."""
+
+    def __init__(self, store_directory: Path) -> None:
+        self._cache = _open_json_cache(store_directory / DATABASE)
+        #: Groups made up by this process (most lookups; the rest read the disk).
+        self._groups: set[str] = set()
+
+    def close(self) -> None:
+        self._cache.close()
+
+    def queued(self, rows: Sequence[tuple[str, dict[str, Any]]], group: str = "") -> None:
+        """Record accepted tasks (``(task id, lane)``), and a new task group, at once."""
+        items = [(_task_key(task_id), {"state": QUEUED, **lane}) for task_id, lane in rows]
+        with self._cache.transact():
+            if group:
+                key = f"g:{group}"
+                items.append((key, {"made_at": time.time()}))
+            bulk.set_many(self._cache, items)
+            if group:
+                bulk.touch_many(self._cache, [key], GROUP_SECONDS)
+        if group:
+            self._groups.add(group)
+
+    def sending(self, task_ids: Iterable[str]) -> None:
+        """Before a submit request goes out: it will never be sent again."""
+        bulk.set_many(self._cache, [(_task_key(t), {"state": SENDING}) for t in task_ids])
+
+    def sent(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """The service's answer: (daemon task id, service task id) pairs."""
+        bulk.set_many(
+            self._cache,
+            [(_task_key(task), {"state": SENT, "service_id": sid}) for task, sid in pairs],
+        )
+
+    def forget(self, task_ids: Iterable[str]) -> None:
+        """The tasks' outcomes are with the core: their rows are no longer needed."""
+        bulk.delete_many(self._cache, [_task_key(t) for t in task_ids])
+
+    def lookup(self, task_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The rows of those of ``task_ids`` that have one."""
+        found = bulk.get_many(self._cache, [_task_key(t) for t in task_ids])
+        return {key[2:]: value for key, (value, _) in found.items()}
+
+    def is_group(self, task_group_id: str) -> bool:
+        """Whether the daemon made this task group up (the service does not know it)."""
+        if task_group_id in self._groups:
+            return True
+        if self._cache.get(f"g:{task_group_id}") is not None:
+            self._groups.add(task_group_id)
+            return True
+        return False
