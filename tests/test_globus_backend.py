@@ -33,6 +33,7 @@ from gcgate import (
 from gcgate.constants import LOCAL_ENDPOINT_ID, MAX_SUBMISSION_BYTES
 from gcgate.errors import Unauthenticated
 from gcgate.v1 import gateway_pb2 as pb
+from gcgated.cli.gcgate import task_summary
 from harness import Daemon, script_function
 from standin import StandIn
 
@@ -158,7 +159,11 @@ def test_hello_runs_on_the_remote_endpoint(gcc: Client, standin: StandIn) -> Non
     assert gcc.get_result(task_id, wait=WAIT) == "Hello Bob Smith"
     # The id is the daemon's; the task ran at the service, under the id it assigned.
     assert task_id not in standin.compute.tasks
-    assert standin.compute.tasks[service_id(gcc, task_id)].endpoint_id == standin.endpoint_id
+    ran = service_id(gcc, task_id)
+    assert standin.compute.tasks[ran].endpoint_id == standin.endpoint_id
+    # `gcgate tasks --json` lists the service's id with the task.
+    listed = {t["task_id"]: t for t in gcc.list_tasks(limit=10)}
+    assert task_summary(listed[task_id])["globus_task_id"] == ran
     task = gcc.get_task(task_id)
     assert task["status"] == "success"
     assert float(task["completion_t"]) <= time.time()

@@ -251,10 +251,14 @@ def cmd_result(client: Client, args: argparse.Namespace) -> Output:
 
 
 def task_summary(task: dict[str, Any]) -> dict[str, Any]:
-    """A listed task's JSON-safe fields (``details`` and exceptions are left out)."""
+    """A listed task's JSON-safe fields (``details`` and exceptions are left out,
+    but for a Globus task's id at the service, to find it in the Globus web app)."""
     keys = ("task_id", "status", "pending", "function_id", "endpoint_id", "task_group_id")
     summary = {key: task[key] for key in keys}
     summary.update(created_at=task["created_at"], completion_t=task.get("completion_t"))
+    globus_task_id = (task.get("details") or {}).get("globus_task_id")
+    if globus_task_id:
+        summary["globus_task_id"] = globus_task_id
     return summary
 
 
