@@ -46,14 +46,15 @@ def _side(
 ) -> tuple[float, list[dict[str, Any]]]:
     """Start ``procs`` clients, let them go at once; wall seconds and their reports."""
     command = [sys.executable, "-m", "bench.remote_client", side, endpoint_id, str(runs)]
-    clients = [
-        subprocess.Popen(
-            command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
-        )
-        for _ in range(procs)
-    ]
+    clients: list[subprocess.Popen[str]] = []
     try:
-        for p in clients:
+        # One at a time until each is ready: the SDK's clients create their shared
+        # token database on first use, and 8 doing so at once race ("no such table").
+        for _ in range(procs):
+            p = subprocess.Popen(
+                command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+            )
+            clients.append(p)
             assert p.stdout is not None
             if p.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"remote figure: a {side} client did not start")
