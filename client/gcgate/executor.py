@@ -10,6 +10,7 @@ streams: results are pushed by the daemon, never polled for.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import itertools
 import json
 import logging
@@ -146,6 +147,9 @@ class Executor(concurrent.futures.Executor):
         self._registry_lock = threading.Lock()
         self._shutdown_lock = threading.Lock()
         self._stopped = False
+        #: _options(): the settings it last built options from, and those options
+        #: (one attribute, so threads submitting at once never pair them wrongly).
+        self._last_options: tuple[tuple[Any, ...], _SubmitOptions] | None = None
         self._queue: queue.SimpleQueue[_QueuedTask | None] = queue.SimpleQueue()
         self._watcher = _ResultWatcher(self.client, self.DEFAULT_RECONNECT_TIMEOUT)
         self._submitter = threading.Thread(
@@ -332,20 +336,38 @@ class Executor(concurrent.futures.Executor):
                 "    gce.endpoint_id = <ep_id>    # alternative"
             )
         payload = self.serializer.task_payload(args, kwargs)
-        options = _SubmitOptions(
-            endpoint_id=str(self.endpoint_id),
-            task_group_id=str(self.task_group_id) if self.task_group_id else None,
-            resource_specification=json.dumps(self.resource_specification, sort_keys=True),
-            user_endpoint_config=json.dumps(self.user_endpoint_config, sort_keys=True),
-            result_serializers=self._result_serializer_paths,
-        )
-        task = _QueuedTask(ComputeFuture(), options, as_uuid(function_id), payload)
+        task = _QueuedTask(ComputeFuture(), self._options(), _function_uuid(function_id), payload)
         # Checked again under the lock: a task queued behind shutdown's sentinel
         # would never be sent, and its future never resolved.
         with self._shutdown_lock:
             self._check_running("no new functions may be executed")
             self._queue.put(task)
         return task.future
+
+    def _options(self) -> _SubmitOptions:
+        """The options a task submitted now travels with; built again only when one
+        of the settings changed (the dicts are compared as JSON: they may have been
+        changed in place)."""
+        key = (
+            self._endpoint_id,
+            self._task_group_id,
+            _canonical_json(self._resource_specification),
+            _canonical_json(self._user_endpoint_config),
+            self._result_serializer_paths,
+        )
+        last = self._last_options
+        if last is not None and last[0] == key:
+            return last[1]
+        endpoint_id, task_group_id, specification, config, serializers = key
+        options = _SubmitOptions(
+            endpoint_id=str(endpoint_id),
+            task_group_id=str(task_group_id) if task_group_id else None,
+            resource_specification=specification,
+            user_endpoint_config=config,
+            result_serializers=serializers,
+        )
+        self._last_options = (key, options)
+        return options
 
     def _submitter_loop(self) -> None:
         """Send queued tasks in batches until the shutdown sentinel, then wait for
@@ -462,6 +484,21 @@ class Executor(concurrent.futures.Executor):
     def _on_own_thread(self) -> bool:
         current = threading.current_thread()
         return current is self._submitter or self._watcher.owns(current)
+
+
+def _canonical_json(value: dict[str, Any] | None) -> str:
+    return "null" if value is None else json.dumps(value, sort_keys=True)
+
+
+def _function_uuid(function_id: UUID_LIKE_T) -> uuid.UUID:
+    """``as_uuid``, remembered for strings: an executor submits the same few
+    functions again and again (a bad id raises every time: errors are not cached)."""
+    return _uuid_of(function_id) if type(function_id) is str else as_uuid(function_id)
+
+
+@functools.lru_cache(maxsize=256)
+def _uuid_of(text: str) -> uuid.UUID:
+    return as_uuid(text)
 
 
 def _check_json_dict(val: Any, type_msg: str, json_msg: str) -> None:

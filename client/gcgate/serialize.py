@@ -22,6 +22,7 @@ be willing to run. Nothing is evaluated at import time.
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import inspect
 import json
@@ -112,7 +113,10 @@ def _data_pickle(data: Any) -> bytes:
 
 def _b64(raw: bytes) -> str:
     # codecs' base64 (not base64.b64encode): it inserts a newline every 76 characters
-    # and at the end, and the SDK's payloads are made this way.
+    # and at the end, and the SDK's payloads are made this way. A pickle of up to
+    # 57 bytes is one such line: that is binascii's own output (no codec lookup).
+    if 0 < len(raw) <= 57:
+        return binascii.b2a_base64(raw).decode()
     return codecs.encode(raw, "base64").decode()
 
 
