@@ -53,6 +53,11 @@ class ComputeFuture(concurrent.futures.Future):
         self._metadata: dict[str, Any] = {}
 
 
+#: At most this many tasks, for at most this many seconds, wait for the next
+#: BatchRun call before their results are watched (see _submitter_loop).
+WATCH_GATHER, WATCH_GATHER_SECONDS = 1024, 0.05
+
+
 @dataclass(frozen=True)
 class _SubmitOptions:
     """What tasks must share to travel in one BatchRun; hashable to group them."""
@@ -372,6 +377,8 @@ class Executor(concurrent.futures.Executor):
     def _submitter_loop(self) -> None:
         """Send queued tasks in batches until the shutdown sentinel, then wait for
         every watched result before releasing the client."""
+        unwatched: dict[str, ComputeFuture] = {}
+        gathering_since = 0.0
         try:
             stopping = False
             while not stopping:
@@ -390,13 +397,28 @@ class Executor(concurrent.futures.Executor):
                         stopping = True
                         break
                     batch.append(item)
-                self._send(batch)
+                if not unwatched:
+                    gathering_since = time.monotonic()
+                self._send(batch, unwatched)
+                # Watched at once unless more submissions already wait: then the
+                # results of a burst's batches share streams (fewer ids re-sent as
+                # the watcher merges its streams, fewer threads).
+                if (
+                    stopping
+                    or self._queue.empty()
+                    or len(unwatched) >= WATCH_GATHER
+                    or time.monotonic() - gathering_since >= WATCH_GATHER_SECONDS
+                ):
+                    self._watcher.watch(unwatched)
+                    unwatched = {}
         finally:
+            self._watcher.watch(unwatched)
             self._watcher.join()
             if self._owns_client:
                 self.client.close()
 
-    def _send(self, batch: list[_QueuedTask]) -> None:
+    def _send(self, batch: list[_QueuedTask], unwatched: dict[str, ComputeFuture]) -> None:
+        """Send ``batch``; the futures of the tasks accepted go into ``unwatched``."""
         groups: dict[_SubmitOptions, list[_QueuedTask]] = defaultdict(list)
         for task in batch:
             # False if the caller cancelled it while queued; after this, it cannot be.
@@ -404,13 +426,15 @@ class Executor(concurrent.futures.Executor):
                 groups[task.options].append(task)
         for options, tasks in groups.items():
             try:
-                self._send_group(options, tasks)
+                unwatched.update(self._send_group(options, tasks))
             except Exception as exc:  # keep the submitter alive for later batches
                 for task in tasks:
                     if not task.future.done():
                         task.future.set_exception(exc)
 
-    def _send_group(self, options: _SubmitOptions, tasks: list[_QueuedTask]) -> None:
+    def _send_group(
+        self, options: _SubmitOptions, tasks: list[_QueuedTask]
+    ) -> dict[str, ComputeFuture]:
         tg_id = options.task_group_id or self.task_group_id
         batch = self.client.create_batch(
             task_group_id=tg_id,
@@ -451,7 +475,7 @@ class Executor(concurrent.futures.Executor):
                 )
                 to_watch[task_id] = future
         self.task_count_submitted += len(to_watch)
-        self._watcher.watch(to_watch)
+        return to_watch
 
     # ------------------------------------------------------------------ shutdown
 
