@@ -217,6 +217,18 @@ def test_damaged_counters_are_recounted(case: Case) -> None:
     assert results(daemon, everything) == {t: 3 * x for t, x in everything.items()}
 
 
+def test_damaged_globus_submit_ledger_is_moved_aside(case: Case) -> None:
+    """The Globus backend's own database is checked like the store's: a damaged
+    one must not stop the daemon (it opens it at every start, logged in or not)."""
+    garbage_header(case.db("globus_submits"))
+    daemon = case.start()
+
+    moved_aside(daemon, "globus_submits", "file is not a database")
+    serves_and_consistent(daemon)
+    everything = {**case.golden.finished, **case.golden.unfinished}
+    assert results(daemon, everything) == {t: 3 * x for t, x in everything.items()}
+
+
 def test_lost_run_data_fails_unfinished_tasks_clearly(case: Case) -> None:
     shutil.rmtree(case.state / "store" / "inflight")
     daemon = case.start()

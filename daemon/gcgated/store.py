@@ -46,7 +46,17 @@ FINAL_STATUSES = frozenset({"success", "failed"})
 #: times (run data, record, SQLite's log, checkpoint), plus this many bytes.
 DISK_ROOM_FACTOR, DISK_ROOM_SPARE = 4, 1 << 20
 #: The diskcache databases under the store directory (see the module doc).
-DATABASES = ("functions", "tasks", "inflight", "globus_functions", "globus_tasks", "meta")
+#: ``globus_submits`` belongs to the Globus backend's submit ledger, which opens it
+#: itself; it is listed so a damaged one is moved aside like the others.
+DATABASES = (
+    "functions",
+    "tasks",
+    "inflight",
+    "globus_functions",
+    "globus_tasks",
+    "globus_submits",
+    "meta",
+)
 #: The fields of an unfinished task's record, as add_tasks writes them.
 _PENDING_FIELDS = ("task_id", "function_id", "endpoint_id", "task_group_id", "status", "created_at")
 _PENDING_KEYS = frozenset(_PENDING_FIELDS)
