@@ -39,6 +39,28 @@ BATCH_MESSAGE_BYTES = 16 * 1024 * 1024
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
+async def _abort(
+    servicer: GatewayServicer, name: str, exc: Exception, context: grpc.aio.ServicerContext
+) -> None:
+    """End the call with the status ``exc`` stands for; anything unexpected is
+    INTERNAL with the details in the log only (they may quote a client's data)."""
+    if isinstance(exc, grpc.aio.AbortError):  # the call was already ended with a status
+        raise exc
+    if isinstance(exc, GatewayError):
+        await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+    if is_disk_full(exc):
+        log.error("%s refused: the store cannot be written: %s", name, exc)
+        await context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"the result store at {servicer.core.store.directory} cannot be written: its"
+            f" disk is full ({exc}); free space there, then retry",
+        )
+    log.exception("%s failed", name)
+    await context.abort(
+        grpc.StatusCode.INTERNAL, f"{name}: internal error in gcgated; its log has the details"
+    )
+
+
 def rpc(method: Handler) -> Handler:
     """Map core errors to their status; anything unexpected to INTERNAL, logged."""
 
@@ -48,21 +70,8 @@ def rpc(method: Handler) -> Handler:
         token = CLIENT_TOKEN.set(bearer_from(context.invocation_metadata()))
         try:
             return await method(self, request, context)
-        except GatewayError as exc:
-            await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
         except Exception as exc:
-            if is_disk_full(exc):
-                log.error("%s refused: the store cannot be written: %s", method.__name__, exc)
-                await context.abort(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"the result store at {self.core.store.directory} cannot be written: its"
-                    f" disk is full ({exc}); free space there, then retry",
-                )
-            log.exception("%s failed", method.__name__)
-            await context.abort(
-                grpc.StatusCode.INTERNAL,
-                f"{method.__name__}: internal error in gcgated; its log has the details",
-            )
+            await _abort(self, method.__name__, exc, context)
         finally:
             CLIENT_TOKEN.reset(token)
 
@@ -80,8 +89,8 @@ def stream_rpc(method: Handler) -> Handler:
         try:
             async for item in method(self, request, context):
                 yield item
-        except GatewayError as exc:
-            await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+        except Exception as exc:
+            await _abort(self, method.__name__, exc, context)
 
     return streaming  # type: ignore[return-value]
 
