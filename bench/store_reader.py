@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+# gcgate imports dill on first use (a no-op result is pickled by dill's strategy);
+# imported here, before either clock, so neither side's read pays an import.
+import dill  # noqa: F401
 import diskcache
 from gcgate import Client
 from gcgate.serialize import Serializer
