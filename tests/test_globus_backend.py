@@ -34,7 +34,7 @@ from gcgate.constants import LOCAL_ENDPOINT_ID, MAX_SUBMISSION_BYTES
 from gcgate.errors import Unauthenticated
 from gcgate.v1 import gateway_pb2 as pb
 from gcgated.cli.gcgate import task_summary
-from harness import Daemon, script_function
+from harness import GlobusDaemon, script_function
 from standin import StandIn
 
 WAIT = 60.0
@@ -83,27 +83,6 @@ def noisy_multiply(x, y, noise=1, offset=0) -> float:
 
 
 # ------------------------------------------------------------------- fixtures
-
-
-class GlobusDaemon(Daemon):
-    """A daemon whose environment points globus-sdk and gcgated at the stand-in."""
-
-    def __init__(
-        self,
-        state_dir: Path,
-        standin: StandIn,
-        settings: dict[str, Any] | None = None,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        config = state_dir.parent / f"{state_dir.name}-gcgated.toml"
-        config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in (settings or {}).items()))
-        config.chmod(0o600)
-        super().__init__(state_dir, extra_args=("--config", str(config)))
-        self._standin_env = {**standin.env(), **(env or {})}
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**super().env, **self._standin_env}
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from gcgate.errors import Unauthenticated
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from harness import Daemon, LoginlessDaemon, script_function
+from harness import Daemon, GlobusDaemon, LoginlessDaemon, script_function
 from standin import StandIn
 
 WAIT = 60.0
@@ -242,20 +242,8 @@ def test_bad_code_and_unknown_login_id(loginless_daemon: LoginlessDaemon, standi
         assert stub.WhoAmI(pb.WhoAmIRequest(), timeout=10).login.state == "logged_out"
 
 
-class ServiceAccountDaemon(Daemon):
-    """A daemon pointed at the stand-in, with the stand-in's service account."""
-
-    def __init__(self, state_dir: Path, standin: StandIn) -> None:
-        super().__init__(state_dir)
-        self._standin_env = standin.env()
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**super().env, **self._standin_env}
-
-
 def test_login_is_refused_with_a_service_account(standin: StandIn, tmp_path: Path) -> None:
-    daemon = ServiceAccountDaemon(tmp_path / "state", standin).start()
+    daemon = GlobusDaemon(tmp_path / "state", standin).start()
     try:
         answer = gcgate(daemon, "login", stdin="")
         assert answer.returncode == 1

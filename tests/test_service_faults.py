@@ -40,9 +40,8 @@ from gcgate import Client
 from gcgate.errors import GatewayError
 from gcgate.v1 import gateway_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from harness import script_function
+from harness import GlobusDaemon, script_function
 from standin import StandIn
-from test_globus_backend import GlobusDaemon
 
 WAIT = 60.0
 #: The published limit (20 requests per 10 s), its window scaled down for CI.
