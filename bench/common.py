@@ -7,7 +7,6 @@ are printed too, with the machine they were taken on (see :mod:`bench.machine`).
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import tempfile
@@ -24,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))
 
-from harness import Daemon  # noqa: E402
+from harness import ConfiguredDaemon  # noqa: E402
 
 #: Seconds any single wait may take before a figure is declared broken.
 WAIT = 300.0
@@ -100,13 +99,13 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-class BenchDaemon(Daemon):
-    """The harness's daemon with a config file and the production log level.
+class BenchDaemon(ConfiguredDaemon):
+    """The harness's configured daemon at the production log level.
 
     The harness logs at DEBUG for test diagnostics; a benchmark measures the
-    daemon as it is run (INFO). ``config`` settings go into a ``0600`` TOML config file
-    (the only place some settings may come from); ``env`` is added for the daemon
-    and its clients (e.g. the stand-in's URLs and service account).
+    daemon as it is run (INFO). ``config`` goes into the daemon's config file;
+    ``env`` is added for the daemon and its clients (e.g. the stand-in's URLs
+    and service account).
     """
 
     def __init__(
@@ -118,16 +117,7 @@ class BenchDaemon(Daemon):
         env: dict[str, str] | None = None,
     ) -> None:
         state_dir.parent.mkdir(parents=True, exist_ok=True)
-        path = state_dir.parent / f"{state_dir.name}-gcgated.toml"
-        path.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in (config or {}).items()))
-        path.chmod(0o600)
-        args = ("--config", str(path), "--log-level", "INFO")
-        super().__init__(state_dir, workers=workers, extra_args=args)
-        self._extra_env = dict(env or {})
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**super().env, **self._extra_env}
+        super().__init__(state_dir, config, env, workers=workers, log_level="INFO")
 
     @property
     def pid(self) -> int:
