@@ -11,7 +11,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -20,7 +21,17 @@ from gcgate.constants import LOCAL_ENDPOINT_ID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import script_function
 
-from bench.common import WAIT, Row, Settings, Target, median, percentile, running_daemon, timed
+from bench.common import (
+    WAIT,
+    BenchDaemon,
+    Row,
+    Settings,
+    Target,
+    median,
+    percentile,
+    running_daemon,
+    timed,
+)
 from bench.noop import noop
 from bench.procs import cpu_split
 
@@ -31,6 +42,28 @@ def _warm_up(run_once: Callable[[], object], workers: int) -> None:
     """Enough calls that every worker has started and run the function."""
     for _ in range(4 * workers):
         run_once()
+
+
+@contextmanager
+def _warm_sides(
+    settings: Settings, name: str
+) -> Iterator[tuple[BenchDaemon, Client, str, cf.ProcessPoolExecutor]]:
+    """A daemon, a client with ``noop`` registered (its id) and the baseline pool,
+    every worker on both sides started and having run ``noop``."""
+    with (
+        running_daemon(settings, name) as daemon,
+        Client(socket_path=daemon.socket_path) as client,
+        _pool(settings) as pool,
+    ):
+        function_id = client.register_function(script_function(noop))
+
+        def run_once() -> object:
+            task_id = client.run(endpoint_id=LOCAL_ENDPOINT_ID, function_id=function_id)
+            return client.get_result(task_id, wait=WAIT)
+
+        _warm_up(run_once, settings.workers)
+        _warm_up(lambda: pool.submit(noop).result(timeout=WAIT), settings.workers)
+        yield daemon, client, function_id, pool
 
 
 def _pool(settings: Settings) -> cf.ProcessPoolExecutor:
@@ -48,13 +81,7 @@ def roundtrip(settings: Settings) -> list[Row]:
     The two sides alternate call by call, so a change in machine load hits both.
     """
     n = settings.pick(1000, 100)
-    with (
-        running_daemon(settings, "roundtrip") as daemon,
-        Client(socket_path=daemon.socket_path) as client,
-        _pool(settings) as pool,
-    ):
-        function_id = client.register_function(script_function(noop))
-
+    with _warm_sides(settings, "roundtrip") as (daemon, client, function_id, pool):
         run_times: list[float] = []
 
         def gcgate_once() -> object:
@@ -66,15 +93,12 @@ def roundtrip(settings: Settings) -> list[Row]:
         def pool_once() -> object:
             return pool.submit(noop).result(timeout=WAIT)
 
-        _warm_up(gcgate_once, settings.workers)
-        _warm_up(pool_once, settings.workers)
         ours: list[float] = []
         theirs: list[float] = []
         with cpu_split(daemon.pid) as cpu:
             for _ in range(n):
                 ours.append(timed(gcgate_once))
                 theirs.append(timed(pool_once))
-        del run_times[: -len(ours)]  # the warm-up's
         empty_rpc = _empty_rpc_times(daemon.socket_path, n)
     target = Target("<=", 1.5)
     rows = [
@@ -129,12 +153,7 @@ def batch(settings: Settings) -> list[Row]:
     """
     n = settings.pick(10_000, 1_000)
     reps = settings.pick(3, 1)
-    with (
-        running_daemon(settings, "batch") as daemon,
-        Client(socket_path=daemon.socket_path) as client,
-        _pool(settings) as pool,
-    ):
-        function_id = client.register_function(script_function(noop))
+    with _warm_sides(settings, "batch") as (daemon, client, function_id, pool):
 
         def gcgate_all() -> None:
             b = client.create_batch()
@@ -149,8 +168,6 @@ def batch(settings: Settings) -> list[Row]:
             if len(list(pool.map(noop, range(n), timeout=WAIT))) != n:
                 raise RuntimeError("batch figure: pool.map lost results")
 
-        _warm_up(lambda: client.get_result(_run(client, function_id), wait=WAIT), settings.workers)
-        _warm_up(lambda: pool.submit(noop).result(timeout=WAIT), settings.workers)
         with cpu_split(daemon.pid) as cpu:
             ours = [timed(gcgate_all) for _ in range(reps)]
         theirs = [timed(pool_all) for _ in range(reps)]
@@ -166,10 +183,6 @@ def batch(settings: Settings) -> list[Row]:
             f"median of {reps}; gcgate {cpu.per_task_us(n * reps)}",
         )
     ]
-
-
-def _run(client: Client, function_id: str) -> str:
-    return client.run(endpoint_id=LOCAL_ENDPOINT_ID, function_id=function_id)
 
 
 def executor(settings: Settings) -> list[Row]:
