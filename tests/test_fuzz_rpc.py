@@ -522,18 +522,25 @@ def alive(world: World) -> None:
     assert world.stub.Status(pb.StatusRequest(), timeout=CALL_TIMEOUT).pid == world.pid
 
 
-def fuzz(world: World, rpc: str, examples: int, derandomize: bool) -> None:
-    """Run ``examples`` hypothesis examples of ``rpc`` against the daemon."""
-    request_strategy = requests(world)[rpc]
-    md_strategy = metadata(world)
-
-    @settings(
+def fuzz_settings(examples: int, derandomize: bool) -> settings:
+    """The hypothesis settings of every fuzz run: ``examples`` calls to the real daemon,
+    no deadline (a loaded machine is slow, not wrong), no example database, no health
+    checks."""
+    return settings(
         max_examples=examples,
         derandomize=derandomize,
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),
     )
+
+
+def fuzz(world: World, rpc: str, examples: int, derandomize: bool) -> None:
+    """Run ``examples`` hypothesis examples of ``rpc`` against the daemon."""
+    request_strategy = requests(world)[rpc]
+    md_strategy = metadata(world)
+
+    @fuzz_settings(examples, derandomize)
     @given(data=st.data())
     def one(data: st.DataObject) -> None:
         request = data.draw(request_strategy, label="request")
@@ -557,13 +564,7 @@ def fuzz_raw(world: World, rpc: str, examples: int, derandomize: bool) -> None:
         path, request_serializer=bytes, response_deserializer=bytes
     )
 
-    @settings(
-        max_examples=examples,
-        derandomize=derandomize,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @fuzz_settings(examples, derandomize)
     @given(body=st.binary(max_size=200))
     def one(body: bytes) -> None:
         try:
