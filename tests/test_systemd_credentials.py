@@ -434,8 +434,11 @@ def test_neither_secret_nor_tokens_leak_through_a_globus_login(
             fid = client.register_function(hello)
             tid = client.run("Ada", endpoint_id=standin.endpoint_id, function_id=fid)
             assert client.get_result(tid, wait=WAIT) == "Hello Ada"
+            # An unknown endpoint: accepted (submits go in the background), then the
+            # task fails with the service's refusal, an error text to search too.
+            refused = client.run("x", endpoint_id=str(uuid.uuid4()), function_id=fid)
             with pytest.raises(GcgateError) as failed:
-                client.run("x", endpoint_id=str(uuid.uuid4()), function_id=fid)
+                client.get_result(refused, wait=WAIT)
         tokens = [t.access_token for t in standin.auth.live_tokens()]
         tokens += list(standin.auth.refresh_tokens)
         assert [t for t in standin.auth.live_tokens() if t.client_id == account.client_id]
