@@ -9,19 +9,13 @@ import grpc
 import pytest
 from gcgate.constants import MAX_MESSAGE_BYTES
 from gcgate.v1.gateway_pb2_grpc import GatewayStub
-from harness import Daemon, LoginlessDaemon
+from harness import Daemon, LoginlessDaemon, serve
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """One running gcgated for the whole module (stopped cleanly at the end)."""
-    d = Daemon(tmp_path_factory.mktemp("daemon") / "state").start()
-    try:
-        yield d
-    finally:
-        if d.process is not None:
-            assert d.stop() == 0, d.log()
-        d.close()
+    yield from serve(Daemon(tmp_path_factory.mktemp("daemon") / "state").start())
 
 
 @pytest.fixture

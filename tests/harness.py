@@ -17,9 +17,9 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from gcgate.v1 import gateway_pb2 as pb
@@ -131,6 +131,21 @@ class Daemon:
             self.process.wait(timeout=STOP_TIMEOUT)
             self.process = None
         shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+
+D = TypeVar("D", bound=Daemon)
+
+
+def serve(daemon: D) -> Iterator[D]:
+    """For a fixture to ``yield from``: ``daemon`` (started), then a clean stop (exit
+    code 0, else the test fails with its log) unless a test stopped or killed it, and
+    its socket dir removed."""
+    try:
+        yield daemon
+    finally:
+        if daemon.process is not None:
+            assert daemon.stop() == 0, daemon.log()
+        daemon.close()
 
 
 def script_function(fn: Callable[..., Any]) -> Callable[..., Any]:

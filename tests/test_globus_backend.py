@@ -34,7 +34,7 @@ from gcgate.constants import LOCAL_ENDPOINT_ID, MAX_SUBMISSION_BYTES
 from gcgate.errors import Unauthenticated
 from gcgate.v1 import gateway_pb2 as pb
 from gcgated.cli.gcgate import task_summary
-from harness import GlobusDaemon, script_function
+from harness import GlobusDaemon, script_function, serve
 from standin import StandIn
 
 WAIT = 60.0
@@ -89,13 +89,8 @@ def noisy_multiply(x, y, noise=1, offset=0) -> float:
 def remote(
     standin_service: StandIn, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GlobusDaemon]:
-    daemon = GlobusDaemon(tmp_path_factory.mktemp("globus") / "state", standin_service).start()
-    try:
-        yield daemon
-    finally:
-        if daemon.process is not None:
-            assert daemon.stop() == 0, daemon.log()
-        daemon.close()
+    state_dir = tmp_path_factory.mktemp("globus") / "state"
+    yield from serve(GlobusDaemon(state_dir, standin_service).start())
 
 
 @pytest.fixture

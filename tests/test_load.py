@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 from gcgate import Client
-from harness import Daemon
+from harness import Daemon, serve
 from standin import StandIn
 
 CLIENTS = 16
@@ -174,28 +174,22 @@ def check_nothing_lost(daemon: Daemon, run: LoadRun) -> None:
     assert status["tasks"] == {"pending": 0, "success": len(run.tasks), "failed": 0}
 
 
+def serving(d: Daemon) -> Iterator[Daemon]:
+    """``d`` started for a test; after it, a clean stop with no traceback logged."""
+    yield from serve(d.start())
+    assert "Traceback" not in d.log()
+
+
 @pytest.fixture
 def local_daemon(tmp_path: Path) -> Iterator[Daemon]:
-    d = Daemon(tmp_path / "state", workers=2).start()
-    try:
-        yield d
-        assert d.stop() == 0
-        assert "Traceback" not in d.log()
-    finally:
-        d.close()
+    yield from serving(Daemon(tmp_path / "state", workers=2))
 
 
 @pytest.fixture
 def globus_daemon(standin: StandIn, tmp_path: Path) -> Iterator[Daemon]:
     """Logged in as the stand-in's service account, which enforces its rate limit."""
     standin.compute.enforce_rate_limit = True
-    d = Daemon(tmp_path / "state", workers=1, daemon_env=standin.env()).start()
-    try:
-        yield d
-        assert d.stop() == 0
-        assert "Traceback" not in d.log()
-    finally:
-        d.close()
+    yield from serving(Daemon(tmp_path / "state", workers=1, daemon_env=standin.env()))
 
 
 def load_local(daemon: Daemon, seconds: float) -> None:
