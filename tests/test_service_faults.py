@@ -40,7 +40,7 @@ from gcgate import Client
 from gcgate.errors import GatewayError
 from gcgate.v1 import gateway_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from harness import GlobusDaemon, script_function
+from harness import GlobusDaemon, script_function, serve
 from standin import StandIn
 
 WAIT = 60.0
@@ -85,26 +85,14 @@ def start_daemon(
 def gcgated(
     standin_service: StandIn, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GlobusDaemon]:
-    daemon = start_daemon(tmp_path_factory, standin_service, SETTINGS)
-    try:
-        yield daemon
-    finally:
-        if daemon.process is not None:
-            assert daemon.stop() == 0, daemon.log()
-        daemon.close()
+    yield from serve(start_daemon(tmp_path_factory, standin_service, SETTINGS))
 
 
 @pytest.fixture(scope="module")
 def impatient(
     standin_service: StandIn, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GlobusDaemon]:
-    daemon = start_daemon(tmp_path_factory, standin_service, IMPATIENT)
-    try:
-        yield daemon
-    finally:
-        if daemon.process is not None:
-            assert daemon.stop() == 0, daemon.log()
-        daemon.close()
+    yield from serve(start_daemon(tmp_path_factory, standin_service, IMPATIENT))
 
 
 @pytest.fixture
@@ -461,6 +449,27 @@ def hold_at_service(service: StandIn, client: Client, fid: str, n: int) -> Run:
     return run
 
 
+def check_recovery(
+    service: StandIn, client: Client, fid: str, run: Run, waiting: dict[str, int]
+) -> float:
+    """Once an outage is over: every accepted task and each task ``waiting`` to be
+    sent (id: input) gets its own result, the service created none twice, a new task
+    runs and the backend is ready. Returns the seconds until the results were in."""
+    lifted = time.monotonic()
+    check_accepted(client, run)
+    results = client.get_batch_result(list(waiting), wait=WAIT)
+    assert {t: results[t]["result"] for t in waiting} == {
+        t: expected(x) for t, x in waiting.items()
+    }
+    recovery = time.monotonic() - lifted
+    run.service_ids.update((t, results[t]["details"]["globus_task_id"]) for t in waiting)
+    assert check_service_side(service, run) == 0
+    late = client.run(10_001, endpoint_id=service.endpoint_id, function_id=fid)
+    assert client.get_result(late, wait=WAIT) == expected(10_001)
+    assert backend(client)[0] == "ready"
+    return recovery
+
+
 def test_auth_down_for_a_while(impatient: GlobusDaemon, service: StandIn) -> None:
     """Globus Auth answers 503 while the token has expired: accepted tasks stay
     pending, a new submission is accepted and waits to be sent, the status names
@@ -486,15 +495,7 @@ def test_auth_down_for_a_while(impatient: GlobusDaemon, service: StandIn) -> Non
     assert globus_health(impatient) == health_pb2.HealthCheckResponse.SERVING
 
     service.faults.remove(outage)
-    lifted = time.monotonic()
-    check_accepted(client, run)
-    assert client.get_result(waiting, wait=WAIT) == expected(10_000)
-    recovery = time.monotonic() - lifted
-    run.service_ids[waiting] = client.get_task(waiting)["details"]["globus_task_id"]
-    assert check_service_side(service, run) == 0
-    late = client.run(10_001, endpoint_id=service.endpoint_id, function_id=fid)
-    assert client.get_result(late, wait=WAIT) == expected(10_001)
-    assert backend(client)[0] == "ready"
+    recovery = check_recovery(service, client, fid, run, {waiting: 10_000})
     figures(
         "auth-down",
         service,
@@ -515,7 +516,7 @@ def test_compute_down_for_a_while(impatient: GlobusDaemon, service: StandIn) -> 
     run = hold_at_service(service, client, fid, 100)
     outage = service.faults.server_error(duration=600, status=503)
 
-    waiting = [client.run(10_000, endpoint_id=service.endpoint_id, function_id=fid)]
+    waiting = {client.run(10_000, endpoint_id=service.endpoint_id, function_id=fid): 10_000}
     asked = time.monotonic()
     wait_for("the 503 noticed", lambda: "503" in backend(client)[1]["last_error"])
     noticed_after = time.monotonic() - asked
@@ -525,7 +526,7 @@ def test_compute_down_for_a_while(impatient: GlobusDaemon, service: StandIn) -> 
 
     service.faults.remove(outage)
     service.go_down()
-    waiting.append(client.run(10_002, endpoint_id=service.endpoint_id, function_id=fid))
+    waiting[client.run(10_002, endpoint_id=service.endpoint_id, function_id=fid)] = 10_002
     wait_for(
         "the refused connection noticed",
         lambda: "ConnectionError" in backend(client)[1]["last_error"],
@@ -535,16 +536,7 @@ def test_compute_down_for_a_while(impatient: GlobusDaemon, service: StandIn) -> 
 
     service.compute.set_endpoint_status(service.endpoint_id, "online")
     service.come_back()
-    lifted = time.monotonic()
-    check_accepted(client, run)
-    results = client.get_batch_result(waiting, wait=WAIT)
-    assert [results[t]["result"] for t in waiting] == [expected(10_000), expected(10_002)]
-    recovery = time.monotonic() - lifted
-    run.service_ids.update((t, results[t]["details"]["globus_task_id"]) for t in waiting)
-    assert check_service_side(service, run) == 0
-    late = client.run(10_001, endpoint_id=service.endpoint_id, function_id=fid)
-    assert client.get_result(late, wait=WAIT) == expected(10_001)
-    assert backend(client)[0] == "ready"
+    recovery = check_recovery(service, client, fid, run, waiting)
     figures(
         "compute-down",
         service,
