@@ -44,9 +44,8 @@ from gcgate import Client
 from gcgated.backends.globus.submitter import INTERRUPTED
 from gcgated.backends.globus.tracker import FORGOTTEN
 from gcgated.store import FINAL_STATUSES, Store
-from harness import Daemon, script_function
+from harness import Daemon, GlobusDaemon, script_function
 from standin import UNKNOWN_TASK_REASON, StandIn
-from test_globus_backend import GlobusDaemon
 
 TASKS = 10_000
 CLIENTS = 2
@@ -326,25 +325,18 @@ def crash_run(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callab
         run.close()
 
 
-def local_run(crash_run: Callable[..., CrashRun], tmp_path: Path, seed: int, phase: str) -> None:
-    daemon = Daemon(tmp_path / "state").start()
-    try:
-        run_and_check(crash_run(daemon, "local", seed, phase), None)
-    finally:
-        daemon.close()
-
-
-def globus_run(
+def kill_run(
     crash_run: Callable[..., CrashRun],
-    standin: StandIn,
-    tmp_path: Path,
+    daemon: Daemon,
+    standin: StandIn | None,
     seed: int,
     phase: str,
-    settings: dict[str, Any] = GLOBUS_SETTINGS,
 ) -> None:
-    daemon = GlobusDaemon(tmp_path / "state", standin, settings).start()
+    """One seeded kill of ``daemon``: on the stand-in's endpoint if ``standin``, else local."""
+    daemon.start()
     try:
-        run_and_check(crash_run(daemon, standin.endpoint_id, seed, phase), standin)
+        endpoint_id = standin.endpoint_id if standin is not None else "local"
+        run_and_check(crash_run(daemon, endpoint_id, seed, phase), standin)
     finally:
         daemon.close()
 
@@ -352,7 +344,7 @@ def globus_run(
 @pytest.mark.slow
 @pytest.mark.parametrize("seed,phase", CI_LOCAL)
 def test_local_endpoint_survives_kill(crash_run, tmp_path: Path, seed: int, phase: str) -> None:
-    local_run(crash_run, tmp_path, seed, phase)
+    kill_run(crash_run, Daemon(tmp_path / "state"), None, seed, phase)
 
 
 @pytest.mark.slow
@@ -360,7 +352,8 @@ def test_local_endpoint_survives_kill(crash_run, tmp_path: Path, seed: int, phas
 def test_globus_endpoint_survives_kill(
     crash_run, standin: StandIn, tmp_path: Path, seed: int, phase: str
 ) -> None:
-    globus_run(crash_run, standin, tmp_path, seed, phase)
+    daemon = GlobusDaemon(tmp_path / "state", standin, GLOBUS_SETTINGS)
+    kill_run(crash_run, daemon, standin, seed, phase)
 
 
 @pytest.mark.soak
@@ -368,7 +361,7 @@ def test_globus_endpoint_survives_kill(
 def test_local_endpoint_survives_kill_soak(
     crash_run, tmp_path: Path, seed: int, phase: str
 ) -> None:
-    local_run(crash_run, tmp_path, seed, phase)
+    kill_run(crash_run, Daemon(tmp_path / "state"), None, seed, phase)
 
 
 @pytest.mark.soak
@@ -376,7 +369,8 @@ def test_local_endpoint_survives_kill_soak(
 def test_globus_endpoint_survives_kill_soak(
     crash_run, standin: StandIn, tmp_path: Path, seed: int, phase: str
 ) -> None:
-    globus_run(crash_run, standin, tmp_path, seed, phase)
+    daemon = GlobusDaemon(tmp_path / "state", standin, GLOBUS_SETTINGS)
+    kill_run(crash_run, daemon, standin, seed, phase)
 
 
 @pytest.mark.soak
@@ -386,4 +380,4 @@ def test_globus_endpoint_survives_kill_production_budget_soak(
 ) -> None:
     """The default request budget (18 per 10 s): polls spaced by the rate limiter,
     as in production, not back to back; how often does a kill hit the window?"""
-    globus_run(crash_run, standin, tmp_path, seed, phase, settings={})
+    kill_run(crash_run, GlobusDaemon(tmp_path / "state", standin), standin, seed, phase)
