@@ -148,6 +148,14 @@ def serve(daemon: D) -> Iterator[D]:
         daemon.close()
 
 
+def write_private(path: Path, text: str, mode: int = 0o600) -> Path:
+    """``path`` holding ``text`` with permissions ``mode``: by default its owner's
+    only, as gcgated requires of a config or credential file holding a secret."""
+    path.write_text(text)
+    os.chmod(path, mode)
+    return path
+
+
 def script_function(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` defined again from its source in a fresh ``__main__`` namespace.
 
@@ -190,9 +198,10 @@ class ConfiguredDaemon(Daemon):
         workers: int = 2,
         log_level: str = "DEBUG",
     ) -> None:
-        config = state_dir.parent / f"{state_dir.name}-gcgated.toml"
-        config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in (settings or {}).items()))
-        config.chmod(0o600)
+        config = write_private(
+            state_dir.parent / f"{state_dir.name}-gcgated.toml",
+            "".join(f"{k} = {json.dumps(v)}\n" for k, v in (settings or {}).items()),
+        )
         super().__init__(
             state_dir, workers=workers, extra_args=("--config", str(config)), log_level=log_level
         )

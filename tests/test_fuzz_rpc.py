@@ -42,7 +42,7 @@ from gcgated.errors import InvalidArgument
 from harness import LoginlessDaemon, script_function
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from proc_usage import Usage
+from procfs import Usage
 from standin import StandIn
 
 C = grpc.StatusCode

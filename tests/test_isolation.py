@@ -47,9 +47,9 @@ from gcgate.serialize import Serializer
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 from google.protobuf.message import Message
-from harness import Daemon, script_function
+from harness import Daemon, script_function, write_private
+from procfs import children, proc_limit, proc_text
 from standin import StandIn
-from test_systemd_credentials import children, proc_text, write_private
 
 GCGATE = Path(sys.executable).with_name("gcgate")
 NOBODY = 65534
@@ -95,14 +95,6 @@ class UnlimitedCoreDaemon(Daemon):
         return ["prlimit", f"--core={limit}:{limit}", *super().command()]
 
 
-def core_limit(pid: int) -> tuple[str, str]:
-    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
-        if line.startswith("Max core file size"):
-            soft, hard = line.split()[4:6]
-            return soft, hard
-    raise AssertionError(f"no core limit in /proc/{pid}/limits")
-
-
 @pytest.mark.skipif(not shutil.which("prlimit"), reason="needs prlimit (util-linux)")
 def test_core_dumps_are_off_in_the_daemon_and_its_workers(tmp_path: Path) -> None:
     if highest_core_limit() == "0":
@@ -118,7 +110,7 @@ def test_core_dumps_are_off_in_the_daemon_and_its_workers(tmp_path: Path) -> Non
         workers = children(d.process.pid)
         assert len(workers) == 2
         for pid in [d.process.pid, *workers]:
-            assert core_limit(pid) == ("0", "0"), pid
+            assert proc_limit(pid, "Max core file size") == ("0", "0"), pid
         assert d.stop() == 0
     finally:
         d.close()

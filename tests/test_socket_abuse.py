@@ -31,7 +31,7 @@ from gcgate.constants import MAX_MESSAGE_BYTES, MAX_SUBMISSION_BYTES
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1.gateway_pb2_grpc import GatewayStub
 from harness import Daemon
-from proc_usage import Usage, wait_until
+from procfs import Usage, proc_limit, wait_until
 
 #: Generous: only reached when something hangs.
 WAIT = 60.0
@@ -325,13 +325,6 @@ def test_thousands_of_connections(
     many_connections(daemon, stub, figures, CI_CONNECTIONS)
 
 
-def fd_soft_limit(pid: int) -> tuple[int, int]:
-    with open(f"/proc/{pid}/limits") as limits:
-        line = next(x for x in limits if x.startswith("Max open files"))
-    soft, hard = line.split()[3:5]
-    return int(soft), int(hard)
-
-
 def test_daemon_started_with_a_low_fd_soft_limit_raises_it(
     tmp_path: Path, figures: dict[str, Any]
 ) -> None:
@@ -345,7 +338,7 @@ def test_daemon_started_with_a_low_fd_soft_limit_raises_it(
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     channel = grpc.insecure_channel(f"unix:{low.socket_path}")
     try:
-        assert fd_soft_limit(pid_of(low)) == (hard, hard)
+        assert proc_limit(pid_of(low), "Max open files") == (str(hard), str(hard))
         many_connections(low, GatewayStub(channel), figures, CI_CONNECTIONS, "_from_soft_1024")
     finally:
         channel.close()

@@ -34,19 +34,14 @@ from gcgated.credentials import (
     load_client_credentials,
 )
 from gcgated.errors import StartupError
-from harness import Daemon, script_function
+from harness import Daemon, script_function, write_private
+from procfs import children, proc_text
 from standin import StandIn
 
 CLIENT_ID = "1b0c4a5e-0000-4f1e-9c2a-6d3f0e8b7a21"
 SECRET = "gcgate-test-secret-" + uuid.uuid4().hex
 GCGATE = Path(sys.executable).with_name("gcgate")
 WAIT = 30.0
-
-
-def write_private(path: Path, text: str, mode: int = 0o600) -> Path:
-    path.write_text(text)
-    os.chmod(path, mode)
-    return path
 
 
 @pytest.fixture
@@ -266,23 +261,6 @@ def gcgate_status_json(socket_path: Path) -> tuple[str, dict]:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout + done.stderr, json.loads(done.stdout)
-
-
-def proc_text(pid: int, name: str) -> str:
-    return Path(f"/proc/{pid}/{name}").read_bytes().replace(b"\0", b"\n").decode(errors="replace")
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat_fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat_fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 @pytest.fixture(params=["credentials-directory", "environment", "config-file"])
