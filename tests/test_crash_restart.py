@@ -311,6 +311,13 @@ CI_LOCAL, CI_GLOBUS = seeds([0, 1]), seeds([1, 2])
 SOAK = seeds(range(3, 33))
 
 
+def ci_and_soak(ci: list[tuple[int, str]]) -> list[Any]:
+    """``ci`` marked slow, then ``SOAK`` marked soak: one test for both runs."""
+    return [pytest.param(*p, marks=pytest.mark.slow) for p in ci] + [
+        pytest.param(*p, marks=pytest.mark.soak) for p in SOAK
+    ]
+
+
 @pytest.fixture
 def crash_run(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., CrashRun]]:
     made: list[CrashRun] = []
@@ -341,32 +348,13 @@ def kill_run(
         daemon.close()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("seed,phase", CI_LOCAL)
+@pytest.mark.parametrize("seed,phase", ci_and_soak(CI_LOCAL))
 def test_local_endpoint_survives_kill(crash_run, tmp_path: Path, seed: int, phase: str) -> None:
     kill_run(crash_run, Daemon(tmp_path / "state"), None, seed, phase)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("seed,phase", CI_GLOBUS)
+@pytest.mark.parametrize("seed,phase", ci_and_soak(CI_GLOBUS))
 def test_globus_endpoint_survives_kill(
-    crash_run, standin: StandIn, tmp_path: Path, seed: int, phase: str
-) -> None:
-    daemon = GlobusDaemon(tmp_path / "state", standin, GLOBUS_SETTINGS)
-    kill_run(crash_run, daemon, standin, seed, phase)
-
-
-@pytest.mark.soak
-@pytest.mark.parametrize("seed,phase", SOAK)
-def test_local_endpoint_survives_kill_soak(
-    crash_run, tmp_path: Path, seed: int, phase: str
-) -> None:
-    kill_run(crash_run, Daemon(tmp_path / "state"), None, seed, phase)
-
-
-@pytest.mark.soak
-@pytest.mark.parametrize("seed,phase", SOAK)
-def test_globus_endpoint_survives_kill_soak(
     crash_run, standin: StandIn, tmp_path: Path, seed: int, phase: str
 ) -> None:
     daemon = GlobusDaemon(tmp_path / "state", standin, GLOBUS_SETTINGS)
