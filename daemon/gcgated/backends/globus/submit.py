@@ -4,7 +4,8 @@ Tasks submitted with the daemon's login are answered with the daemon's ids and
 sent in the background (:mod:`.submitter`). A client passing its own token
 (:mod:`.passthrough`) is answered with the service's ids instead, since its
 token lives only in the call: the submit must be made before the answer. The
-functions below (registration, the request body, packing sizes) serve both.
+functions below (registration, the request body and its sending, packing sizes)
+serve both.
 
 Callers (Run and BatchRun RPCs of clients passing a token) that share an endpoint, task
 group, resource specification, user endpoint config and result serializers
@@ -32,7 +33,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gcgated.backends.base import Accepted, SubmitGroup, SubmitOptions
@@ -148,6 +149,59 @@ def submit_body(
     if options.result_serializers:
         body["result_serializers"] = list(options.result_serializers)
     return body
+
+
+async def post_submit(
+    registry: FunctionRegistry,
+    identity: str,
+    endpoint_id: str,
+    work: Sequence[tuple[dict[str, Any], str]],
+    options: SubmitOptions,
+    slot: Slot | None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """One submit request of (function, payload) pairs as ``identity``, registering
+    the functions new to it; the service's answer and each local function's Globus id.
+
+    The answer lists task ids per Globus function in the order of ``work``. A
+    function the service no longer knows (deleted there, e.g. with the SDK) makes
+    it refuse the whole request, so nothing ran: the stale ids are forgotten, the
+    functions registered again and the request sent once more. The request itself
+    is never resent (``resend=False``: see ``http.AnswerLost``).
+    """
+    try:
+        return await _post_submit_once(registry, identity, endpoint_id, work, options, slot)
+    except NotFound as exc:
+        if getattr(exc, "service_code", "") != "FUNCTION_NOT_FOUND":
+            raise
+    for function_id in {function["function_id"] for function, _ in work}:
+        registry.store.forget_globus_function(identity, function_id)
+    log.info("Globus Compute no longer knows a registered function; registering again")
+    return await _post_submit_once(registry, identity, endpoint_id, work, options, None)
+
+
+async def _post_submit_once(
+    registry: FunctionRegistry,
+    identity: str,
+    endpoint_id: str,
+    work: Sequence[tuple[dict[str, Any], str]],
+    options: SubmitOptions,
+    slot: Slot | None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    globus_ids: dict[str, str] = {}
+    tasks: dict[str, list[str]] = {}
+    for function, payload in work:
+        local_id = function["function_id"]
+        if local_id not in globus_ids:
+            globus_ids[local_id] = await registry.globus_id(identity, function, slot)
+        tasks.setdefault(globus_ids[local_id], []).append(payload)
+    body = submit_body(tasks, options, options.user_runtime)
+    answer = await registry.api.call(
+        f"submitting {len(work)} task(s) to endpoint {endpoint_id}",
+        lambda _v2, v3: v3.submit(endpoint_id, body),
+        slot=slot,
+        resend=False,
+    )
+    return answer, globus_ids
 
 
 def queue_key(endpoint_id: str, options: SubmitOptions) -> tuple[str, ...]:
@@ -287,48 +341,22 @@ class Coalescer:
     async def _submit(
         self, endpoint_id: str, options: SubmitOptions, callers: list[Caller], slot: Slot
     ) -> list[Accepted]:
-        try:
-            return await self._submit_once(endpoint_id, options, callers, slot)
-        except NotFound as exc:
-            if getattr(exc, "service_code", "") != "FUNCTION_NOT_FOUND":
-                raise
-        # A function registered earlier was deleted at the service (e.g. with the
-        # SDK): forget the stale ids, register again, and submit once more.
-        identity = self.identity()
-        for caller in callers:
-            for group in caller.groups:
-                self.registry.store.forget_globus_function(identity, group.function["function_id"])
-        log.info("Globus Compute no longer knows a registered function; registering again")
-        return await self._submit_once(endpoint_id, options, callers, None)
-
-    async def _submit_once(
-        self, endpoint_id: str, options: SubmitOptions, callers: list[Caller], slot: Slot | None
-    ) -> list[Accepted]:
-        identity = self.identity()
-        # Globus function id per local function, registering what is new.
-        globus_ids: dict[str, str] = {}
-        for caller in callers:
-            for group in caller.groups:
-                local_id = group.function["function_id"]
-                if local_id not in globus_ids:
-                    globus_ids[local_id] = await self.registry.globus_id(
-                        identity, group.function, slot
-                    )
-        tasks: dict[str, list[str]] = {}
-        for caller in callers:
-            for group in caller.groups:
-                tasks.setdefault(globus_ids[group.function["function_id"]], []).extend(
-                    group.payloads
-                )
+        # One runtime for the request: the callers share everything else (queue_key).
         runtime = next((c.options.user_runtime for c in callers if c.options.user_runtime), None)
-        body = submit_body(tasks, options, runtime)
-        count = sum(c.tasks for c in callers)
+        work = [
+            (group.function, payload)
+            for caller in callers
+            for group in caller.groups
+            for payload in group.payloads
+        ]
         try:
-            answer = await self.api.call(
-                f"submitting {count} task(s) to endpoint {endpoint_id}",
-                lambda _v2, v3: v3.submit(endpoint_id, body),
-                slot=slot,
-                resend=False,
+            answer, globus_ids = await post_submit(
+                self.registry,
+                self.identity(),
+                endpoint_id,
+                work,
+                replace(options, user_runtime=runtime),
+                slot,
             )
         except AnswerLost as exc:
             self.answers_lost += 1
@@ -340,10 +368,10 @@ class Coalescer:
                 exc.kind,
             ) from None
         self.requests += 1
-        self.tasks_submitted += count
+        self.tasks_submitted += len(work)
         log.debug(
             "submitted %d task(s) of %d caller(s) to %s in one request",
-            count,
+            len(work),
             len(callers),
             endpoint_id,
         )

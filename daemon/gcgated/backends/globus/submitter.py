@@ -45,12 +45,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gcgated.backends.base import SubmitOptions
-from gcgated.errors import GatewayError, NotFound, ServiceUnavailable
+from gcgated.errors import GatewayError, ServiceUnavailable
 
 from .http import AnswerLost, ComputeAPI, Slot
 from .ledger import Ledger
 from .limiter import RateLimiter
-from .submit import BODY_OVERHEAD, FunctionRegistry, json_size, submit_body
+from .submit import BODY_OVERHEAD, FunctionRegistry, json_size, post_submit
 
 log = logging.getLogger(__name__)
 
@@ -311,40 +311,12 @@ class Submitter:
         self.on_sent(pairs)
 
     async def _submit(
-        self, lane: Lane, batch: list[Queued], slot: Slot | None
+        self, lane: Lane, batch: list[Queued], slot: Slot
     ) -> tuple[dict[str, Any], dict[str, str]]:
-        try:
-            return await self._submit_once(lane, batch, slot)
-        except NotFound as exc:
-            if getattr(exc, "service_code", "") != "FUNCTION_NOT_FOUND":
-                raise
-        # A function registered earlier was deleted at the service (refused, so
-        # nothing ran): forget the stale ids, register again, submit once more.
-        identity = self.identity()
-        for function_id in {item.function["function_id"] for item in batch}:
-            self.registry.store.forget_globus_function(identity, function_id)
-        log.info("Globus Compute no longer knows a registered function; registering again")
-        return await self._submit_once(lane, batch, None)
-
-    async def _submit_once(
-        self, lane: Lane, batch: list[Queued], slot: Slot | None
-    ) -> tuple[dict[str, Any], dict[str, str]]:
-        identity = self.identity()
-        globus_ids: dict[str, str] = {}
-        tasks: dict[str, list[str]] = {}
-        for item in batch:
-            local_id = item.function["function_id"]
-            if local_id not in globus_ids:
-                globus_ids[local_id] = await self.registry.globus_id(identity, item.function, slot)
-            tasks.setdefault(globus_ids[local_id], []).append(item.payload)
-        body = submit_body(tasks, lane.options, lane.options.user_runtime)
-        answer = await self.api.call(
-            f"submitting {len(batch)} task(s) to endpoint {lane.endpoint_id}",
-            lambda _v2, v3: v3.submit(lane.endpoint_id, body),
-            slot=slot,
-            resend=False,
+        work = [(item.function, item.payload) for item in batch]
+        return await post_submit(
+            self.registry, self.identity(), lane.endpoint_id, work, lane.options, slot
         )
-        return answer, globus_ids
 
 
 def _pair(
