@@ -6,7 +6,9 @@ Every path of a task runs through here, on the daemon's event loop:
    only then hands the tasks to their backend and answers the client;
 2. backends report each final outcome through ``_on_outcome``; outcomes are
    written to the store in batches (one transaction per loop turn) and only
-   then pushed to waiting ``wait_for``/``watch`` callers;
+   then handed back to their backend (``Outcome.on_stored``, which may now drop
+   its own record of the task) and pushed to waiting ``wait_for``/``watch``
+   callers;
 3. ``start`` resumes every task that was accepted but not final when the
    daemon last stopped (at-least-once: a local task may run a second time).
 """
@@ -17,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -75,6 +77,8 @@ class TaskLifecycle:
         self.started_at = time.time()
         self._waiters: dict[str, list[asyncio.Queue[dict[str, Any]]]] = defaultdict(list)
         self._outcomes: list[dict[str, Any]] = []
+        #: The ``on_stored`` callbacks of the queued outcomes that have one.
+        self._on_stored: list[Callable[[], None]] = []
         self._flush_scheduled = False
         #: Loop time of the last outcome write, and whether it wrote more than
         #: one outcome (a burst, as opposed to tasks completing one at a time).
@@ -339,8 +343,11 @@ class TaskLifecycle:
     def _on_outcome(self, outcome: Outcome) -> None:
         """Backend callback: queue for the next batched store write."""
         document = dict(vars(outcome))  # shallow: the backend hands each outcome over once
+        on_stored = document.pop("on_stored")  # the backend's, not part of the record
         document["completion_t"] = repr(outcome.completion_t or time.time())
         self._outcomes.append(document)
+        if on_stored is not None:
+            self._on_stored.append(on_stored)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop = asyncio.get_running_loop()
@@ -351,9 +358,11 @@ class TaskLifecycle:
                 loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Persist queued outcomes, then tell whoever waits on them."""
+        """Persist queued outcomes, then tell their backends (``on_stored``) and
+        whoever waits on them."""
         self._flush_scheduled = False
         outcomes, self._outcomes = self._outcomes, []
+        on_stored, self._on_stored = self._on_stored, []
         if not outcomes:
             return
         loop = asyncio.get_running_loop()
@@ -370,9 +379,15 @@ class TaskLifecycle:
                 STORE_RETRY_SECONDS,
             )
             self._outcomes[:0] = outcomes
+            self._on_stored[:0] = on_stored
             self._flush_scheduled = True
             asyncio.get_running_loop().call_later(STORE_RETRY_SECONDS, self._flush)
             return
+        for callback in on_stored:
+            try:
+                callback()
+            except Exception:  # a backend's bookkeeping must not stop the others'
+                log.exception("a backend's on_stored callback failed")
         for record in written:
             for queue in self._waiters.get(record["task_id"], ()):
                 queue.put_nowait(record)

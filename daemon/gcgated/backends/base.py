@@ -45,6 +45,12 @@ class Outcome:
     completion_t: float = 0.0
     #: Execution details (worker pid, host, ...).
     details: dict[str, Any] = field(default_factory=dict)
+    #: Called by the core once the store transaction holding this outcome has
+    #: committed (also when the store ignored it as a repeat of a task already
+    #: final), never when the write failed (it is retried). A backend drops its
+    #: own record of the task here, not sooner: a crash before the commit must
+    #: still find that record (a ledger row, a message to acknowledge).
+    on_stored: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -162,8 +163,9 @@ class GlobusBackend:
         self._accepted: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         #: Service task id -> daemon task id, for the tasks being polled.
         self._daemon_ids: dict[str, str] = {}
-        #: Ledger rows to drop once the core has the outcomes (see _forget_soon).
-        self._forget: list[str] = []
+        #: Ledger rows whose outcomes are stored, dropped together (see _forget).
+        self._forget_ids: list[str] = []
+        self._ledger_open = True
         self._on_outcome: OutcomeCallback | None = None
         self.tracker: Tracker | None = None
         self._health_listeners: list[Callable[[bool], None]] = []
@@ -209,7 +211,9 @@ class GlobusBackend:
             await self.tracker.stop()
         self.api.close()
         self.login.close()
-        self._forget.clear()  # outcomes the core writes after this: the rows are unread
+        # Rows of outcomes the core stores after this stay: a final task's row is
+        # never read again.
+        self._ledger_open = False
         self.ledger.close()
 
     # ---------------------------------------------------------------- tasks
@@ -324,8 +328,15 @@ class GlobusBackend:
         assert self._on_outcome is not None
         now = time.time()
         for task_id in task_ids:
-            self._on_outcome(Outcome(task_id, "failed", exception=why, completion_t=now))
-        self._forget_soon(task_ids)
+            self._on_outcome(
+                Outcome(
+                    task_id,
+                    "failed",
+                    exception=why,
+                    completion_t=now,
+                    on_stored=functools.partial(self._forget, task_id),
+                )
+            )
 
     def _report(self, outcome: Outcome) -> None:
         """The tracker's outcome, under the daemon's id (the service's in details)."""
@@ -333,22 +344,27 @@ class GlobusBackend:
         task_id = self._daemon_ids.pop(outcome.task_id, None)
         if task_id is not None:
             details = {**outcome.details, "globus_task_id": outcome.task_id}
-            outcome = dataclasses.replace(outcome, task_id=task_id, details=details)
-            self._on_outcome(outcome)
-            self._forget_soon([task_id])
-        else:
-            self._on_outcome(outcome)
+            outcome = dataclasses.replace(
+                outcome,
+                task_id=task_id,
+                details=details,
+                on_stored=functools.partial(self._forget, task_id),
+            )
+        self._on_outcome(outcome)
 
-    def _forget_soon(self, task_ids: list[str]) -> None:
-        """Drop ledger rows after the core's write of these outcomes (scheduled
-        before this call, so it runs first)."""
-        if not self._forget:
+    def _forget(self, task_id: str) -> None:
+        """A daemon-id task's outcome is stored (``Outcome.on_stored``): its ledger
+        row goes. Not sooner: killed in between, the daemon would resume a task
+        whose row is gone. The rows of one store write go in one ledger write."""
+        if not self._ledger_open:
+            return
+        if not self._forget_ids:
             asyncio.get_running_loop().call_soon(self._forget_now)
-        self._forget.extend(task_ids)
+        self._forget_ids.append(task_id)
 
     def _forget_now(self) -> None:
-        forget, self._forget = self._forget, []
-        if forget:
+        forget, self._forget_ids = self._forget_ids, []
+        if forget and self._ledger_open:
             self.ledger.forget(forget)
 
     def adopt(self, task_ids: Sequence[str]) -> int:

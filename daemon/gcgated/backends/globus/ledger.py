@@ -15,8 +15,9 @@ store's (``globus_submits``), keyed ``t:<daemon task id>``:
 - ``{"state": "sent", "service_id": ...}``: the id Globus assigned, which the
   tracker polls; the task's outcome is reported under the daemon's id.
 
-The row goes once the task's outcome has been handed to the core (a crash in
-between leaves a row no task refers to, which is never read). Tasks with no
+The row goes once the core has stored the task's outcome (``Outcome.on_stored``):
+a crash before that resumes the task from its row, a crash after it leaves the
+row of a final task, which is never read. Tasks with no
 row are polled under their own id: those created with a client's own token
 (their ids come from the service, see :mod:`.passthrough`).
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -115,7 +116,7 @@ class Tracker:
         #: Tasks of a client's token that cannot be polled now (restart, token
         #: refused): task -> token fingerprint, until a client adopts them.
         self._parked: dict[str, str] = {}
-        #: Called with a task id when a client-token task leaves the tracker.
+        #: Called with a task id once the outcome of a client-token task is stored.
         self.on_passthrough_done: Callable[[str], None] | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -275,7 +276,8 @@ class Tracker:
                 continue
             del self._inflight[task_id]
             if self._tokens.pop(task_id, None) is not None and self.on_passthrough_done:
-                self.on_passthrough_done(task_id)
+                done = functools.partial(self.on_passthrough_done, task_id)
+                outcome = dataclasses.replace(outcome, on_stored=done)
             self.completed += 1
             progressed = True
             self.on_outcome(outcome)

@@ -1,0 +1,211 @@
+"""The task life-cycle's outcome writes (gcgated.core), with a fake backend on a real store.
+
+``Outcome.on_stored`` lets a backend drop its own record of a task (the Globus
+submit ledger's row; an AMQP message to acknowledge) once the outcome cannot be
+lost. These pin down when the core calls it: after the store transaction holding
+the outcome committed, also for a repeat the store ignored, never after a failed
+write, and a callback that raises stops neither the others nor the waiters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gcgated import core
+from gcgated.backends.base import (
+    Accepted,
+    Outcome,
+    OutcomeCallback,
+    SubmitGroup,
+    SubmitOptions,
+    TaskSpec,
+)
+from gcgated.core import Submission, TaskLifecycle
+from gcgated.routing import Router
+from gcgated.store import Store
+from gcgated.validation import json_payload
+
+TIMEOUT = 10.0
+
+
+class FakeBackend:
+    """Accepts tasks and reports nothing by itself: the test reports outcomes."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.report: OutcomeCallback | None = None
+        self.dispatched: list[str] = []
+
+    async def start(self, on_outcome: OutcomeCallback) -> None:
+        self.report = on_outcome
+
+    async def stop(self) -> None:
+        pass
+
+    async def accept(
+        self, endpoint_id: str, groups: Sequence[SubmitGroup], options: SubmitOptions
+    ) -> Accepted:
+        ids = [[str(uuid.uuid4()) for _ in group.payloads] for group in groups]
+        return Accepted(request_id="r", task_group_id="", task_ids=ids)
+
+    def dispatch(self, tasks: Sequence[TaskSpec]) -> None:
+        self.dispatched.extend(t.task_id for t in tasks)
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
+async def _lifecycle(tmp_path: Path) -> tuple[TaskLifecycle, FakeBackend, list[str]]:
+    """A started life-cycle on a fresh store, its backend, and one accepted task."""
+    store = Store(tmp_path / "store", size_limit_bytes=1 << 30, retention_seconds=60)
+    backend = FakeBackend()
+    lifecycle = TaskLifecycle(store, Router(backend, FakeBackend()))  # type: ignore[arg-type]
+    await lifecycle.start()
+    function_id, _ = lifecycle.register_function(
+        function_name="f",
+        function_code="def f(x):\n    return x\n",
+        serialized=False,
+        meta={},
+        description="",
+        public=False,
+        group="",
+    )
+    receipt = await lifecycle.submit(
+        Submission(
+            endpoint_id="local",
+            groups=[(function_id, [json_payload("[1]", ""), json_payload("[2]", "")])],
+            options=SubmitOptions(task_group_id=""),
+        )
+    )
+    return lifecycle, backend, receipt.tasks[0][1]
+
+
+def _recorded(store: Store, events: list[str]) -> Callable[..., Any]:
+    """``store.complete_tasks`` that notes each commit in ``events``."""
+    original = store.complete_tasks
+
+    def complete_tasks(outcomes: Any) -> list[dict[str, Any]]:
+        outcomes = list(outcomes)
+        written = original(outcomes)
+        events.append("committed " + ",".join(o["task_id"][-4:] for o in outcomes))
+        return written
+
+    return complete_tasks
+
+
+async def _settle() -> None:
+    """Let scheduled flushes (call_soon / call_later of a few ms) run."""
+    for _ in range(5):
+        await asyncio.sleep(0.01)
+
+
+def test_on_stored_runs_after_the_outcome_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        lifecycle, backend, (first, second) = await _lifecycle(tmp_path)
+        store = lifecycle.store
+        events: list[str] = []
+        monkeypatch.setattr(store, "complete_tasks", _recorded(store, events))
+        assert backend.report is not None
+        backend.report(
+            Outcome(
+                first,
+                "success",
+                result="r1",
+                on_stored=lambda: events.append(f"stored {first[-4:]}"),
+            )
+        )
+        # Not before the write: nothing is committed yet on this loop turn.
+        assert events == []
+        await _settle()
+        assert events == [f"committed {first[-4:]}", f"stored {first[-4:]}"]
+        record = store.get_task(first)
+        assert record is not None and record["status"] == "success"
+        assert "on_stored" not in record  # the callback is not part of the record
+
+        # A repeat of a task already final: ignored by the store, still acknowledged.
+        events.clear()
+        backend.report(
+            Outcome(first, "failed", exception="again", on_stored=lambda: events.append("again"))
+        )
+        await _settle()
+        assert events == [f"committed {first[-4:]}", "again"]
+        assert store.get_task(first)["status"] == "success"  # type: ignore[index]
+
+        # Outcomes without a callback are written as before.
+        backend.report(Outcome(second, "success", result="r2"))
+        await _settle()
+        assert store.get_task(second)["status"] == "success"  # type: ignore[index]
+        await lifecycle.stop()
+        store.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), TIMEOUT))
+
+
+def test_a_failed_write_calls_on_stored_only_once_it_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(core, "STORE_RETRY_SECONDS", 0.5)
+
+    async def scenario() -> None:
+        lifecycle, backend, (task_id, _) = await _lifecycle(tmp_path)
+        store = lifecycle.store
+        events: list[str] = []
+        recorded = _recorded(store, events)
+        failures = [OSError("disk trouble")]
+
+        def flaky(outcomes: Any) -> list[dict[str, Any]]:
+            if failures:
+                events.append("write failed")
+                raise failures.pop()
+            return recorded(outcomes)
+
+        monkeypatch.setattr(store, "complete_tasks", flaky)
+        assert backend.report is not None
+        backend.report(
+            Outcome(task_id, "success", result="r", on_stored=lambda: events.append("stored"))
+        )
+        await _settle()
+        assert events == ["write failed"]  # not stored, not acknowledged
+        assert store.get_task(task_id)["status"] != "success"  # type: ignore[index]
+        await asyncio.sleep(0.5)
+        await _settle()
+        assert events == ["write failed", f"committed {task_id[-4:]}", "stored"]
+        await lifecycle.stop()
+        store.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), TIMEOUT))
+
+
+def test_a_raising_on_stored_stops_neither_the_others_nor_the_waiters(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        lifecycle, backend, (first, second) = await _lifecycle(tmp_path)
+        calls: list[str] = []
+
+        def broken() -> None:
+            raise RuntimeError("bookkeeping bug")
+
+        waiter = asyncio.ensure_future(lifecycle.wait_for(second, timeout=TIMEOUT))
+        await asyncio.sleep(0)
+        assert backend.report is not None
+        backend.report(Outcome(first, "success", result="1", on_stored=broken))
+        backend.report(Outcome(second, "success", result="2", on_stored=lambda: calls.append("ok")))
+        record = await waiter
+        assert record["status"] == "success"
+        assert calls == ["ok"]
+        await lifecycle.stop()
+        lifecycle.store.close()
+
+    with caplog.at_level(logging.ERROR, logger="gcgated.core"):
+        asyncio.run(asyncio.wait_for(scenario(), TIMEOUT))
+    assert "on_stored callback failed" in caplog.text
