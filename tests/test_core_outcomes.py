@@ -26,6 +26,7 @@ from gcgated.backends.base import (
     SubmitOptions,
     TaskSpec,
 )
+from gcgated.caller import DAEMON, Caller
 from gcgated.core import Submission, TaskLifecycle
 from gcgated.routing import Router
 from gcgated.store import Store
@@ -50,12 +51,16 @@ class FakeBackend:
         pass
 
     async def accept(
-        self, endpoint_id: str, groups: Sequence[SubmitGroup], options: SubmitOptions
+        self,
+        endpoint_id: str,
+        groups: Sequence[SubmitGroup],
+        options: SubmitOptions,
+        caller: Caller,
     ) -> Accepted:
         ids = [[str(uuid.uuid4()) for _ in group.payloads] for group in groups]
         return Accepted(request_id="r", task_group_id="", task_ids=ids)
 
-    def dispatch(self, tasks: Sequence[TaskSpec]) -> None:
+    def dispatch(self, tasks: Sequence[TaskSpec], caller: Caller) -> None:
         self.dispatched.extend(t.task_id for t in tasks)
 
     def describe(self) -> dict[str, Any]:
@@ -82,6 +87,7 @@ async def _lifecycle(tmp_path: Path) -> tuple[TaskLifecycle, FakeBackend, list[s
             endpoint_id="local",
             groups=[(function_id, [json_payload("[1]", ""), json_payload("[2]", "")])],
             options=SubmitOptions(task_group_id=""),
+            caller=DAEMON,
         )
     )
     return lifecycle, backend, receipt.tasks[0][1]

@@ -16,8 +16,8 @@ from gcgated.backends.globus.ledger import Ledger
 from gcgated.backends.globus.limiter import RateLimiter
 from gcgated.backends.globus.submit import (
     BODY_OVERHEAD,
-    Caller,
     Coalescer,
+    Waiting,
     _split_answer,
     json_size,
     queue_key,
@@ -25,6 +25,7 @@ from gcgated.backends.globus.submit import (
 )
 from gcgated.backends.globus.submitter import Lane, Queued, Submitter, _pair
 from gcgated.backends.globus.tracker import outcome_from
+from gcgated.caller import DAEMON, Caller
 from gcgated.errors import ServiceUnavailable
 from gcgated.store import Store
 from globus_compute_sdk.sdk.client import (
@@ -120,12 +121,12 @@ def test_registration_body_is_the_sdks(extra: dict) -> None:
 # ------------------------------------------------------ coalescing pieces
 
 
-def make_caller(loop: asyncio.AbstractEventLoop, groups: list[tuple[str, int]]) -> Caller:
+def make_caller(loop: asyncio.AbstractEventLoop, groups: list[tuple[str, int]]) -> Waiting:
     submit_groups = [
         SubmitGroup(stored_function(function_id=fid), [f"p{fid}-{i}" for i in range(n)])
         for fid, n in groups
     ]
-    return Caller(
+    return Waiting(
         groups=submit_groups,
         options=SubmitOptions(task_group_id=""),
         future=loop.create_future(),
@@ -168,7 +169,6 @@ def test_packing_never_splits_a_caller() -> None:
             api=None,  # type: ignore[arg-type]
             limiter=RateLimiter(18, 10.0),
             registry=None,  # type: ignore[arg-type]
-            identity=lambda: "me",
             window=0.02,
             max_tasks=5,
             max_bytes=BODY_OVERHEAD + 100,
@@ -194,7 +194,7 @@ def test_payload_size_is_counted_as_json() -> None:
 def test_queue_key_separates_what_cannot_share_a_request() -> None:
     base = SubmitOptions(task_group_id="", resource_specification={"a": 1, "b": 2})
     same = SubmitOptions(task_group_id="", resource_specification={"b": 2, "a": 1})
-    assert queue_key("ep", base) == queue_key("ep", same)
+    assert queue_key(DAEMON, "ep", base) == queue_key(DAEMON, "ep", same)
     for other in (
         SubmitOptions(task_group_id="", resource_specification={"a": 2, "b": 2}),
         SubmitOptions(task_group_id="tg", resource_specification={"a": 1, "b": 2}),
@@ -205,8 +205,12 @@ def test_queue_key_separates_what_cannot_share_a_request() -> None:
             task_group_id="", resource_specification={"a": 1, "b": 2}, user_endpoint_config={}
         ),
     ):
-        assert queue_key("ep", other) != queue_key("ep", base)
-    assert queue_key("ep2", base) != queue_key("ep", base)
+        assert queue_key(DAEMON, "ep", other) != queue_key(DAEMON, "ep", base)
+    assert queue_key(DAEMON, "ep2", base) != queue_key(DAEMON, "ep", base)
+    # Two tokens never share a request, nor a token the daemon's login.
+    alice, bob = Caller("alice-token"), Caller("bob-token")
+    assert queue_key(alice, "ep", base) == queue_key(Caller("alice-token"), "ep", same)
+    assert len({queue_key(c, "ep", base) for c in (DAEMON, alice, bob)}) == 3
 
 
 # -------------------------------------------------------------- outcomes
@@ -286,7 +290,6 @@ def test_a_request_takes_what_fits() -> None:
         limiter=RateLimiter(18, 10.0),
         registry=None,  # type: ignore[arg-type]
         ledger=None,  # type: ignore[arg-type]
-        identity=lambda: "me",
         window=0.02,
         max_tasks=3,
         max_bytes=BODY_OVERHEAD + 100,
@@ -325,3 +328,18 @@ def test_the_ledger_keeps_each_tasks_state_across_a_reopen(tmp_path: Path) -> No
         assert list(ledger.lookup(["t1", "t2", "t3"])) == ["t2"]
     finally:
         ledger.close()
+
+
+# ------------------------------------------------------------------ callers
+
+
+def test_a_caller_never_shows_its_token() -> None:
+    token = "Ag-secret-access-token-1234567890"
+    caller = Caller.from_metadata([("user-agent", "x"), ("authorization", f"Bearer {token}")])
+    assert caller.token == token
+    assert caller.key.startswith("token:") and token not in caller.key
+    for shown in (repr(caller), str(caller), f"{caller}", repr([caller]), repr({"c": caller})):
+        assert token not in shown
+    assert repr(DAEMON) == "Caller(daemon login)" and DAEMON.key == ""
+    assert Caller.from_metadata([("authorization", "Basic abc")]) == DAEMON
+    assert Caller.from_metadata(None) == DAEMON

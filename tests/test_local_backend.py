@@ -19,6 +19,7 @@ from gcgate.constants import LOCAL_ENDPOINT_ID
 from gcgated.backends.base import Outcome, TaskSpec
 from gcgated.backends.local import LocalBackend
 from gcgated.backends.local.pool import WorkerPool
+from gcgated.caller import DAEMON
 from globus_compute_sdk.serialize import ComputeSerializer
 
 SDK = ComputeSerializer()
@@ -136,8 +137,8 @@ def test_many_tasks_all_get_correct_results() -> None:
     async def body(backend: LocalBackend, collector: Collector) -> None:
         assert backend.describe()["state"] == "ready"
         tasks = [task(DOUBLE, x) for x in range(200)]
-        backend.dispatch(tasks[:50])
-        backend.dispatch(tasks[50:])
+        backend.dispatch(tasks[:50], DAEMON)
+        backend.dispatch(tasks[50:], DAEMON)
         outcomes = await collector.wait(tasks)
         assert [result_of(o) for o in outcomes] == [x * 2 for x in range(200)]
         assert collector.calls == 200
@@ -191,7 +192,7 @@ def test_exception_gives_traceback_from_user_frame() -> None:
     async def body(backend: LocalBackend, collector: Collector) -> None:
         bad = task(DIVIDE_BY_ZERO, 1)
         good = task(DOUBLE, 4)
-        backend.dispatch([bad, good])
+        backend.dispatch([bad, good], DAEMON)
         failed, ok = await collector.wait([bad, good])
         assert failed.status == "failed"
         assert failed.result is None
@@ -218,7 +219,7 @@ def test_dead_worker_fails_only_its_task_and_is_replaced(code: str, expected: st
         crash = task(code)
         # Two workers, least-loaded first: every other task lands behind the crash.
         others = [task(DOUBLE, x) for x in range(20)]
-        backend.dispatch([crash, *others])
+        backend.dispatch([crash, *others], DAEMON)
         [victim] = [w for w in pool._workers.values() if w.inflight[0] is crash]
         assert len(victim.inflight) == 8  # seven tasks wait behind the crash
         [dead] = await collector.wait([crash])
@@ -237,7 +238,7 @@ def test_dead_worker_fails_only_its_task_and_is_replaced(code: str, expected: st
         assert backend.describe()["state"] == "ready"
         # The replacement serves tasks too (fresh function cache: code re-sent).
         more = [task(DOUBLE, x) for x in range(10)]
-        backend.dispatch(more)
+        backend.dispatch(more, DAEMON)
         assert [result_of(o) for o in await collector.wait(more)] == [x * 2 for x in range(10)]
         assert collector.calls == 31
 
@@ -247,7 +248,7 @@ def test_dead_worker_fails_only_its_task_and_is_replaced(code: str, expected: st
 def test_json_result_serializer() -> None:
     async def body(backend: LocalBackend, collector: Collector) -> None:
         t = task(DOUBLE, 21, rs=[JSON_DATA])
-        backend.dispatch([t])
+        backend.dispatch([t], DAEMON)
         [outcome] = await collector.wait([t])
         assert outcome.status == "success", outcome.exception
         assert outcome.result == "11\n42"
@@ -261,7 +262,7 @@ def test_result_that_no_serializer_accepts_fails_clearly() -> None:
 
     async def body(backend: LocalBackend, collector: Collector) -> None:
         t = task(make_set, rs=[JSON_DATA])
-        backend.dispatch([t])
+        backend.dispatch([t], DAEMON)
         [outcome] = await collector.wait([t])
         assert outcome.status == "failed"
         text = outcome.exception or ""
@@ -278,7 +279,7 @@ def test_large_payloads_and_the_result_size_limit() -> None:
     async def body(backend: LocalBackend, collector: Collector) -> None:
         big = task(blob, "ab" * 1_500_000, 1)  # 3 MB in, 3 MB out
         too_big = task(blob, "x", 11 * 1024 * 1024)
-        backend.dispatch([big, too_big])
+        backend.dispatch([big, too_big], DAEMON)
         ok, failed = await collector.wait([big, too_big])
         assert result_of(ok) == "ab" * 1_500_000
         assert failed.status == "failed"
@@ -306,7 +307,7 @@ def test_prints_and_stdin_do_not_touch_the_protocol() -> None:
 
     async def body(backend: LocalBackend, collector: Collector) -> None:
         tasks = [task(noisy, x) for x in range(10)]
-        backend.dispatch(tasks)
+        backend.dispatch(tasks, DAEMON)
         outcomes = await collector.wait(tasks)
         assert [result_of(o) for o in outcomes] == [x + 1 for x in range(10)]
 
@@ -331,7 +332,7 @@ def test_source_registered_function() -> None:
         ok = source_task(source, "hyp", 3)
         bad = source_task(broken, "halve", 1)
         missing = source_task(source, "nope", 1)
-        backend.dispatch([ok, bad, missing])
+        backend.dispatch([ok, bad, missing], DAEMON)
         ok_out, bad_out, missing_out = await collector.wait([ok, bad, missing])
         assert result_of(ok_out) == 5.0
         assert bad_out.status == "failed"
@@ -360,7 +361,7 @@ def test_undecodable_function_and_arguments_fail_clearly() -> None:
             function_code=DOUBLE,
             payload="5\n00\nxx",
         )
-        backend.dispatch([garbage_fn, again, garbage_args])
+        backend.dispatch([garbage_fn, again, garbage_args], DAEMON)
         outcomes = await collector.wait([garbage_fn, again, garbage_args])
         assert all(o.status == "failed" for o in outcomes)
         assert "Could not deserialize the task's function" in (outcomes[0].exception or "")
@@ -372,7 +373,7 @@ def test_undecodable_function_and_arguments_fail_clearly() -> None:
 
 def test_endpoint_status_and_metadata() -> None:
     async def body(backend: LocalBackend, collector: Collector) -> None:
-        status = await backend.endpoint_status(LOCAL_ENDPOINT_ID)
+        status = await backend.endpoint_status(LOCAL_ENDPOINT_ID, DAEMON)
         assert status["status"] == "online"
         details = status["details"]
         assert details["total_workers"] == 2
@@ -384,14 +385,14 @@ def test_endpoint_status_and_metadata() -> None:
 
         # One task running on each worker: no idle workers, one pending.
         naps = [task(SLEEP, 30) for _ in range(3)]
-        backend.dispatch(naps)
-        details = (await backend.endpoint_status(LOCAL_ENDPOINT_ID))["details"]
+        backend.dispatch(naps, DAEMON)
+        details = (await backend.endpoint_status(LOCAL_ENDPOINT_ID, DAEMON))["details"]
         assert details["idle_workers"] == 0
         assert details["outstanding_tasks"] == 3
         assert details["pending_tasks"] == 1
         assert backend.describe()["running"] == 2
 
-        metadata = await backend.endpoint_metadata(LOCAL_ENDPOINT_ID)
+        metadata = await backend.endpoint_metadata(LOCAL_ENDPOINT_ID, DAEMON)
         assert metadata["uuid"] == LOCAL_ENDPOINT_ID
         assert metadata["name"] == "gcgate-local"
         assert metadata["status"] == "online"
@@ -411,9 +412,9 @@ def test_stop_kills_workers_and_drops_unfinished_tasks() -> None:
         pids = pool_of(backend).pids()
         assert len(pids) == 2
         quick = task(DOUBLE, 1)
-        backend.dispatch([quick])
+        backend.dispatch([quick], DAEMON)
         await collector.wait([quick])
-        backend.dispatch([task(SLEEP, 60) for _ in range(4)])
+        backend.dispatch([task(SLEEP, 60) for _ in range(4)], DAEMON)
         started = time.monotonic()
         await backend.stop()
         assert time.monotonic() - started < 10

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gcgated.backends.base import Backend, Outcome, SubmitGroup, SubmitOptions, TaskSpec
+from gcgated.caller import DAEMON, Caller
 from gcgated.errors import InvalidArgument, NotFound, ShuttingDown, StoreFull
 from gcgated.routing import Router
 from gcgated.store import FINAL_STATUSES, NewTask, Store
@@ -56,6 +57,8 @@ class Submission:
     #: (function_id, payloads) in request order.
     groups: Sequence[tuple[str, Sequence[str]]]
     options: SubmitOptions
+    #: Who submits: the daemon's login, or a client passing its own token.
+    caller: Caller
 
 
 @dataclass
@@ -141,7 +144,9 @@ class TaskLifecycle:
                 )
             )
         for backend, specs in by_backend.values():
-            backend.dispatch(specs)
+            # The tokens of a previous run are gone: the backend tells its
+            # client-token tasks apart by what it stored of them.
+            backend.dispatch(specs, DAEMON)
         return sum(len(specs) for _, specs in by_backend.values()) + len(orphans)
 
     # ------------------------------------------------------------ functions
@@ -192,7 +197,7 @@ class TaskLifecycle:
                 options, task_group_id=parse_uuid(options.task_group_id, "task_group_id")
             )
         groups = self._validated_groups(submission)
-        accepted = await backend.accept(endpoint_id, groups, options)
+        accepted = await backend.accept(endpoint_id, groups, options, submission.caller)
 
         receipt = Receipt(accepted.request_id, accepted.task_group_id, endpoint_id)
         new_tasks: list[NewTask] = []
@@ -213,7 +218,7 @@ class TaskLifecycle:
                 specs.append(_task_spec(task_id, function, payload, options.result_serializers))
             receipt.tasks.append((function["function_id"], task_ids))
         self.store.add_tasks(new_tasks, INITIAL_STATUS)
-        backend.dispatch(specs)
+        backend.dispatch(specs, submission.caller)
         return receipt
 
     def _validated_groups(self, submission: Submission) -> list[SubmitGroup]:

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gcgated.caller import Caller
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -98,24 +100,31 @@ class Backend(Protocol):
         """Stop promptly. Unfinished tasks stay in the store and resume on restart."""
 
     async def accept(
-        self, endpoint_id: str, groups: Sequence[SubmitGroup], options: SubmitOptions
+        self,
+        endpoint_id: str,
+        groups: Sequence[SubmitGroup],
+        options: SubmitOptions,
+        caller: Caller,
     ) -> Accepted:
-        """Assign task ids to a validated submission.
+        """Assign task ids to a validated submission made by ``caller``.
 
-        A local backend makes them up; a remote one submits and returns the ids
-        the service assigned. The core persists the tasks after this returns and
-        before it answers the client, then calls :meth:`dispatch`.
+        A local backend makes them up; a remote one may submit first and return
+        the ids the service assigned. The core persists the tasks after this
+        returns and before it answers the client, then calls :meth:`dispatch`.
         """
 
-    def dispatch(self, tasks: Sequence[TaskSpec]) -> None:
-        """Take charge of persisted tasks (run them, or track them remotely);
-        must not block. Also called on start for tasks resumed from the store."""
+    def dispatch(self, tasks: Sequence[TaskSpec], caller: Caller) -> None:
+        """Take charge of persisted tasks that ``caller`` submitted (run them, or
+        track them remotely); must not block. Also called on start for tasks
+        resumed from the store, with the daemon's login as ``caller``."""
 
-    async def endpoint_status(self, endpoint_id: str) -> dict[str, Any]:
-        """The Compute service's endpoint status document for ``endpoint_id``."""
+    async def endpoint_status(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
+        """The Compute service's endpoint status document for ``endpoint_id``,
+        as ``caller`` may see it."""
 
-    async def endpoint_metadata(self, endpoint_id: str) -> dict[str, Any]:
-        """The Compute service's endpoint metadata document for ``endpoint_id``."""
+    async def endpoint_metadata(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
+        """The Compute service's endpoint metadata document for ``endpoint_id``,
+        as ``caller`` may see it."""
 
     def describe(self) -> dict[str, Any]:
         """State and details for the daemon's Status RPC."""

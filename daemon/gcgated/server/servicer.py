@@ -22,7 +22,7 @@ from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
 from gcgated.backends.base import SubmitOptions
 from gcgated.backends.globus.auth import LOGIN_TIMEOUT
-from gcgated.backends.globus.passthrough import CLIENT_TOKEN, bearer_from
+from gcgated.caller import Caller
 from gcgated.core import Submission, TaskLifecycle
 from gcgated.errors import GatewayError, InvalidArgument, is_disk_full
 from gcgated.validation import check_endpoint_role, json_payload, parse_json_object
@@ -66,14 +66,10 @@ def rpc(method: Handler) -> Handler:
 
     @functools.wraps(method)
     async def unary(self: GatewayServicer, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        # A client's own Globus token (Client(authorizer=...)), for this call only.
-        token = CLIENT_TOKEN.set(bearer_from(context.invocation_metadata()))
         try:
             return await method(self, request, context)
         except Exception as exc:
             await _abort(self, method.__name__, exc, context)
-        finally:
-            CLIENT_TOKEN.reset(token)
 
     return unary  # type: ignore[return-value]
 
@@ -85,7 +81,6 @@ def stream_rpc(method: Handler) -> Handler:
     async def streaming(
         self: GatewayServicer, request: Any, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Any]:
-        CLIENT_TOKEN.set(bearer_from(context.invocation_metadata()))
         try:
             async for item in method(self, request, context):
                 yield item
@@ -93,6 +88,12 @@ def stream_rpc(method: Handler) -> Handler:
             await _abort(self, method.__name__, exc, context)
 
     return streaming  # type: ignore[return-value]
+
+
+def caller_of(context: grpc.aio.ServicerContext) -> Caller:
+    """Who the call acts as at Globus: a client's own token (``Client(authorizer=...)``
+    sends it as ``authorization: Bearer`` metadata), else the daemon's login."""
+    return Caller.from_metadata(context.invocation_metadata())
 
 
 class GatewayServicer(pb_grpc.GatewayServicer):
@@ -178,6 +179,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
                 request.endpoint_id,
                 [(request.function_id, [_run_payload(request)])],
                 request.options,
+                caller_of(context),
             )
         )
         return pb.RunResponse(
@@ -194,6 +196,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
                 request.endpoint_id,
                 [(group.function_id, _batch_payloads(group)) for group in request.tasks],
                 request.options,
+                caller_of(context),
             )
         )
         return pb.BatchRunResponse(
@@ -206,14 +209,14 @@ class GatewayServicer(pb_grpc.GatewayServicer):
     @rpc
     async def GetResult(self, request: pb.GetResultRequest, context: Any) -> pb.TaskRecord:
         wait = min(max(request.wait_seconds, 0.0), MAX_WAIT_SECONDS)
-        self._adopt([request.task_id])
+        self._adopt([request.task_id], context)
         return task_message(await self.core.wait_for(request.task_id, wait))
 
     @rpc
     async def GetBatchResult(
         self, request: pb.GetBatchResultRequest, context: Any
     ) -> pb.GetBatchResultResponse:
-        self._adopt(request.task_ids)
+        self._adopt(request.task_ids, context)
         records = self.core.get_tasks(request.task_ids)
         return pb.GetBatchResultResponse(tasks=[task_message(r) for r in records])
 
@@ -221,7 +224,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
     async def WatchTasks(
         self, request: pb.WatchTasksRequest, context: Any
     ) -> AsyncIterator[pb.TaskRecord]:
-        self._adopt(request.task_ids)
+        self._adopt(request.task_ids, context)
         async for record in self.core.watch(request.task_ids):
             yield task_message(record)
 
@@ -229,23 +232,24 @@ class GatewayServicer(pb_grpc.GatewayServicer):
     async def WatchTaskBatches(
         self, request: pb.WatchTasksRequest, context: Any
     ) -> AsyncIterator[pb.TaskRecordBatch]:
-        self._adopt(request.task_ids)
+        self._adopt(request.task_ids, context)
         async for records in self.core.watch_batches(request.task_ids):
             for chunk in wire_chunks(records):
                 yield pb.TaskRecordBatch(tasks=[task_message(r) for r in chunk])
 
-    def _adopt(self, task_ids: Any) -> None:
+    def _adopt(self, task_ids: Any, context: Any) -> None:
         """A client passing its own token asks about tasks: let the Globus backend
         poll those created with a token of its, if they wait for one."""
-        if CLIENT_TOKEN.get() is not None:
-            self.core.router.remote.adopt([str(t).lower() for t in task_ids])
+        caller = caller_of(context)
+        if caller.token is not None:
+            self.core.router.remote.adopt([str(t).lower() for t in task_ids], caller)
 
     @rpc
     async def GetEndpointStatus(
         self, request: pb.EndpointRequest, context: Any
     ) -> pb.EndpointDocument:
         endpoint_id, backend = self.core.router.resolve(request.endpoint_id)
-        document = await backend.endpoint_status(endpoint_id)
+        document = await backend.endpoint_status(endpoint_id, caller_of(context))
         return pb.EndpointDocument(endpoint_id=endpoint_id, json=json.dumps(document))
 
     @rpc
@@ -253,7 +257,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
         self, request: pb.EndpointRequest, context: Any
     ) -> pb.EndpointDocument:
         endpoint_id, backend = self.core.router.resolve(request.endpoint_id)
-        document = await backend.endpoint_metadata(endpoint_id)
+        document = await backend.endpoint_metadata(endpoint_id, caller_of(context))
         return pb.EndpointDocument(endpoint_id=endpoint_id, json=json.dumps(document))
 
     @rpc
@@ -269,8 +273,10 @@ class GatewayServicer(pb_grpc.GatewayServicer):
         self, request: pb.ListEndpointsRequest, context: Any
     ) -> pb.ListEndpointsResponse:
         router = self.core.router
-        documents = [await router.local.endpoint_metadata(LOCAL_ENDPOINT_ID)]
-        documents.extend(await router.remote.list_endpoints(check_endpoint_role(request.role)))
+        caller = caller_of(context)
+        role = check_endpoint_role(request.role)
+        documents = [await router.local.endpoint_metadata(LOCAL_ENDPOINT_ID, caller)]
+        documents.extend(await router.remote.list_endpoints(role, caller))
         return pb.ListEndpointsResponse(endpoints_json=[json.dumps(d) for d in documents])
 
     @rpc
@@ -278,7 +284,8 @@ class GatewayServicer(pb_grpc.GatewayServicer):
         self, request: pb.DeleteFunctionRequest, context: Any
     ) -> pb.DeleteFunctionResponse:
         function_id = self.core.get_function(request.function_id)["function_id"]
-        deleted, answer = await self.core.router.remote.delete_function(function_id)
+        remote = self.core.router.remote
+        deleted, answer = await remote.delete_function(function_id, caller_of(context))
         return pb.DeleteFunctionResponse(
             deleted_at_globus=deleted, json=json.dumps(answer) if deleted else ""
         )
@@ -340,11 +347,15 @@ def _who_am_i(info: dict[str, Any]) -> pb.WhoAmIResponse:
 
 
 def _submission(
-    endpoint_id: str, groups: list[tuple[str, list[str]]], options: pb.SubmitOptions
+    endpoint_id: str,
+    groups: list[tuple[str, list[str]]],
+    options: pb.SubmitOptions,
+    caller: Caller,
 ) -> Submission:
     return Submission(
         endpoint_id=endpoint_id,
         groups=groups,
+        caller=caller,
         options=SubmitOptions(
             task_group_id=options.task_group_id,
             resource_specification=parse_json_object(

@@ -8,9 +8,9 @@ session, one rate budget (:mod:`.limiter`) and one result store:
   recorded in the :mod:`.ledger`; ``dispatch`` (after the core stored them)
   queues them for the :mod:`.submitter`, which sends what is queued in few
   submit requests in the background and maps each to the id the service
-  assigned. Tasks created with a client's own token (:mod:`.passthrough`)
-  are still submitted before the answer, their ids the service's
-  (:mod:`.submit`): the token lives only in the call, not on disk;
+  assigned. Tasks created with a client's own token (a caller with a token,
+  :class:`~gcgated.caller.Caller`) are still submitted before the answer, their
+  ids the service's (:mod:`.submit`): the token lives only in memory, not on disk;
 - the tracker polls for results by the service's ids and reports each final
   one once, under the daemon's id (:mod:`.tracker`); on start the core
   dispatches every unfinished task again, and the ledger says whether it is
@@ -36,6 +36,7 @@ from typing import Any
 import globus_sdk
 from gcgate.constants import LOCAL_ENDPOINT_ALIAS, LOCAL_ENDPOINT_ID, MAX_SUBMISSION_BYTES
 
+from gcgated.caller import Caller
 from gcgated.config import Config
 from gcgated.credentials import ClientCredentials
 from gcgated.errors import FailedPrecondition, NotFound, StartupError, Unauthenticated
@@ -46,7 +47,6 @@ from .auth import Login, ServiceAccountLogin, UserLogin
 from .http import ComputeAPI
 from .ledger import QUEUED, SENDING, SENT, Ledger
 from .limiter import RateLimiter
-from .passthrough import CLIENT_TOKEN, fingerprint
 from .submit import Coalescer, FunctionRegistry
 from .submitter import INTERRUPTED, Queued, Submitter, lane_doc
 from .tracker import Tracker
@@ -136,12 +136,11 @@ class GlobusBackend:
             http_timeout=settings.http_timeout_seconds,
             retry_seconds=settings.retry_seconds,
         )
-        self.registry = FunctionRegistry(store, self.api)
+        self.registry = FunctionRegistry(store, self.api, self.identity)
         self.coalescer = Coalescer(
             api=self.api,
             limiter=limiter,
             registry=self.registry,
-            identity=self.identity,
             window=settings.submit_window_ms / 1000.0,
             max_tasks=settings.submit_max_tasks,
             max_bytes=settings.submit_max_bytes,
@@ -152,7 +151,6 @@ class GlobusBackend:
             limiter=limiter,
             registry=self.registry,
             ledger=self.ledger,
-            identity=self.identity,
             window=settings.submit_window_ms / 1000.0,
             max_tasks=settings.submit_max_tasks,
             max_bytes=settings.submit_max_bytes,
@@ -218,14 +216,13 @@ class GlobusBackend:
 
     # ---------------------------------------------------------------- tasks
 
-    def identity(self) -> str:
-        """Who this call acts as: a client's token (by fingerprint), or the daemon's login."""
-        token = CLIENT_TOKEN.get()
-        return fingerprint(token) if token else self.login.identity
+    def identity(self, caller: Caller) -> str:
+        """Whom ``caller`` acts as: a client's token (by fingerprint), or the daemon's login."""
+        return caller.key or self.login.identity
 
-    def _require_login(self, endpoint_id: str) -> None:
+    def _require_login(self, endpoint_id: str, caller: Caller) -> None:
         """Without any login, Globus endpoints cannot be reached: UNAUTHENTICATED."""
-        if not self.login.logged_in and CLIENT_TOKEN.get() is None:
+        if not self.login.logged_in and caller.token is None:
             raise Unauthenticated(
                 f"endpoint {endpoint_id} is a Globus Compute endpoint, and gcgated is not"
                 " logged in to Globus: run `gcgate login` (or configure a service account)."
@@ -234,11 +231,15 @@ class GlobusBackend:
             )
 
     async def accept(
-        self, endpoint_id: str, groups: Sequence[SubmitGroup], options: SubmitOptions
+        self,
+        endpoint_id: str,
+        groups: Sequence[SubmitGroup],
+        options: SubmitOptions,
+        caller: Caller,
     ) -> Accepted:
-        self._require_login(endpoint_id)
-        if CLIENT_TOKEN.get() is not None:
-            return await self.coalescer.submit(endpoint_id, groups, options)
+        self._require_login(endpoint_id, caller)
+        if caller.token is not None:
+            return await self.coalescer.submit(caller, endpoint_id, groups, options)
         if self.api.auth_error:
             # The login was refused at the last request: tasks accepted now would
             # only fail; say so now (it clears with `gcgate login` or a success).
@@ -257,14 +258,13 @@ class GlobusBackend:
                 self._accepted[task_id] = (lane, group.function)
         return Accepted(request_id=str(uuid.uuid4()), task_group_id=task_group_id, task_ids=ids)
 
-    def dispatch(self, tasks: Sequence[TaskSpec]) -> None:
+    def dispatch(self, tasks: Sequence[TaskSpec], caller: Caller) -> None:
         if self.tracker is None:
             raise RuntimeError("GlobusBackend.dispatch() before start()")
         ids = [task.task_id for task in tasks]
-        token = CLIENT_TOKEN.get()
-        if token is not None:  # created with a client's own token (this call's)
-            self.store.put_passthrough_tasks(ids, fingerprint(token))
-            self.tracker.add(ids, token)
+        if caller.token is not None:  # created with a client's own token
+            self.store.put_passthrough_tasks(ids, caller.key)
+            self.tracker.add(ids, caller)
             return
         lanes: dict[int, tuple[dict[str, Any], list[Queued]]] = {}
         resumed = []
@@ -367,43 +367,46 @@ class GlobusBackend:
         if forget and self._ledger_open:
             self.ledger.forget(forget)
 
-    def adopt(self, task_ids: Sequence[str]) -> int:
-        """A client passing a token asked about these tasks: its tasks that wait
-        for a token (after a restart, or an expired one) are polled with it."""
-        token = CLIENT_TOKEN.get()
-        if token is None or self.tracker is None:
+    def adopt(self, task_ids: Sequence[str], caller: Caller) -> int:
+        """A client passing a token (``caller``) asked about these tasks: its tasks
+        that wait for a token (after a restart, or an expired one) are polled with it."""
+        if caller.token is None or self.tracker is None:
             return 0
-        return self.tracker.adopt(task_ids, token)
+        return self.tracker.adopt(task_ids, caller)
 
     # ------------------------------------------------------------ endpoints
 
-    async def endpoint_status(self, endpoint_id: str) -> dict[str, Any]:
+    async def endpoint_status(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
         return await self._endpoint_doc(
             "status",
             endpoint_id,
+            caller,
             lambda v2, _v3: v2.get_endpoint_status(endpoint_id),
         )
 
-    async def endpoint_metadata(self, endpoint_id: str) -> dict[str, Any]:
+    async def endpoint_metadata(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
         return await self._endpoint_doc(
-            "metadata", endpoint_id, lambda v2, _v3: v2.get_endpoint(endpoint_id)
+            "metadata", endpoint_id, caller, lambda v2, _v3: v2.get_endpoint(endpoint_id)
         )
 
-    async def list_endpoints(self, role: str) -> list[dict[str, Any]]:
-        """What ``GET /v2/endpoints`` lists for this call's identity; [] without one."""
-        if not self.login.logged_in and CLIENT_TOKEN.get() is None:
+    async def list_endpoints(self, role: str, caller: Caller) -> list[dict[str, Any]]:
+        """What ``GET /v2/endpoints`` lists for ``caller``; [] without any login."""
+        if not self.login.logged_in and caller.token is None:
             return []
         answer = await self._cached(
-            ("list", role, self.identity()),
+            ("list", role),
+            caller,
             "listing endpoints",
             lambda v2, _v3: v2.get_endpoints(role=role or globus_sdk.MISSING),
         )
         endpoints = answer.get("data", [])
         return [e for e in endpoints if isinstance(e, dict)]
 
-    async def delete_function(self, function_id: str) -> tuple[bool, dict[str, Any]]:
-        """Delete this identity's Globus registration of a function, if it has one."""
-        identity = self.identity()
+    async def delete_function(
+        self, function_id: str, caller: Caller
+    ) -> tuple[bool, dict[str, Any]]:
+        """Delete ``caller``'s Globus registration of a function, if it has one."""
+        identity = self.identity(caller)
         globus_id = self.store.get_globus_function(identity, function_id)
         if globus_id is None:
             return False, {}
@@ -411,21 +414,27 @@ class GlobusBackend:
             answer = await self.api.call(
                 f"deleting function {function_id}",
                 lambda v2, _v3: v2.delete_function(globus_id),
+                token=caller.token,
             )
         except NotFound:
             answer = None  # already gone at the service
         self.store.forget_globus_function(identity, function_id)
         return answer is not None, answer or {}
 
-    async def _endpoint_doc(self, kind: str, endpoint_id: str, request: Any) -> dict[str, Any]:
-        self._require_login(endpoint_id)
+    async def _endpoint_doc(
+        self, kind: str, endpoint_id: str, caller: Caller, request: Any
+    ) -> dict[str, Any]:
+        self._require_login(endpoint_id, caller)
         return await self._cached(
-            (kind, endpoint_id, self.identity()), f"endpoint {endpoint_id} {kind}", request
+            (kind, endpoint_id), caller, f"endpoint {endpoint_id} {kind}", request
         )
 
-    async def _cached(self, key: tuple[str, str, str], what: str, request: Any) -> dict[str, Any]:
-        """A lookup answered from the cache for endpoint_cache_seconds, one request
-        for concurrent askers."""
+    async def _cached(
+        self, what_key: tuple[str, str], caller: Caller, what: str, request: Any
+    ) -> dict[str, Any]:
+        """A lookup as ``caller``, answered from the cache for endpoint_cache_seconds
+        (per identity), one request for concurrent askers."""
+        key = (*what_key, self.identity(caller))
         cached = self._cache.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -434,7 +443,7 @@ class GlobusBackend:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._lookups[key] = future
         try:
-            doc = await self.api.call(what, request)
+            doc = await self.api.call(what, request, token=caller.token)
             self._cache[key] = (time.monotonic() + self.settings.endpoint_cache_seconds, doc)
             future.set_result(doc)
             return doc

@@ -42,7 +42,6 @@ from gcgated.errors import FailedPrecondition, InvalidArgument, NotFound, Unauth
 
 from .http import LimitedTransport, no_retries
 from .limiter import RateLimiter
-from .passthrough import CLIENT_TOKEN
 
 log = logging.getLogger(__name__)
 
@@ -77,21 +76,16 @@ def open_token_storage(state_dir: Path, namespace: str) -> SQLiteTokenStorage:
 
 
 class SerializedAuthorizer(GlobusAuthorizer):
-    """The active login's Compute authorizer, used by one thread at a time; a
-    client's own token (:data:`CLIENT_TOKEN`) instead, when the call carries one."""
+    """The active login's Compute authorizer, used by one thread at a time."""
 
     def __init__(self, login: Login) -> None:
         self._login = login
 
     def get_authorization_header(self) -> str | None:
-        if token := CLIENT_TOKEN.get():
-            return f"Bearer {token}"
         with self._login.lock:
             return self._login.compute_authorizer().get_authorization_header()
 
     def handle_missing_authorization(self) -> bool:
-        if CLIENT_TOKEN.get():
-            return False  # the daemon cannot renew a client's token
         with self._login.lock:
             return self._login.compute_authorizer().handle_missing_authorization()
 

@@ -47,7 +47,6 @@ from gcgated.errors import (
 )
 
 from .limiter import RateLimiter
-from .passthrough import CLIENT_TOKEN
 
 log = logging.getLogger(__name__)
 
@@ -271,14 +270,17 @@ class ComputeAPI:
         #: Called (on the event loop) whenever ``auth_error`` changes.
         self.on_auth_change: Callable[[], None] | None = None
 
-    def clients(self) -> tuple[globus_sdk.ComputeClientV2, globus_sdk.ComputeClientV3]:
-        """This thread's clients (requests sessions are not shared between threads)."""
+    def clients(
+        self, authorizer: globus_sdk.authorizers.GlobusAuthorizer
+    ) -> tuple[globus_sdk.ComputeClientV2, globus_sdk.ComputeClientV3]:
+        """This thread's clients (requests sessions are not shared between threads),
+        sending with ``authorizer``: a thread serves one request at a time, and
+        globus-sdk reads a client's authorizer when it sends."""
         pair = getattr(self._local, "clients", None)
         if pair is None:
             pair = tuple(
                 cls(
                     base_url=self.base_url,
-                    authorizer=self.authorizer,
                     transport=LimitedTransport(self.limiter, self.http_timeout),
                     retry_config=no_retries(),
                     app_name="gcgated",
@@ -286,6 +288,8 @@ class ComputeAPI:
                 for cls in (globus_sdk.ComputeClientV2, globus_sdk.ComputeClientV3)
             )
             self._local.clients = pair
+        for client in pair:
+            client.authorizer = authorizer
         return pair  # type: ignore[return-value]
 
     async def in_thread(self, fn: Callable[[], Any], slot: Slot | None = None) -> Any:
@@ -304,27 +308,35 @@ class ComputeAPI:
         slot: Slot | None = None,
         retry_seconds: float | None = None,
         resend: bool = True,
+        token: str | None = None,
     ) -> dict[str, Any]:
         """One logical call: retried on 429/5xx/network errors within the retry
         budget, re-authorised once on 401; the answer's JSON, or a GatewayError.
 
         ``resend=False``: the request must not reach the service twice (a
         submit); once it may have arrived without an answer, :class:`AnswerLost`.
+        ``token``: a client's own access token to send instead of the daemon's
+        login (never renewed, and its refusal says nothing about the login).
         """
-        client_token = CLIENT_TOKEN.get() is not None
+        authorizer = self.authorizer if token is None else globus_sdk.AccessTokenAuthorizer(token)
         try:
             answer = await self._call(
-                what, request, slot=slot, retry_seconds=retry_seconds, resend=resend
+                what,
+                request,
+                authorizer,
+                slot=slot,
+                retry_seconds=retry_seconds,
+                resend=resend,
             )
         except Unauthenticated as exc:
-            if client_token:  # the client's token, not the daemon's login
+            if token is not None:  # the client's token, not the daemon's login
                 raise Unauthenticated(
                     f"{what}: Globus refused the access token this client passed"
                     " (expired or revoked?); get a fresh one and retry"
                 ) from None
             self._note_auth(str(exc))
             raise
-        if not client_token:
+        if token is None:
             self._note_auth("")
         return answer
 
@@ -338,6 +350,7 @@ class ComputeAPI:
         self,
         what: str,
         request: Callable[[globus_sdk.ComputeClientV2, globus_sdk.ComputeClientV3], Any],
+        authorizer: globus_sdk.authorizers.GlobusAuthorizer,
         *,
         slot: Slot | None,
         retry_seconds: float | None,
@@ -355,14 +368,14 @@ class ComputeAPI:
                 await self.limiter.acquire()
                 slot = Slot()
             try:
-                response = await self.in_thread(lambda: request(*self.clients()), slot)
+                response = await self.in_thread(lambda: request(*self.clients(authorizer)), slot)
             except globus_sdk.GlobusAPIError as exc:
                 status = exc.http_status
                 auth = isinstance(exc, globus_sdk.AuthAPIError)
                 if status == 401 and reauthorized < MAX_REAUTHORIZATIONS and not auth:
                     reauthorized += 1
                     log.info("%s: HTTP 401; fetching a new access token", what)
-                    if not await self.in_thread(self.authorizer.handle_missing_authorization):
+                    if not await self.in_thread(authorizer.handle_missing_authorization):
                         raise map_api_error(exc, what) from None  # a client's token
                     slot = None
                     continue

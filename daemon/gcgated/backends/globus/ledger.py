@@ -19,7 +19,7 @@ The row goes once the core has stored the task's outcome (``Outcome.on_stored``)
 a crash before that resumes the task from its row, a crash after it leaves the
 row of a final task, which is never read. Tasks with no
 row are polled under their own id: those created with a client's own token
-(their ids come from the service, see :mod:`.passthrough`).
+(their ids come from the service, see :mod:`gcgated.caller`).
 
 Task groups the daemon made up for its answers (``g:<id>``, kept 30 days)
 are recognised when a client submits to them again: the service never heard

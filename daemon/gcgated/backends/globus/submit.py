@@ -2,7 +2,7 @@
 
 Tasks submitted with the daemon's login are answered with the daemon's ids and
 sent in the background (:mod:`.submitter`). A client passing its own token
-(:mod:`.passthrough`) is answered with the service's ids instead, since its
+(:class:`gcgated.caller.Caller`) is answered with the service's ids instead, since its
 token lives only in the call: the submit must be made before the answer. The
 functions below (registration, the request body and its sending, packing sizes)
 serve both.
@@ -32,17 +32,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gcgated.backends.base import Accepted, SubmitGroup, SubmitOptions
+from gcgated.caller import Caller
 from gcgated.errors import GatewayError, NotFound, ServiceUnavailable
 from gcgated.store import Store
 
 from .http import AnswerLost, ComputeAPI, Slot
 from .limiter import RateLimiter
-from .passthrough import CLIENT_TOKEN, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +68,19 @@ def registration_body(function: dict[str, Any]) -> dict[str, Any]:
 class FunctionRegistry:
     """Local function id -> Globus function id, per identity, registering on demand."""
 
-    def __init__(self, store: Store, api: ComputeAPI) -> None:
+    def __init__(self, store: Store, api: ComputeAPI, identity: Callable[[Caller], str]) -> None:
         self.store = store
         self.api = api
+        #: The Globus identity a caller registers as (a client token's by fingerprint).
+        self.identity = identity
         self._pending: dict[tuple[str, str], asyncio.Future[str]] = {}
         self.registered = 0
 
     async def globus_id(
-        self, identity: str, function: dict[str, Any], slot: Slot | None = None
+        self, caller: Caller, function: dict[str, Any], slot: Slot | None = None
     ) -> str:
+        """The function's Globus id for ``caller``, registered as ``caller`` if new."""
+        identity = self.identity(caller)
         local_id = function["function_id"]
         known = self.store.get_globus_function(identity, local_id)
         if known is not None:
@@ -91,6 +95,7 @@ class FunctionRegistry:
                 f"registering function {function['function_name']!r} ({local_id})",
                 lambda _v2, v3: v3.register_function(registration_body(function)),
                 slot=slot,
+                token=caller.token,
             )
             globus_id = str(answer["function_uuid"])
             self.store.put_globus_function(identity, local_id, globus_id)
@@ -105,9 +110,13 @@ class FunctionRegistry:
         finally:
             del self._pending[key]
 
+    def forget(self, caller: Caller, function_id: str) -> None:
+        """The service no longer knows ``caller``'s registration of a function."""
+        self.store.forget_globus_function(self.identity(caller), function_id)
+
 
 @dataclass
-class Caller:
+class Waiting:
     """One submission waiting for its ids."""
 
     groups: Sequence[SubmitGroup]
@@ -119,9 +128,10 @@ class Caller:
 
 @dataclass
 class Queue:
+    caller: Caller
     endpoint_id: str
     options: SubmitOptions
-    callers: list[Caller] = field(default_factory=list)
+    callers: list[Waiting] = field(default_factory=list)
 
 
 #: Bytes of a submit body that are not task payloads (keys, ids, user_runtime, ...).
@@ -153,13 +163,13 @@ def submit_body(
 
 async def post_submit(
     registry: FunctionRegistry,
-    identity: str,
+    caller: Caller,
     endpoint_id: str,
     work: Sequence[tuple[dict[str, Any], str]],
     options: SubmitOptions,
     slot: Slot | None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """One submit request of (function, payload) pairs as ``identity``, registering
+    """One submit request of (function, payload) pairs as ``caller``, registering
     the functions new to it; the service's answer and each local function's Globus id.
 
     The answer lists task ids per Globus function in the order of ``work``. A
@@ -169,19 +179,19 @@ async def post_submit(
     is never resent (``resend=False``: see ``http.AnswerLost``).
     """
     try:
-        return await _post_submit_once(registry, identity, endpoint_id, work, options, slot)
+        return await _post_submit_once(registry, caller, endpoint_id, work, options, slot)
     except NotFound as exc:
         if getattr(exc, "service_code", "") != "FUNCTION_NOT_FOUND":
             raise
     for function_id in {function["function_id"] for function, _ in work}:
-        registry.store.forget_globus_function(identity, function_id)
+        registry.forget(caller, function_id)
     log.info("Globus Compute no longer knows a registered function; registering again")
-    return await _post_submit_once(registry, identity, endpoint_id, work, options, None)
+    return await _post_submit_once(registry, caller, endpoint_id, work, options, None)
 
 
 async def _post_submit_once(
     registry: FunctionRegistry,
-    identity: str,
+    caller: Caller,
     endpoint_id: str,
     work: Sequence[tuple[dict[str, Any], str]],
     options: SubmitOptions,
@@ -192,7 +202,7 @@ async def _post_submit_once(
     for function, payload in work:
         local_id = function["function_id"]
         if local_id not in globus_ids:
-            globus_ids[local_id] = await registry.globus_id(identity, function, slot)
+            globus_ids[local_id] = await registry.globus_id(caller, function, slot)
         tasks.setdefault(globus_ids[local_id], []).append(payload)
     body = submit_body(tasks, options, options.user_runtime)
     answer = await registry.api.call(
@@ -200,16 +210,16 @@ async def _post_submit_once(
         lambda _v2, v3: v3.submit(endpoint_id, body),
         slot=slot,
         resend=False,
+        token=caller.token,
     )
     return answer, globus_ids
 
 
-def queue_key(endpoint_id: str, options: SubmitOptions) -> tuple[str, ...]:
+def queue_key(caller: Caller, endpoint_id: str, options: SubmitOptions) -> tuple[str, ...]:
     """What callers must share to go into one submit request (the token they act
     with included: a client's own token never carries another client's tasks)."""
-    token = CLIENT_TOKEN.get()
     return (
-        fingerprint(token) if token else "",
+        caller.key,
         endpoint_id,
         options.task_group_id or "",
         json.dumps(options.resource_specification, sort_keys=True),
@@ -227,7 +237,6 @@ class Coalescer:
         api: ComputeAPI,
         limiter: RateLimiter,
         registry: FunctionRegistry,
-        identity: Any,
         window: float,
         max_tasks: int,
         max_bytes: int,
@@ -235,8 +244,6 @@ class Coalescer:
         self.api = api
         self.limiter = limiter
         self.registry = registry
-        #: A callable giving the identity the daemon submits as.
-        self.identity = identity
         self.window = window
         self.max_tasks = max_tasks
         #: The service limits the request body, so payloads are packed by their
@@ -255,29 +262,33 @@ class Coalescer:
         return sum(len(q.callers) for q in self._queues.values())
 
     async def submit(
-        self, endpoint_id: str, groups: Sequence[SubmitGroup], options: SubmitOptions
+        self,
+        caller: Caller,
+        endpoint_id: str,
+        groups: Sequence[SubmitGroup],
+        options: SubmitOptions,
     ) -> Accepted:
         if self._closed:
             raise ServiceUnavailable("gcgated is shutting down; retry once it is back")
         loop = asyncio.get_running_loop()
-        caller = Caller(
+        waiting = Waiting(
             groups=groups,
             options=options,
             future=loop.create_future(),
             tasks=sum(len(g.payloads) for g in groups),
             size=sum(json_size(p) for g in groups for p in g.payloads),
         )
-        key = queue_key(endpoint_id, options)
+        key = queue_key(caller, endpoint_id, options)
         queue = self._queues.get(key)
         if queue is None:
-            queue = self._queues[key] = Queue(endpoint_id, options)
+            queue = self._queues[key] = Queue(caller, endpoint_id, options)
             task = loop.create_task(self._flush(key, queue))
             self._flushers.add(task)
             task.add_done_callback(self._flushers.discard)
-        queue.callers.append(caller)
+        queue.callers.append(waiting)
         # The request goes out whether or not this caller is still there to hear
         # the answer; shielding keeps a cancelled RPC from cancelling the others.
-        return await asyncio.shield(caller.future)
+        return await asyncio.shield(waiting.future)
 
     async def _flush(self, key: tuple[str, ...], queue: Queue) -> None:
         try:
@@ -285,7 +296,7 @@ class Coalescer:
             # Functions new to Globus are registered first (each registration
             # takes its own slot), so the submit's slot is taken only when the
             # submit can go out at once: a slot held while waiting is wasted.
-            await self._register(queue.callers)
+            await self._register(queue)
             await self.limiter.acquire()
         except BaseException as exc:
             self._queues.pop(key, None)
@@ -296,20 +307,19 @@ class Coalescer:
         slot = Slot()
         requests = self._pack(queue.callers)
         await asyncio.gather(
-            *(self._send(queue.endpoint_id, queue.options, callers, slot) for callers in requests),
+            *(self._send(queue, callers, slot) for callers in requests),
             return_exceptions=True,
         )
 
-    async def _register(self, callers: list[Caller]) -> None:
-        identity = self.identity()
-        functions = {g.function["function_id"]: g.function for c in callers for g in c.groups}
+    async def _register(self, queue: Queue) -> None:
+        functions = {g.function["function_id"]: g.function for c in queue.callers for g in c.groups}
         for function in functions.values():
-            await self.registry.globus_id(identity, function)
+            await self.registry.globus_id(queue.caller, function)
 
-    def _pack(self, callers: list[Caller]) -> list[list[Caller]]:
+    def _pack(self, callers: list[Waiting]) -> list[list[Waiting]]:
         """First-fit in arrival order; a caller is never split."""
-        requests: list[list[Caller]] = []
-        current: list[Caller] = []
+        requests: list[list[Waiting]] = []
+        current: list[Waiting] = []
         tasks = size = 0
         for caller in callers:
             if current and (
@@ -324,11 +334,9 @@ class Coalescer:
             requests.append(current)
         return requests
 
-    async def _send(
-        self, endpoint_id: str, options: SubmitOptions, callers: list[Caller], slot: Slot
-    ) -> None:
+    async def _send(self, queue: Queue, callers: list[Waiting], slot: Slot) -> None:
         try:
-            accepted = await self._submit(endpoint_id, options, callers, slot)
+            accepted = await self._submit(queue, callers, slot)
         except BaseException as exc:
             _fail(callers, exc)
             if not isinstance(exc, Exception):
@@ -338,9 +346,7 @@ class Coalescer:
             if not caller.future.done():
                 caller.future.set_result(answer)
 
-    async def _submit(
-        self, endpoint_id: str, options: SubmitOptions, callers: list[Caller], slot: Slot
-    ) -> list[Accepted]:
+    async def _submit(self, queue: Queue, callers: list[Waiting], slot: Slot) -> list[Accepted]:
         # One runtime for the request: the callers share everything else (queue_key).
         runtime = next((c.options.user_runtime for c in callers if c.options.user_runtime), None)
         work = [
@@ -352,10 +358,10 @@ class Coalescer:
         try:
             answer, globus_ids = await post_submit(
                 self.registry,
-                self.identity(),
-                endpoint_id,
+                queue.caller,
+                queue.endpoint_id,
                 work,
-                replace(options, user_runtime=runtime),
+                replace(queue.options, user_runtime=runtime),
                 slot,
             )
         except AnswerLost as exc:
@@ -373,7 +379,7 @@ class Coalescer:
             "submitted %d task(s) of %d caller(s) to %s in one request",
             len(work),
             len(callers),
-            endpoint_id,
+            queue.endpoint_id,
         )
         return _split_answer(answer, callers, globus_ids)
 
@@ -387,7 +393,7 @@ class Coalescer:
 
 
 def _split_answer(
-    answer: dict[str, Any], callers: list[Caller], globus_ids: dict[str, str]
+    answer: dict[str, Any], callers: list[Waiting], globus_ids: dict[str, str]
 ) -> list[Accepted]:
     """Each caller's task ids, in its own order, from the merged answer."""
     by_function = {str(k): list(v) for k, v in (answer.get("tasks") or {}).items()}
@@ -420,7 +426,7 @@ def _split_answer(
     return results
 
 
-def _fail(callers: list[Caller], exc: BaseException) -> None:
+def _fail(callers: list[Waiting], exc: BaseException) -> None:
     if not isinstance(exc, GatewayError):
         if isinstance(exc, asyncio.CancelledError):
             exc = ServiceUnavailable("gcgated is shutting down; retry once it is back")

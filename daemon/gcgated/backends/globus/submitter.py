@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gcgated.backends.base import SubmitOptions
+from gcgated.caller import DAEMON
 from gcgated.errors import GatewayError, ServiceUnavailable
 
 from .http import AnswerLost, ComputeAPI, Slot
@@ -139,7 +140,6 @@ class Submitter:
         limiter: RateLimiter,
         registry: FunctionRegistry,
         ledger: Ledger,
-        identity: Callable[[], str],
         window: float,
         max_tasks: int,
         max_bytes: int,
@@ -149,7 +149,6 @@ class Submitter:
         self.limiter = limiter
         self.registry = registry
         self.ledger = ledger
-        self.identity = identity
         self.window = window
         self.max_tasks = max_tasks
         self.max_bytes = max(max_bytes - BODY_OVERHEAD, 1)
@@ -253,11 +252,10 @@ class Submitter:
 
     async def _register(self, lane: Lane) -> None:
         """Register functions new to the service; fail the tasks of those refused."""
-        identity = self.identity()
         functions = {i.function["function_id"]: i.function for i in lane.items}
         for function_id, function in functions.items():
             try:
-                await self.registry.globus_id(identity, function)
+                await self.registry.globus_id(DAEMON, function)
             except ServiceUnavailable:
                 raise
             except GatewayError as exc:
@@ -314,9 +312,7 @@ class Submitter:
         self, lane: Lane, batch: list[Queued], slot: Slot
     ) -> tuple[dict[str, Any], dict[str, str]]:
         work = [(item.function, item.payload) for item in batch]
-        return await post_submit(
-            self.registry, self.identity(), lane.endpoint_id, work, lane.options, slot
-        )
+        return await post_submit(self.registry, DAEMON, lane.endpoint_id, work, lane.options, slot)
 
 
 def _pair(

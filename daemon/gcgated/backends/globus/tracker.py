@@ -34,11 +34,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gcgated.backends.base import Outcome, OutcomeCallback
+from gcgated.caller import DAEMON, Caller
 from gcgated.errors import GatewayError, Unauthenticated
 
 from .http import AnswerLost, ComputeAPI
 from .limiter import RateLimiter
-from .passthrough import CLIENT_TOKEN, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,9 @@ class Tracker:
         self.max_interval = max_interval
         self.share = share
         self._inflight: dict[str, float] = {}
-        #: Tasks created with a client's own token: task -> that token (memory only).
-        self._tokens: dict[str, str] = {}
+        #: Tasks created with a client's own token: task -> the caller with that
+        #: token, who polls them (memory only).
+        self._callers: dict[str, Caller] = {}
         #: Tasks of a client's token that cannot be polled now (restart, token
         #: refused): task -> token fingerprint, until a client adopts them.
         self._parked: dict[str, str] = {}
@@ -137,13 +138,13 @@ class Tracker:
     def parked(self) -> int:
         return len(self._parked)
 
-    def add(self, task_ids: Iterable[str], token: str | None = None) -> None:
-        """Track tasks; ``token``: the client's own token they were created with."""
+    def add(self, task_ids: Iterable[str], caller: Caller = DAEMON) -> None:
+        """Track tasks that ``caller`` (the daemon's login, or a client's token) polls."""
         now = time.time()
         added = False
         for task_id in task_ids:
-            if token is not None:
-                self._tokens[task_id] = token
+            if caller.token is not None:
+                self._callers[task_id] = caller
             if task_id not in self._inflight:
                 self._inflight[task_id] = now
                 added = True
@@ -155,22 +156,23 @@ class Tracker:
         """Hold tasks of a client's token until a client brings a token for them."""
         for task_id in task_ids:
             self._inflight.pop(task_id, None)
-            self._tokens.pop(task_id, None)
+            self._callers.pop(task_id, None)
             self._unanswered.pop(task_id, None)
             self._parked[task_id] = fingerprint
 
-    def adopt(self, task_ids: Iterable[str], token: str) -> int:
-        """A client with ``token`` asked about these tasks: poll parked ones (and
-        its own tasks) with its current token. Returns how many were resumed."""
+    def adopt(self, task_ids: Iterable[str], caller: Caller) -> int:
+        """A client passing a token (``caller``) asked about these tasks: poll
+        parked ones (and its own tasks) with its current token. Returns how many
+        were resumed."""
         resumed = []
         for task_id in task_ids:
             if task_id in self._parked:
                 del self._parked[task_id]
                 resumed.append(task_id)
-            elif task_id in self._tokens:
-                self._tokens[task_id] = token
+            elif task_id in self._callers:
+                self._callers[task_id] = caller
         if resumed:
-            self.add(resumed, token)
+            self.add(resumed, caller)
         return len(resumed)
 
     def start(self) -> None:
@@ -205,33 +207,30 @@ class Tracker:
                 self.interval = min(max(self.interval * 1.5, floor), self.max_interval)
 
     async def _round(self) -> tuple[bool, int]:
-        # One group per token: the daemon's login (None), and each client token.
-        groups: dict[str | None, list[str]] = {}
+        # One group per caller: the daemon's login, and each client token.
+        groups: dict[Caller, list[str]] = {}
         for task_id in self._inflight:
-            groups.setdefault(self._tokens.get(task_id), []).append(task_id)
+            groups.setdefault(self._callers.get(task_id, DAEMON), []).append(task_id)
         progressed = False
         requests = 0
-        for token, ids in groups.items():
-            reset = CLIENT_TOKEN.set(token)
-            try:
-                for start in range(0, len(ids), self.chunk):
-                    requests += 1
-                    moved, ok = await self._poll(ids[start : start + self.chunk], token)
-                    progressed = progressed or moved
-                    if not ok:
-                        break
-            finally:
-                CLIENT_TOKEN.reset(reset)
+        for caller, ids in groups.items():
+            for start in range(0, len(ids), self.chunk):
+                requests += 1
+                moved, ok = await self._poll(ids[start : start + self.chunk], caller)
+                progressed = progressed or moved
+                if not ok:
+                    break
         return progressed, requests
 
-    async def _poll(self, chunk: list[str], token: str | None) -> tuple[bool, bool]:
-        """One batch_status request: (any task final, request answered)."""
+    async def _poll(self, chunk: list[str], caller: Caller) -> tuple[bool, bool]:
+        """One batch_status request as ``caller``: (any task final, request answered)."""
         try:
             answer = await self.api.call(
                 f"polling {len(chunk)} task(s)",
                 lambda _v2, _v3: _v2.get_task_batch(chunk),
                 retry_seconds=0.0,
                 resend=False,
+                token=caller.token,
             )
         except AnswerLost as exc:
             self.last_error = str(exc)
@@ -242,10 +241,10 @@ class Tracker:
             return False, False
         except Unauthenticated as exc:
             self.last_error = str(exc)
-            if token is not None:
+            if caller.token is not None:
                 # The client's token expired or was revoked: wait for a fresh one.
                 log.info("parking %d task(s): the client's token was refused", len(chunk))
-                self.park(chunk, fingerprint(token))
+                self.park(chunk, caller.key)
             else:
                 log.warning("polling Globus Compute: %s", exc)
             return False, False
@@ -264,18 +263,18 @@ class Tracker:
             outcome = outcome_from(task_id, doc)
             if outcome is None:
                 continue
-            if token is None and _unknown_to(doc):
+            if caller.token is None and _unknown_to(doc):
                 why = FORGOTTEN.format(reason=doc.get("reason"))
                 if lost is not None:
                     why = LOST_RESULT.format(why=lost)
                 outcome = dataclasses.replace(outcome, exception=why)
-            if token is not None and _unknown_to(doc):
+            if caller.token is not None and _unknown_to(doc):
                 # Not this token's task (another identity's token adopted it):
                 # park it rather than fail a task its owner may still fetch.
-                self.park([task_id], fingerprint(token))
+                self.park([task_id], caller.key)
                 continue
             del self._inflight[task_id]
-            if self._tokens.pop(task_id, None) is not None and self.on_passthrough_done:
+            if self._callers.pop(task_id, None) is not None and self.on_passthrough_done:
                 done = functools.partial(self.on_passthrough_done, task_id)
                 outcome = dataclasses.replace(outcome, on_stored=done)
             self.completed += 1

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from gcgate import __version__
 from gcgate.constants import LOCAL_ENDPOINT_ID
 
+from gcgated.caller import Caller
+
 from ..base import Accepted, OutcomeCallback, SubmitGroup, SubmitOptions, TaskSpec
 
 if TYPE_CHECKING:
@@ -66,22 +68,27 @@ class LocalBackend:
             await self._pool.stop()
 
     async def accept(
-        self, endpoint_id: str, groups: Sequence[SubmitGroup], options: SubmitOptions
+        self,
+        endpoint_id: str,
+        groups: Sequence[SubmitGroup],
+        options: SubmitOptions,
+        caller: Caller,
     ) -> Accepted:
-        """Local task ids are made up here; nothing runs before they are persisted."""
+        """Local task ids are made up here; nothing runs before they are persisted.
+        Who submits makes no difference here (``caller`` is ignored)."""
         return Accepted(
             request_id=str(uuid.uuid4()),
             task_group_id=options.task_group_id or str(uuid.uuid4()),
             task_ids=[[str(uuid.uuid4()) for _ in group.payloads] for group in groups],
         )
 
-    def dispatch(self, tasks: Sequence[TaskSpec]) -> None:
+    def dispatch(self, tasks: Sequence[TaskSpec], caller: Caller) -> None:
         """Queue tasks; returns at once (call it on the event loop thread)."""
         if self._pool is None:
             raise RuntimeError("LocalBackend.dispatch() before start()")
         self._pool.submit(tasks)
 
-    async def endpoint_status(self, endpoint_id: str) -> dict[str, Any]:
+    async def endpoint_status(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
         """Like ``GET /v2/endpoints/{id}/status`` of the Compute service."""
         pool = self._pool
         total = pool.live_workers if pool else 0
@@ -102,9 +109,9 @@ class LocalBackend:
             },
         }
 
-    async def endpoint_metadata(self, endpoint_id: str) -> dict[str, Any]:
+    async def endpoint_metadata(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
         """Like ``GET /v2/endpoints/{id}`` of the Compute service."""
-        status = await self.endpoint_status(endpoint_id)
+        status = await self.endpoint_status(endpoint_id, caller)
         return {
             "uuid": LOCAL_ENDPOINT_ID,
             "name": LOCAL_ENDPOINT_NAME,
