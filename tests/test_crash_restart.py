@@ -41,7 +41,7 @@ from typing import Any
 
 import pytest
 from gcgate import Client
-from gcgated.backends.globus.submitter import INTERRUPTED
+from gcgated.backends.globus.pipeline import INTERRUPTED
 from gcgated.backends.globus.tracker import FORGOTTEN
 from gcgated.store import FINAL_STATUSES, Store
 from harness import Daemon, GlobusDaemon, script_function

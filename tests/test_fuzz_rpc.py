@@ -723,6 +723,32 @@ def test_unknown_endpoint_role_is_invalid_argument(world: World) -> None:
     assert code is C.OK, details
 
 
+def test_a_token_batch_whose_first_function_has_no_tasks_runs(world: World) -> None:
+    """Was UNAVAILABLE "submission to Globus Compute failed: KeyError" (make soak): a
+    BatchRun with a client's token to a Globus endpoint, its first function group
+    empty. The empty group gets no ids; the task of the second runs."""
+    token = (("authorization", f"Bearer {world.token}"),)
+    request = pb.BatchRunRequest(
+        endpoint_id=world.standin_endpoint,
+        tasks=[
+            pb.BatchTasks(function_id=world.function_ids[1]),
+            pb.BatchTasks(
+                function_id=world.function_ids[0],
+                json_arguments=[pb.JsonArguments(args_json="[7]")],
+            ),
+        ],
+    )
+    code, details, response = call(world, "BatchRun", request, token)
+    assert code is C.OK, details
+    assert [len(group.task_ids) for group in response.tasks] == [0, 1]
+    record = world.stub.GetResult(
+        pb.GetResultRequest(task_id=response.tasks[1].task_ids[0], wait_seconds=CALL_TIMEOUT),
+        metadata=token,
+        timeout=CALL_TIMEOUT + 10,
+    )
+    assert (record.status, record.exception) == ("success", ""), record
+
+
 @pytest.mark.parametrize("unit", ["a", "%", "é", "\U0001f600", "\x00"])
 def test_any_gateway_error_fits_a_trailer(unit: str) -> None:
     """Whatever raised it: percent-encoded, the message stays under the 8 KiB trailer."""

@@ -7,26 +7,35 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gcgated.backends.base import SubmitGroup, SubmitOptions
+from gcgated.backends.globus import pipeline as pipeline_module
 from gcgated.backends.globus.http import AnswerLost
 from gcgated.backends.globus.ledger import Ledger
 from gcgated.backends.globus.limiter import RateLimiter
+from gcgated.backends.globus.pipeline import (
+    MAY_HAVE_RUN,
+    Lane,
+    Pipeline,
+    Queued,
+    Unit,
+    _pair,
+    lane_doc,
+    lane_key,
+)
 from gcgated.backends.globus.submit import (
     BODY_OVERHEAD,
-    Coalescer,
-    Waiting,
-    _split_answer,
+    FunctionRegistry,
     json_size,
-    queue_key,
     registration_body,
 )
-from gcgated.backends.globus.submitter import Lane, Queued, Submitter, _pair
 from gcgated.backends.globus.tracker import outcome_from
 from gcgated.caller import DAEMON, Caller
-from gcgated.errors import ServiceUnavailable
+from gcgated.errors import NotFound, ServiceUnavailable
 from gcgated.store import Store
 from globus_compute_sdk.sdk.client import (
     FunctionRegistrationData,
@@ -118,72 +127,133 @@ def test_registration_body_is_the_sdks(extra: dict) -> None:
     assert registration_body(record) == sdk
 
 
-# ------------------------------------------------------ coalescing pieces
+# ----------------------------------------------------- the pipeline's pieces
 
 
-def make_caller(loop: asyncio.AbstractEventLoop, groups: list[tuple[str, int]]) -> Waiting:
-    submit_groups = [
-        SubmitGroup(stored_function(function_id=fid), [f"p{fid}-{i}" for i in range(n)])
-        for fid, n in groups
-    ]
-    return Waiting(
-        groups=submit_groups,
-        options=SubmitOptions(task_group_id=""),
-        future=loop.create_future(),
-        tasks=sum(n for _, n in groups),
-        size=sum(n * 10 for _, n in groups),
+def queued(task_id: str, function_id: str, payload: str = "p") -> Queued:
+    return Queued(task_id, stored_function(function_id=function_id), payload)
+
+
+def waiting_unit(loop: asyncio.AbstractEventLoop, groups: list[tuple[str, int]]) -> Unit:
+    """A client's submission waiting for its ids: ``n`` tasks of each function."""
+    tasks = [queued("", fid, f"p{fid}-{i}") for fid, n in groups for i in range(n)]
+    return Unit(tasks, loop.create_future(), size=10 * len(tasks))
+
+
+def own_unit(task_id: str, function_id: str, payload: str = "p") -> Unit:
+    """A task the daemon accepted under its own id (may go in any request)."""
+    return Unit([queued(task_id, function_id, payload)], size=json_size(payload))
+
+
+class FakeLedger:
+    """Records what the pipeline writes to the ledger."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def sending(self, task_ids: list[str]) -> None:
+        self.calls.append(("sending", list(task_ids)))
+
+    def sent(self, pairs: list[tuple[str, str]]) -> None:
+        self.calls.append(("sent", list(pairs)))
+
+    def queued(self, rows: list[tuple[str, dict]]) -> None:
+        self.calls.append(("queued", [task_id for task_id, _ in rows]))
+
+
+def bare_pipeline(max_tasks: int = 5, max_bytes: int = BODY_OVERHEAD + 100) -> Pipeline:
+    return Pipeline(
+        limiter=RateLimiter(18, 10.0),
+        registry=None,  # type: ignore[arg-type]
+        ledger=FakeLedger(),  # type: ignore[arg-type]
+        window=0.02,
+        max_tasks=max_tasks,
+        max_bytes=max_bytes,
     )
 
 
-def test_answer_is_split_per_caller_in_order() -> None:
+def test_service_ids_pair_with_the_tasks_in_order() -> None:
+    tasks = [queued("d1", "fa"), queued("d2", "fb"), queued("d3", "fa")]
+    answer = {"tasks": {"GA": ["s1", "s3"], "GB": ["s2"]}}
+    globus = {"fa": "GA", "fb": "GB"}
+    assert _pair(answer, tasks, globus) == ["s1", "s2", "s3"]
+    # Fewer ids than tasks: the service may have created them; not resent.
+    with pytest.raises(AnswerLost, match="fewer task ids"):
+        _pair({"tasks": {"GA": ["s1"], "GB": ["s2"]}}, tasks, globus)
+
+
+def test_an_answer_is_split_per_unit_in_order() -> None:
     loop = asyncio.new_event_loop()
     try:
-        a = make_caller(loop, [("fa", 2), ("fb", 1)])
-        b = make_caller(loop, [("fa", 1)])
-        c = make_caller(loop, [("fb", 2), ("fa", 1)])
+        pipeline = bare_pipeline()
+        sent: list[list[tuple[str, str]]] = []
+        pipeline.on_sent = sent.append
+        a = waiting_unit(loop, [("fa", 2), ("fb", 1)])
+        mine = own_unit("d1", "fb")
+        b = waiting_unit(loop, [("fa", 1)])
+        c = waiting_unit(loop, [("fb", 2), ("fa", 1)])
+        batch = [a, mine, b, c]
         globus = {"fa": "GA", "fb": "GB"}
         answer = {
             "request_id": "r1",
             "task_group_id": "tg",
-            "tasks": {"GA": ["a1", "a2", "a3", "a4"], "GB": ["b1", "b2", "b3"]},
+            "tasks": {"GA": ["a1", "a2", "a3", "a4"], "GB": ["b1", "b2", "b3", "b4"]},
         }
-        split = _split_answer(answer, [a, b, c], globus)
-        assert [s.task_ids for s in split] == [
-            [["a1", "a2"], ["b1"]],
-            [["a3"]],
-            [["b2", "b3"], ["a4"]],
+        tasks = [t for unit in batch for t in unit.tasks]
+        pipeline._answer(batch, answer, _pair(answer, tasks, globus))
+        assert [u.future.result().task_ids for u in (a, b, c)] == [  # type: ignore[union-attr]
+            ["a1", "a2", "b1"],
+            ["a3"],
+            ["b3", "b4", "a4"],
         ]
-        assert {s.request_id for s in split} == {"r1"}
-        assert {s.task_group_id for s in split} == {"tg"}
-        short = {"tasks": {"GA": ["a1"], "GB": ["b1", "b2", "b3"]}}
+        assert {u.future.result().request_id for u in (a, b, c)} == {"r1"}  # type: ignore[union-attr]
+        assert {u.future.result().task_group_id for u in (a, b, c)} == {"tg"}  # type: ignore[union-attr]
+        # The daemon's own task: the ledger first, then the backend.
+        assert sent == [[("d1", "b2")]]
+        assert pipeline.ledger.calls == [("sent", [("d1", "b2")])]  # type: ignore[attr-defined]
+        short = {"tasks": {"GA": ["a1"], "GB": ["b1", "b2", "b3", "b4"]}}
         with pytest.raises(ServiceUnavailable, match="fewer task ids"):
-            _split_answer(short, [a, b, c], globus)
+            _pair(short, tasks, globus)
     finally:
         loop.close()
 
 
-def test_packing_never_splits_a_caller() -> None:
+def test_a_request_never_splits_a_waiting_callers_unit() -> None:
     loop = asyncio.new_event_loop()
     try:
-        coalescer = Coalescer(
-            api=None,  # type: ignore[arg-type]
-            limiter=RateLimiter(18, 10.0),
-            registry=None,  # type: ignore[arg-type]
-            window=0.02,
-            max_tasks=5,
-            max_bytes=BODY_OVERHEAD + 100,
-        )
-        callers = [make_caller(loop, [("f", n)]) for n in (3, 2, 1, 7, 4, 1)]
-        packed = coalescer._pack(callers)
-        assert [[c.tasks for c in request] for request in packed] == [[3, 2], [1], [7], [4, 1]]
-        assert [c for request in packed for c in request] == callers
-        # Bytes count too (each test caller is 10 bytes per task): 100 bytes of room.
-        by_size = [make_caller(loop, [("f", 1)]) for _ in range(3)]
-        for caller, size in zip(by_size, (60, 50, 40), strict=True):
-            caller.size = size
-        assert [len(r) for r in coalescer._pack(by_size)] == [1, 2]
+        pipeline = bare_pipeline(max_tasks=5)
+        lane = Lane(DAEMON, "ep", SubmitOptions(task_group_id=""))
+        units = [waiting_unit(loop, [("f", n)]) for n in (3, 2, 1, 7, 4, 1)]
+        lane.units = list(units)
+        taken = [pipeline._take(lane) for _ in range(4)]
+        assert [[len(u.tasks) for u in request] for request in taken] == [[3, 2], [1], [7], [4, 1]]
+        assert [u for request in taken for u in request] == units
+        assert not lane.units
+        # Bytes count too (each test unit is 10 bytes per task): 100 bytes of room.
+        by_size = [waiting_unit(loop, [("f", 1)]) for _ in range(3)]
+        for unit, size in zip(by_size, (60, 50, 40), strict=True):
+            unit.size = size
+        lane.units = list(by_size)
+        assert [len(pipeline._take(lane)) for _ in range(2)] == [1, 2]
     finally:
         loop.close()
+
+
+def test_a_request_takes_the_daemons_tasks_that_fit() -> None:
+    pipeline = bare_pipeline(max_tasks=3)
+    lane = Lane(DAEMON, "ep", SubmitOptions(task_group_id=""))
+    lane.units = [own_unit(f"t{n}", "f") for n in range(7)]
+    assert [len(pipeline._take(lane)) for _ in range(3)] == [3, 3, 1]
+    assert not lane.units
+    # By bytes (as JSON in the body): 60 + 50 > 100, so one each; a task larger
+    # than a request still goes, alone.
+    lane.units = [
+        own_unit("a", "f", "x" * 56),
+        own_unit("b", "f", "x" * 46),
+        own_unit("c", "f", "x" * 500),
+    ]
+    taken = [[t.task_id for u in pipeline._take(lane) for t in u.tasks] for _ in range(3)]
+    assert taken == [["a"], ["b"], ["c"]]
 
 
 def test_payload_size_is_counted_as_json() -> None:
@@ -191,10 +261,13 @@ def test_payload_size_is_counted_as_json() -> None:
     assert json_size(payload) == len(json.dumps(payload)) + 2 > len(payload)
 
 
-def test_queue_key_separates_what_cannot_share_a_request() -> None:
+def test_lane_key_separates_what_cannot_share_a_request() -> None:
+    def key(caller: Caller, endpoint_id: str, options: SubmitOptions) -> tuple[str, str]:
+        return lane_key(caller, lane_doc(endpoint_id, options))
+
     base = SubmitOptions(task_group_id="", resource_specification={"a": 1, "b": 2})
     same = SubmitOptions(task_group_id="", resource_specification={"b": 2, "a": 1})
-    assert queue_key(DAEMON, "ep", base) == queue_key(DAEMON, "ep", same)
+    assert key(DAEMON, "ep", base) == key(DAEMON, "ep", same)
     for other in (
         SubmitOptions(task_group_id="", resource_specification={"a": 2, "b": 2}),
         SubmitOptions(task_group_id="tg", resource_specification={"a": 1, "b": 2}),
@@ -204,13 +277,152 @@ def test_queue_key_separates_what_cannot_share_a_request() -> None:
         SubmitOptions(
             task_group_id="", resource_specification={"a": 1, "b": 2}, user_endpoint_config={}
         ),
+        SubmitOptions(
+            task_group_id="", resource_specification={"a": 1, "b": 2}, user_runtime={"v": 1}
+        ),
     ):
-        assert queue_key(DAEMON, "ep", other) != queue_key(DAEMON, "ep", base)
-    assert queue_key(DAEMON, "ep2", base) != queue_key(DAEMON, "ep", base)
+        assert key(DAEMON, "ep", other) != key(DAEMON, "ep", base)
+    assert key(DAEMON, "ep2", base) != key(DAEMON, "ep", base)
     # Two tokens never share a request, nor a token the daemon's login.
     alice, bob = Caller("alice-token"), Caller("bob-token")
-    assert queue_key(alice, "ep", base) == queue_key(Caller("alice-token"), "ep", same)
-    assert len({queue_key(c, "ep", base) for c in (DAEMON, alice, bob)}) == 3
+    assert key(alice, "ep", base) == key(Caller("alice-token"), "ep", same)
+    assert len({key(c, "ep", base) for c in (DAEMON, alice, bob)}) == 3
+
+
+# ------------------------------------------- the pipeline, on a fake service
+
+
+class FakeService:
+    """``ComputeAPI.call`` answered in memory: registrations and submits."""
+
+    def __init__(self) -> None:
+        self.registered: list[str] = []
+        self.bodies: list[dict[str, Any]] = []
+        self.tokens: list[str | None] = []
+        #: Raised by the next submits, in order.
+        self.submit_errors: list[Exception] = []
+
+    async def call(self, what: str, request: Any, **kwargs: Any) -> dict[str, Any]:
+        self.tokens.append(kwargs.get("token"))
+        return request(None, self)
+
+    def register_function(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.registered.append(body["function_name"])
+        return {"function_uuid": f"G-{body['function_name']}"}
+
+    def submit(self, endpoint_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        if self.submit_errors:
+            raise self.submit_errors.pop(0)
+        self.bodies.append(body)
+        n = len(self.bodies)
+        return {
+            "request_id": f"r{n}",
+            "task_group_id": body.get("task_group_id") or f"tg{n}",
+            "tasks": {g: [f"s{n}-{p}" for p in payloads] for g, payloads in body["tasks"].items()},
+        }
+
+
+@pytest.fixture
+def piped(tmp_path: Path) -> Iterator[tuple[Pipeline, FakeService]]:
+    """A pipeline on a fake service, a real store and ledger, a generous budget."""
+    store = Store(tmp_path / "store", size_limit_bytes=1 << 30, retention_seconds=60)
+    ledger = Ledger(tmp_path)
+    service = FakeService()
+    registry = FunctionRegistry(store, service, lambda caller: caller.key or "daemon")  # type: ignore[arg-type]
+    pipeline = Pipeline(
+        limiter=RateLimiter(1000, 1.0, 1000),
+        registry=registry,
+        ledger=ledger,
+        window=0.005,
+        max_tasks=10,
+        max_bytes=1_000_000,
+    )
+    try:
+        yield pipeline, service
+    finally:
+        ledger.close()
+        store.close()
+
+
+def run_async(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 10.0))
+
+
+def test_a_function_without_tasks_gets_no_ids(piped: tuple[Pipeline, FakeService]) -> None:
+    """make soak found a BatchRun with a client's token whose first function had no
+    tasks answered UNAVAILABLE (KeyError: that function was never looked up)."""
+    pipeline, service = piped
+    empty, one = (
+        stored_function(function_id="fa", function_name="a"),
+        stored_function(function_id="fb", function_name="b"),
+    )
+    groups = [SubmitGroup(empty, []), SubmitGroup(one, ["p1"]), SubmitGroup(empty, [])]
+    accepted = run_async(
+        pipeline.submit(Caller("tok"), "ep", groups, SubmitOptions(task_group_id=""))
+    )
+    assert accepted.task_ids == [[], ["s1-p1"], []]
+    assert (accepted.request_id, accepted.task_group_id) == ("r1", "tg1")
+    # Only the function with a task was registered and sent, with the caller's token.
+    assert service.registered == ["b"]
+    assert [body["tasks"] for body in service.bodies] == [{"G-b": ["p1"]}]
+    assert set(service.tokens) == {"tok"}
+
+
+def test_a_waiting_caller_hears_its_requests_error(piped: tuple[Pipeline, FakeService]) -> None:
+    pipeline, service = piped
+    groups = [SubmitGroup(stored_function(), ["p1", "p2"])]
+    options = SubmitOptions(task_group_id="")
+
+    async def scenario() -> None:
+        service.submit_errors = [
+            NotFound("ENDPOINT_NOT_FOUND: no such endpoint"),
+            AnswerLost("submitting 2 task(s): the answer was lost", "ReadTimeout"),
+            ServiceUnavailable("Globus Compute is unavailable"),
+        ]
+        with pytest.raises(NotFound, match="ENDPOINT_NOT_FOUND"):
+            await pipeline.submit(Caller("tok"), "ep", groups, options)
+        with pytest.raises(AnswerLost, match="may have accepted and run these task"):
+            await pipeline.submit(Caller("tok"), "ep", groups, options)
+        with pytest.raises(ServiceUnavailable, match="unavailable"):
+            await pipeline.submit(Caller("tok"), "ep", groups, options)
+        accepted = await pipeline.submit(Caller("tok"), "ep", groups, options)
+        assert accepted.task_ids == [["s1-p1", "s1-p2"]]
+
+    run_async(scenario())
+    assert (pipeline.requests, pipeline.tasks_submitted, pipeline.answers_lost) == (1, 2, 1)
+    assert pipeline.waiting == 0
+
+
+def test_the_daemons_tasks_wait_out_an_outage_and_are_never_resent_after_a_lost_answer(
+    piped: tuple[Pipeline, FakeService], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline, service = piped
+    monkeypatch.setattr(pipeline_module, "RETRY_PAUSE", 0.05)
+    sent: list[tuple[str, str]] = []
+    failed: list[tuple[list[str], str]] = []
+    pipeline.on_sent = sent.extend
+    pipeline.on_failed = lambda ids, why: failed.append((ids, why))
+    doc = lane_doc("ep", SubmitOptions(task_group_id=""))
+    function = stored_function()
+
+    async def scenario() -> None:
+        service.submit_errors = [ServiceUnavailable("Globus Compute is unavailable")]
+        pipeline.enqueue(doc, [Queued(f"d{n}", function, f"p{n}") for n in range(3)])
+        while len(sent) < 3:
+            await asyncio.sleep(0.01)
+        service.submit_errors = [AnswerLost("the answer was lost", "ConnectionError")]
+        pipeline.enqueue(doc, [Queued("d9", function, "p9")])
+        while not failed:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+
+    run_async(scenario())
+    # Sent once the service was back, in order; the lost one failed, not resent.
+    assert sent == [("d0", "s1-p0"), ("d1", "s1-p1"), ("d2", "s1-p2")]
+    assert failed == [(["d9"], MAY_HAVE_RUN.format(why="ConnectionError"))]
+    assert len(service.bodies) == 1
+    rows = pipeline.ledger.lookup(["d0", "d9"])
+    assert rows == {"d0": {"state": "sent", "service_id": "s1-p0"}, "d9": {"state": "sending"}}
 
 
 # -------------------------------------------------------------- outcomes
@@ -267,45 +479,7 @@ def test_store_keeps_globus_function_ids_per_identity(tmp_path: Path) -> None:
         reopened.close()
 
 
-# ------------------------------------------------- background submission
-
-
-def queued(task_id: str, function_id: str, payload: str = "p") -> Queued:
-    return Queued(task_id, {"function_id": function_id}, payload)
-
-
-def test_service_ids_pair_with_the_daemons_in_order() -> None:
-    batch = [queued("d1", "fa"), queued("d2", "fb"), queued("d3", "fa")]
-    answer = {"tasks": {"GA": ["s1", "s3"], "GB": ["s2"]}}
-    globus = {"fa": "GA", "fb": "GB"}
-    assert _pair(answer, batch, globus) == [("d1", "s1"), ("d2", "s2"), ("d3", "s3")]
-    # Fewer ids than tasks: the service may have created them; not resent.
-    with pytest.raises(AnswerLost, match="fewer task ids"):
-        _pair({"tasks": {"GA": ["s1"], "GB": ["s2"]}}, batch, globus)
-
-
-def test_a_request_takes_what_fits() -> None:
-    submitter = Submitter(
-        api=None,  # type: ignore[arg-type]
-        limiter=RateLimiter(18, 10.0),
-        registry=None,  # type: ignore[arg-type]
-        ledger=None,  # type: ignore[arg-type]
-        window=0.02,
-        max_tasks=3,
-        max_bytes=BODY_OVERHEAD + 100,
-    )
-    lane = Lane("ep", SubmitOptions(task_group_id=""))
-    lane.items = [queued(f"t{n}", "f") for n in range(7)]
-    assert [len(submitter._take(lane)) for _ in range(3)] == [3, 3, 1]
-    assert not lane.items
-    # By bytes (as JSON in the body): 60 + 50 > 100, so one each; a task larger
-    # than a request still goes, alone.
-    lane.items = [
-        queued("a", "f", "x" * 56),
-        queued("b", "f", "x" * 46),
-        queued("c", "f", "x" * 500),
-    ]
-    assert [[q.task_id for q in submitter._take(lane)] for _ in range(3)] == [["a"], ["b"], ["c"]]
+# ------------------------------------------------------------------ ledger
 
 
 def test_the_ledger_keeps_each_tasks_state_across_a_reopen(tmp_path: Path) -> None:

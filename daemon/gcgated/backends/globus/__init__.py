@@ -4,13 +4,15 @@
 daemon's own login (see :mod:`.auth`), so every client on the host shares one
 session, one rate budget (:mod:`.limiter`) and one result store:
 
-- ``accept`` answers with task ids the daemon makes, once the tasks are
-  recorded in the :mod:`.ledger`; ``dispatch`` (after the core stored them)
-  queues them for the :mod:`.submitter`, which sends what is queued in few
-  submit requests in the background and maps each to the id the service
-  assigned. Tasks created with a client's own token (a caller with a token,
-  :class:`~gcgated.caller.Caller`) are still submitted before the answer, their
-  ids the service's (:mod:`.submit`): the token lives only in memory, not on disk;
+- every task goes to the service through one :mod:`.pipeline`, in lanes per
+  caller and options, in few submit requests;
+- with the daemon's login, ``accept`` answers with task ids the daemon makes,
+  once the tasks are recorded in the :mod:`.ledger`; ``dispatch`` (after the
+  core stored them) queues them in the pipeline, which sends them in the
+  background and maps each to the id the service assigned. A client passing its
+  own token (a :class:`~gcgated.caller.Caller` with a token) waits in ``accept``
+  for its submit and gets the service's ids: the token lives only in memory, so
+  nothing could send its tasks after a restart;
 - the tracker polls for results by the service's ids and reports each final
   one once, under the daemon's id (:mod:`.tracker`); on start the core
   dispatches every unfinished task again, and the ledger says whether it is
@@ -47,8 +49,8 @@ from .auth import Login, ServiceAccountLogin, UserLogin
 from .http import ComputeAPI
 from .ledger import QUEUED, SENDING, SENT, Ledger
 from .limiter import RateLimiter
-from .submit import Coalescer, FunctionRegistry
-from .submitter import INTERRUPTED, Queued, Submitter, lane_doc
+from .pipeline import INTERRUPTED, Pipeline, Queued, lane_doc
+from .submit import FunctionRegistry
 from .tracker import Tracker
 
 __all__ = ["HEALTH_SERVICE", "GlobusBackend", "GlobusSettings", "build_globus_backend"]
@@ -137,17 +139,8 @@ class GlobusBackend:
             retry_seconds=settings.retry_seconds,
         )
         self.registry = FunctionRegistry(store, self.api, self.identity)
-        self.coalescer = Coalescer(
-            api=self.api,
-            limiter=limiter,
-            registry=self.registry,
-            window=settings.submit_window_ms / 1000.0,
-            max_tasks=settings.submit_max_tasks,
-            max_bytes=settings.submit_max_bytes,
-        )
         self.ledger = Ledger(store.directory)
-        self.submitter = Submitter(
-            api=self.api,
+        self.pipeline = Pipeline(
             limiter=limiter,
             registry=self.registry,
             ledger=self.ledger,
@@ -155,8 +148,8 @@ class GlobusBackend:
             max_tasks=settings.submit_max_tasks,
             max_bytes=settings.submit_max_bytes,
         )
-        self.submitter.on_sent = self._sent
-        self.submitter.on_failed = self._fail
+        self.pipeline.on_sent = self._sent
+        self.pipeline.on_failed = self._fail
         #: Accepted, not yet dispatched: daemon task id -> (lane, function record).
         self._accepted: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         #: Service task id -> daemon task id, for the tasks being polled.
@@ -203,8 +196,7 @@ class GlobusBackend:
         self.state = "stopped"
         # A submit in flight gets to record its answer; queued tasks stay in the
         # ledger and are sent after the restart.
-        await self.submitter.close(grace=self.settings.http_timeout_seconds)
-        self.coalescer.close()
+        await self.pipeline.close(grace=self.settings.http_timeout_seconds)
         if self.tracker is not None:
             await self.tracker.stop()
         self.api.close()
@@ -239,7 +231,7 @@ class GlobusBackend:
     ) -> Accepted:
         self._require_login(endpoint_id, caller)
         if caller.token is not None:
-            return await self.coalescer.submit(caller, endpoint_id, groups, options)
+            return await self.pipeline.submit(caller, endpoint_id, groups, options)
         if self.api.auth_error:
             # The login was refused at the last request: tasks accepted now would
             # only fail; say so now (it clears with `gcgate login` or a success).
@@ -278,7 +270,7 @@ class GlobusBackend:
                 Queued(task.task_id, function, task.payload)
             )
         for lane, items in lanes.values():
-            self.submitter.enqueue(lane, items)
+            self.pipeline.enqueue(lane, items)
         if resumed:
             self._resume(resumed)
 
@@ -312,7 +304,7 @@ class GlobusBackend:
         if interrupted:
             self._fail(interrupted, INTERRUPTED)
         for lane, items in lanes.values():
-            self.submitter.enqueue(lane, items)
+            self.pipeline.enqueue(lane, items)
         self.tracker.add(own)
         for task_id, owner in parked:
             self.tracker.park([task_id], owner)
@@ -524,10 +516,10 @@ class GlobusBackend:
             "compute_url": self.api.describe_url(),
             "login": self.login.describe(),
             "in_flight": tracker.in_flight if tracker else 0,
-            "waiting_to_submit": self.coalescer.waiting + self.submitter.waiting,
-            "submit_requests": self.coalescer.requests + self.submitter.requests,
-            "tasks_submitted": self.coalescer.tasks_submitted + self.submitter.tasks_submitted,
-            "submit_answers_lost": self.coalescer.answers_lost + self.submitter.answers_lost,
+            "waiting_to_submit": self.pipeline.waiting,
+            "submit_requests": self.pipeline.requests,
+            "tasks_submitted": self.pipeline.tasks_submitted,
+            "submit_answers_lost": self.pipeline.answers_lost,
             "poll_answers_lost": tracker.answers_lost if tracker else 0,
             "functions_registered": self.registry.registered,
             "waiting_for_client_token": tracker.parked if tracker else 0,

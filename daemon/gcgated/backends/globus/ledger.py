@@ -1,7 +1,7 @@
 """Where each Globus task accepted with the daemon's own ids stands, on disk.
 
 The daemon answers a submission with task ids of its own, before anything is
-sent to Globus Compute (:mod:`.submitter` sends later, many submissions per
+sent to Globus Compute (:mod:`.pipeline` sends later, many submissions per
 request). So that no accepted task is lost or sent twice across a restart,
 every such task has a row here, in its own diskcache database next to the
 store's (``globus_submits``), keyed ``t:<daemon task id>``:
