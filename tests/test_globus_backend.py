@@ -115,6 +115,11 @@ def backend_details(client: Client) -> dict[str, Any]:
     return dict(json.loads(next(b for b in status.backends if b.name == "globus").details_json))
 
 
+def refusals(standin: StandIn) -> int:
+    """Compute requests the stand-in answered 404."""
+    return standin.stats.count(service="compute", where=lambda r: r.status == 404)
+
+
 def wait_until(what: str, condition: Any, timeout: float = WAIT) -> None:
     """Poll ``condition`` until true (fails after ``timeout``)."""
     deadline = time.monotonic() + timeout
@@ -264,6 +269,33 @@ def test_delete_function_at_globus_then_it_is_registered_again(
     assert standin.stats.count(service="compute", path="/v3/functions") == registrations + 1
     with pytest.raises(NotFound):
         gcc.delete_function(str(uuid.uuid4()))
+
+
+def test_submits_share_one_service_task_group_with_a_result_queue(
+    gcc: Client, standin: StandIn
+) -> None:
+    """Every submit asks for a result queue, and the daemon's submits without a task
+    group of the client's join one service task group (its home), so one queue
+    carries all their results; a group the service forgot is replaced by a new one."""
+    func_id = gcc.register_function(double)
+
+    def group_of_a_run(n: int) -> str:
+        task_id = gcc.run(n, endpoint_id=standin.endpoint_id, function_id=func_id)
+        assert gcc.get_result(task_id, wait=WAIT) == 2 * n
+        return standin.compute.tasks[service_id(gcc, task_id)].task_group_id
+
+    home = group_of_a_run(1)
+    assert group_of_a_run(2) == home
+    assert standin.compute.task_groups[home].create_queue
+    assert standin.compute.submits and all(r.create_queue for r in standin.compute.submits)
+
+    standin.compute.task_groups.clear()  # the service forgets every task group
+    refused = refusals(standin)
+    new_home = group_of_a_run(3)
+    assert new_home != home
+    assert group_of_a_run(4) == new_home
+    # One submit was refused for the forgotten group, and sent once more without it.
+    assert refusals(standin) == refused + 1
 
 
 # -------------------------------------------------------------- errors, limits

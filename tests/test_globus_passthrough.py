@@ -107,6 +107,24 @@ def test_two_tokens_never_share_a_submit(
             client.close()
 
 
+def test_a_tokens_submits_join_one_task_group(
+    loginless_daemon: LoginlessDaemon, standin: StandIn
+) -> None:
+    """A token's submits without a task group of the client's join one service task
+    group (with a result queue), its own: never the daemon's or another token's."""
+    dave = standin.auth.add_user("dave@example.org")
+    with token_client(loginless_daemon, standin.auth.mint_token(dave)) as client:
+        func_id = client.register_function(double)
+        task_ids = [
+            client.run(n, endpoint_id=standin.endpoint_id, function_id=func_id) for n in range(3)
+        ]
+        assert [client.get_result(t, wait=WAIT) for t in task_ids] == [0, 2, 4]
+    groups = {standin.compute.tasks[t].task_group_id for t in task_ids}
+    assert len(groups) == 1
+    group = standin.compute.task_groups[groups.pop()]
+    assert (group.owner, group.create_queue) == (dave.id, True)
+
+
 def test_token_tasks_wait_for_their_client_after_a_restart(
     loginless_daemon: LoginlessDaemon, standin: StandIn
 ) -> None:

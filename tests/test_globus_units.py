@@ -154,8 +154,8 @@ class FakeLedger:
     def sending(self, task_ids: list[str]) -> None:
         self.calls.append(("sending", list(task_ids)))
 
-    def sent(self, pairs: list[tuple[str, str]]) -> None:
-        self.calls.append(("sent", list(pairs)))
+    def sent(self, rows: list[tuple[str, str, str]]) -> None:
+        self.calls.append(("sent", list(rows)))
 
     def queued(self, rows: list[tuple[str, dict]]) -> None:
         self.calls.append(("queued", [task_id for task_id, _ in rows]))
@@ -164,7 +164,7 @@ class FakeLedger:
 def bare_pipeline(max_tasks: int = 5, max_bytes: int = BODY_OVERHEAD + 100) -> Pipeline:
     return Pipeline(
         limiter=RateLimiter(18, 10.0),
-        registry=None,  # type: ignore[arg-type]
+        registry=FunctionRegistry(None, None, lambda caller: "me"),  # type: ignore[arg-type]
         ledger=FakeLedger(),  # type: ignore[arg-type]
         window=0.02,
         max_tasks=max_tasks,
@@ -186,7 +186,7 @@ def test_an_answer_is_split_per_unit_in_order() -> None:
     loop = asyncio.new_event_loop()
     try:
         pipeline = bare_pipeline()
-        sent: list[list[tuple[str, str]]] = []
+        sent: list[list[tuple[str, str, str]]] = []
         pipeline.on_sent = sent.append
         a = waiting_unit(loop, [("fa", 2), ("fb", 1)])
         mine = own_unit("d1", "fb")
@@ -208,9 +208,9 @@ def test_an_answer_is_split_per_unit_in_order() -> None:
         ]
         assert {u.future.result().request_id for u in (a, b, c)} == {"r1"}  # type: ignore[union-attr]
         assert {u.future.result().task_group_id for u in (a, b, c)} == {"tg"}  # type: ignore[union-attr]
-        # The daemon's own task: the ledger first, then the backend.
-        assert sent == [[("d1", "b2")]]
-        assert pipeline.ledger.calls == [("sent", [("d1", "b2")])]  # type: ignore[attr-defined]
+        # The daemon's own task: the ledger first, then the backend, with its group.
+        assert sent == [[("d1", "b2", "tg")]]
+        assert pipeline.ledger.calls == [("sent", [("d1", "b2", "tg")])]  # type: ignore[attr-defined]
         short = {"tasks": {"GA": ["a1"], "GB": ["b1", "b2", "b3", "b4"]}}
         with pytest.raises(ServiceUnavailable, match="fewer task ids"):
             _pair(short, tasks, globus)
@@ -301,6 +301,8 @@ class FakeService:
         self.tokens: list[str | None] = []
         #: Raised by the next submits, in order.
         self.submit_errors: list[Exception] = []
+        #: Task groups the service knows (it made them).
+        self.groups: set[str] = set()
 
     async def call(self, what: str, request: Any, **kwargs: Any) -> dict[str, Any]:
         self.tokens.append(kwargs.get("token"))
@@ -313,11 +315,19 @@ class FakeService:
     def submit(self, endpoint_id: str, body: dict[str, Any]) -> dict[str, Any]:
         if self.submit_errors:
             raise self.submit_errors.pop(0)
+        group = body.get("task_group_id")
+        if group and group not in self.groups:
+            error = NotFound(f"TASK_GROUP_NOT_FOUND: Task group {group} not found")
+            error.service_code = "TASK_GROUP_NOT_FOUND"  # type: ignore[attr-defined]
+            raise error
         self.bodies.append(body)
         n = len(self.bodies)
+        if not group:
+            group = f"tg{n}"
+            self.groups.add(group)
         return {
             "request_id": f"r{n}",
-            "task_group_id": body.get("task_group_id") or f"tg{n}",
+            "task_group_id": group,
             "tasks": {g: [f"s{n}-{p}" for p in payloads] for g, payloads in body["tasks"].items()},
         }
 
@@ -398,7 +408,7 @@ def test_the_daemons_tasks_wait_out_an_outage_and_are_never_resent_after_a_lost_
 ) -> None:
     pipeline, service = piped
     monkeypatch.setattr(pipeline_module, "RETRY_PAUSE", 0.05)
-    sent: list[tuple[str, str]] = []
+    sent: list[tuple[str, str, str]] = []
     failed: list[tuple[list[str], str]] = []
     pipeline.on_sent = sent.extend
     pipeline.on_failed = lambda ids, why: failed.append((ids, why))
@@ -418,11 +428,60 @@ def test_the_daemons_tasks_wait_out_an_outage_and_are_never_resent_after_a_lost_
 
     run_async(scenario())
     # Sent once the service was back, in order; the lost one failed, not resent.
-    assert sent == [("d0", "s1-p0"), ("d1", "s1-p1"), ("d2", "s1-p2")]
+    assert sent == [("d0", "s1-p0", "tg1"), ("d1", "s1-p1", "tg1"), ("d2", "s1-p2", "tg1")]
     assert failed == [(["d9"], MAY_HAVE_RUN.format(why="ConnectionError"))]
     assert len(service.bodies) == 1
     rows = pipeline.ledger.lookup(["d0", "d9"])
-    assert rows == {"d0": {"state": "sent", "service_id": "s1-p0"}, "d9": {"state": "sending"}}
+    assert rows == {
+        "d0": {"state": "sent", "service_id": "s1-p0", "group": "tg1"},
+        "d9": {"state": "sending"},
+    }
+
+
+def test_submits_join_their_callers_home_task_group(
+    piped: tuple[Pipeline, FakeService],
+) -> None:
+    """Each caller's submits without a task group of the client's go to one service
+    task group (one result queue); a client's group passes through; a home group
+    the service forgot is replaced, the submit sent once more."""
+    pipeline, service = piped
+    function = stored_function()
+    sent: list[tuple[str, str, str]] = []
+    pipeline.on_sent = sent.extend
+    plain = SubmitOptions(task_group_id="")
+    doc = lane_doc("ep", plain)
+    tok = Caller("tok")
+
+    async def own(task_id: str) -> None:
+        pipeline.enqueue(doc, [Queued(task_id, function, task_id)])
+        while not any(t == task_id for t, _, _ in sent):
+            await asyncio.sleep(0.005)
+
+    async def scenario() -> list[str]:
+        groups = [SubmitGroup(function, ["x"])]
+        await own("d1")  # the first: the service makes tg1, the daemon's home
+        await own("d2")
+        mine = await pipeline.submit(tok, "ep", groups, plain)  # the token's own home
+        again = await pipeline.submit(tok, "ep", groups, plain)
+        given = await pipeline.submit(tok, "ep", groups, SubmitOptions(task_group_id="tg1"))
+        service.groups.clear()  # the service forgot every group
+        await own("d3")
+        return [a.task_group_id for a in (mine, again, given)]
+
+    token_groups = run_async(scenario())
+    assert [group for _, _, group in sent] == ["tg1", "tg1", "tg6"]
+    assert token_groups == ["tg3", "tg3", "tg1"]
+    assert [b.get("task_group_id") for b in service.bodies] == [
+        None,
+        "tg1",
+        None,
+        "tg3",
+        "tg1",
+        None,  # after the refusal of tg1, without a group: a new home
+    ]
+    assert all(body["create_queue"] is True for body in service.bodies)
+    assert pipeline.homes.get(DAEMON) == "tg6" and pipeline.homes.get(tok) == "tg3"
+    assert pipeline.ledger.home_group("daemon") == "tg6"  # the login's, across restarts
 
 
 # -------------------------------------------------------------- outcomes
@@ -487,7 +546,7 @@ def test_the_ledger_keeps_each_tasks_state_across_a_reopen(tmp_path: Path) -> No
     lane = {"endpoint_id": "ep", "task_group_id": ""}
     ledger.queued([("t1", lane), ("t2", lane), ("t3", lane)], group="g1")
     ledger.sending(["t2", "t3"])
-    ledger.sent([("t3", "s3")])
+    ledger.sent([("t3", "s3", "g3")])
     ledger.close()
     ledger = Ledger(tmp_path)
     try:
@@ -495,7 +554,7 @@ def test_the_ledger_keeps_each_tasks_state_across_a_reopen(tmp_path: Path) -> No
         assert rows == {
             "t1": {"state": "queued", **lane},
             "t2": {"state": "sending"},
-            "t3": {"state": "sent", "service_id": "s3"},
+            "t3": {"state": "sent", "service_id": "s3", "group": "g3"},
         }
         assert ledger.is_group("g1") and not ledger.is_group("g2")
         ledger.forget(["t1", "t3"])

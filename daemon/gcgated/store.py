@@ -11,8 +11,9 @@ Diskcache databases under the store directory (plus ``meta`` for counters):
   Globus Compute assigned when the daemon registered it for that identity, so
   a function is registered with the service once per identity, ever.
 - ``globus_tasks``: task id -> the fingerprint of the client token a Globus
-  task was created with (never the token), while the task is in flight, so a
-  restarted daemon knows to wait for that client's token before polling it.
+  task was created with (never the token) and the service task group it went
+  to, while the task is in flight, so a restarted daemon knows to wait for
+  that client's token before polling it.
 
 Keys and values are stored as JSON text (``jsondisk.JSONTextDisk``): the
 daemon never pickles or unpickles anything, so a result is always opaque text
@@ -211,17 +212,19 @@ class Store:
         """Drop a mapping the service no longer honours (the function was deleted)."""
         self._globus_functions.delete(f"{identity}/{function_id}")
 
-    def put_passthrough_tasks(self, task_ids: Iterable[str], owner: str) -> None:
-        """Mark Globus tasks created with a client's token (``owner``: its fingerprint)."""
+    def put_passthrough_tasks(self, task_ids: Iterable[str], owner: str, group: str) -> None:
+        """Mark Globus tasks created with a client's token (``owner``: its
+        fingerprint) and sent to the service task group ``group``."""
         task_ids = list(task_ids)
         self._grew(0, len(task_ids))
         with self._globus_tasks.transact():
             for task_id in task_ids:
-                self._globus_tasks.set(task_id, {"owner": owner})
+                self._globus_tasks.set(task_id, {"owner": owner, "group": group})
 
-    def passthrough_owner(self, task_id: str) -> str | None:
+    def passthrough_task(self, task_id: str) -> tuple[str, str] | None:
+        """(owner fingerprint, service task group) of a client-token task, if marked."""
         entry = self._globus_tasks.get(task_id)
-        return None if entry is None else entry["owner"]
+        return None if entry is None else (entry["owner"], entry.get("group", ""))
 
     def forget_passthrough_task(self, task_id: str) -> None:
         self._globus_tasks.delete(task_id)

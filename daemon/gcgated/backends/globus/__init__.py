@@ -33,12 +33,13 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from itertools import repeat
 from typing import Any
 
 import globus_sdk
 from gcgate.constants import LOCAL_ENDPOINT_ALIAS, LOCAL_ENDPOINT_ID, MAX_SUBMISSION_BYTES
 
-from gcgated.caller import Caller
+from gcgated.caller import DAEMON, Caller
 from gcgated.config import Config
 from gcgated.credentials import ClientCredentials
 from gcgated.errors import FailedPrecondition, NotFound, StartupError, Unauthenticated
@@ -154,6 +155,9 @@ class GlobusBackend:
         self._accepted: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         #: Service task id -> daemon task id, for the tasks being polled.
         self._daemon_ids: dict[str, str] = {}
+        #: Client-token tasks submitted, not yet dispatched: service task id ->
+        #: the service task group it went to.
+        self._submitted: dict[str, str] = {}
         #: Ledger rows whose outcomes are stored, dropped together (see _forget).
         self._forget_ids: list[str] = []
         self._ledger_open = True
@@ -231,7 +235,10 @@ class GlobusBackend:
     ) -> Accepted:
         self._require_login(endpoint_id, caller)
         if caller.token is not None:
-            return await self.pipeline.submit(caller, endpoint_id, groups, options)
+            accepted = await self.pipeline.submit(caller, endpoint_id, groups, options)
+            for task_ids in accepted.task_ids:
+                self._submitted.update(zip(task_ids, repeat(accepted.task_group_id)))
+            return accepted
         if self.api.auth_error:
             # The login was refused at the last request: tasks accepted now would
             # only fail; say so now (it clears with `gcgate login` or a success).
@@ -255,8 +262,12 @@ class GlobusBackend:
             raise RuntimeError("GlobusBackend.dispatch() before start()")
         ids = [task.task_id for task in tasks]
         if caller.token is not None:  # created with a client's own token
-            self.store.put_passthrough_tasks(ids, caller.key)
-            self.tracker.add(ids, caller)
+            by_group: dict[str, list[str]] = {}
+            for task_id in ids:
+                by_group.setdefault(self._submitted.pop(task_id, ""), []).append(task_id)
+            for group, group_ids in by_group.items():
+                self.store.put_passthrough_tasks(group_ids, caller.key, group)
+                self.tracker.add(group_ids, caller, group)
             return
         lanes: dict[int, tuple[dict[str, Any], list[Queued]]] = {}
         resumed = []
@@ -280,12 +291,12 @@ class GlobusBackend:
         rows = self.ledger.lookup([task.task_id for task in tasks])
         lanes: dict[str, tuple[dict[str, Any], list[Queued]]] = {}
         interrupted, own, parked = [], [], []
+        sent: list[tuple[str, str, str]] = []
         for task in tasks:
             row = rows.get(task.task_id)
             state = row["state"] if row else None
             if row is not None and state == SENT:
-                self._daemon_ids[row["service_id"]] = task.task_id
-                own.append(row["service_id"])
+                sent.append((task.task_id, row["service_id"], row.get("group", "")))
             elif state == SENDING:
                 interrupted.append(task.task_id)
             elif row is not None and state == QUEUED:
@@ -296,24 +307,30 @@ class GlobusBackend:
                     Queued(task.task_id, function, task.payload)
                 )
             else:  # no row: created with a client's token (ids from the service)
-                owner = self.store.passthrough_owner(task.task_id)
-                if owner is None:
+                mark = self.store.passthrough_task(task.task_id)
+                if mark is None:
                     own.append(task.task_id)
                 else:
-                    parked.append((task.task_id, owner))
+                    parked.append((task.task_id, *mark))
         if interrupted:
             self._fail(interrupted, INTERRUPTED)
         for lane, items in lanes.values():
             self.pipeline.enqueue(lane, items)
+        self._sent(sent)
         self.tracker.add(own)
-        for task_id, owner in parked:
-            self.tracker.park([task_id], owner)
+        for task_id, owner, group in parked:
+            self.tracker.park([task_id], owner, group)
 
-    def _sent(self, pairs: list[tuple[str, str]]) -> None:
-        """The service took these tasks (ledger written): poll them by its ids."""
+    def _sent(self, sent: list[tuple[str, str, str]]) -> None:
+        """The service took these tasks of the daemon's (daemon id, service id,
+        service task group; the ledger has them): poll them by the service's ids."""
         assert self.tracker is not None
-        self._daemon_ids.update((service_id, task_id) for task_id, service_id in pairs)
-        self.tracker.add(service_id for _, service_id in pairs)
+        by_group: dict[str, list[str]] = {}
+        for task_id, service_id, group in sent:
+            self._daemon_ids[service_id] = task_id
+            by_group.setdefault(group, []).append(service_id)
+        for group, service_ids in by_group.items():
+            self.tracker.add(service_ids, DAEMON, group)
 
     def _fail(self, task_ids: list[str], why: str) -> None:
         """Tasks that will never reach the service (or must not be sent again)."""

@@ -12,19 +12,25 @@ store's (``globus_submits``), keyed ``t:<daemon task id>``:
 - ``{"state": "sending"}``: written before the submit request goes out; a
   restarted daemon does not send it again (the request may have reached the
   service), the task fails saying so: at most once at the service;
-- ``{"state": "sent", "service_id": ...}``: the id Globus assigned, which the
-  tracker polls; the task's outcome is reported under the daemon's id.
+- ``{"state": "sent", "service_id": ..., "group": ...}``: the id Globus
+  assigned, which the tracker polls, and the service task group the task went
+  to (whose result queue carries its result); the task's outcome is reported
+  under the daemon's id.
 
 The row goes once the core has stored the task's outcome (``Outcome.on_stored``):
 a crash before that resumes the task from its row, a crash after it leaves the
-row of a final task, which is never read. Tasks with no
-row are polled under their own id: those created with a client's own token
-(their ids come from the service, see :mod:`gcgated.caller`).
+row of a final task, which is never read. Tasks with no row are polled under
+their own id: those created with a client's own token (their ids come from the
+service, see :mod:`gcgated.caller`).
 
 Task groups the daemon made up for its answers (``g:<id>``, kept 30 days)
 are recognised when a client submits to them again: the service never heard
-of them, so such submissions go without a task group (the service makes one
-per request) instead of being refused as ``TASK_GROUP_NOT_FOUND``.
+of them, so such submissions go without a task group of the client's, instead
+of being refused as ``TASK_GROUP_NOT_FOUND``.
+
+The daemon login's *home* task group (``h:<identity>``, see :mod:`.groups`): the
+service task group that its submissions without a task group of the client's
+join, so that one result queue serves them all.
 """
 
 from __future__ import annotations
@@ -77,11 +83,14 @@ class Ledger:
         """Before a submit request goes out: it will never be sent again."""
         bulk.set_many(self._cache, [(_task_key(t), {"state": SENDING}) for t in task_ids])
 
-    def sent(self, pairs: Iterable[tuple[str, str]]) -> None:
-        """The service's answer: (daemon task id, service task id) pairs."""
+    def sent(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """The service's answer: (daemon task id, service task id, service task group)."""
         bulk.set_many(
             self._cache,
-            [(_task_key(task), {"state": SENT, "service_id": sid}) for task, sid in pairs],
+            [
+                (_task_key(task), {"state": SENT, "service_id": sid, "group": group})
+                for task, sid, group in rows
+            ],
         )
 
     def forget(self, task_ids: Iterable[str]) -> None:
@@ -92,6 +101,17 @@ class Ledger:
         """The rows of those of ``task_ids`` that have one."""
         found = bulk.get_many(self._cache, [_task_key(t) for t in task_ids])
         return {key[2:]: value for key, (value, _) in found.items()}
+
+    def home_group(self, identity: str) -> str:
+        """The home task group of the daemon's login as ``identity`` ("" if none yet)."""
+        entry = self._cache.get(f"h:{identity}")
+        return "" if entry is None else str(entry["group"])
+
+    def set_home_group(self, identity: str, group: str) -> None:
+        self._cache.set(f"h:{identity}", {"group": group, "since": time.time()})
+
+    def forget_home_group(self, identity: str) -> None:
+        self._cache.delete(f"h:{identity}")
 
     def is_group(self, task_group_id: str) -> bool:
         """Whether the daemon made this task group up (the service does not know it)."""

@@ -29,12 +29,16 @@ body each):
   polls, which the tracker holds to the same share, use the rest);
 - units arriving while a submit is in flight wait for the next one;
 - functions new to the service are registered first (once per identity), so
-  the submit's slot is taken only when it can go out at once.
+  the submit's slot is taken only when it can go out at once;
+- every submit asks the service for a result queue (``"create_queue": true``),
+  and one without a task group of the client's joins the caller's home task
+  group (:mod:`.groups`): the results of all its tasks come through one queue.
 
 Every unit ends one way or another, never waits forever:
 
-- answered: the daemon's tasks get their service ids written to the ledger,
-  then the backend tracks them (``on_sent``); a waiting caller gets its ids;
+- answered: the daemon's tasks get their service ids (and task group) written
+  to the ledger, then the backend tracks them (``on_sent``); a waiting caller
+  gets its ids;
 - unavailable (429, 5xx other than 504, service unreachable: the request
   certainly did not arrive) beyond the transport's ``retry_seconds`` of
   retries: nothing ran; the daemon's tasks go back to the head of the lane and
@@ -56,13 +60,15 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import repeat
 from typing import Any
 
 from gcgated.backends.base import Accepted, SubmitGroup, SubmitOptions
 from gcgated.caller import DAEMON, Caller
-from gcgated.errors import GatewayError, ServiceUnavailable
+from gcgated.errors import GatewayError, NotFound, ServiceUnavailable
 
+from .groups import HomeGroups
 from .http import AnswerLost, Slot
 from .ledger import Ledger
 from .limiter import RateLimiter
@@ -101,8 +107,9 @@ MAX_GATHER = 0.5
 #: transport already retried for ``retry_seconds`` before giving up).
 RETRY_PAUSE = 5.0
 
-#: Called with (daemon task id, service task id) pairs once the ledger has them.
-OnSent = Callable[[list[tuple[str, str]]], None]
+#: Called with (daemon task id, service task id, service task group id) of the
+#: daemon's own tasks once the ledger has them.
+OnSent = Callable[[list[tuple[str, str, str]]], None]
 #: Called with daemon task ids and why they failed.
 OnFailed = Callable[[list[str], str], None]
 
@@ -215,8 +222,9 @@ class Pipeline:
         #: JSON-encoded size with room for the rest of the body.
         self.max_bytes = max(max_bytes - BODY_OVERHEAD, 1)
         self.share = share
+        self.homes = HomeGroups(ledger, registry.identity)
         #: Set by the backend before tasks are queued.
-        self.on_sent: OnSent = lambda pairs: None
+        self.on_sent: OnSent = lambda sent: None
         self.on_failed: OnFailed = lambda ids, why: None
         self._lanes: dict[tuple[str, str], Lane] = {}
         self._next_send = 0.0
@@ -401,14 +409,7 @@ class Pipeline:
         if own:
             self.ledger.sending(own)
         try:
-            answer, globus_ids = await post_submit(
-                self.registry,
-                lane.caller,
-                lane.endpoint_id,
-                [(task.function, task.payload) for task in tasks],
-                lane.options,
-                slot,
-            )
+            answer, globus_ids = await self._post(lane, tasks, slot)
             service_ids = _pair(answer, tasks, globus_ids)
         except AnswerLost as exc:
             self.answers_lost += 1
@@ -435,21 +436,49 @@ class Pipeline:
         log.debug("submitted %d task(s) to %s in one request", len(tasks), lane.endpoint_id)
         self._answer(batch, answer, service_ids)
 
+    async def _post(
+        self, lane: Lane, tasks: list[Queued], slot: Slot
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """One submit request of ``tasks``, to the client's task group or else the
+        caller's home group; a home group the service forgot is replaced once."""
+        given = lane.options.task_group_id
+        home = "" if given else self.homes.get(lane.caller)
+        options = replace(lane.options, task_group_id=given or home)
+        work = [(task.function, task.payload) for task in tasks]
+        try:
+            answer, globus_ids = await post_submit(
+                self.registry, lane.caller, lane.endpoint_id, work, options, slot
+            )
+        except NotFound as exc:
+            if not home or getattr(exc, "service_code", "") != "TASK_GROUP_NOT_FOUND":
+                raise
+            # Refused whole, so nothing ran: send it once more, for a new home.
+            log.info("Globus Compute no longer knows task group %s; submitting without it", home)
+            self.homes.forget(lane.caller, home)
+            options = replace(options, task_group_id="")
+            answer, globus_ids = await post_submit(
+                self.registry, lane.caller, lane.endpoint_id, work, options, None
+            )
+        group = str(answer.get("task_group_id") or "")
+        if not given and group:
+            self.homes.keep(lane.caller, group)
+        return answer, globus_ids
+
     def _answer(self, batch: list[Unit], answer: dict[str, Any], service_ids: list[str]) -> None:
         """Hand each unit its share of the service's ids (in the order sent)."""
         request_id = str(answer.get("request_id") or "")
         group = str(answer.get("task_group_id") or "")
         ids = iter(service_ids)
-        pairs = []
+        sent = []
         for unit in batch:
             mine = [next(ids) for _ in unit.tasks]
             if unit.future is None:
-                pairs.extend(zip(unit.task_ids, mine, strict=True))
+                sent.extend(zip(unit.task_ids, mine, repeat(group)))
             elif not unit.future.done():
                 unit.future.set_result(Sent(request_id, group, mine))
-        if pairs:
-            self.ledger.sent(pairs)
-            self.on_sent(pairs)
+        if sent:
+            self.ledger.sent(sent)
+            self.on_sent(sent)
 
     def _fail(self, units: Sequence[Unit], error: GatewayError, why: str) -> None:
         """Waiting callers get ``error``; the daemon's tasks fail saying ``why``."""

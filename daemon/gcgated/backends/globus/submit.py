@@ -105,7 +105,8 @@ def json_size(payload: str) -> int:
 
 def submit_body(tasks: dict[str, list[str]], options: SubmitOptions) -> dict[str, Any]:
     """The SDK's ``Batch.prepare()`` body: payloads by Globus function id, and options."""
-    body: dict[str, Any] = {"create_queue": False, "tasks": tasks}
+    # A result queue for the task group: results are pushed, not only polled.
+    body: dict[str, Any] = {"create_queue": True, "tasks": tasks}
     if options.task_group_id:
         body["task_group_id"] = options.task_group_id
     if options.resource_specification:

@@ -114,6 +114,9 @@ class Tracker:
         #: Tasks created with a client's own token: task -> the caller with that
         #: token, who polls them (memory only).
         self._callers: dict[str, Caller] = {}
+        #: The service task group each task went to (its results' queue), for
+        #: the tasks held here, in flight or parked, whose group is known.
+        self.groups: dict[str, str] = {}
         #: Tasks of a client's token that cannot be polled now (restart, token
         #: refused): task -> token fingerprint, until a client adopts them.
         self._parked: dict[str, str] = {}
@@ -138,13 +141,16 @@ class Tracker:
     def parked(self) -> int:
         return len(self._parked)
 
-    def add(self, task_ids: Iterable[str], caller: Caller = DAEMON) -> None:
-        """Track tasks that ``caller`` (the daemon's login, or a client's token) polls."""
+    def add(self, task_ids: Iterable[str], caller: Caller = DAEMON, group: str = "") -> None:
+        """Track tasks that ``caller`` (the daemon's login, or a client's token)
+        polls, sent to the service task group ``group`` ("" if not known)."""
         now = time.time()
         added = False
         for task_id in task_ids:
             if caller.token is not None:
                 self._callers[task_id] = caller
+            if group:
+                self.groups[task_id] = group
             if task_id not in self._inflight:
                 self._inflight[task_id] = now
                 added = True
@@ -152,9 +158,11 @@ class Tracker:
             self.interval = self.min_interval
             self._wake.set()
 
-    def park(self, task_ids: Iterable[str], fingerprint: str) -> None:
+    def park(self, task_ids: Iterable[str], fingerprint: str, group: str = "") -> None:
         """Hold tasks of a client's token until a client brings a token for them."""
         for task_id in task_ids:
+            if group:
+                self.groups[task_id] = group
             self._inflight.pop(task_id, None)
             self._callers.pop(task_id, None)
             self._unanswered.pop(task_id, None)
@@ -274,6 +282,7 @@ class Tracker:
                 self.park([task_id], caller.key)
                 continue
             del self._inflight[task_id]
+            self.groups.pop(task_id, None)
             if self._callers.pop(task_id, None) is not None and self.on_passthrough_done:
                 done = functools.partial(self.on_passthrough_done, task_id)
                 outcome = dataclasses.replace(outcome, on_stored=done)
