@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,12 +53,49 @@ def client(daemon: Daemon):
         yield c
 
 
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+@pytest.fixture(scope="session")
+def session_broker(tmp_path_factory: pytest.TempPathFactory):
+    """The run's RabbitMQ node (tests/broker.py, TLS listener included), or ``None``
+    where rabbitmq-server is not installed; under CI (``CI=true``) that is an error
+    instead, so CI never silently runs without it."""
+    from broker import Broker, missing
+
+    why = missing()
+    if why is not None:
+        if _in_ci():
+            pytest.fail(f"CI runs the AMQP tests on a real RabbitMQ, but {why}", pytrace=False)
+        yield None
+        return
+    broker = Broker(tmp_path_factory.mktemp("rabbitmq"), tls=True).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(session_broker):
+    """One RabbitMQ broker for the whole run (``tests/broker.py``: users, rotation,
+    queue counts, restart); the test is skipped where rabbitmq-server is not
+    installed (outside CI)."""
+    if session_broker is None:
+        from broker import missing
+
+        pytest.skip(f"no RabbitMQ broker: {missing()}")
+    return session_broker
+
+
 @pytest.fixture(scope="module")
-def standin_service():
-    """The Globus Compute and Auth stand-in (tests/standin), one per test module."""
+def standin_service(session_broker):
+    """The Globus Compute and Auth stand-in (tests/standin), one per test module,
+    pushing results over AMQP to the session's broker where there is one."""
     from standin import StandIn
 
-    with StandIn() as s:
+    with StandIn(broker=session_broker) as s:
         yield s
 
 

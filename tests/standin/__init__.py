@@ -3,9 +3,10 @@
 Two real HTTP servers on 127.0.0.1 (ephemeral ports), in background threads of
 the test process, serving the paths and JSON documents the real services serve
 to globus-sdk 4.10 and globus-compute-sdk 4.19; tasks run as on an endpoint, in
-spawned worker processes. See :mod:`standin.compute`, :mod:`standin.auth`,
-:mod:`standin.faults` and :mod:`standin.stats` for the details, and
-:mod:`standin.sdk` for the real SDKs configured against it.
+spawned worker processes; with a RabbitMQ broker (``tests/broker.py``), results
+are pushed over AMQP too (:mod:`standin.publisher`). See :mod:`standin.compute`,
+:mod:`standin.auth`, :mod:`standin.faults` and :mod:`standin.stats` for the
+details, and :mod:`standin.sdk` for the real SDKs configured against it.
 
 Quick reference::
 
@@ -26,6 +27,12 @@ Quick reference::
         s.stats.count(service="compute", path="/v2/batch_status")
         s.stats.max_in_window(10.0)           # most requests in any 10 s
         s.compute.submits, s.compute.tasks    # what was submitted and run
+
+    with StandIn(broker=broker) as s:         # results pushed over AMQP too (tests/broker.py)
+        s.compute.published(task_group_id)    # results the broker confirmed for a group
+        s.compute.wait_published(task_ids)
+        s.compute.publish_results = False     # queues made, nothing published
+        s.compute.declare_queues = False      # create_queue submits get no queue
 """
 
 from standin.auth import (

@@ -16,7 +16,16 @@ and ``globus_compute_sdk/sdk/client.py``, ``batch.py``):
   ``running``;
 * ``GET /v2/taskgroup/{id}``, ``GET /v2/endpoints``, ``GET /v2/endpoints/{id}``,
   ``GET /v2/endpoints/{id}/status``, ``GET /v3/endpoints/{id}/allowed_functions``,
-  ``GET /v2/version``.
+  ``GET /v2/version``;
+* ``GET /v2/get_amqp_result_connection_url`` (``ComputeClientV2.get_result_amqp_url``)
+  → ``{"connection_url": "amqp://<user>:<password>@127.0.0.1:<port>/%2F",
+  "queue_prefix": "gc.<identity id>."}``: the caller's credentials on the broker,
+  allowed to consume from (read) queues starting with that prefix and nothing else
+  (no configure, no write: declare the queue passively or not at all). ``amqps://``
+  on the broker's TLS port with :attr:`ComputeService.amqp_tls` (clients trust the
+  test CA through ``Broker.tls_env()``, or ``?cafile=`` for aiormq with
+  :attr:`ComputeService.amqp_ca_in_url`). 503 ``AMQP_UNAVAILABLE`` when the stand-in
+  has no broker.
 
 Every call but ``/v2/version`` needs a live Compute-scoped bearer token from the
 Auth stand-in (401 otherwise). Errors are Globus "type zero" documents
@@ -33,6 +42,28 @@ Forgotten tasks are unknown afterwards: ``GET /v2/tasks/{id}`` answers 404 and
 ``batch_status`` reports ``{"task_id", "status": "failed", "reason": "unknown task
 id"}`` for them, as the Compute service does for ids it does not hold.
 
+Results pushed over AMQP, with a broker (``StandIn(broker=Broker(...))``), as the
+service pushes them to SDK ``Executor``s: a submit with ``"create_queue": true``
+whose task group has no queue yet (a new group, or an existing one created
+without) gets a durable queue ``queue_prefix + task_group_id`` on the broker,
+declared before the submit is answered. Every task of that group that becomes
+final afterwards is published there (:mod:`standin.publisher`: default exchange,
+routing key = queue name, ``delivery_mode=2``, ``timestamp`` = completion time in
+whole seconds, no headers) as the body
+``globus_compute_common.messagepack.pack(Result(task_id, data, details,
+error_details))``: ``data`` is the serialized result, or for a failure the
+exception text with ``error_details`` ``{"code": "RemoteExecutionError",
+"user_message": "An error occurred during the execution of this task"}`` (the
+endpoint's own errors: their class name and ``"remote error: ..."``); ``details``
+is the task document's. A message stays queued until a consumer acks it, and the
+result stays fetchable once through ``/v2/tasks`` / ``batch_status`` besides:
+publishing does not consume it, fetching does not unpublish it. Without a broker,
+``create_queue`` is recorded (:attr:`SubmitRecord.create_queue`) and ignored.
+Test controls: :attr:`ComputeService.publish_results` (``False``: queues are
+declared, nothing is published), :attr:`ComputeService.declare_queues`
+(``False``: no queue is made), :meth:`ComputeService.published` /
+:meth:`ComputeService.wait_published` / :attr:`ComputeService.publications`.
+
 Tasks run as on an endpoint (:mod:`standin.worker`) in a pool of spawned worker
 processes, one pool shared by all endpoints of the stand-in.
 """
@@ -42,6 +73,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import queue
+import re
 import threading
 import time
 import uuid
@@ -49,12 +81,16 @@ from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from standin.auth import COMPUTE_RESOURCE_SERVER, AuthService
 from standin.http import HTTPError, Request, Response, Route, Service
+from standin.publisher import Operation, ResultPublisher
 from standin.stats import RATE_LIMIT, RATE_WINDOW, Stats
 from standin.worker import RESULT_SIZE_LIMIT, execute_task, warm_up
+
+if TYPE_CHECKING:
+    from broker import Broker
 
 #: What ``GET /v2/version?service=all`` reports.
 API_VERSION = "1.23.0"
@@ -68,6 +104,14 @@ WORKER_LOST = (
     "globus_compute_endpoint.engines.high_throughput.engine.WorkerLost:"
     " Task failure due to loss of worker on the stand-in endpoint"
 )
+#: ``Result.error_details`` of a task failure that is not one of the endpoint's own.
+REMOTE_EXECUTION_ERROR = {
+    "code": "RemoteExecutionError",
+    "user_message": "An error occurred during the execution of this task",
+}
+#: How long a submit waits for the broker to confirm its new queue before answering
+#: anyway (the declaration stays queued for when the broker is back).
+DECLARE_TIMEOUT = 10.0
 
 
 def _new_id() -> str:
@@ -162,6 +206,8 @@ class TaskRecord:
     status: str = "waiting-for-ep"
     result: str | None = None
     exception: str | None = None
+    #: ``{"code", "user_message"}`` of a failure, as the endpoint reports it.
+    error_details: dict[str, str] | None = None
     completion_t: float | None = None
     details: dict[str, Any] | None = None
     #: How many times a final document (with result or exception) was handed out.
@@ -201,6 +247,8 @@ class TaskGroup:
     owner: str
     create_queue: bool = False
     task_ids: list[str] = field(default_factory=list)
+    #: The broker queue its results are published to (``queue_prefix + id``), once made.
+    queue: str | None = None
 
 
 def _validation_error(loc: list[str], msg: str, typ: str = "value_error") -> HTTPError:
@@ -230,10 +278,16 @@ class ComputeService(Service):
         *,
         endpoints: Iterable[Endpoint] | None = None,
         workers: int = 2,
+        broker: Broker | None = None,
     ) -> None:
         self.auth = auth
         self.stats = stats
         self.workers = workers
+        #: The RabbitMQ node results are pushed to (``None``: fetch only).
+        self.broker = broker
+        self.publisher: ResultPublisher | None = None
+        #: Every publish the broker confirmed or refused, oldest first.
+        self.publications: list[Operation] = []
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
@@ -251,6 +305,16 @@ class ComputeService(Service):
         self.enforce_rate_limit = False
         self.rate_limit = RATE_LIMIT
         self.rate_window = RATE_WINDOW
+        #: Publish final results to their task group's queue (``False``: the queue
+        #: exists and never gets a message).
+        self.publish_results = True
+        #: Make queues for ``create_queue`` submits (``False``: the group's queue is
+        #: never declared, so the broker does not know it).
+        self.declare_queues = True
+        #: Hand out ``amqps://`` URLs (the broker's TLS port) instead of ``amqp://``.
+        self.amqp_tls = False
+        #: With :attr:`amqp_tls`, add ``?cafile=<test CA>`` (the query aiormq reads).
+        self.amqp_ca_in_url = False
 
         self.endpoints: dict[str, Endpoint] = {}
         self.functions: dict[str, FunctionRecord] = {}
@@ -277,6 +341,9 @@ class ComputeService(Service):
                 self._completer.start()
             if self._pool is None:
                 self._pool = self._new_pool()
+            if self.broker is not None and self.publisher is None:
+                self.publisher = ResultPublisher(self.broker.admin_url, self._published)
+                self.publisher.start()
 
     def _complete_loop(self) -> None:
         while (item := self._completions.get()) is not None:
@@ -299,6 +366,9 @@ class ComputeService(Service):
             self._completions.put(None)
             self._completer.join(timeout=10)
             self._completer = None
+        publisher, self.publisher = self.publisher, None
+        if publisher is not None:
+            publisher.stop()
 
     # ------------------------------------------------------------ test controls
 
@@ -345,13 +415,62 @@ class ComputeService(Service):
             ids = list(self.tasks) if task_ids is None else list(task_ids)
             return Counter(self.tasks[t].payload for t in ids if t in self.tasks)
 
+    @staticmethod
+    def queue_prefix(identity: str) -> str:
+        """The ``queue_prefix`` of ``identity``'s result queues."""
+        return f"gc.{identity}."
+
+    def published(self, task_group_id: str | None = None) -> int:
+        """Results the broker confirmed for ``task_group_id``'s queue (default: all)."""
+        with self._lock:
+            return sum(
+                1
+                for op in self.publications
+                if op.outcome == "ok"
+                and (task_group_id is None or op.task_group_id == task_group_id)
+            )
+
+    def published_task_ids(self, task_group_id: str | None = None) -> list[str]:
+        """Task ids of the confirmed publishes, in order (a republish shows twice)."""
+        with self._lock:
+            return [
+                op.task_id
+                for op in self.publications
+                if op.outcome == "ok"
+                and op.task_id is not None
+                and (task_group_id is None or op.task_group_id == task_group_id)
+            ]
+
+    def wait_published(self, task_ids: Iterable[str], timeout: float = 60.0) -> bool:
+        """Block until the broker has confirmed a publish of each of ``task_ids``."""
+        wanted = set(task_ids)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                done = {op.task_id for op in self.publications if op.outcome == "ok"}
+                if wanted <= done:
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(min(left, 0.5))
+
+    def _published(self, op: Operation) -> None:
+        """The publisher's report of a finished operation (its thread)."""
+        if op.kind != "publish":
+            return
+        with self._changed:
+            self.publications.append(op)
+            self._changed.notify_all()
+
     def reset_state(self) -> None:
-        """Forget functions, tasks and submissions (endpoints stay)."""
+        """Forget functions, tasks, submissions and publications (endpoints stay)."""
         with self._lock:
             self.functions.clear()
             self.tasks.clear()
             self.task_groups.clear()
             self.submits.clear()
+            self.publications.clear()
 
     # ------------------------------------------------------------ execution
 
@@ -400,7 +519,42 @@ class ComputeService(Service):
                 task.result, task.status = out["result"], "success"
             else:
                 task.exception, task.status = out["exception"], "failed"
+                task.error_details = out.get("error_details") or dict(REMOTE_EXECUTION_ERROR)
+            self._publish(task)
             self._changed.notify_all()
+
+    def _publish(self, task: TaskRecord) -> None:
+        """Send a final task's ``Result`` to its group's queue, if it has one (lock held)."""
+        group = self.task_groups.get(task.task_group_id)
+        if group is None or group.queue is None or self.publisher is None:
+            return
+        if not self.publish_results:
+            return
+        import pika
+        from globus_compute_common import messagepack
+        from globus_compute_common.messagepack.message_types import Result, ResultErrorDetails
+
+        if task.status == "success":
+            message = Result(
+                task_id=uuid.UUID(task.task_id), data=task.result, details=task.details
+            )
+        else:
+            message = Result(
+                task_id=uuid.UUID(task.task_id),
+                data=task.exception or "",
+                details=task.details,
+                error_details=ResultErrorDetails(**(task.error_details or REMOTE_EXECUTION_ERROR)),
+            )
+        properties = pika.BasicProperties(
+            delivery_mode=2, timestamp=int(task.completion_t or time.time())
+        )
+        self.publisher.publish(
+            group.queue,
+            messagepack.pack(message),
+            properties,
+            task_id=task.task_id,
+            task_group_id=group.task_group_id,
+        )
 
     def _status_of(self, task: TaskRecord) -> str:
         if task.final:
@@ -516,6 +670,7 @@ class ComputeService(Service):
             Route("GET", "/v2/endpoints/{endpoint_id}", self._get_endpoint),
             Route("GET", "/v2/endpoints/{endpoint_id}/status", self._get_endpoint_status),
             Route("GET", "/v3/endpoints/{endpoint_id}/allowed_functions", self._allowed_functions),
+            Route("GET", "/v2/get_amqp_result_connection_url", self._amqp_url),
         ]
 
     # ------------------------------------------------------------ routes
@@ -643,6 +798,14 @@ class ComputeService(Service):
             else:
                 group = TaskGroup(_new_id(), identity, bool(body.get("create_queue")))
                 self.task_groups[group.task_group_id] = group
+            declared = None
+            if body.get("create_queue") and group.queue is None:
+                # "create a queue for the task group if it isn't already created"
+                group.create_queue = True
+                if self.publisher is not None and self.declare_queues:
+                    group.queue = self.queue_prefix(identity) + group.task_group_id
+                    # Queued before any task runs: its publishes follow the declaration.
+                    declared = self.publisher.declare(group.queue)
 
             request_id = _new_id()
             now = time.time()
@@ -687,6 +850,8 @@ class ComputeService(Service):
                     user_runtime=body.get("user_runtime"),
                 )
             )
+        if declared is not None:
+            declared.done.wait(DECLARE_TIMEOUT)
         return Response.json(
             {
                 "request_id": request_id,
@@ -795,6 +960,29 @@ class ComputeService(Service):
                 },
             }
         )
+
+    def _amqp_url(self, request: Request) -> Response:
+        """``{"connection_url", "queue_prefix"}``: the caller's credentials on the
+        broker, allowed to read its own queues only."""
+        identity = self._authenticate(request)
+        if self.broker is None:
+            raise HTTPError(
+                503,
+                "AMQP_UNAVAILABLE",
+                "This stand-in has no AMQP broker (StandIn(broker=...)): results are"
+                " not pushed; fetch them with /v2/tasks or /v2/batch_status",
+            )
+        prefix = self.queue_prefix(identity)
+        try:
+            user, password = self.broker.user(
+                identity, configure="^$", write="^$", read="^" + re.escape(prefix)
+            )
+        except Exception as exc:  # the broker is down: as the service when its MQ is
+            raise HTTPError(503, "AMQP_UNAVAILABLE", f"AMQP service unavailable: {exc}") from None
+        url = self.broker.url_for(
+            user, password, tls=self.amqp_tls, ca_in_query=self.amqp_tls and self.amqp_ca_in_url
+        )
+        return Response.json({"connection_url": url, "queue_prefix": prefix})
 
     def _allowed_functions(self, request: Request) -> Response:
         self._authenticate(request)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from standin.auth import AuthClient, AuthService
 from standin.compute import ComputeService, Endpoint
 from standin.faults import FaultSet
 from standin.http import ServiceServer
 from standin.stats import Stats
+
+if TYPE_CHECKING:
+    from broker import Broker
 
 _COMPUTE_SETTINGS = (
     "max_payload_bytes",
@@ -19,6 +22,10 @@ _COMPUTE_SETTINGS = (
     "enforce_rate_limit",
     "rate_limit",
     "rate_window",
+    "publish_results",
+    "declare_queues",
+    "amqp_tls",
+    "amqp_ca_in_url",
 )
 _AUTH_SETTINGS = (
     "access_token_lifetime",
@@ -37,13 +44,28 @@ class StandIn:
             s.compute_url, s.auth_url, s.endpoint_id
             s.faults.rate_limit(3, retry_after=1)
             s.stats.count(service="compute", path="/v2/batch_status")
+
+    With ``broker`` (a running ``tests/broker.py`` :class:`Broker`, which the
+    stand-in uses but neither starts nor stops), results of ``create_queue``
+    submits are also pushed over AMQP as the service pushes them (see
+    :mod:`standin.compute`); without, ``GET /v2/get_amqp_result_connection_url``
+    answers 503.
     """
 
-    def __init__(self, *, endpoints: Iterable[Endpoint] | None = None, workers: int = 2) -> None:
+    def __init__(
+        self,
+        *,
+        endpoints: Iterable[Endpoint] | None = None,
+        workers: int = 2,
+        broker: Broker | None = None,
+    ) -> None:
         self.stats = Stats()
         self.faults = FaultSet()
         self.auth = AuthService()
-        self.compute = ComputeService(self.auth, self.stats, endpoints=endpoints, workers=workers)
+        self.broker = broker
+        self.compute = ComputeService(
+            self.auth, self.stats, endpoints=endpoints, workers=workers, broker=broker
+        )
         self._auth_server = ServiceServer(self.auth, self.faults, self.stats)
         self._compute_server = ServiceServer(self.compute, self.faults, self.stats)
         self._defaults: dict[str, dict[str, Any]] = {}

@@ -8,7 +8,8 @@ is called, and its result serialized with the task's ``result_serializers`` (or
 the default data strategy), subject to the endpoint's result size limit.
 Failures become the traceback text the endpoint reports, starting at the user's
 frame; the endpoint's own errors (result too large) are reported as their
-``repr``.
+``repr``, and every failure carries the ``error_details`` (``code``,
+``user_message``) the endpoint puts in its ``Result`` message.
 
 Deliberately independent of gcgate: this is the reference the code under test is
 checked against. Imported in spawned worker processes, so it keeps its imports to
@@ -48,6 +49,19 @@ def get_error_string(exc: BaseException, *, tb_levels: int = 2) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
+def get_result_error_details(exc: BaseException) -> dict[str, str]:
+    """The endpoint's ``get_result_error_details``: the ``code`` and
+    ``user_message`` of a failed task's ``Result.error_details``."""
+    from globus_compute_sdk.errors import MaxResultSizeExceeded
+
+    if isinstance(exc, MaxResultSizeExceeded):
+        return {"code": type(exc).__name__, "user_message": f"remote error: {exc}"}
+    return {
+        "code": "RemoteExecutionError",
+        "user_message": "An error occurred during the execution of this task",
+    }
+
+
 def env_details() -> dict[str, Any]:
     """``globus_compute_sdk.sdk.utils.get_env_details()``, as workers report it."""
     import dill
@@ -84,13 +98,14 @@ def execute_task(
     result_serializers: list[str] | None = None,
     result_size_limit: int = RESULT_SIZE_LIMIT,
 ) -> dict[str, Any]:
-    """Run one task; ``{"result": str}`` or ``{"exception": str}``, plus ``details``."""
+    """Run one task; ``{"result": str}`` or ``{"exception": str, "error_details":
+    {"code", "user_message"}}``, plus ``details``."""
     start = time.time()
     out: dict[str, Any]
     try:
         out = {"result": _call_user_function(task_buffer, result_serializers, result_size_limit)}
     except BaseException as exc:  # SystemExit too: the worker must survive user code
-        out = {"exception": get_error_string(exc)}
+        out = {"exception": get_error_string(exc), "error_details": get_result_error_details(exc)}
     end = time.time()
     details = env_details()
     details["task_transitions"] = {"execution-start": start, "execution-end": end}
