@@ -303,6 +303,8 @@ class Broker:
         #: identity -> (username, password), as handed out by :meth:`user`.
         self._users: dict[str, tuple[str, str]] = {}
         self._passwords: dict[str, str] = {}
+        #: Serializes user creation (the stand-in calls :meth:`user` from HTTP threads).
+        self._users_lock = threading.Lock()
         self._prepared = False
         #: Seconds the last :meth:`start` took (launch to AMQP accepting logins).
         self.last_start_seconds: float | None = None
@@ -608,20 +610,21 @@ class Broker:
         the new password) without asking the broker; creating a user takes one
         ``erl_call``, about 10 ms.
         """
-        if identity in self._users:
-            return self.user_password(self._users[identity][0])
-        name = f"gc-{identity}"
-        password = _password()
-        u, p, acting = _erl_binary(name), _erl_binary(password), _erl_binary(ACTING_USER)
-        perms = ", ".join(_erl_binary(x) for x in (configure, write, read))
-        self.eval(
-            f"ok = rabbit_auth_backend_internal:add_user({u}, {p}, {acting}),"
-            f' ok = rabbit_auth_backend_internal:set_permissions({u}, <<"/">>, {perms},'
-            f" {acting}), ok."
-        )
-        self._users[identity] = (name, password)
-        self._passwords[name] = password
-        return name, password
+        with self._users_lock:
+            if identity in self._users:
+                return self.user_password(self._users[identity][0])
+            name = f"gc-{identity}"
+            password = _password()
+            u, p, acting = _erl_binary(name), _erl_binary(password), _erl_binary(ACTING_USER)
+            perms = ", ".join(_erl_binary(x) for x in (configure, write, read))
+            self.eval(
+                f"ok = rabbit_auth_backend_internal:add_user({u}, {p}, {acting}),"
+                f' ok = rabbit_auth_backend_internal:set_permissions({u}, <<"/">>, {perms},'
+                f" {acting}), ok."
+            )
+            self._users[identity] = (name, password)
+            self._passwords[name] = password
+            return name, password
 
     def user_password(self, username: str) -> tuple[str, str]:
         """``(username, current password)`` of a user made by :meth:`user` (or the admin)."""

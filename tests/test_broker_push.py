@@ -360,6 +360,30 @@ def test_create_queue_pushes_each_result_and_keeps_it_fetchable(pushing: StandIn
     broker.delete_queue(queue)
 
 
+def test_the_url_route_hands_out_amqps_on_the_tls_listener(
+    pushing: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    standin, broker = pushing, pushing.broker
+    assert broker is not None and broker.amqps_port is not None
+    v2 = globus_sdk.ComputeClientV2(
+        base_url=standin.compute_url,
+        authorizer=globus_sdk.AccessTokenAuthorizer(standin.auth.mint_token()),
+    )
+    standin.compute.amqp_tls = True
+    info = v2.get_result_amqp_url().data
+    assert info["connection_url"].startswith("amqps://")
+    assert info["connection_url"].endswith(f"127.0.0.1:{broker.amqps_port}/%2F")
+    # As the SDK connects: pika with the URL as given, the CA trusted like a public one.
+    monkeypatch.setenv("SSL_CERT_FILE", broker.tls_env()["SSL_CERT_FILE"])
+    connect(info["connection_url"]).close()
+
+    standin.compute.amqp_ca_in_url = True
+    url = v2.get_result_amqp_url()["connection_url"]
+    assert url.endswith(f"?cafile={broker.ca_file}")
+    standin.reset()
+    assert v2.get_result_amqp_url()["connection_url"].startswith("amqp://")
+
+
 def test_publish_and_declare_controls(pushing: StandIn) -> None:
     standin, broker = pushing, pushing.broker
     assert broker is not None
