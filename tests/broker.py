@@ -14,9 +14,15 @@ writes under one base directory:
   ``/var/lib/rabbitmq`` is read or written;
 * a trimmed ``RABBITMQ_HOME``: the server's own scripts with a plugins directory
   holding only the applications the broker needs (``rabbit`` and its dependencies,
-  found from their ``.app`` files), because the broker loads every module of every
-  application in that directory while it boots (about a second saved);
+  found from their ``.app`` files; no management plugin), because the broker loads
+  every module of every application in that directory while it boots;
 * a classic Erlang-terms config file (no cuttlefish translation at boot).
+
+With those, a start takes about 3 s on a 2-CPU machine (6 s as Debian runs it),
+most of it the VM booting and loading its ~1000 modules; a restart about the same,
+a graceful stop 0.1-0.3 s. TLS adds about 0.3 s. The node and its epmd are tied to
+the process that started them (``setpriv --pdeathsig``): a test run killed outright
+leaves no broker behind.
 
 Administration (users, passwords, connections, queues) goes to the running node
 through ``erl_call`` (Erlang's C distribution client, a few milliseconds a call;
@@ -35,6 +41,11 @@ Quick reference::
         b.delete_queue("q")
         b.restart()                                # same ports, data kept
         b.kill()                                   # SIGKILL, as in a crash
+        b.user_password(user), b.admin_url         # current credentials; the administrator
+        b.eval("rabbit:status().")                 # any Erlang expression on the node
+
+    Broker(path, tls=True)                         # + AMQPS: b.url_for(u, p, tls=True),
+                                                   #   b.ca_file, b.tls_env()
 """
 
 from __future__ import annotations
