@@ -17,8 +17,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import imports, local, memory, remote, store
-from bench.common import Row, Settings
+from bench import imports, latency, local, memory, remote, store
+from bench.common import Row, Settings, Shared
 from bench.machine import describe
 from bench.report import DOC, as_json, markdown, print_table, with_fresh_notes, write_doc
 
@@ -28,6 +28,7 @@ FIGURES: dict[str, Callable[[Settings], list[Row]]] = {
     "batch": local.batch,
     "executor": local.executor,
     "remote": remote.remote,
+    "remote_latency": latency.remote_latency,
     "cached": store.cached,
     "memory": memory.memory,
     "imports": imports.imports,
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         console.width = 200  # a log or a pipe: keep table rows on one line
     names = args.only or list(FIGURES)
     work_dir = Path(tempfile.mkdtemp(prefix="gcgate-bench-"))
-    settings = Settings(quick=args.quick, workers=args.workers, work_dir=work_dir)
+    shared = Shared(work_dir)
+    settings = Settings(quick=args.quick, workers=args.workers, work_dir=work_dir, shared=shared)
     started = time.monotonic()
     machine = describe()  # before the figures: the load average is the machine's, not ours
     rows: list[Row] = []
@@ -85,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             console.print(f"{time.monotonic() - t0:.1f} s")
     finally:
+        shared.close()
         shutil.rmtree(work_dir, ignore_errors=True)
     command = "make bench" + (f" BENCH_ARGS='{' '.join(sys.argv[1:])}'" if sys.argv[1:] else "")
     meta = {

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 # The test harness (a real gcgated on a real socket) and the Globus stand-in live
@@ -24,6 +24,9 @@ if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))
 
 from harness import ConfiguredDaemon  # noqa: E402
+
+if TYPE_CHECKING:
+    from broker import Broker
 
 #: Seconds any single wait may take before a figure is declared broken.
 WAIT = 300.0
@@ -76,6 +79,33 @@ class Row:
         return d
 
 
+class Shared:
+    """What the figures of one run share, started by the first figure that asks for it
+    and stopped by :meth:`close` at the end of the run.
+
+    The RabbitMQ broker (``tests/broker.py``, about 3 s to start) that the stand-in
+    pushes results into, as the Globus Compute service does: the daemon submits with
+    result queues and fetches the AMQP connection URL, which the stand-in answers
+    with 503 (retried by globus-sdk for about 16 s) when it has no broker.
+    """
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self._broker: Broker | None = None
+
+    def broker(self) -> Broker:
+        if self._broker is None:
+            from broker import Broker
+
+            self._broker = Broker(self.work_dir / "rabbitmq").start()
+        return self._broker
+
+    def close(self) -> None:
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            broker.stop()
+
+
 @dataclass(frozen=True)
 class Settings:
     """How big each figure is: the full run, or the CI smoke run (``--quick``)."""
@@ -83,6 +113,7 @@ class Settings:
     quick: bool
     workers: int
     work_dir: Path
+    shared: Shared
 
     def pick(self, full: int, quick: int) -> int:
         return quick if self.quick else full

@@ -4,7 +4,9 @@ Both sides run against the same stand-in of Globus Compute and Auth
 (``tests/standin``), which enforces the service's per-identity rate limit, and
 log in as the same service account (so they share one rate budget, as a user's
 processes would). Each side is ``procs`` processes of :mod:`bench.remote_client`
-doing ``runs`` ``run()`` calls and then polling every result.
+doing ``runs`` ``run()`` calls and then polling every result. The stand-in
+pushes results into the run's RabbitMQ broker too (:class:`bench.common.Shared`),
+as the service does, to the result queues the daemon's submits ask for.
 
 Time is compressed: the stand-in allows 20 requests per ``WINDOW`` s (the real
 service: per 10 s), and the daemon's limiter and result-poll bounds are scaled by
@@ -41,11 +43,18 @@ DAEMON_SETTINGS = {
 }
 
 
-def _side(
-    side: str, env: dict[str, str], endpoint_id: str, procs: int, runs: int
+def run_clients(
+    module: str, args: list[str], env: dict[str, str], procs: int
 ) -> tuple[float, list[dict[str, Any]]]:
-    """Start ``procs`` clients, let them go at once; wall seconds and their reports."""
-    command = [sys.executable, "-m", "bench.remote_client", side, endpoint_id, str(runs)]
+    """Start ``procs`` processes of ``python -m module *args``, let them go at once;
+    wall seconds from the go to the last report, and their reports.
+
+    The protocol of :mod:`bench.remote_client` and :mod:`bench.latency_client`: a
+    client prints ``ready`` once set up, starts on a line on stdin, and ends by
+    printing one JSON line (its report).
+    """
+    command = [sys.executable, "-m", module, *args]
+    what = f"{module} {args[0] if args else ''}".strip()
     clients: list[subprocess.Popen[str]] = []
     try:
         # One at a time until each is ready: the SDK's clients create their shared
@@ -56,8 +65,9 @@ def _side(
             )
             clients.append(p)
             assert p.stdout is not None
-            if p.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"remote figure: a {side} client did not start")
+            line = p.stdout.readline()
+            if line.strip() != "ready":
+                raise RuntimeError(f"{what}: a client did not start ({line.strip() or 'EOF'})")
         t0 = time.perf_counter()
         for p in clients:
             assert p.stdin is not None
@@ -68,7 +78,7 @@ def _side(
             assert p.stdout is not None
             line = p.stdout.readline()
             if not line:
-                raise RuntimeError(f"remote figure: a {side} client failed (exit {p.wait()})")
+                raise RuntimeError(f"{what}: a client failed (exit {p.wait()})")
             reports.append(json.loads(line))
         wall = time.perf_counter() - t0
         for p in clients:
@@ -79,6 +89,18 @@ def _side(
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def sdk_env(standin: StandIn, home: str) -> dict[str, str]:
+    """The environment of an SDK client process: the stand-in's URLs and service
+    account, the Compute URL for :func:`bench.remote_client.sdk_compute_client`, and
+    ``home`` as the SDK's user directory (its token store)."""
+    return {
+        **os.environ,
+        **standin.env(),
+        "BENCH_COMPUTE_URL": standin.compute_url,
+        "GLOBUS_COMPUTE_USER_DIR": home,
+    }
 
 
 @dataclass
@@ -107,29 +129,27 @@ def remote(settings: Settings) -> list[Row]:
     procs = settings.pick(8, 2)
     runs = settings.pick(200, 3)
     tasks = procs * runs
-    with StandIn(workers=settings.workers) as standin:
+    with StandIn(workers=settings.workers, broker=settings.shared.broker()) as standin:
         standin.compute.enforce_rate_limit = True
         standin.compute.rate_window = WINDOW
-        endpoint_id = standin.endpoint_id
+        args = [standin.endpoint_id, str(runs)]
 
         standin.stats.reset()
         with running_daemon(
             settings, "remote", config=DAEMON_SETTINGS, env=standin.env()
         ) as daemon:
-            ours, our_reports = _side("gcgate", daemon.env, endpoint_id, procs, runs)
+            ours, our_reports = run_clients(
+                "bench.remote_client", ["gcgate", *args], daemon.env, procs
+            )
             daemon.stop()  # its result poller must not spend the SDK side's budget
         our_traffic = Traffic.of(standin)
 
         time.sleep(WINDOW)  # a fresh rate window for the other side
         standin.stats.reset()
         with tempfile.TemporaryDirectory(dir=settings.work_dir) as home:
-            env = {
-                **os.environ,
-                **standin.env(),
-                "BENCH_COMPUTE_URL": standin.compute_url,
-                "GLOBUS_COMPUTE_USER_DIR": home,
-            }
-            theirs, their_reports = _side("sdk", env, endpoint_id, procs, runs)
+            theirs, their_reports = run_clients(
+                "bench.remote_client", ["sdk", *args], sdk_env(standin, home), procs
+            )
         their_traffic = Traffic.of(standin)
 
     workload = f"{procs} processes x {runs} run(); 20 req / {WINDOW:g} s"

@@ -37,12 +37,19 @@ def _gcgate_client() -> tuple[Any, type[Exception], Callable[[Exception], bool]]
     return Client(), TaskPending, lambda exc: False
 
 
+def sdk_compute_client() -> Any:
+    """A ``globus_compute_sdk.Client`` logged in as the service account of the
+    environment (:func:`bench.remote.sdk_env`), talking to the stand-in."""
+    from standin.sdk import compute_client
+
+    return compute_client(SimpleNamespace(compute_url=os.environ["BENCH_COMPUTE_URL"]))
+
+
 def _sdk_client() -> tuple[Any, type[Exception], Callable[[Exception], bool]]:
     import globus_sdk
     from globus_compute_sdk.errors import TaskPending
-    from standin.sdk import compute_client
 
-    client = compute_client(SimpleNamespace(compute_url=os.environ["BENCH_COMPUTE_URL"]))
+    client = sdk_compute_client()
 
     def throttled(exc: Exception) -> bool:
         return isinstance(exc, globus_sdk.GlobusAPIError) and exc.http_status == 429
