@@ -118,7 +118,7 @@ def test_results_are_delivered_and_acked_only_when_told(broker, account) -> None
             await service.declare(group)
             consumer = Consumer(account["info"])
             consumer.queues.watch([group])
-            await until(lambda: consumer.queues.pushing(group), "consuming")
+            await until(lambda: consumer.queues.consuming(group), "consuming")
             await service.publish(group, packed(ids[0], "00\nfirst"))
             await service.publish(group, packed(ids[1], "Traceback: boom", error=True))
             await service.publish(group, packed(ids[2], "00\nthird"))
@@ -151,7 +151,7 @@ def test_a_redelivered_message_comes_again_after_the_connection_drops(broker, ac
             await service.declare(group)
             consumer = Consumer(account["info"])
             consumer.queues.watch([group])
-            await until(lambda: consumer.queues.pushing(group), "consuming")
+            await until(lambda: consumer.queues.consuming(group), "consuming")
             await service.publish(group, packed(task_id))
             await until(lambda: len(consumer.delivered) == 1, "delivery")
             # Delivered, not yet acknowledged: the broker drops every connection.
@@ -176,13 +176,13 @@ def test_malformed_messages_are_rejected_and_consuming_goes_on(broker, account) 
             await service.declare(group)
             consumer = Consumer(account["info"])
             consumer.queues.watch([group])
-            await until(lambda: consumer.queues.pushing(group), "consuming")
+            await until(lambda: consumer.queues.consuming(group), "consuming")
             await service.publish(group, b"not messagepack at all")
             await service.publish(group, b'{"message_type": "result"}')
             await service.publish(group, packed(task_id))
             await until(lambda: len(consumer.delivered) == 1, "the good message")
             assert consumer.queues.describe()["messages_rejected"] == 2
-            assert consumer.queues.pushing(group)
+            assert consumer.queues.consuming(group)
             consumer.delivered[0][2]()
             # The rejected ones are gone (not requeued), the good one acked.
             await until(lambda: broker.queue_counts(PREFIX + group) == (0, 0), "queue empty")
@@ -200,7 +200,7 @@ def test_high_assurance_results_are_delivered_without_an_outcome(broker, account
             await service.declare(group)
             consumer = Consumer(account["info"])
             consumer.queues.watch([group])
-            await until(lambda: consumer.queues.pushing(group), "consuming")
+            await until(lambda: consumer.queues.consuming(group), "consuming")
             await service.publish(group, packed(task_id, "redacted"), high_assurance=True)
             await until(lambda: len(consumer.delivered) == 1, "delivery")
             assert consumer.delivered[0][:2] == (task_id, None)
@@ -217,9 +217,9 @@ def test_a_queue_the_broker_does_not_know_is_polled_with_the_reason(broker, acco
             await service.declare(known)
             consumer = Consumer(account["info"])
             consumer.queues.watch([unknown, known])
-            await until(lambda: consumer.queues.pushing(known), "consuming the known group")
+            await until(lambda: consumer.queues.consuming(known), "consuming the known group")
             await until(lambda: unknown in consumer.queues.polled, "the unknown one polled")
-            assert not consumer.queues.pushing(unknown)
+            assert not consumer.queues.consuming(unknown) and not consumer.queues.pushing(unknown)
             why = consumer.queues.describe()["groups_polled"][unknown]
             assert PREFIX + unknown in why and "no queue" in why
             # The other group's channel is unaffected.
@@ -240,13 +240,13 @@ def test_refused_credentials_fetch_a_fresh_connection_url(broker, account) -> No
             await service.declare(group)
         consumer = Consumer(account["info"])
         consumer.queues.watch([group])
-        await until(lambda: consumer.queues.pushing(group), "consuming")
+        await until(lambda: consumer.queues.consuming(group), "consuming")
         assert account["fetches"] == 1
         old = broker.user_password(account["user"])[1]
         broker.rotate_password(account["user"])
         broker.close_connections(user=account["user"])
         await until(lambda: consumer.connected >= 2, "reconnect with fresh credentials")
-        await until(lambda: consumer.queues.pushing(group), "consuming again")
+        await until(lambda: consumer.queues.consuming(group), "consuming again")
         assert account["fetches"] >= 2
         # No error text ever quotes the credentials.
         assert old not in repr(consumer.queues.describe())
@@ -263,9 +263,9 @@ def test_unwatch_stops_consuming_a_group(broker, account) -> None:
             await service.declare(group)
             consumer = Consumer(account["info"])
             consumer.queues.watch([group])
-            await until(lambda: consumer.queues.pushing(group), "consuming")
+            await until(lambda: consumer.queues.consuming(group), "consuming")
             consumer.queues.unwatch([group])
-            await until(lambda: not consumer.queues.pushing(group), "stopped")
+            await until(lambda: not consumer.queues.consuming(group), "stopped")
             await service.publish(group, packed(str(uuid.uuid4())))
             await until(lambda: broker.queue_counts(PREFIX + group) == (1, 0), "left queued")
             assert consumer.delivered == []
@@ -313,7 +313,7 @@ def test_amqps_urls_are_used_as_given(own_broker) -> None:
             await service.declare(group)
             consumer = Consumer(info)
             consumer.queues.watch([group])
-            await until(lambda: consumer.queues.pushing(group), "consuming over TLS")
+            await until(lambda: consumer.queues.consuming(group), "consuming over TLS")
             await service.publish(group, packed(str(uuid.uuid4())))
             await until(lambda: len(consumer.delivered) == 1, "delivery over TLS")
             await consumer.queues.close()
@@ -347,7 +347,7 @@ def test_a_broker_down_at_start_is_reached_once_it_is_up(own_broker) -> None:
         assert not consumer.queues.pushing(group)
         await asyncio.get_running_loop().run_in_executor(None, down.start)
         async with Service(url) as service:
-            await until(lambda: consumer.queues.pushing(group), "consuming after the start")
+            await until(lambda: consumer.queues.consuming(group), "consuming after the start")
             await service.publish(group, packed(str(uuid.uuid4())))
             await until(lambda: len(consumer.delivered) == 1, "delivery")
         assert consumer.connected == 1

@@ -88,6 +88,13 @@ class Config:
     #: Bounds of the adaptive interval between result polls.
     poll_min_seconds: float = 0.5
     poll_max_seconds: float = 10.0
+    #: Take Globus results as the service pushes them (its AMQP result queues, as
+    #: the SDK's Executor does); false where AMQP (port 5671) cannot get out:
+    #: results are then polled only.
+    result_push: bool = True
+    #: Seconds a task whose results are pushed may wait with no push before one
+    #: status poll checks on it (then twice as long, up to an hour).
+    push_overdue_seconds: float = 120.0
     #: Seconds endpoint status and metadata answers are reused.
     endpoint_cache_seconds: float = 5.0
     #: Seconds a submit or lookup keeps retrying throttling, 5xx and network errors.
@@ -139,6 +146,8 @@ class Config:
                     if not isinstance(raw, str):
                         raise TypeError("expected a string")
                     value = Secret(raw.strip())
+                elif isinstance(current, bool):
+                    value = _boolean(raw)
                 else:
                     value = type(current)(raw)
             except (TypeError, ValueError) as exc:
@@ -172,6 +181,18 @@ class Config:
                 f"{source}: group {self.group!r} does not exist (create it, e.g. with"
                 " `groupadd`, or set group to an existing one)"
             ) from None
+
+
+def _boolean(raw: Any) -> bool:
+    """A TOML boolean, or true/false, yes/no, on/off, 1/0 from the environment or a flag."""
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ValueError("expected true or false")
 
 
 def load_config(config_file: Path | None, flags: dict[str, Any]) -> Config:

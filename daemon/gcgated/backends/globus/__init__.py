@@ -13,8 +13,10 @@ session, one rate budget (:mod:`.limiter`) and one result store:
   own token (a :class:`~gcgated.caller.Caller` with a token) waits in ``accept``
   for its submit and gets the service's ids: the token lives only in memory, so
   nothing could send its tasks after a restart;
-- the tracker polls for results by the service's ids and reports each final
-  one once, under the daemon's id (:mod:`.tracker`); on start the core
+- results are pushed by the service to a queue per task group and taken by
+  the tracker, which acknowledges each once its outcome is stored, and polls
+  only as a safety net (:mod:`.tracker`, :mod:`.push`); it reports each final
+  outcome once, under the daemon's id; on start the core
   dispatches every unfinished task again, and the ledger says whether it is
   to be sent, was being sent (it fails: it may have run), or is to be polled;
 - endpoint status and metadata are cached for a few seconds.
@@ -79,6 +81,8 @@ class GlobusSettings:
     poll_chunk: int
     poll_min_seconds: float
     poll_max_seconds: float
+    result_push: bool
+    push_overdue_seconds: float
     endpoint_cache_seconds: float
     retry_seconds: float
     http_timeout_seconds: float
@@ -93,6 +97,7 @@ class GlobusSettings:
             "submit_max_bytes",
             "poll_chunk",
             "poll_min_seconds",
+            "push_overdue_seconds",
             "http_timeout_seconds",
         )
         for name in positive:
@@ -148,6 +153,7 @@ class GlobusBackend:
             window=settings.submit_window_ms / 1000.0,
             max_tasks=settings.submit_max_tasks,
             max_bytes=settings.submit_max_bytes,
+            create_queue=settings.result_push,
         )
         self.pipeline.on_sent = self._sent
         self.pipeline.on_failed = self._fail
@@ -181,6 +187,9 @@ class GlobusBackend:
             chunk=self.settings.poll_chunk,
             min_interval=self.settings.poll_min_seconds,
             max_interval=self.settings.poll_max_seconds,
+            push=self.settings.result_push,
+            overdue=self.settings.push_overdue_seconds,
+            expected=self._expected,
         )
         self.tracker.on_passthrough_done = self.store.forget_passthrough_task
         self.tracker.start()
@@ -316,21 +325,21 @@ class GlobusBackend:
             self._fail(interrupted, INTERRUPTED)
         for lane, items in lanes.values():
             self.pipeline.enqueue(lane, items)
-        self._sent(sent)
-        self.tracker.add(own)
+        self._sent(sent, resumed=True)
+        self.tracker.add(own, resumed=True)
         for task_id, owner, group in parked:
             self.tracker.park([task_id], owner, group)
 
-    def _sent(self, sent: list[tuple[str, str, str]]) -> None:
+    def _sent(self, sent: list[tuple[str, str, str]], resumed: bool = False) -> None:
         """The service took these tasks of the daemon's (daemon id, service id,
-        service task group; the ledger has them): poll them by the service's ids."""
+        service task group; the ledger has them): track them by the service's ids."""
         assert self.tracker is not None
         by_group: dict[str, list[str]] = {}
         for task_id, service_id, group in sent:
             self._daemon_ids[service_id] = task_id
             by_group.setdefault(group, []).append(service_id)
         for group, service_ids in by_group.items():
-            self.tracker.add(service_ids, DAEMON, group)
+            self.tracker.add(service_ids, DAEMON, group, resumed=resumed)
 
     def _fail(self, task_ids: list[str], why: str) -> None:
         """Tasks that will never reach the service (or must not be sent again)."""
@@ -347,8 +356,16 @@ class GlobusBackend:
                 )
             )
 
+    def _expected(self, caller_key: str, service_id: str) -> bool:
+        """Whether a pushed result for ``service_id``, not tracked yet, may still
+        belong to a task of ours: a submit of the caller's is on its way, or a
+        client-token task is answered and not yet stored (see Tracker._pushed)."""
+        return service_id in self._submitted or self.pipeline.sending(caller_key)
+
     def _report(self, outcome: Outcome) -> None:
-        """The tracker's outcome, under the daemon's id (the service's in details)."""
+        """The tracker's outcome, under the daemon's id (the service's in details);
+        once stored, the tracker's part (acknowledging pushed messages), then the
+        ledger row goes."""
         assert self._on_outcome is not None
         task_id = self._daemon_ids.pop(outcome.task_id, None)
         if task_id is not None:
@@ -357,7 +374,7 @@ class GlobusBackend:
                 outcome,
                 task_id=task_id,
                 details=details,
-                on_stored=functools.partial(self._forget, task_id),
+                on_stored=_then(outcome.on_stored, functools.partial(self._forget, task_id)),
             )
         self._on_outcome(outcome)
 
@@ -546,7 +563,20 @@ class GlobusBackend:
             "rate": self.limiter.describe(),
             "last_error": self.api.last_error if self.api.failing_since else "",
             "login_error": self.api.auth_error,
+            **(tracker.describe() if tracker else {}),
         }
+
+
+def _then(first: Callable[[], None] | None, second: Callable[[], None]) -> Callable[[], None]:
+    """``first`` (if any), then ``second``: one ``Outcome.on_stored``."""
+    if first is None:
+        return second
+
+    def both() -> None:
+        first()
+        second()
+
+    return both
 
 
 def build_globus_backend(

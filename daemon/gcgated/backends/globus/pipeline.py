@@ -212,8 +212,11 @@ class Pipeline:
         max_tasks: int,
         max_bytes: int,
         share: float = 2.0,
+        create_queue: bool = True,
     ) -> None:
         self.limiter = limiter
+        #: Whether submits ask for a result queue (results pushed, see :mod:`.push`).
+        self.create_queue = create_queue
         self.registry = registry
         self.ledger = ledger
         self.window = window
@@ -233,6 +236,10 @@ class Pipeline:
         self.tasks_submitted = 0
         #: Submits sent whose answer was lost (their tasks failed, not resent).
         self.answers_lost = 0
+
+    def sending(self, caller_key: str) -> bool:
+        """Whether a submit of this caller's is on its way (its task ids not known yet)."""
+        return any(lane.sending and lane.caller.key == caller_key for lane in self._lanes.values())
 
     @property
     def waiting(self) -> int:
@@ -447,7 +454,13 @@ class Pipeline:
         work = [(task.function, task.payload) for task in tasks]
         try:
             answer, globus_ids = await post_submit(
-                self.registry, lane.caller, lane.endpoint_id, work, options, slot
+                self.registry,
+                lane.caller,
+                lane.endpoint_id,
+                work,
+                options,
+                slot,
+                create_queue=self.create_queue,
             )
         except NotFound as exc:
             if not home or getattr(exc, "service_code", "") != "TASK_GROUP_NOT_FOUND":
@@ -457,7 +470,13 @@ class Pipeline:
             self.homes.forget(lane.caller, home)
             options = replace(options, task_group_id="")
             answer, globus_ids = await post_submit(
-                self.registry, lane.caller, lane.endpoint_id, work, options, None
+                self.registry,
+                lane.caller,
+                lane.endpoint_id,
+                work,
+                options,
+                None,
+                create_queue=self.create_queue,
             )
         group = str(answer.get("task_group_id") or "")
         if not given and group:

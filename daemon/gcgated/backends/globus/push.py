@@ -59,6 +59,9 @@ PREFETCH = 1000
 CONNECT_TIMEOUT = 15.0
 #: Backoff between connection attempts: first, and most, in seconds (then jittered).
 BACKOFF_FIRST, BACKOFF_MOST = 0.5, 30.0
+#: Seconds the first connection may take before the results it would bring are
+#: polled meanwhile (fetching its URL and connecting take well under one).
+FIRST_CONNECT_GRACE = 5.0
 #: A group whose channel closes this many times within CHANNEL_WINDOW seconds is
 #: polled instead (until the next reconnect): something is wrong with its queue.
 CHANNEL_CLOSES, CHANNEL_WINDOW = 3, 10.0
@@ -127,7 +130,7 @@ class ResultQueues:
         #: Called after each (re)connect: results pushed while down are queued,
         #: but a status round catches anything that was not.
         self._on_connected = on_connected
-        #: Called whenever a group starts or stops being pushed.
+        #: Called whenever a group starts or stops being pushed (or may have).
         self._on_change = on_change
         self.prefetch = prefetch
         self._groups: set[str] = set()
@@ -139,6 +142,8 @@ class ResultQueues:
         self._refused = False
         self._changed = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        #: Monotonic time the connection was first asked for.
+        self._since = time.monotonic()
         self._acks: set[asyncio.Task[None]] = set()
         self._closed = False
         self.state = "idle"
@@ -157,6 +162,7 @@ class ResultQueues:
         self._groups |= new
         self._changed.set()
         if self._runner is None or self._runner.done():
+            self._since = time.monotonic()
             self._runner = asyncio.get_running_loop().create_task(self._run())
 
     def unwatch(self, groups: Iterable[str]) -> None:
@@ -169,7 +175,20 @@ class ResultQueues:
             self._changed.set()
 
     def pushing(self, group: str) -> bool:
-        """Whether results of ``group`` arrive by push right now."""
+        """Whether results of ``group`` arrive by push: its queue is consumed, or
+        about to be (its channel opening, or the first connection being made).
+        False once an attempt failed, until the connection is back."""
+        if group in self._channels:
+            return True
+        if group not in self._groups or group in self.polled:
+            return False
+        if self.state == "connected":
+            return True
+        first_try = self.state in ("idle", "connecting") and not self.last_error
+        return first_try and time.monotonic() - self._since < FIRST_CONNECT_GRACE
+
+    def consuming(self, group: str) -> bool:
+        """Whether ``group``'s queue is being consumed right now."""
         return group in self._channels
 
     async def close(self) -> None:
@@ -255,6 +274,7 @@ class ResultQueues:
             log.warning("result queues (%s): %s; results are polled meanwhile", self.name, why)
         self.last_error = why
         self.state = "down"
+        self._on_change()
 
     async def _serve(self, connection: AbstractConnection) -> None:
         """Consume every watched group until the connection closes."""
@@ -265,6 +285,7 @@ class ResultQueues:
         self._closes.clear()
         log.info("result queues (%s): connected", self.name)
         self._on_connected()
+        self._on_change()
         closed = asyncio.ensure_future(connection.closed())
         try:
             while self._groups:

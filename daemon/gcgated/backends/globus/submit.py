@@ -103,10 +103,12 @@ def json_size(payload: str) -> int:
     return len(json.dumps(payload)) + 2
 
 
-def submit_body(tasks: dict[str, list[str]], options: SubmitOptions) -> dict[str, Any]:
-    """The SDK's ``Batch.prepare()`` body: payloads by Globus function id, and options."""
-    # A result queue for the task group: results are pushed, not only polled.
-    body: dict[str, Any] = {"create_queue": True, "tasks": tasks}
+def submit_body(
+    tasks: dict[str, list[str]], options: SubmitOptions, create_queue: bool = True
+) -> dict[str, Any]:
+    """The SDK's ``Batch.prepare()`` body: payloads by Globus function id, and options.
+    ``create_queue``: results of the task group are pushed to a queue (:mod:`.push`)."""
+    body: dict[str, Any] = {"create_queue": create_queue, "tasks": tasks}
     if options.task_group_id:
         body["task_group_id"] = options.task_group_id
     if options.resource_specification:
@@ -127,6 +129,8 @@ async def post_submit(
     work: Sequence[tuple[dict[str, Any], str]],
     options: SubmitOptions,
     slot: Slot | None,
+    *,
+    create_queue: bool = True,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """One submit request of (function, payload) pairs as ``caller``, registering
     the functions new to it; the service's answer and each local function's Globus id.
@@ -138,14 +142,16 @@ async def post_submit(
     is never resent (``resend=False``: see ``http.AnswerLost``).
     """
     try:
-        return await _post_submit_once(registry, caller, endpoint_id, work, options, slot)
+        return await _post_submit_once(
+            registry, caller, endpoint_id, work, options, slot, create_queue
+        )
     except NotFound as exc:
         if getattr(exc, "service_code", "") != "FUNCTION_NOT_FOUND":
             raise
     for function_id in {function["function_id"] for function, _ in work}:
         registry.forget(caller, function_id)
     log.info("Globus Compute no longer knows a registered function; registering again")
-    return await _post_submit_once(registry, caller, endpoint_id, work, options, None)
+    return await _post_submit_once(registry, caller, endpoint_id, work, options, None, create_queue)
 
 
 async def _post_submit_once(
@@ -155,6 +161,7 @@ async def _post_submit_once(
     work: Sequence[tuple[dict[str, Any], str]],
     options: SubmitOptions,
     slot: Slot | None,
+    create_queue: bool,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     globus_ids: dict[str, str] = {}
     tasks: dict[str, list[str]] = {}
@@ -163,7 +170,7 @@ async def _post_submit_once(
         if local_id not in globus_ids:
             globus_ids[local_id] = await registry.globus_id(caller, function, slot)
         tasks.setdefault(globus_ids[local_id], []).append(payload)
-    body = submit_body(tasks, options)
+    body = submit_body(tasks, options, create_queue)
     answer = await registry.api.call(
         f"submitting {len(work)} task(s) to endpoint {endpoint_id}",
         lambda _v2, v3: v3.submit(endpoint_id, body),

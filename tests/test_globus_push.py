@@ -1,0 +1,301 @@
+"""Results from Globus Compute pushed over AMQP, end to end: a real gcgated, the
+Compute stand-in publishing into a real RabbitMQ (tests/broker.py), and the
+safety-net polling around it.
+
+Each scenario checks what a user sees (every result right, none lost, none
+twice) and what crossed the wire (status requests at the stand-in, messages
+left in the broker's queues, the daemon's own counters).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import globus_sdk
+import pytest
+from broker import Broker
+from gcgate import Client, Executor
+from gcgate.v1 import gateway_pb2 as pb
+from harness import GlobusDaemon, script_function
+from standin import StandIn
+
+WAIT = 60.0
+
+
+@script_function
+def double(x):
+    return x * 2
+
+
+@script_function
+def nap(x, seconds):
+    import time
+
+    time.sleep(seconds)
+    return x * 2
+
+
+@script_function
+def broken(x):
+    raise ValueError(f"no good: {x}")
+
+
+def wait_until(what: str, condition: Callable[[], bool], timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def details(client: Client) -> dict[str, Any]:
+    """The Globus backend's details, as `gcgate status --json` shows them."""
+    status = client._conn.call(client._conn.stub.Status, pb.StatusRequest(), timeout=10)
+    return dict(json.loads(next(b for b in status.backends if b.name == "globus").details_json))
+
+
+def status_requests(standin: StandIn) -> int:
+    """Status polls the stand-in answered (batch and single)."""
+    return standin.stats.count(service="compute", path="/v2/batch_status") + standin.stats.count(
+        service="compute", where=lambda r: r.path.startswith("/v2/tasks/")
+    )
+
+
+def queue_of(standin: StandIn, client: Client, task_id: str) -> str:
+    """The broker queue a daemon task's result went through."""
+    globus_id = client.get_task(task_id)["details"]["globus_task_id"]
+    group = standin.compute.task_groups[standin.compute.task(globus_id).task_group_id]
+    assert group.queue is not None
+    return group.queue
+
+
+@pytest.fixture
+def daemon(standin: StandIn, tmp_path: Path) -> Iterator[GlobusDaemon]:
+    d = GlobusDaemon(tmp_path / "state", standin).start()
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+def test_run_batch_and_executor_results_arrive_by_push_alone(
+    daemon: GlobusDaemon, standin: StandIn, broker: Broker
+) -> None:
+    standin.stats.reset()
+    with Client(socket_path=daemon.socket_path) as client:
+        fid = client.register_function(double)
+        bad = client.register_function(broken)
+        one = client.run(21, endpoint_id=standin.endpoint_id, function_id=fid)
+        assert client.get_result(one, wait=WAIT) == 42
+        batch = client.create_batch()
+        for x in range(20):
+            batch.add(fid, args=(x,))
+        batch.add(bad, args=(7,))
+        ids = [
+            t
+            for tasks in client.batch_run(standin.endpoint_id, batch)["tasks"].values()
+            for t in tasks
+        ]
+        results = client.get_batch_result(ids, wait=WAIT)
+        assert sorted(r["result"] for r in results.values() if r["status"] == "success") == [
+            2 * x for x in range(20)
+        ]
+        failed = [r for r in results.values() if r["status"] == "failed"]
+        assert len(failed) == 1 and "no good: 7" in str(failed[0]["exception"])
+        with Executor(endpoint_id=standin.endpoint_id, client=client) as ex:
+            assert list(ex.map(double, range(10))) == [2 * x for x in range(10)]
+        state = details(client)
+        queue = queue_of(standin, client, one)
+    # Not one status request: every result came through the queue.
+    assert status_requests(standin) == 0
+    assert state["result_push"]["state"] == "connected"
+    assert state["results_pushed"] >= 32
+    assert state["polled_not_pushed"] == 0
+    # Every message was acknowledged (after its outcome was stored).
+    assert broker.queue_counts(queue) == (0, 0)
+    submits = standin.compute.submits
+    assert submits and all(s.create_queue for s in submits)
+    # One home task group: every submit without a client task group joined it.
+    assert len({s.task_group_id for s in submits}) == 1
+
+
+def test_a_client_token_task_is_pushed_too(daemon: GlobusDaemon, standin: StandIn) -> None:
+    bob = standin.auth.add_user("bob-push@example.org", name="Bob")
+    token = standin.auth.mint_token(bob)
+    standin.stats.reset()
+    with Client(
+        socket_path=daemon.socket_path, authorizer=globus_sdk.AccessTokenAuthorizer(token)
+    ) as client:
+        fid = client.register_function(double)
+        tasks = [client.run(x, endpoint_id=standin.endpoint_id, function_id=fid) for x in range(3)]
+        assert [client.get_result(t, wait=WAIT) for t in tasks] == [0, 2, 4]
+        state = details(client)
+    assert status_requests(standin) == 0
+    assert state["client_token_connections"] == 1
+    # Its results came through Bob's own queue, on a connection fetched with his token.
+    bob_urls = standin.stats.count(
+        service="compute",
+        path="/v2/get_amqp_result_connection_url",
+        where=lambda r: r.identity == bob.id,
+    )
+    assert bob_urls == 1
+    assert {standin.compute.task(t).owner for t in tasks} == {bob.id}
+
+
+def test_a_queue_that_gets_no_messages_is_caught_by_the_overdue_poll(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    standin.compute.publish_results = False
+    daemon = GlobusDaemon(tmp_path / "state", standin, {"push_overdue_seconds": 1.0}).start()
+    try:
+        with Client(socket_path=daemon.socket_path) as client:
+            fid = client.register_function(double)
+            ids = [client.run(x, endpoint_id=standin.endpoint_id, function_id=fid) for x in (1, 2)]
+            assert [client.get_result(t, wait=WAIT) for t in ids] == [2, 4]
+            state = details(client)
+        assert state["result_push"]["state"] == "connected"
+        assert state["results_pushed"] == 0
+        assert status_requests(standin) >= 1
+    finally:
+        daemon.close()
+
+
+def test_a_queue_the_broker_does_not_know_falls_back_to_polling_with_the_reason(
+    standin: StandIn, tmp_path: Path
+) -> None:
+    standin.compute.declare_queues = False
+    daemon = GlobusDaemon(tmp_path / "state", standin).start()
+    try:
+        with Client(socket_path=daemon.socket_path) as client:
+            fid = client.register_function(double)
+            task = client.run(5, endpoint_id=standin.endpoint_id, function_id=fid)
+            assert client.get_result(task, wait=WAIT) == 10
+            wait_until(
+                "the reason in status", lambda: details(client)["result_push"]["groups_polled"]
+            )
+            polled = details(client)["result_push"]["groups_polled"]
+        (why,) = polled.values()
+        assert "no queue" in why
+        assert status_requests(standin) >= 1
+    finally:
+        daemon.close()
+
+
+def test_results_delivered_but_not_acknowledged_come_again_and_count_once(
+    daemon: GlobusDaemon, standin: StandIn, broker: Broker
+) -> None:
+    """The daemon is frozen (SIGSTOP) with results delivered to its socket and not
+    acknowledged; the broker drops its connection; thawed, it reconnects, the broker
+    delivers them again, and each task completes once."""
+    with Client(socket_path=daemon.socket_path) as client:
+        fid = client.register_function(double)
+        warm = client.run(0, endpoint_id=standin.endpoint_id, function_id=fid)
+        assert client.get_result(warm, wait=WAIT) == 0
+        queue = queue_of(standin, client, warm)
+        standin.compute.set_endpoint_status(standin.endpoint_id, "offline")
+        ids = [
+            client.run(x, endpoint_id=standin.endpoint_id, function_id=fid) for x in range(1, 21)
+        ]
+        wait_until("all 20 at the service", lambda: details(client)["waiting_to_submit"] == 0)
+        before = client.status()["tasks"]
+    assert daemon.process is not None
+    os.kill(daemon.process.pid, signal.SIGSTOP)
+    try:
+        standin.compute.set_endpoint_status(standin.endpoint_id, "online")
+        wait_until(
+            "20 results delivered, unacknowledged", lambda: broker.queue_counts(queue)[1] == 20
+        )
+        owner = standin.compute.task(standin.compute.published_task_ids()[-1]).owner
+        broker.close_connections(user=broker.user(owner)[0])
+        wait_until("the 20 back in the queue", lambda: broker.queue_counts(queue) == (20, 0))
+    finally:
+        os.kill(daemon.process.pid, signal.SIGCONT)
+    with Client(socket_path=daemon.socket_path) as client:
+        results = client.get_batch_result(ids, wait=WAIT)
+        assert [results[t]["result"] for t in ids] == [2 * x for x in range(1, 21)]
+        wait_until("reconnected", lambda: details(client)["result_push"]["connects"] >= 2)
+        wait_until("every message acknowledged", lambda: broker.queue_counts(queue) == (0, 0))
+        after = client.status()["tasks"]
+        repeats = details(client)["pushes_ignored_as_repeats"]
+    assert after["success"] - before["success"] == 20  # each once, however it came
+    # What was redelivered was recognised as done (or was the first copy).
+    assert repeats <= 20
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path, broker: Broker) -> Iterator[Broker]:
+    """A broker this test may stop and restart (``broker``: skips without RabbitMQ)."""
+    b = Broker(tmp_path / "rabbit")
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.mark.slow
+def test_broker_restarted_mid_run_loses_nothing(own_broker: Broker, tmp_path: Path) -> None:
+    own_broker.start()
+    with StandIn(broker=own_broker, workers=4) as standin:
+        daemon = GlobusDaemon(tmp_path / "state", standin).start()
+        try:
+            with Client(socket_path=daemon.socket_path) as client:
+                fid = client.register_function(nap)
+                ids = [
+                    client.run(x, 0.3 * (x % 5), endpoint_id=standin.endpoint_id, function_id=fid)
+                    for x in range(30)
+                ]
+                wait_until("some results in", lambda: client.status()["tasks"]["success"] >= 3)
+                own_broker.restart()
+                results = client.get_batch_result(ids, wait=WAIT)
+                assert [results[t]["result"] for t in ids] == [2 * x for x in range(30)]
+                wait_until("reconnected", lambda: details(client)["result_push"]["connects"] >= 2)
+                state = details(client)
+            assert state["result_push"]["state"] == "connected"
+            assert client_success(daemon) == 30
+        finally:
+            daemon.close()
+
+
+def client_success(daemon: GlobusDaemon) -> int:
+    with Client(socket_path=daemon.socket_path) as client:
+        return client.status()["tasks"]["success"]
+
+
+@pytest.mark.slow
+def test_broker_down_at_daemon_start_polls_then_pushes(own_broker: Broker, tmp_path: Path) -> None:
+    own_broker.start()
+    own_broker.stop()
+    with StandIn(broker=own_broker) as standin:
+        daemon = GlobusDaemon(tmp_path / "state", standin).start()
+        try:
+            with Client(socket_path=daemon.socket_path) as client:
+                fid = client.register_function(double)
+                first = [
+                    client.run(x, endpoint_id=standin.endpoint_id, function_id=fid)
+                    for x in range(3)
+                ]
+                # The broker is down: the safety net polls them in.
+                assert [client.get_result(t, wait=WAIT) for t in first] == [0, 2, 4]
+                assert details(client)["result_push"]["state"] in ("down", "connecting")
+                assert status_requests(standin) >= 1
+                own_broker.start()
+                wait_until(
+                    "connected", lambda: details(client)["result_push"]["state"] == "connected"
+                )
+                polls = status_requests(standin)
+                pushed = details(client)["results_pushed"]
+                then = [
+                    client.run(x, endpoint_id=standin.endpoint_id, function_id=fid)
+                    for x in range(3, 6)
+                ]
+                assert [client.get_result(t, wait=WAIT) for t in then] == [6, 8, 10]
+                assert details(client)["results_pushed"] >= pushed + 3
+                assert status_requests(standin) - polls <= 1  # at most the catch-up
+        finally:
+            daemon.close()
