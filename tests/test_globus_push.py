@@ -299,3 +299,149 @@ def test_broker_down_at_daemon_start_polls_then_pushes(own_broker: Broker, tmp_p
                 assert status_requests(standin) - polls <= 1  # at most the catch-up
         finally:
             daemon.close()
+
+
+#: Settings for the kill runs: the stand-in does not enforce the rate limit here,
+#: so the daemon's budget need not pace the test.
+FAST_BUDGET = {"rate_limit_requests": 500, "rate_limit_burst": 50, "poll_min_seconds": 0.2}
+KILL_TASKS, KILLS = 2000, 10
+
+
+@script_function
+def maybe_nap(x, seconds):
+    import time
+
+    if seconds:
+        time.sleep(seconds)
+    return x * 2
+
+
+def kill_while_pushing(tmp_path: Path, broker: Broker, seed: int) -> dict[str, Any]:
+    """KILL_TASKS tasks (half of them slow) wait at an offline endpoint; it comes
+    online and the daemon is killed with SIGKILL KILLS times, at seeded points of
+    the stream of pushed results, restarted each time. Every task must end with its
+    own result, completed once, having run once at the service."""
+    import random
+
+    rng = random.Random(seed)
+    with StandIn(broker=broker, workers=6) as standin:
+        daemon = GlobusDaemon(tmp_path / "state", standin, FAST_BUDGET).start()
+        try:
+            with Client(socket_path=daemon.socket_path) as client:
+                fid = client.register_function(maybe_nap)
+                standin.compute.set_endpoint_status(standin.endpoint_id, "offline")
+                ids: list[str] = []
+                for start in range(0, KILL_TASKS, 500):
+                    batch = client.create_batch()
+                    for x in range(start, start + 500):
+                        batch.add(fid, args=(x, rng.uniform(0.02, 0.2) if x % 2 else 0))
+                    answer = client.batch_run(standin.endpoint_id, batch)
+                    ids += [t for tasks in answer["tasks"].values() for t in tasks]
+                wait_until(
+                    "every task at the service", lambda: details(client)["in_flight"] == KILL_TASKS
+                )
+            points = sorted(rng.sample(range(50, KILL_TASKS - 50), KILLS))
+            standin.compute.set_endpoint_status(standin.endpoint_id, "online")
+            restarts = []
+            for point in points:
+                wait_until(f"{point} results stored", lambda p=point: client_done(daemon) >= p)
+                daemon.kill()
+                began = time.monotonic()
+                daemon.start()
+                restarts.append(time.monotonic() - began)
+            with Client(socket_path=daemon.socket_path) as client:
+                results = client.get_batch_result(ids, wait=120)
+                status = client.status()
+                state = details(client)
+            wait_until("every message acknowledged", lambda: queues_empty(standin, broker))
+        finally:
+            daemon.close()
+        by_input = {}
+        for task_id in ids:
+            task = results[task_id]
+            assert task["status"] == "success", (task_id, task.get("exception"))
+            by_input[task_id] = task["result"]
+        assert sorted(by_input.values()) == [2 * x for x in range(KILL_TASKS)]
+        # Completed once each: the counters match the records, nothing pending.
+        counts = status["tasks"]
+        assert counts["pending"] == 0
+        assert counts["success"] == status["store"]["task_records"] == KILL_TASKS
+        # Ran once each at the service (at most once: nothing was sent twice).
+        assert max(standin.compute.copies().values()) == 1
+        assert len(standin.compute.tasks) == KILL_TASKS
+        return {
+            "seed": seed,
+            "kills": len(points),
+            "restart_s_max": round(max(restarts), 2),
+            "pushed_last_run": state["results_pushed"],
+            "repeats_last_run": state["pushes_ignored_as_repeats"],
+        }
+
+
+def client_done(daemon: GlobusDaemon) -> int:
+    with Client(socket_path=daemon.socket_path) as client:
+        tasks = client.status()["tasks"]
+    return tasks["success"] + tasks["failed"]
+
+
+def queues_empty(standin: StandIn, broker: Broker) -> bool:
+    queues = {g.queue for g in standin.compute.task_groups.values() if g.queue}
+    return all(broker.queue_counts(q) == (0, 0) for q in queues)
+
+
+@pytest.mark.slow
+def test_kill_9_while_results_are_pushed_loses_nothing(tmp_path: Path, broker: Broker) -> None:
+    figures = kill_while_pushing(tmp_path, broker, seed=0)
+    print(f"\npush kill figures: {json.dumps(figures)}")
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("seed", range(1, 6))
+def test_kill_9_while_results_are_pushed_soak(tmp_path: Path, broker: Broker, seed: int) -> None:
+    figures = kill_while_pushing(tmp_path, broker, seed=seed)
+    print(f"\npush kill figures: {json.dumps(figures)}")
+
+
+@pytest.mark.slow
+def test_status_answers_lost_while_push_works_lose_no_result(
+    tmp_path: Path, own_broker: Broker
+) -> None:
+    """15 % of status answers are lost after the service handed their results out
+    (it forgets them), while the daemon polls a lot: through a broker restart in the
+    middle of the stream of results (polled while it is down), the catch-up rounds
+    after it and after a forced reconnect, and tasks overdue for a push after 0.5 s.
+    The queues still have every result: none is lost."""
+    settings = {**FAST_BUDGET, "push_overdue_seconds": 0.5}
+    broker = own_broker.start()
+    with StandIn(broker=broker, workers=4) as standin:
+        daemon = GlobusDaemon(tmp_path / "state", standin, settings).start()
+        try:
+            with Client(socket_path=daemon.socket_path) as client:
+                fid = client.register_function(maybe_nap)
+                standin.compute.set_endpoint_status(standin.endpoint_id, "offline")
+                batch = client.create_batch()
+                for x in range(800):  # ~6 s of work: polls run through the restart
+                    batch.add(fid, args=(x, 0.03))
+                answer = client.batch_run(standin.endpoint_id, batch)
+                ids = [t for tasks in answer["tasks"].values() for t in tasks]
+                wait_until("every task at the service", lambda: details(client)["in_flight"] == 800)
+                lossy = standin.faults.add(
+                    drop="after", path="/v2/batch_status", fraction=0.15, seed=4
+                )
+                standin.compute.set_endpoint_status(standin.endpoint_id, "online")
+                owner = next(iter(standin.compute.tasks.values())).owner
+                wait_until("100 done", lambda: client_done(daemon) >= 100)
+                broker.restart()
+                wait_until("500 done", lambda: client_done(daemon) >= 500)
+                broker.close_connections(user=broker.user(owner)[0])
+                results = client.get_batch_result(ids, wait=WAIT)
+                state = details(client)
+                status = client.status()
+        finally:
+            daemon.close()
+        assert sorted(r["result"] for r in results.values()) == [2 * x for x in range(800)]
+        assert status["tasks"]["failed"] == 0
+        assert status["tasks"]["success"] == status["store"]["task_records"] == 800
+        # Answers were lost, some of them carrying results the service then forgot.
+        assert lossy.hits >= 1 and state["poll_answers_lost"] >= 1
+        assert state["result_push"]["connects"] >= 2

@@ -15,6 +15,10 @@ it does, in this order:
   poll consumes the results it returns), then close the connection without
   sending the answer: the lost-response case that makes retries duplicate.
 
+A fault with ``fraction`` below 1 applies to that share of its matching
+requests only (drawn from a seeded generator: the same ones each run), as a
+flaky network loses some answers and not others.
+
 A drop closes the connection with a FIN (``RemoteDisconnected`` at the client),
 or with ``reset=True`` a TCP RST (``ConnectionResetError``), as a load balancer
 or a crashed server process does.
@@ -26,6 +30,7 @@ request continue to later faults and processing.
 from __future__ import annotations
 
 import fnmatch
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -52,10 +57,18 @@ class Fault:
     duration: float | None = None
     #: Only requests carrying this bearer token (e.g. one client's).
     token: str | None = None
+    #: The share of matching requests it applies to, drawn from a generator
+    #: seeded with ``seed`` (the same requests each run).
+    fraction: float = 1.0
+    seed: int = 0
     created: float = field(default_factory=time.monotonic)
     hits: int = 0
+    #: Matching requests it let through (``fraction`` < 1).
+    spared: int = 0
+    _draw: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._draw = random.Random(self.seed)
         if self.drop not in (None, "before", "after"):
             raise ValueError(f"drop must be 'before' or 'after', not {self.drop!r}")
         if self.method is not None:
@@ -81,6 +94,13 @@ class Fault:
             return False
         return self.token is None or self.token == token
 
+    def strikes(self) -> bool:
+        """Whether it applies to this matching request (``fraction`` of them)."""
+        if self.fraction >= 1.0 or self._draw.random() < self.fraction:
+            return True
+        self.spared += 1
+        return False
+
 
 class FaultSet:
     """The faults currently armed, shared by both services."""
@@ -104,6 +124,8 @@ class FaultSet:
         duration: float | None = None,
         body: bytes | str | dict | None = None,
         token: str | None = None,
+        fraction: float = 1.0,
+        seed: int = 0,
     ) -> Fault:
         """Arm a fault (see the module doc); returns it, to read ``hits`` later.
 
@@ -125,6 +147,8 @@ class FaultSet:
             count=count,
             duration=duration,
             token=token,
+            fraction=fraction,
+            seed=seed,
         )
         with self._lock:
             self._faults.append(fault)
@@ -187,7 +211,7 @@ class FaultSet:
         with self._lock:
             self._faults = [f for f in self._faults if not f.exhausted]
             for fault in self._faults:
-                if not fault.matches(service, method, path, token):
+                if not fault.matches(service, method, path, token) or not fault.strikes():
                     continue
                 fault.hits += 1
                 taken.append(fault)
