@@ -354,3 +354,30 @@ def test_a_broker_down_at_start_is_reached_once_it_is_up(own_broker) -> None:
         await consumer.queues.close()
 
     asyncio.run(scenario())
+
+
+def test_a_queue_deleted_under_the_consumer_is_polled_with_the_reason(broker, account) -> None:
+    """The broker cancels the consumer of a deleted queue: the channel is closed and
+    reopened, the queue is not there, and the group is polled instead."""
+    group, other = str(uuid.uuid4()), str(uuid.uuid4())
+
+    async def scenario() -> None:
+        async with Service(account["url"]) as service:
+            await service.declare(group)
+            await service.declare(other)
+            consumer = Consumer(account["info"])
+            consumer.queues.watch([group, other])
+            await until(lambda: consumer.queues.consuming(group), "consuming")
+            await until(lambda: consumer.queues.consuming(other), "consuming the other")
+            assert broker.delete_queue(PREFIX + group)
+            await until(lambda: group in consumer.queues.polled, "the deleted one polled")
+            assert not consumer.queues.pushing(group)
+            assert "no queue" in consumer.queues.describe()["groups_polled"][group]
+            # The same connection goes on consuming the other group.
+            task_id = str(uuid.uuid4())
+            await service.publish(other, packed(task_id))
+            await until(lambda: len(consumer.delivered) == 1, "delivery on the other group")
+            assert consumer.connected == 1
+            await consumer.queues.close()
+
+    asyncio.run(scenario())
