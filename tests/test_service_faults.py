@@ -61,6 +61,10 @@ SETTINGS: dict[str, Any] = {
 }
 #: A daemon that gives up on a call soon: the "service stays down" scenarios.
 IMPATIENT = {**SETTINGS, "retry_seconds": 2.0}
+#: A daemon that polls for every result (``result_push = false``, as where AMQP
+#: cannot get out): the scenarios about status answers themselves. With push on,
+#: results do not depend on status answers (tests/test_globus_push.py).
+POLLING = {**SETTINGS, "result_push": False}
 
 
 @script_function
@@ -93,6 +97,13 @@ def impatient(
     standin_service: StandIn, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GlobusDaemon]:
     yield from serve(start_daemon(tmp_path_factory, standin_service, IMPATIENT))
+
+
+@pytest.fixture(scope="module")
+def polling(
+    standin_service: StandIn, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GlobusDaemon]:
+    yield from serve(start_daemon(tmp_path_factory, standin_service, POLLING))
 
 
 @pytest.fixture
@@ -311,11 +322,11 @@ def test_throttling_and_server_errors(gcgated: GlobusDaemon, service: StandIn) -
     client.close()
 
 
-def test_connection_resets(gcgated: GlobusDaemon, service: StandIn) -> None:
+def test_connection_resets(polling: GlobusDaemon, service: StandIn) -> None:
     """RSTs: polls are asked again; a submit whose connection broke (or that a
     gateway answered 504) is not resent, whether or not the service had
     processed it: its tasks fail saying they may have run there."""
-    client, fid = connect(gcgated, service)
+    client, fid = connect(polling, service)
     polls = service.faults.connection_reset(count=3, path="/v2/batch_status")
     submit_path = "/v3/endpoints/*/submit"
     processed = service.faults.connection_reset(count=1, when="after", path=submit_path)
@@ -360,11 +371,12 @@ def test_connection_resets(gcgated: GlobusDaemon, service: StandIn) -> None:
 
 
 def test_a_lost_poll_answer_fails_its_tasks_clearly(
-    gcgated: GlobusDaemon, service: StandIn
+    polling: GlobusDaemon, service: StandIn
 ) -> None:
-    """The service hands a result out once: a status answer lost on the way loses
-    the results in it. Those tasks fail saying so; none stays pending forever."""
-    client, fid = connect(gcgated, service)
+    """Without push, the service hands a result out once: a status answer lost on
+    the way loses the results in it. Those tasks fail saying so; none stays pending
+    forever. (With push the queue keeps them: tests/test_globus_push.py.)"""
+    client, fid = connect(polling, service)
     down = service.faults.server_error(duration=600, path="/v2/batch_status")
     reset = service.faults.connection_reset(count=1, when="after", path="/v2/batch_status")
     run = submit(client, service.endpoint_id, fid, range(20), start_run(service))
