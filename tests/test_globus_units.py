@@ -200,7 +200,7 @@ def test_an_answer_is_split_per_unit_in_order() -> None:
             "tasks": {"GA": ["a1", "a2", "a3", "a4"], "GB": ["b1", "b2", "b3", "b4"]},
         }
         tasks = [t for unit in batch for t in unit.tasks]
-        pipeline._answer(batch, answer, _pair(answer, tasks, globus))
+        pipeline._answer(batch, answer, _pair(answer, tasks, globus), home=True)
         assert [u.future.result().task_ids for u in (a, b, c)] == [  # type: ignore[union-attr]
             ["a1", "a2", "b1"],
             ["a3"],
@@ -211,6 +211,10 @@ def test_an_answer_is_split_per_unit_in_order() -> None:
         # The daemon's own task: the ledger first, then the backend, with its group.
         assert sent == [[("d1", "b2", "tg")]]
         assert pipeline.ledger.calls == [("sent", [("d1", "b2", "tg")])]  # type: ignore[attr-defined]
+        # A task group the client named is not followed: others may consume its queue.
+        named = own_unit("d2", "fa")
+        pipeline._answer([named], {"task_group_id": "theirs"}, ["s9"], home=False)
+        assert sent[-1] == [("d2", "s9", "")]
         short = {"tasks": {"GA": ["a1"], "GB": ["b1", "b2", "b3", "b4"]}}
         with pytest.raises(ServiceUnavailable, match="fewer task ids"):
             _pair(short, tasks, globus)

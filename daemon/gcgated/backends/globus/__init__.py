@@ -245,8 +245,10 @@ class GlobusBackend:
         self._require_login(endpoint_id, caller)
         if caller.token is not None:
             accepted = await self.pipeline.submit(caller, endpoint_id, groups, options)
+            # Results pushed from the caller's home group only (see Pipeline._answer).
+            followed = "" if options.task_group_id else accepted.task_group_id
             for task_ids in accepted.task_ids:
-                self._submitted.update(zip(task_ids, repeat(accepted.task_group_id)))
+                self._submitted.update(zip(task_ids, repeat(followed)))
             return accepted
         if self.api.auth_error:
             # The login was refused at the last request: tasks accepted now would

@@ -441,7 +441,7 @@ class Pipeline:
         self.requests += 1
         self.tasks_submitted += len(tasks)
         log.debug("submitted %d task(s) to %s in one request", len(tasks), lane.endpoint_id)
-        self._answer(batch, answer, service_ids)
+        self._answer(batch, answer, service_ids, home=not lane.options.task_group_id)
 
     async def _post(
         self, lane: Lane, tasks: list[Queued], slot: Slot
@@ -483,16 +483,22 @@ class Pipeline:
             self.homes.keep(lane.caller, group)
         return answer, globus_ids
 
-    def _answer(self, batch: list[Unit], answer: dict[str, Any], service_ids: list[str]) -> None:
-        """Hand each unit its share of the service's ids (in the order sent)."""
+    def _answer(
+        self, batch: list[Unit], answer: dict[str, Any], service_ids: list[str], home: bool
+    ) -> None:
+        """Hand each unit its share of the service's ids (in the order sent). The
+        daemon's tasks are tracked with their service task group only if it is the
+        caller's home group (``home``): a group the client named may have other
+        consumers (an SDK Executor), whose results the daemon must not take."""
         request_id = str(answer.get("request_id") or "")
         group = str(answer.get("task_group_id") or "")
+        followed = group if home else ""
         ids = iter(service_ids)
         sent = []
         for unit in batch:
             mine = [next(ids) for _ in unit.tasks]
             if unit.future is None:
-                sent.extend(zip(unit.task_ids, mine, repeat(group)))
+                sent.extend(zip(unit.task_ids, mine, repeat(followed)))
             elif not unit.future.done():
                 unit.future.set_result(Sent(request_id, group, mine))
         if sent:

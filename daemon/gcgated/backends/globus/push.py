@@ -119,7 +119,7 @@ class ResultQueues:
         name: str,
         connection_info: Callable[[], Awaitable[dict[str, Any]]],
         deliver: Deliver,
-        on_connected: Callable[[], None],
+        on_connected: Callable[[bool], None],
         on_change: Callable[[], None],
         prefetch: int = PREFETCH,
     ) -> None:
@@ -127,8 +127,9 @@ class ResultQueues:
         self.name = name
         self._connection_info = connection_info
         self._deliver = deliver
-        #: Called after each (re)connect: results pushed while down are queued,
-        #: but a status round catches anything that was not.
+        #: Called after each connect, with whether an open connection was lost
+        #: since the last one: results pushed meanwhile are queued, but a status
+        #: round catches anything that was not.
         self._on_connected = on_connected
         #: Called whenever a group starts or stops being pushed (or may have).
         self._on_change = on_change
@@ -146,6 +147,8 @@ class ResultQueues:
         self._since = time.monotonic()
         self._acks: set[asyncio.Task[None]] = set()
         self._closed = False
+        #: An open connection was lost and none has been opened since.
+        self._lost = False
         self.state = "idle"
         self.last_error = ""
         self.connects = 0
@@ -234,6 +237,7 @@ class ResultQueues:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._lost = True
                 self._down(exc)
             finally:
                 self._drop_channels()
@@ -284,7 +288,8 @@ class ResultQueues:
         self.polled.clear()  # a reconnect tries every queue again
         self._closes.clear()
         log.info("result queues (%s): connected", self.name)
-        self._on_connected()
+        self._on_connected(self._lost)
+        self._lost = False
         self._on_change()
         closed = asyncio.ensure_future(connection.closed())
         try:

@@ -177,6 +177,9 @@ class Tracker:
         self._overdue: dict[str, tuple[float, float]] = {}
         #: Tasks to poll once in the next round (catch-up, high-assurance results).
         self._due: set[str] = set()
+        #: Tasks whose pushed message carried no result (high assurance): their
+        #: result is fetched by status, so a lost status answer is not covered.
+        self._by_status: set[str] = set()
         #: Acks of messages whose task's outcome is not stored yet.
         self._acks: dict[str, list[Callable[[], None]]] = {}
         #: Messages for tasks not tracked yet: task -> (caller key, outcome, acks).
@@ -225,7 +228,7 @@ class Tracker:
                 self._inflight[task_id] = now
                 added.append(task_id)
             if task_id not in self._groups and group:
-                self._follow(task_id, caller, group, now)
+                self._follow(task_id, caller.key, group, now, caller)
             if resumed:
                 self._due.add(task_id)
         if added:
@@ -233,23 +236,25 @@ class Tracker:
             self._wake.set()
             self._release_held(added)
 
-    def _follow(self, task_id: str, caller: Caller, group: str, now: float) -> None:
-        """Consume the queue of ``task_id``'s group, as its caller."""
-        self._groups[task_id] = (caller.key, group)
+    def _follow(
+        self, task_id: str, key: str, group: str, now: float, caller: Caller | None
+    ) -> None:
+        """Count ``task_id`` in its group, whose queue ``caller`` (if known now:
+        parked tasks wait for one) consumes."""
+        self._groups[task_id] = (key, group)
         self._overdue[task_id] = (now + self.overdue, self.overdue)
         if not self.push:
             return
-        self._group_tasks[caller.key, group] += 1
-        self._queue_callers[caller.key] = caller
-        self._queues_of(caller.key).watch([group])
+        self._group_tasks[key, group] += 1
+        if caller is not None:
+            self._queue_callers[key] = caller
+            self._queues_of(key).watch([group])
 
-    def _release(self, task_id: str) -> None:
-        """The task's outcome is handed over: it leaves the tracker."""
-        self._inflight.pop(task_id, None)
-        self._parked.pop(task_id, None)
-        self._unanswered.pop(task_id, None)
+    def _unfollow(self, task_id: str) -> tuple[str, str] | None:
+        """Undo :meth:`_follow`; a group none of whose tasks is left is let go
+        after GROUP_IDLE (home groups come back at once)."""
         self._overdue.pop(task_id, None)
-        self._due.discard(task_id)
+        self._by_status.discard(task_id)
         followed = self._groups.pop(task_id, None)
         if followed is not None and self.push:
             self._group_tasks[followed] -= 1
@@ -257,6 +262,15 @@ class Tracker:
                 del self._group_tasks[followed]
                 loop = asyncio.get_running_loop()
                 loop.call_later(GROUP_IDLE, self._maybe_unwatch, followed)
+        return followed
+
+    def _release(self, task_id: str) -> None:
+        """The task's outcome is handed over: it leaves the tracker."""
+        self._inflight.pop(task_id, None)
+        self._parked.pop(task_id, None)
+        self._unanswered.pop(task_id, None)
+        self._due.discard(task_id)
+        self._unfollow(task_id)
 
     def _maybe_unwatch(self, followed: tuple[str, str]) -> None:
         key, group = followed
@@ -269,8 +283,7 @@ class Tracker:
         now = asyncio.get_running_loop().time()
         for task_id in task_ids:
             if task_id not in self._groups and group:
-                self._groups[task_id] = (fingerprint, group)
-                self._overdue[task_id] = (now + self.overdue, self.overdue)
+                self._follow(task_id, fingerprint, group, now, None)
             self._inflight.pop(task_id, None)
             self._callers.pop(task_id, None)
             self._unanswered.pop(task_id, None)
@@ -290,8 +303,7 @@ class Tracker:
         if caller.key in self._queue_callers:
             self._queue_callers[caller.key] = caller  # its fresh token fetches URLs
         for task_id in resumed:
-            followed = self._groups.pop(task_id, None)
-            self._overdue.pop(task_id, None)
+            followed = self._unfollow(task_id)
             self.add([task_id], caller, followed[1] if followed else "")
         return len(resumed)
 
@@ -304,7 +316,7 @@ class Tracker:
                 name=key or "daemon login",
                 connection_info=lambda: self._connection_info(self._queue_callers[key]),
                 deliver=lambda task_id, outcome, ack: self._pushed(key, task_id, outcome, ack),
-                on_connected=lambda: self._connected(key),
+                on_connected=lambda after_loss: self._connected(key, after_loss),
                 on_change=self._wake.set,
             )
         return queues
@@ -333,10 +345,10 @@ class Tracker:
         queues = self._queues.get(followed[0])
         return queues is not None and followed[1] not in queues.polled
 
-    def _connected(self, key: str) -> None:
-        """After a reconnect, poll the caller's tasks once: results the broker did
-        not keep while the connection was down are caught up."""
-        if self._queues[key].connects > 1:
+    def _connected(self, key: str, after_loss: bool) -> None:
+        """After a connection was lost, poll the caller's tasks once: results the
+        broker did not keep meanwhile are caught up."""
+        if after_loss:
             self._due.update(t for t, (k, _) in self._groups.items() if k == key)
         self._wake.set()
 
@@ -350,6 +362,7 @@ class Tracker:
         elif task_id in self._inflight or task_id in self._parked:
             self._acks[task_id] = [ack]
             if outcome is None:
+                self._by_status.add(task_id)
                 self._due.add(task_id)
                 self._wake.set()
             else:
@@ -544,7 +557,7 @@ class Tracker:
             outcome = outcome_from(task_id, doc)
             if outcome is None:
                 continue
-            if _unknown_to(doc) and self._queued(task_id):
+            if _unknown_to(doc) and self._queued(task_id) and task_id not in self._by_status:
                 continue  # handed out already (a lost answer, a crash): the queue has it
             if caller.token is None and _unknown_to(doc):
                 why = FORGOTTEN.format(reason=doc.get("reason"))
