@@ -19,7 +19,16 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 
 #: Every figure of issue 6, by the name ``--only`` takes.
-FIGURES = {"roundtrip", "batch", "executor", "remote", "cached", "memory", "imports"}
+FIGURES = {
+    "roundtrip",
+    "batch",
+    "executor",
+    "remote",
+    "remote_latency",
+    "cached",
+    "memory",
+    "imports",
+}
 
 
 @pytest.mark.slow
