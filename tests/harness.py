@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -224,3 +225,12 @@ class GlobusDaemon(ConfiguredDaemon):
         env: dict[str, str] | None = None,
     ) -> None:
         super().__init__(state_dir, settings, {**standin.env(), **(env or {})})
+
+
+def wait_until(what: str, condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Return once ``condition()`` is true (checked every 20 ms), or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)

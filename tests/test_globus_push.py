@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import pytest
 from broker import Broker
 from gcgate import Client, Executor
 from gcgate.v1 import gateway_pb2 as pb
-from harness import GlobusDaemon, script_function
+from harness import GlobusDaemon, script_function, wait_until
 from standin import StandIn
 
 WAIT = 60.0
@@ -44,14 +44,6 @@ def nap(x, seconds):
 @script_function
 def broken(x):
     raise ValueError(f"no good: {x}")
-
-
-def wait_until(what: str, condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def details(client: Client) -> dict[str, Any]:

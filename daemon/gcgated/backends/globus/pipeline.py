@@ -452,8 +452,11 @@ class Pipeline:
         home = "" if given else self.homes.get(lane.caller)
         options = replace(lane.options, task_group_id=given or home)
         work = [(task.function, task.payload) for task in tasks]
-        try:
-            answer, globus_ids = await post_submit(
+
+        async def send(
+            options: SubmitOptions, slot: Slot | None
+        ) -> tuple[dict[str, Any], dict[str, str]]:
+            return await post_submit(
                 self.registry,
                 lane.caller,
                 lane.endpoint_id,
@@ -462,22 +465,16 @@ class Pipeline:
                 slot,
                 create_queue=self.create_queue,
             )
+
+        try:
+            answer, globus_ids = await send(options, slot)
         except NotFound as exc:
             if not home or getattr(exc, "service_code", "") != "TASK_GROUP_NOT_FOUND":
                 raise
             # Refused whole, so nothing ran: send it once more, for a new home.
             log.info("Globus Compute no longer knows task group %s; submitting without it", home)
             self.homes.forget(lane.caller, home)
-            options = replace(options, task_group_id="")
-            answer, globus_ids = await post_submit(
-                self.registry,
-                lane.caller,
-                lane.endpoint_id,
-                work,
-                options,
-                None,
-                create_queue=self.create_queue,
-            )
+            answer, globus_ids = await send(replace(options, task_group_id=""), None)
         group = str(answer.get("task_group_id") or "")
         if not given and group:
             self.homes.keep(lane.caller, group)
