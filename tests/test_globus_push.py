@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,9 +174,18 @@ def test_a_queue_the_broker_does_not_know_falls_back_to_polling_with_the_reason(
                 "the reason in status", lambda: details(client)["result_push"]["groups_polled"]
             )
             polled = details(client)["result_push"]["groups_polled"]
-        (why,) = polled.values()
+            shown = subprocess.run(
+                [sys.executable, "-m", "gcgated.cli.gcgate", "status"],
+                env=daemon.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout
+        ((group, why),) = polled.items()
         assert "no queue" in why
         assert status_requests(standin) >= 1
+        # `gcgate status` says it in words, with the reason.
+        assert f"polled instead: task group {group}: " in shown and "no queue" in shown
     finally:
         daemon.close()
 

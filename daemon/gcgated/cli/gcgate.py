@@ -174,6 +174,24 @@ def describe_backend(backend: dict[str, Any]) -> str:
     return text
 
 
+def describe_push(backend: dict[str, Any]) -> str:
+    """How a backend's results arrive, if it says: ``pushed (connected), 1 group;
+    polled: <group> (why)``; "" for a backend without a push path."""
+    push = (backend.get("details") or {}).get("result_push")
+    if not isinstance(push, dict) or push.get("state") in (None, "", "idle"):
+        return ""
+    if push["state"] == "off":
+        return f"{backend['name']}: polled only (result_push = false)"
+    text = f"{backend['name']}: pushed ({push['state']})"
+    if push.get("groups_pushed"):
+        text += f", {push['groups_pushed']} task group(s)"
+    if push.get("last_error"):
+        text += f"; last error: {push['last_error']}"
+    for group, why in (push.get("groups_polled") or {}).items():
+        text += f"\npolled instead: task group {group}: {why}"
+    return text
+
+
 def describe_login(login: dict[str, Any]) -> str:
     """``not configured``, ``logged out``, or ``user alice@example.org``."""
     text = login["state"].replace("_", " ")
@@ -204,6 +222,7 @@ def cmd_status(client: Client, args: argparse.Namespace) -> Output:
         ("state dir", status["state_dir"]),
         ("backends", "\n".join(map(describe_backend, status["backends"])) or "none"),
         ("login", describe_login(status["login"])),
+        *[("results", line) for line in map(describe_push, status["backends"]) if line],
         ("tasks", describe_counts(status["tasks"])),
         ("store", describe_store_usage(status["store"])),
     ]
