@@ -40,16 +40,17 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
-from typing import Any
-
-import aio_pika
-import aiormq.exceptions
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
-from globus_compute_common import messagepack
-from globus_compute_common.messagepack.message_types import Result
+from typing import TYPE_CHECKING, Any
 
 from gcgated.backends.base import Outcome
 from gcgated.errors import GatewayError
+
+if TYPE_CHECKING:
+    from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+    from globus_compute_common.messagepack.message_types import Result
+
+# aio-pika and globus-compute-common (pydantic) are imported on first use: about
+# 20 MB a daemon that never reaches Globus does not need to carry.
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +249,9 @@ class ResultQueues:
     async def _connect(self) -> AbstractConnection:
         if self._info is None or self._refused:
             self._info = await self._fetch_info()
+        import aio_pika
+        import aiormq.exceptions
+
         url = self._info["connection_url"]
         try:
             connection = await aio_pika.connect(url, timeout=CONNECT_TIMEOUT)
@@ -315,6 +319,8 @@ class ResultQueues:
     # ------------------------------------------------------------ channels
 
     async def _consume(self, connection: AbstractConnection, group: str) -> None:
+        import aiormq.exceptions
+
         assert self._info is not None
         queue_name = self._info["queue_prefix"] + group
         channel = await connection.channel(publisher_confirms=False)
@@ -379,6 +385,9 @@ class ResultQueues:
     # ------------------------------------------------------------ messages
 
     async def _on_message(self, group: str, message: AbstractIncomingMessage) -> None:
+        from globus_compute_common import messagepack
+        from globus_compute_common.messagepack.message_types import Result
+
         try:
             result = messagepack.unpack(message.body)
             if not isinstance(result, Result):
