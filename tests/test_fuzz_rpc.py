@@ -604,7 +604,14 @@ def test_fuzz_raw_bytes(world: World, rpc: str) -> None:
     fuzz_raw(world, rpc, CI_EXAMPLES // 2, derandomize=True)
 
 
+#: A soak run's 1,000 calls of one RPC may take minutes where each call waits on
+#: the Auth stand-in (CompleteLogin: ~0.2 s each on 2 busy cores), past the
+#: suite's 180 s default.
+SOAK_TIMEOUT = 900
+
+
 @pytest.mark.soak
+@pytest.mark.timeout(SOAK_TIMEOUT)
 @pytest.mark.parametrize("rpc", RPCS)
 def test_fuzz_rpc_soak(world: World, rpc: str) -> None:
     world.profile = "soak"
@@ -612,6 +619,7 @@ def test_fuzz_rpc_soak(world: World, rpc: str) -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(SOAK_TIMEOUT)
 @pytest.mark.parametrize("rpc", RAW_RPCS)
 def test_fuzz_raw_bytes_soak(world: World, rpc: str) -> None:
     world.profile = "soak"
