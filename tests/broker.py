@@ -140,6 +140,16 @@ def _tied_to_us(command: list[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", "--", *command]
 
 
+def _bindable(port: int) -> bool:
+    """Whether ``port`` on 127.0.0.1 is free to listen on now."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _accepts(port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout):
@@ -434,6 +444,10 @@ class Broker:
         if self.running:
             return self
         self._prepare()
+        if not _bindable(self.dist_port):
+            # Taken since the last start (an ephemeral port of some client): only
+            # this node and its admin calls use it, so another one will do.
+            self.dist_port = free_port()
         t0 = time.monotonic()
         deadline = t0 + self.start_timeout
         self._start_epmd(deadline)
