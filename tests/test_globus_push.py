@@ -271,6 +271,7 @@ def client_success(daemon: GlobusDaemon) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(360)
 def test_broker_down_at_daemon_start_polls_then_pushes(own_broker: Broker, tmp_path: Path) -> None:
     own_broker.start()
     own_broker.stop()
@@ -288,8 +289,12 @@ def test_broker_down_at_daemon_start_polls_then_pushes(own_broker: Broker, tmp_p
                 assert details(client)["result_push"]["state"] in ("down", "connecting")
                 assert status_requests(standin) >= 1
                 own_broker.start()
+                # Reconnect attempts back off up to 30 s, each after a URL fetch
+                # that globus-sdk itself retries for ~16 s while the broker was down.
                 wait_until(
-                    "connected", lambda: details(client)["result_push"]["state"] == "connected"
+                    "connected",
+                    lambda: details(client)["result_push"]["state"] == "connected",
+                    timeout=150,
                 )
                 polls = status_requests(standin)
                 pushed = details(client)["results_pushed"]
