@@ -30,10 +30,10 @@ from gcgated.credentials import (
     ID_ENV,
     SECRET_ENV,
     ClientCredentials,
-    Secret,
     load_client_credentials,
 )
 from gcgated.errors import StartupError
+from gcgated.secret import Secret
 from harness import Daemon, script_function, write_private
 from procfs import children, proc_text
 from standin import StandIn

@@ -17,8 +17,8 @@ import platformdirs
 from gcgate.constants import MAX_SUBMISSION_BYTES
 from gcgate.paths import daemon_socket_path
 
-from gcgated.credentials import Secret
 from gcgated.errors import StartupError
+from gcgated.secret import Secret
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -22,7 +22,6 @@ so logging a config or an exception never prints it.
 
 from __future__ import annotations
 
-import hmac
 import os
 import stat
 import struct
@@ -30,12 +29,10 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from gcgated.config import Config
 from gcgated.errors import StartupError
-
-if TYPE_CHECKING:
-    from gcgated.config import Config
+from gcgated.secret import Secret
 
 ID_ENV = "GLOBUS_COMPUTE_CLIENT_ID"
 SECRET_ENV = "GLOBUS_COMPUTE_CLIENT_SECRET"
@@ -45,42 +42,6 @@ ID_CREDENTIAL, SECRET_CREDENTIAL = "client_id", "client_secret"
 CREDENTIAL_ENV = (ID_ENV, SECRET_ENV, "CREDENTIALS_DIRECTORY")
 #: Removed from the daemon's environment once credentials are loaded.
 SCRUBBED_ENV = (SECRET_ENV, "CREDENTIALS_DIRECTORY")
-
-MASK = "********"
-
-
-class Secret:
-    """A string that does not show itself: ``repr``, ``str`` and f-strings print a mask."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get_secret_value(self) -> str:
-        """The secret itself, for the one place that must send it (the Globus Auth call)."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret({MASK!r})"
-
-    def __str__(self) -> str:
-        return MASK
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and hmac.compare_digest(
-            other._value.encode(), self._value.encode()
-        )
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __reduce__(self) -> tuple[object, ...]:
-        raise TypeError("a Secret is not pickled")
-
 
 @dataclass(frozen=True)
 class ClientCredentials:
