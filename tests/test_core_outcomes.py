@@ -27,7 +27,8 @@ from gcgated.backends.base import (
     TaskSpec,
 )
 from gcgated.caller import DAEMON, Caller
-from gcgated.core import Submission, TaskLifecycle
+from gcgated.core import TaskLifecycle
+from gcgated.model import Submission
 from gcgated.routing import Router
 from gcgated.store import Store
 from gcgated.validation import json_payload

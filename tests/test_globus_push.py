@@ -432,15 +432,20 @@ def test_status_answers_lost_while_push_works_lose_no_result(
                     batch.add(fid, args=(x, 0.03))
                 answer = client.batch_run(standin.endpoint_id, batch)
                 ids = [t for tasks in answer["tasks"].values() for t in tasks]
-                wait_until("every task at the service", lambda: details(client)["in_flight"] == 800)
+                wait_until(
+                    "every task at the service",
+                    lambda: details(client)["in_flight"] == 800,
+                    timeout=180,
+                )
                 lossy = standin.faults.add(
                     drop="after", path="/v2/batch_status", fraction=0.15, seed=4
                 )
                 standin.compute.set_endpoint_status(standin.endpoint_id, "online")
                 owner = next(iter(standin.compute.tasks.values())).owner
-                wait_until("100 done", lambda: client_done(daemon) >= 100)
+                wait_until("100 done", lambda: client_done(daemon) >= 100, timeout=180)
                 broker.restart()
-                wait_until("500 done", lambda: client_done(daemon) >= 500)
+                # after the broker restart: a reconnect waits out its backoff (up to 30 s)
+                wait_until("500 done", lambda: client_done(daemon) >= 500, timeout=180)
                 broker.close_connections(user=broker.user(owner)[0])
                 results = client.get_batch_result(ids, wait=WAIT)
                 state = details(client)

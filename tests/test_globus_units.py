@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gcgated.backends.base import SubmitGroup, SubmitOptions
+from gcgated.backends.base import SubmitGroup
 from gcgated.backends.globus import pipeline as pipeline_module
 from gcgated.backends.globus.http import AnswerLost
 from gcgated.backends.globus.ledger import Ledger
@@ -36,6 +36,7 @@ from gcgated.backends.globus.submit import (
 from gcgated.backends.globus.tracker import outcome_from
 from gcgated.caller import DAEMON, Caller
 from gcgated.errors import NotFound, ServiceUnavailable
+from gcgated.model import SubmitOptions
 from gcgated.store import Store
 from globus_compute_sdk.sdk.client import (
     FunctionRegistrationData,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+
 #: The embedded local endpoint's fixed UUID (uuid5 of a gcgate URL, so it can never
 #: collide with a Globus-issued endpoint id). Tasks sent here run in the daemon's
 #: own worker processes; every other endpoint UUID goes to Globus Compute.
@@ -22,3 +24,38 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 #: Environment variable that names the daemon's socket for clients and daemon.
 SOCKET_ENV = "GCGATE_SOCKET"
+
+
+class TaskStatus(str, enum.Enum):
+    """A task's status, as ``TaskRecord.status`` carries it and the daemon stores it.
+
+    A ``str`` subclass, so a member equals (and hashes as) its wire text: records
+    decoded from JSON compare with it directly. The names are the Compute service's
+    task statuses, which the SDK reports the same way.
+    """
+
+    #: Accepted by the Compute service, not yet handed to an endpoint.
+    RECEIVED = "received"
+    #: Recorded, waiting for its endpoint to take it.
+    WAITING_FOR_EP = "waiting-for-ep"
+    #: Running on its endpoint.
+    RUNNING = "running"
+    #: Finished; ``result`` holds the serialized result.
+    SUCCESS = "success"
+    #: Finished; ``exception`` holds the remote traceback or the reason.
+    FAILED = "failed"
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+    @property
+    def final(self) -> bool:
+        """Whether the task has ended (its record will not change again)."""
+        return self in FINAL_STATUSES
+
+
+#: The statuses a task ends in.
+FINAL_STATUSES = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILED})
+
+#: The ``ListTasks`` status filter that matches every task not final yet.
+PENDING_FILTER = "pending"

@@ -19,15 +19,18 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
-from gcgated.backends.base import Backend, Outcome, SubmitGroup, SubmitOptions, TaskSpec
-from gcgated.caller import DAEMON, Caller
+from gcgate.constants import FINAL_STATUSES, TaskStatus
+
+from gcgated.backends.base import Backend, Outcome, SubmitGroup, TaskSpec
+from gcgated.caller import DAEMON
 from gcgated.errors import InvalidArgument, NotFound, ShuttingDown, StoreFull
+from gcgated.model import Receipt, Submission
 from gcgated.routing import Router
-from gcgated.store import FINAL_STATUSES, NewTask, Store
+from gcgated.store import NewTask, Store
 from gcgated.validation import (
     check_function_code,
     check_submission_size,
@@ -37,8 +40,6 @@ from gcgated.validation import (
 
 log = logging.getLogger(__name__)
 
-#: Status of a task recorded but not yet picked up by its endpoint.
-INITIAL_STATUS = "waiting-for-ep"
 #: Seconds between attempts to write outcomes when the store refused them.
 STORE_RETRY_SECONDS = 1.0
 #: During a burst of completions, the shortest time between two outcome writes.
@@ -47,28 +48,6 @@ STORE_RETRY_SECONDS = 1.0
 FLUSH_INTERVAL = 0.003
 #: Queued to every watcher when the daemon shuts down.
 _SHUTDOWN: dict[str, Any] = {"task_id": None}
-
-
-@dataclass(frozen=True)
-class Submission:
-    """One Run or BatchRun call, already decoded from protobuf."""
-
-    endpoint_id: str
-    #: (function_id, payloads) in request order.
-    groups: Sequence[tuple[str, Sequence[str]]]
-    options: SubmitOptions
-    #: Who submits: the daemon's login, or a client passing its own token.
-    caller: Caller
-
-
-@dataclass
-class Receipt:
-    """What a submission answers: the SDK's batch_run response shape."""
-
-    request_id: str
-    task_group_id: str
-    endpoint_id: str
-    tasks: list[tuple[str, list[str]]] = field(default_factory=list)
 
 
 class TaskLifecycle:
@@ -135,7 +114,7 @@ class TaskLifecycle:
             self._on_outcome(
                 Outcome(
                     task_id,
-                    "failed",
+                    TaskStatus.FAILED,
                     exception=(
                         "gcgate: the task's function record is missing from the store;"
                         " the task cannot be resumed"
@@ -217,7 +196,7 @@ class TaskLifecycle:
                 )
                 specs.append(_task_spec(task_id, function, payload, options.result_serializers))
             receipt.tasks.append((function["function_id"], task_ids))
-        self.store.add_tasks(new_tasks, INITIAL_STATUS)
+        self.store.add_tasks(new_tasks, TaskStatus.WAITING_FOR_EP)
         backend.dispatch(specs, submission.caller)
         return receipt
 
@@ -396,15 +375,6 @@ class TaskLifecycle:
         for record in written:
             for queue in self._waiters.get(record["task_id"], ()):
                 queue.put_nowait(record)
-
-    # --------------------------------------------------------------- status
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "uptime_seconds": time.time() - self.started_at,
-            "counts": self.store.counts(),
-            "backends": [(b.name, b.describe()) for b in self.router.backends],
-        }
 
 
 def _task_spec(

@@ -43,6 +43,7 @@ CREDENTIAL_ENV = (ID_ENV, SECRET_ENV, "CREDENTIALS_DIRECTORY")
 #: Removed from the daemon's environment once credentials are loaded.
 SCRUBBED_ENV = (SECRET_ENV, "CREDENTIALS_DIRECTORY")
 
+
 @dataclass(frozen=True)
 class ClientCredentials:
     """A Globus confidential client (service account): its id and secret."""

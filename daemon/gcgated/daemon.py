@@ -47,7 +47,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from gcgated.backends.globus import HEALTH_SERVICE as GLOBUS_HEALTH
-from gcgated.backends.globus import build_globus_backend
+from gcgated.backends.globus import GlobusBackend, build_globus_backend
 from gcgated.backends.local import LocalBackend
 from gcgated.config import Config
 from gcgated.core import TaskLifecycle
@@ -57,6 +57,8 @@ from gcgated.notify import Notifier
 from gcgated.routing import Router
 from gcgated.server.decoding import RequestDecoding
 from gcgated.server.servicer import GatewayServicer
+from gcgated.services import Services, build_services
+from gcgated.store import Store
 from gcgated.store_recovery import open_store
 
 log = logging.getLogger(__name__)
@@ -229,13 +231,15 @@ async def _serve(
             retention_seconds=config.retention_days * 86400,
         )
         remote = build_globus_backend(config, store, credentials)
-        core = TaskLifecycle(
-            store, Router(local=LocalBackend(workers=config.worker_count), remote=remote)
+        router = Router(local=LocalBackend(workers=config.worker_count), remote=remote)
+        core = TaskLifecycle(store, router)
+        services = build_services(core, router, store)
+        service = Service(
+            config, services, store, socket_path, notifier, credentials, credential_env, reload
         )
-        service = Service(config, core, socket_path, notifier, credentials, credential_env, reload)
         try:
             await core.start()
-            await _serve_grpc(service, ready)
+            await _serve_grpc(service, core, remote, ready)
         finally:
             await core.stop()
             store.close()
@@ -250,7 +254,8 @@ class Service:
     def __init__(
         self,
         config: Config,
-        core: TaskLifecycle,
+        services: Services,
+        store: Store,
         socket_path: Path,
         notifier: Notifier,
         credentials: ClientCredentials | None,
@@ -258,7 +263,9 @@ class Service:
         reloader: Reloader | None,
     ) -> None:
         self.config = config
-        self.core = core
+        self.services = services
+        #: Its retention and size limit follow SIGHUP reloads.
+        self.store = store
         self.socket_path = socket_path
         self.notifier = notifier
         self.credentials = credentials
@@ -275,7 +282,7 @@ class Service:
         return f"client {self.credentials.client_id}"
 
     def status_line(self) -> str:
-        counts = self.core.store.counts()
+        counts = self.services.status.counts()
         line = (
             f"serving on {self.socket_path}; login: {self.login};"
             f" tasks: {counts['pending']} pending, {counts['success']} succeeded,"
@@ -374,7 +381,7 @@ class Service:
         for name in changed:
             setattr(old, name, getattr(new, name))
         logging.getLogger().setLevel(old.log_level)
-        store = self.core.store
+        store = self.store
         store.retention_seconds = old.retention_days * 86400
         store.size_limit_bytes = old.store_size_limit_mb * 1024 * 1024
         # The Globus backend logged in with the credentials it started with:
@@ -395,10 +402,9 @@ def _identity(credentials: ClientCredentials | None) -> tuple[str, str] | None:
     return credentials.client_id, credentials.client_secret.get_secret_value()
 
 
-def report_globus_health(core: TaskLifecycle, health: HealthServicer) -> None:
+def report_globus_health(globus: GlobusBackend, health: HealthServicer) -> None:
     """Health service name ``gcgate.globus``: SERVING while the Globus login works,
     NOT_SERVING when logged out or refused (the daemon itself keeps serving)."""
-    globus = core.router.remote
     pending: set[asyncio.Task[None]] = set()
 
     def report(serving: bool) -> None:
@@ -412,11 +418,13 @@ def report_globus_health(core: TaskLifecycle, health: HealthServicer) -> None:
     globus.on_health(report)
 
 
-async def _serve_grpc(service: Service, ready: asyncio.Event | None) -> None:
-    config, core, socket_path = service.config, service.core, service.socket_path
+async def _serve_grpc(
+    service: Service, core: TaskLifecycle, globus: GlobusBackend, ready: asyncio.Event | None
+) -> None:
+    config, socket_path = service.config, service.socket_path
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[RequestDecoding()])
     pb_grpc.add_GatewayServicer_to_server(
-        GatewayServicer(core, socket_path=socket_path, state_dir=config.state_dir),
+        GatewayServicer(service.services, socket_path=socket_path, state_dir=config.state_dir),
         server,
     )
     health = HealthServicer()
@@ -441,7 +449,7 @@ async def _serve_grpc(service: Service, ready: asyncio.Event | None) -> None:
     os.chmod(socket_path, 0o600 if gid is None else 0o660)
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    report_globus_health(core, health)
+    report_globus_health(globus, health)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -11,7 +11,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gcgate.constants import TaskStatus
+
 from gcgated.caller import Caller
+from gcgated.model import SubmitOptions
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,8 @@ class Outcome:
     """A final task state, in the shape of the Compute service's task document."""
 
     task_id: str
-    #: "success" or "failed".
-    status: str
+    #: SUCCESS or FAILED.
+    status: TaskStatus
     #: Serialized result (Compute format) when status is "success".
     result: str | None = None
     #: Remote traceback text (or a clear reason) when status is "failed".
@@ -53,17 +56,6 @@ class Outcome:
     #: own record of the task here, not sooner: a crash before the commit must
     #: still find that record (a ledger row, a message to acknowledge).
     on_stored: Callable[[], None] | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class SubmitOptions:
-    """What every task of one submission shares (the SDK's ``create_batch()``)."""
-
-    task_group_id: str
-    resource_specification: dict[str, Any] | None = None
-    user_endpoint_config: dict[str, Any] | None = None
-    user_runtime: dict[str, Any] | None = None
-    result_serializers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

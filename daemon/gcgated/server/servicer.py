@@ -1,7 +1,9 @@
-"""Gateway RPCs: decode the request, call the task life-cycle, encode the answer.
+"""Gateway RPCs: decode the request, call one service, encode the answer.
 
-No storage or backend detail lives here; errors raised by the core carry the
-message the client sees, and the ``rpc`` decorator maps them to status codes.
+Only the services (``gcgated.services``) are reachable from here, never the core,
+a backend or the store (an import-linter contract keeps it so); errors the
+services raise carry the message the client sees, and the ``rpc`` decorator maps
+them to status codes.
 """
 
 from __future__ import annotations
@@ -16,23 +18,19 @@ from typing import Any, TypeVar
 
 import grpc
 from gcgate import __version__
-from gcgate.constants import LOCAL_ENDPOINT_ID
+from gcgate.constants import FINAL_STATUSES
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
-from gcgated.backends.base import SubmitOptions
-from gcgated.backends.globus.auth import LOGIN_TIMEOUT
 from gcgated.caller import Caller
-from gcgated.core import Submission, TaskLifecycle
 from gcgated.errors import GatewayError, InvalidArgument, is_disk_full
-from gcgated.validation import check_endpoint_role, json_payload, parse_json_object
+from gcgated.model import Submission, SubmitOptions
+from gcgated.services import Services
+from gcgated.services.status import DaemonStatus
+from gcgated.validation import json_payload, parse_json_object
 
 log = logging.getLogger(__name__)
 
-#: The longest a GetResult call may hold a connection waiting for a result.
-MAX_WAIT_SECONDS = 300.0
-#: Bounds on ListTasks, so one call cannot read the whole store.
-DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT = 50, 10_000
 #: Results and exceptions per WatchTaskBatches message, well inside the 64 MB limit.
 BATCH_MESSAGE_BYTES = 16 * 1024 * 1024
 
@@ -52,7 +50,7 @@ async def _abort(
         log.error("%s refused: the store cannot be written: %s", name, exc)
         await context.abort(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"the result store at {servicer.core.store.directory} cannot be written: its"
+            f"the result store at {servicer.services.status.store_directory} cannot be written: its"
             f" disk is full ({exc}); free space there, then retry",
         )
     log.exception("%s failed", name)
@@ -97,52 +95,24 @@ def caller_of(context: grpc.aio.ServicerContext) -> Caller:
 
 
 class GatewayServicer(pb_grpc.GatewayServicer):
-    """Implements gcgate.v1.Gateway on top of the task life-cycle."""
+    """Implements gcgate.v1.Gateway on top of the daemon's services."""
 
-    def __init__(self, core: TaskLifecycle, *, socket_path: Path, state_dir: Path):
-        self.core = core
+    def __init__(self, services: Services, *, socket_path: Path, state_dir: Path):
+        self.services = services
         self.socket_path = socket_path
         self.state_dir = state_dir
 
     @rpc
     async def Status(self, request: pb.StatusRequest, context: Any) -> pb.StatusResponse:
-        status = self.core.status()
-        counts = status["counts"]
-        store = self.core.store
-        return pb.StatusResponse(
-            version=__version__,
-            uptime_seconds=status["uptime_seconds"],
-            pid=os.getpid(),
-            socket_path=str(self.socket_path),
-            state_dir=str(self.state_dir),
-            backends=[
-                pb.BackendStatus(
-                    name=name,
-                    state=str(info.get("state", "")),
-                    endpoint_id=str(info.get("endpoint_id", "")),
-                    details_json=json.dumps(info),
-                )
-                for name, info in status["backends"]
-            ],
-            login=_login_state(status["backends"]),
-            tasks=pb.TaskCounts(
-                pending=counts["pending"], success=counts["success"], failed=counts["failed"]
-            ),
-            store=pb.StoreStatus(
-                size_bytes=store.size_bytes(),
-                size_limit_bytes=store.size_limit_bytes,
-                functions=counts["functions"],
-                task_records=counts["task_records"],
-                retention_days=store.retention_seconds / 86400,
-                damaged_moved_to=store.damaged_moved_to,
-            ),
+        return _status_message(
+            self.services.status.snapshot(), socket_path=self.socket_path, state_dir=self.state_dir
         )
 
     @rpc
     async def RegisterFunction(
         self, request: pb.RegisterFunctionRequest, context: Any
     ) -> pb.RegisterFunctionResponse:
-        function_id, created = self.core.register_function(
+        function_id, created = self.services.functions.register(
             function_name=request.function_name,
             function_code=request.function_code,
             serialized=request.serialized,
@@ -159,7 +129,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
 
     @rpc
     async def GetFunction(self, request: pb.GetFunctionRequest, context: Any) -> pb.FunctionInfo:
-        record = self.core.get_function(request.function_id)
+        record = self.services.functions.get(request.function_id)
         return pb.FunctionInfo(
             function_id=record["function_id"],
             function_name=record["function_name"],
@@ -174,7 +144,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
 
     @rpc
     async def Run(self, request: pb.RunRequest, context: Any) -> pb.RunResponse:
-        receipt = await self.core.submit(
+        receipt = await self.services.tasks.submit(
             _submission(
                 request.endpoint_id,
                 [(request.function_id, [_run_payload(request)])],
@@ -191,7 +161,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
 
     @rpc
     async def BatchRun(self, request: pb.BatchRunRequest, context: Any) -> pb.BatchRunResponse:
-        receipt = await self.core.submit(
+        receipt = await self.services.tasks.submit(
             _submission(
                 request.endpoint_id,
                 [(group.function_id, _batch_payloads(group)) for group in request.tasks],
@@ -208,62 +178,55 @@ class GatewayServicer(pb_grpc.GatewayServicer):
 
     @rpc
     async def GetResult(self, request: pb.GetResultRequest, context: Any) -> pb.TaskRecord:
-        wait = min(max(request.wait_seconds, 0.0), MAX_WAIT_SECONDS)
-        self._adopt([request.task_id], context)
-        return task_message(await self.core.wait_for(request.task_id, wait))
+        record = await self.services.tasks.wait_for(
+            request.task_id, request.wait_seconds, caller_of(context)
+        )
+        return task_message(record)
 
     @rpc
     async def GetBatchResult(
         self, request: pb.GetBatchResultRequest, context: Any
     ) -> pb.GetBatchResultResponse:
-        self._adopt(request.task_ids, context)
-        records = self.core.get_tasks(request.task_ids)
+        records = self.services.tasks.get_many(request.task_ids, caller_of(context))
         return pb.GetBatchResultResponse(tasks=[task_message(r) for r in records])
 
     @stream_rpc
     async def WatchTasks(
         self, request: pb.WatchTasksRequest, context: Any
     ) -> AsyncIterator[pb.TaskRecord]:
-        self._adopt(request.task_ids, context)
-        async for record in self.core.watch(request.task_ids):
+        async for record in self.services.tasks.watch(request.task_ids, caller_of(context)):
             yield task_message(record)
 
     @stream_rpc
     async def WatchTaskBatches(
         self, request: pb.WatchTasksRequest, context: Any
     ) -> AsyncIterator[pb.TaskRecordBatch]:
-        self._adopt(request.task_ids, context)
-        async for records in self.core.watch_batches(request.task_ids):
+        batches = self.services.tasks.watch_batches(request.task_ids, caller_of(context))
+        async for records in batches:
             for chunk in wire_chunks(records):
                 yield pb.TaskRecordBatch(tasks=[task_message(r) for r in chunk])
-
-    def _adopt(self, task_ids: Any, context: Any) -> None:
-        """A client passing its own token asks about tasks: let the Globus backend
-        poll those created with a token of its, if they wait for one."""
-        caller = caller_of(context)
-        if caller.token is not None:
-            self.core.router.remote.adopt([str(t).lower() for t in task_ids], caller)
 
     @rpc
     async def GetEndpointStatus(
         self, request: pb.EndpointRequest, context: Any
     ) -> pb.EndpointDocument:
-        endpoint_id, backend = self.core.router.resolve(request.endpoint_id)
-        document = await backend.endpoint_status(endpoint_id, caller_of(context))
+        endpoint_id, document = await self.services.endpoints.status(
+            request.endpoint_id, caller_of(context)
+        )
         return pb.EndpointDocument(endpoint_id=endpoint_id, json=json.dumps(document))
 
     @rpc
     async def GetEndpointMetadata(
         self, request: pb.EndpointRequest, context: Any
     ) -> pb.EndpointDocument:
-        endpoint_id, backend = self.core.router.resolve(request.endpoint_id)
-        document = await backend.endpoint_metadata(endpoint_id, caller_of(context))
+        endpoint_id, document = await self.services.endpoints.metadata(
+            request.endpoint_id, caller_of(context)
+        )
         return pb.EndpointDocument(endpoint_id=endpoint_id, json=json.dumps(document))
 
     @rpc
     async def ListTasks(self, request: pb.ListTasksRequest, context: Any) -> pb.ListTasksResponse:
-        limit = min(request.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
-        records = self.core.recent_tasks(max(limit, 1), request.status)
+        records = self.services.tasks.recent(request.limit, request.status)
         return pb.ListTasksResponse(
             tasks=[task_message(r, include_results=request.include_results) for r in records]
         )
@@ -272,20 +235,16 @@ class GatewayServicer(pb_grpc.GatewayServicer):
     async def ListEndpoints(
         self, request: pb.ListEndpointsRequest, context: Any
     ) -> pb.ListEndpointsResponse:
-        router = self.core.router
-        caller = caller_of(context)
-        role = check_endpoint_role(request.role)
-        documents = [await router.local.endpoint_metadata(LOCAL_ENDPOINT_ID, caller)]
-        documents.extend(await router.remote.list_endpoints(role, caller))
+        documents = await self.services.endpoints.list(request.role, caller_of(context))
         return pb.ListEndpointsResponse(endpoints_json=[json.dumps(d) for d in documents])
 
     @rpc
     async def DeleteFunction(
         self, request: pb.DeleteFunctionRequest, context: Any
     ) -> pb.DeleteFunctionResponse:
-        function_id = self.core.get_function(request.function_id)["function_id"]
-        remote = self.core.router.remote
-        deleted, answer = await remote.delete_function(function_id, caller_of(context))
+        deleted, answer = await self.services.functions.delete(
+            request.function_id, caller_of(context)
+        )
         return pb.DeleteFunctionResponse(
             deleted_at_globus=deleted, json=json.dumps(answer) if deleted else ""
         )
@@ -296,28 +255,65 @@ class GatewayServicer(pb_grpc.GatewayServicer):
     async def StartLogin(
         self, request: pb.StartLoginRequest, context: Any
     ) -> pb.StartLoginResponse:
-        login_id, url = await self.core.router.remote.start_login(request.force)
+        start = await self.services.login.start(request.force)
         return pb.StartLoginResponse(
-            login_id=login_id, authorize_url=url, expires_in_seconds=LOGIN_TIMEOUT
+            login_id=start.login_id,
+            authorize_url=start.authorize_url,
+            expires_in_seconds=start.expires_in_seconds,
         )
 
     @rpc
     async def CompleteLogin(
         self, request: pb.CompleteLoginRequest, context: Any
     ) -> pb.WhoAmIResponse:
-        backend = self.core.router.remote
-        await backend.complete_login(request.login_id, request.auth_code)
-        return _who_am_i(backend.whoami())
+        return _who_am_i(await self.services.login.complete(request.login_id, request.auth_code))
 
     @rpc
     async def Logout(self, request: pb.LogoutRequest, context: Any) -> pb.WhoAmIResponse:
-        backend = self.core.router.remote
-        await backend.logout()
-        return _who_am_i(backend.whoami())
+        return _who_am_i(await self.services.login.logout())
 
     @rpc
     async def WhoAmI(self, request: pb.WhoAmIRequest, context: Any) -> pb.WhoAmIResponse:
-        return _who_am_i(self.core.router.remote.whoami())
+        return _who_am_i(self.services.login.whoami())
+
+
+def _status_message(
+    status: DaemonStatus, *, socket_path: Path, state_dir: Path
+) -> pb.StatusResponse:
+    store = status.store
+    login = status.login
+    return pb.StatusResponse(
+        version=__version__,
+        uptime_seconds=status.uptime_seconds,
+        pid=os.getpid(),
+        socket_path=str(socket_path),
+        state_dir=str(state_dir),
+        backends=[
+            pb.BackendStatus(
+                name=name,
+                state=str(info.get("state", "")),
+                endpoint_id=str(info.get("endpoint_id", "")),
+                details_json=json.dumps(info),
+            )
+            for name, info in status.backends
+        ],
+        login=(
+            pb.LoginState(state="not_configured")
+            if login is None
+            else pb.LoginState(
+                state=str(login.get("state", "")), identity=str(login.get("identity", ""))
+            )
+        ),
+        tasks=pb.TaskCounts(pending=status.pending, success=status.success, failed=status.failed),
+        store=pb.StoreStatus(
+            size_bytes=store.size_bytes,
+            size_limit_bytes=store.size_limit_bytes,
+            functions=store.functions,
+            task_records=store.task_records,
+            retention_days=store.retention_seconds / 86400,
+            damaged_moved_to=store.damaged_moved_to,
+        ),
+    )
 
 
 def _run_payload(request: pb.RunRequest) -> str:
@@ -370,17 +366,6 @@ def _submission(
     )
 
 
-def _login_state(backends: list[tuple[str, dict[str, Any]]]) -> pb.LoginState:
-    """The Globus login a backend reports (``describe()["login"]``), if any."""
-    for _, info in backends:
-        login = info.get("login")
-        if isinstance(login, dict):
-            return pb.LoginState(
-                state=str(login.get("state", "")), identity=str(login.get("identity", ""))
-            )
-    return pb.LoginState(state="not_configured")
-
-
 def wire_chunks(records: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
     """``records`` in runs whose results and exceptions stay under BATCH_MESSAGE_BYTES
     (a run has at least one record: a single result is at most 10 MB)."""
@@ -403,7 +388,7 @@ def task_message(record: dict[str, Any], *, include_results: bool = True) -> pb.
     message = pb.TaskRecord(
         task_id=record["task_id"],
         status=status,
-        pending=status not in ("success", "failed"),
+        pending=status not in FINAL_STATUSES,
         completion_t=record.get("completion_t") or "",
         function_id=record["function_id"],
         endpoint_id=record["endpoint_id"],

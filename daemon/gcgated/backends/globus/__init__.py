@@ -39,15 +39,21 @@ from itertools import repeat
 from typing import Any
 
 import globus_sdk
-from gcgate.constants import LOCAL_ENDPOINT_ALIAS, LOCAL_ENDPOINT_ID, MAX_SUBMISSION_BYTES
+from gcgate.constants import (
+    LOCAL_ENDPOINT_ALIAS,
+    LOCAL_ENDPOINT_ID,
+    MAX_SUBMISSION_BYTES,
+    TaskStatus,
+)
 
 from gcgated.caller import DAEMON, Caller
 from gcgated.config import Config
 from gcgated.credentials import ClientCredentials
 from gcgated.errors import FailedPrecondition, NotFound, StartupError, Unauthenticated
+from gcgated.model import SubmitOptions
 from gcgated.store import Store
 
-from ..base import Accepted, Outcome, OutcomeCallback, SubmitGroup, SubmitOptions, TaskSpec
+from ..base import Accepted, Outcome, OutcomeCallback, SubmitGroup, TaskSpec
 from .auth import Login, ServiceAccountLogin, UserLogin
 from .http import ComputeAPI
 from .ledger import QUEUED, SENDING, SENT, Ledger
@@ -351,7 +357,7 @@ class GlobusBackend:
             self._on_outcome(
                 Outcome(
                     task_id,
-                    "failed",
+                    TaskStatus.FAILED,
                     exception=why,
                     completion_t=now,
                     on_stored=functools.partial(self._forget, task_id),

@@ -64,9 +64,10 @@ from dataclasses import dataclass, field, replace
 from itertools import repeat
 from typing import Any
 
-from gcgated.backends.base import Accepted, SubmitGroup, SubmitOptions
+from gcgated.backends.base import Accepted, SubmitGroup
 from gcgated.caller import DAEMON, Caller
 from gcgated.errors import GatewayError, NotFound, ServiceUnavailable
+from gcgated.model import SubmitOptions
 
 from .groups import HomeGroups
 from .http import AnswerLost, Slot

@@ -42,6 +42,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from gcgate.constants import TaskStatus
+
 from gcgated.backends.base import Outcome
 from gcgated.errors import GatewayError
 
@@ -83,10 +85,14 @@ def outcome_of(task_id: str, result: Result, published_at: datetime | None) -> O
     details = dict(result.details or {})
     if result.is_error:
         return Outcome(
-            task_id, "failed", exception=result.data, completion_t=completion_t, details=details
+            task_id,
+            TaskStatus.FAILED,
+            exception=result.data,
+            completion_t=completion_t,
+            details=details,
         )
     return Outcome(
-        task_id, "success", result=result.data, completion_t=completion_t, details=details
+        task_id, TaskStatus.SUCCESS, result=result.data, completion_t=completion_t, details=details
     )
 
 

@@ -16,9 +16,9 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gcgated.backends.base import SubmitOptions
 from gcgated.caller import Caller
 from gcgated.errors import NotFound
+from gcgated.model import SubmitOptions
 from gcgated.store import Store
 
 from .http import ComputeAPI, Slot

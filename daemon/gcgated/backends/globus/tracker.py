@@ -56,6 +56,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from gcgate.constants import FINAL_STATUSES, TaskStatus
+
 from gcgated.backends.base import Outcome, OutcomeCallback
 from gcgated.caller import DAEMON, Caller
 from gcgated.errors import GatewayError, Unauthenticated
@@ -66,7 +68,6 @@ from .push import ResultQueues
 
 log = logging.getLogger(__name__)
 
-FINAL = frozenset({"success", "failed"})
 #: Longest wait, in seconds, between two safety-net polls of a task whose
 #: results are pushed (the wait doubles from ``overdue`` up to this).
 MOST_PATIENCE = 3600.0
@@ -103,7 +104,7 @@ FORGOTTEN = (
 def outcome_from(task_id: str, doc: dict[str, Any]) -> Outcome | None:
     """The Outcome for a final task document, None while the task is pending."""
     status = str(doc.get("status", "")).lower()
-    if status not in FINAL:
+    if status not in FINAL_STATUSES:
         return None
     try:
         completion_t = float(doc.get("completion_t") or 0) or time.time()
@@ -111,16 +112,20 @@ def outcome_from(task_id: str, doc: dict[str, Any]) -> Outcome | None:
         completion_t = time.time()
     details = doc.get("details")
     details = details if isinstance(details, dict) else {}
-    if status == "success" and "result" in doc:
+    if status == TaskStatus.SUCCESS and "result" in doc:
         return Outcome(
-            task_id, "success", result=doc["result"], completion_t=completion_t, details=details
+            task_id,
+            TaskStatus.SUCCESS,
+            result=doc["result"],
+            completion_t=completion_t,
+            details=details,
         )
     exception = doc.get("exception") or doc.get("reason")
-    if status == "success":  # success without a result: say so rather than invent one
+    if status == TaskStatus.SUCCESS:  # success without a result: say so rather than invent one
         exception = "Globus Compute reported success but sent no result"
     return Outcome(
         task_id,
-        "failed",
+        TaskStatus.FAILED,
         exception=str(exception or "Globus Compute reported the task failed, without a reason"),
         completion_t=completion_t,
         details=details,
@@ -587,7 +592,7 @@ def _all(callbacks: list[Callable[[], None]]) -> Callable[[], None]:
 def _unknown_to(doc: dict[str, Any]) -> bool:
     """A 'failed' document that is the service not knowing the task for this identity."""
     return (
-        str(doc.get("status", "")).lower() == "failed"
+        str(doc.get("status", "")).lower() == TaskStatus.FAILED
         and "exception" not in doc
         and "result" not in doc
         and "unknown" in str(doc.get("reason", "")).lower()

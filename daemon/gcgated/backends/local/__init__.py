@@ -20,8 +20,9 @@ from gcgate import __version__
 from gcgate.constants import LOCAL_ENDPOINT_ID
 
 from gcgated.caller import Caller
+from gcgated.model import SubmitOptions
 
-from ..base import Accepted, OutcomeCallback, SubmitGroup, SubmitOptions, TaskSpec
+from ..base import Accepted, OutcomeCallback, SubmitGroup, TaskSpec
 
 if TYPE_CHECKING:
     # Imported lazily at run time: ``python -m gcgated.backends.local.worker``

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from gcgate.constants import LOCAL_ENDPOINT_ID
+from gcgate.constants import LOCAL_ENDPOINT_ID, TaskStatus
 
 from ..base import Outcome, TaskSpec
 from .worker import FUNCTION_CACHE_SIZE
@@ -379,7 +379,7 @@ class WorkerPool:
             self._report(
                 Outcome(
                     task_id=running.task_id,
-                    status="failed",
+                    status=TaskStatus.FAILED,
                     exception=self._death_message(worker, returncode),
                     completion_t=time.time(),
                     details=dict(worker.details),
@@ -471,7 +471,7 @@ class WorkerPool:
         self._report(
             Outcome(
                 task_id=spec.task_id,
-                status=msg["status"],
+                status=TaskStatus(msg["status"]),
                 result=msg.get("result"),
                 exception=msg.get("exception"),
                 completion_t=msg.get("completion_t") or time.time(),

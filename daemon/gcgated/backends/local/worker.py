@@ -41,6 +41,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any
 
+from gcgate.constants import TaskStatus
+
 if TYPE_CHECKING:
     from gcgate.serialize import Serializer
 
@@ -209,9 +211,9 @@ class TaskRunner:
             except BaseException as exc:  # SystemExit too: the worker must survive it
                 raise TaskError(format_user_exception(exc)) from None
             reply["result"] = self.serialize_result(value, msg.get("result_serializers") or ())
-            reply["status"] = "success"
+            reply["status"] = TaskStatus.SUCCESS.value
         except TaskError as exc:
-            reply["status"] = "failed"
+            reply["status"] = TaskStatus.FAILED.value
             reply["exception"] = safe_text(str(exc))
         reply["completion_t"] = time.time()
         return reply

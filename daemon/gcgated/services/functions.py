@@ -1,0 +1,50 @@
+"""Functions: register, read and delete them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gcgated.backends.globus import GlobusBackend
+from gcgated.caller import Caller
+from gcgated.core import TaskLifecycle
+
+
+class FunctionService:
+    """Registrations live in the daemon's store (content-addressed ids); a function
+    is registered with Globus lazily, per identity, by the Globus backend."""
+
+    def __init__(self, core: TaskLifecycle, remote: GlobusBackend) -> None:
+        self._core = core
+        self._remote = remote
+
+    def register(
+        self,
+        *,
+        function_name: str,
+        function_code: str,
+        serialized: bool,
+        meta: dict[str, str],
+        description: str,
+        public: bool,
+        group: str,
+    ) -> tuple[str, bool]:
+        """(function id, whether this call created the record)."""
+        return self._core.register_function(
+            function_name=function_name,
+            function_code=function_code,
+            serialized=serialized,
+            meta=meta,
+            description=description,
+            public=public,
+            group=group,
+        )
+
+    def get(self, function_id: str) -> dict[str, Any]:
+        """The registration record; NOT_FOUND when this daemon never saw it."""
+        return self._core.get_function(function_id)
+
+    async def delete(self, function_id: str, caller: Caller) -> tuple[bool, dict[str, Any]]:
+        """Delete ``caller``'s Globus registration of a known function: (whether
+        Globus had one and deleted it, the service's answer)."""
+        function_id = self._core.get_function(function_id)["function_id"]
+        return await self._remote.delete_function(function_id, caller)

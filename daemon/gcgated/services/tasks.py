@@ -1,0 +1,66 @@
+"""Tasks: submit, read, wait for and watch them, as any client may."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+from gcgated.backends.globus import GlobusBackend
+from gcgated.caller import Caller
+from gcgated.core import TaskLifecycle
+from gcgated.model import Receipt, Submission
+
+#: The longest a GetResult call may hold a connection waiting for a result.
+MAX_WAIT_SECONDS = 300.0
+#: Bounds on ListTasks, so one call cannot read the whole store.
+DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT = 50, 10_000
+
+
+class TaskService:
+    """The task life-cycle as clients see it.
+
+    A client that passes its own Globus token and asks about tasks lets the Globus
+    backend poll those of its tasks that wait for a token (``adopt``), so every
+    read takes the caller.
+    """
+
+    def __init__(self, core: TaskLifecycle, remote: GlobusBackend) -> None:
+        self._core = core
+        self._remote = remote
+
+    async def submit(self, submission: Submission) -> Receipt:
+        """Validate, persist and dispatch; the ids in the receipt are durable."""
+        return await self._core.submit(submission)
+
+    async def wait_for(self, task_id: str, wait_seconds: float, caller: Caller) -> dict[str, Any]:
+        """The task's record once final, or as it is after ``wait_seconds`` (capped
+        at MAX_WAIT_SECONDS; 0 answers at once)."""
+        self._adopt([task_id], caller)
+        wait = min(max(wait_seconds, 0.0), MAX_WAIT_SECONDS)
+        return await self._core.wait_for(task_id, wait)
+
+    def get_many(self, task_ids: Sequence[str], caller: Caller) -> list[dict[str, Any]]:
+        """Records in request order, duplicates collapsed; NOT_FOUND names the unknown."""
+        self._adopt(task_ids, caller)
+        return self._core.get_tasks(task_ids)
+
+    def watch(self, task_ids: Sequence[str], caller: Caller) -> AsyncIterator[dict[str, Any]]:
+        """Each task's final record once, as it completes."""
+        self._adopt(task_ids, caller)
+        return self._core.watch(task_ids)
+
+    def watch_batches(
+        self, task_ids: Sequence[str], caller: Caller
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Final records in the batches the store wrote them in."""
+        self._adopt(task_ids, caller)
+        return self._core.watch_batches(task_ids)
+
+    def recent(self, limit: int, status: str) -> list[dict[str, Any]]:
+        """Newest first, at most ``limit`` (0: the default; capped at MAX_LIST_LIMIT)."""
+        limit = min(limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
+        return self._core.recent_tasks(max(limit, 1), status)
+
+    def _adopt(self, task_ids: Iterable[str], caller: Caller) -> None:
+        if caller.token is not None:
+            self._remote.adopt([str(t).lower() for t in task_ids], caller)
