@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv run test soak bench lint proto proto-check clean install-systemd install-venv install-units
+.PHONY: venv run test test-fast soak bench lint proto proto-check clean install-systemd install-venv install-units
 
 venv: $(STAMP)
 
@@ -21,6 +21,11 @@ run: venv
 ## The whole test suite (CI runs exactly this).
 test: venv
 	$(PY) -m pytest -q
+
+## The fast layer alone: in-process tests of the store, core, servicer and backends
+## units with fakes, no daemon process or broker (under a minute; tests marked `fast`).
+test-fast: venv
+	$(PY) -m pytest -q -m 'fast and not soak'
 
 ## Long reliability runs: more kill points, seeds, fuzz examples and load time (docs/reliability.md).
 soak: venv

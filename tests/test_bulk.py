@@ -15,6 +15,8 @@ import pytest
 from gcgated import bulk
 from gcgated.jsondisk import JSONTextDisk
 
+pytestmark = pytest.mark.fast
+
 SETTINGS = {"disk": JSONTextDisk, "eviction_policy": "none", "size_limit": 2**62}
 #: JSON that stays too long, even compressed, to live in the database: in a file.
 LARGE = base64.b64encode(os.urandom(150_000)).decode()

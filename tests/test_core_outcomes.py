@@ -11,61 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import FakeBackend
 from gcgated import core
-from gcgated.backends.base import (
-    Accepted,
-    Outcome,
-    OutcomeCallback,
-    SubmitGroup,
-    SubmitOptions,
-    TaskSpec,
-)
-from gcgated.caller import DAEMON, Caller
+from gcgated.backends.base import Outcome
+from gcgated.caller import DAEMON
 from gcgated.core import TaskLifecycle
-from gcgated.model import Submission
+from gcgated.model import Submission, SubmitOptions
 from gcgated.routing import Router
 from gcgated.store import Store
 from gcgated.validation import json_payload
 
+pytestmark = pytest.mark.fast
+
 TIMEOUT = 10.0
-
-
-class FakeBackend:
-    """Accepts tasks and reports nothing by itself: the test reports outcomes."""
-
-    name = "fake"
-
-    def __init__(self) -> None:
-        self.report: OutcomeCallback | None = None
-        self.dispatched: list[str] = []
-
-    async def start(self, on_outcome: OutcomeCallback) -> None:
-        self.report = on_outcome
-
-    async def stop(self) -> None:
-        pass
-
-    async def accept(
-        self,
-        endpoint_id: str,
-        groups: Sequence[SubmitGroup],
-        options: SubmitOptions,
-        caller: Caller,
-    ) -> Accepted:
-        ids = [[str(uuid.uuid4()) for _ in group.payloads] for group in groups]
-        return Accepted(request_id="r", task_group_id="", task_ids=ids)
-
-    def dispatch(self, tasks: Sequence[TaskSpec], caller: Caller) -> None:
-        self.dispatched.extend(t.task_id for t in tasks)
-
-    def describe(self) -> dict[str, Any]:
-        return {}
 
 
 async def _lifecycle(tmp_path: Path) -> tuple[TaskLifecycle, FakeBackend, list[str]]:
@@ -121,7 +84,6 @@ def test_on_stored_runs_after_the_outcome_committed(
         store = lifecycle.store
         events: list[str] = []
         monkeypatch.setattr(store, "complete_tasks", _recorded(store, events))
-        assert backend.report is not None
         backend.report(
             Outcome(
                 first,
@@ -176,7 +138,6 @@ def test_a_failed_write_calls_on_stored_only_once_it_is_retried(
             return recorded(outcomes)
 
         monkeypatch.setattr(store, "complete_tasks", flaky)
-        assert backend.report is not None
         backend.report(
             Outcome(task_id, "success", result="r", on_stored=lambda: events.append("stored"))
         )
@@ -204,7 +165,6 @@ def test_a_raising_on_stored_stops_neither_the_others_nor_the_waiters(
 
         waiter = asyncio.ensure_future(lifecycle.wait_for(second, timeout=TIMEOUT))
         await asyncio.sleep(0)
-        assert backend.report is not None
         backend.report(Outcome(first, "success", result="1", on_stored=broken))
         backend.report(Outcome(second, "success", result="2", on_stored=lambda: calls.append("ok")))
         record = await waiter

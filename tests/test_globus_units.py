@@ -43,6 +43,8 @@ from globus_compute_sdk.sdk.client import (
     FunctionRegistrationMetadata,
 )
 
+pytestmark = pytest.mark.fast
+
 # ------------------------------------------------------------------ limiter
 
 

@@ -17,6 +17,8 @@ import pytest
 from gcgate.v1 import gateway_pb2 as pb
 from google.protobuf.descriptor import Descriptor
 
+pytestmark = pytest.mark.fast
+
 ROOT = Path(__file__).resolve().parent.parent
 PROTO = ROOT / "proto" / "gcgate" / "v1" / "gateway.proto"
 COMMITTED = ROOT / "client" / "gcgate" / "v1"

@@ -37,6 +37,8 @@ from globus_compute_sdk.serialize.utils import unpack_buffers as sdk_unpack_buff
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+pytestmark = pytest.mark.fast
+
 # ------------------------------------------------------------------ module-level fixtures
 
 

@@ -24,6 +24,8 @@ import pytest
 from diskcache.core import MODE_PICKLE
 from gcgated.store import NewTask, Store, function_id_for
 
+pytestmark = pytest.mark.fast
+
 ENDPOINT = "9c278244-27d0-5cb4-bbcf-085144a7a70e"
 BIG = 1 << 40
 #: Long enough that nothing expires in real time while a test runs; expiry is
