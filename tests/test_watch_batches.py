@@ -8,14 +8,14 @@ the splitting of a batch into messages keeps each under its size budget.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import grpc
 import pytest
 from gcgate import Client
-from gcgate.constants import LOCAL_ENDPOINT_ID
+from gcgate.constants import LOCAL_ENDPOINT_ID, TaskStatus
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1.gateway_pb2_grpc import GatewayStub
+from gcgated.model import TaskRecord
 from gcgated.server.servicer import BATCH_MESSAGE_BYTES, wire_chunks
 from harness import script_function
 
@@ -79,8 +79,8 @@ def test_bad_and_unknown_ids_are_refused(
     assert task_id in (raised.value.details() or "")
 
 
-def record(size: int) -> dict[str, Any]:
-    return {"task_id": str(uuid.uuid4()), "result": "x" * size, "exception": None}
+def record(size: int) -> TaskRecord:
+    return TaskRecord(str(uuid.uuid4()), TaskStatus.SUCCESS, "f", "e", "g", 0.0, result="x" * size)
 
 
 def test_wire_chunks_keep_messages_under_the_budget_and_lose_nothing() -> None:

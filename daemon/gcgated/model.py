@@ -1,16 +1,19 @@
-"""The daemon's request types, shared by the servicer, the services, the core and
-the backends.
+"""The daemon's request and record types, shared by the servicer, the services,
+the core and the backends.
 
-They sit below every layer (they import nothing of the daemon's), so a layer
+They sit below every layer (only ``gcgated.caller`` is beneath them), so a layer
 hands the next one typed values instead of protobuf messages or dicts: the
-servicer decodes a request once, JSON options included, into these.
+servicer decodes a request once, JSON options included, into these, and the
+services hand records out as ``TaskRecord`` and ``FunctionRecord``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from gcgate.constants import TaskStatus
 
 from gcgated.caller import Caller
 
@@ -47,3 +50,65 @@ class Receipt:
     task_group_id: str
     endpoint_id: str
     tasks: list[tuple[str, list[str]]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """A task as the services hand it out: what the store keeps of it, typed."""
+
+    task_id: str
+    status: TaskStatus
+    function_id: str
+    endpoint_id: str
+    task_group_id: str
+    #: Unix time the daemon accepted the task.
+    created_at: float
+    #: Unix time the task finished, as the text the service sends ("" while pending).
+    completion_t: str = ""
+    #: The serialized result (Compute format) of a successful task.
+    result: str | None = None
+    #: The remote traceback, or the reason, of a failed task.
+    exception: str | None = None
+    #: Execution details (worker pid, host, ...), when the endpoint gave any.
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> bool:
+        return not self.status.final
+
+    @classmethod
+    def from_stored(cls, doc: Mapping[str, Any]) -> TaskRecord:
+        """The record the store returns (JSON text decoded), extra keys ignored."""
+        return cls(
+            task_id=doc["task_id"],
+            status=TaskStatus(doc["status"]),
+            function_id=doc["function_id"],
+            endpoint_id=doc["endpoint_id"],
+            task_group_id=doc["task_group_id"],
+            created_at=doc["created_at"],
+            completion_t=doc.get("completion_t") or "",
+            result=doc.get("result"),
+            exception=doc.get("exception"),
+            details=doc.get("details") or {},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionRecord:
+    """A registered function, as the services hand it out."""
+
+    function_id: str
+    function_name: str
+    #: Compute-serialized code when ``serialized``, else Python source text.
+    function_code: str
+    serialized: bool
+    #: python_version, sdk_version, serde_identifier of the registering client.
+    meta: Mapping[str, str]
+    description: str
+    public: bool
+    group: str
+    created_at: float
+
+    @classmethod
+    def from_stored(cls, doc: Mapping[str, Any]) -> FunctionRecord:
+        return cls(**{name: doc[name] for name in cls.__dataclass_fields__})

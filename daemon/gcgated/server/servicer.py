@@ -18,13 +18,12 @@ from typing import Any, TypeVar
 
 import grpc
 from gcgate import __version__
-from gcgate.constants import FINAL_STATUSES
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
 from gcgated.caller import Caller
 from gcgated.errors import GatewayError, InvalidArgument, is_disk_full
-from gcgated.model import Submission, SubmitOptions
+from gcgated.model import Submission, SubmitOptions, TaskRecord
 from gcgated.services import Services
 from gcgated.services.status import DaemonStatus
 from gcgated.validation import json_payload, parse_json_object
@@ -131,15 +130,15 @@ class GatewayServicer(pb_grpc.GatewayServicer):
     async def GetFunction(self, request: pb.GetFunctionRequest, context: Any) -> pb.FunctionInfo:
         record = self.services.functions.get(request.function_id)
         return pb.FunctionInfo(
-            function_id=record["function_id"],
-            function_name=record["function_name"],
-            function_code=record["function_code"],
-            serialized=record["serialized"],
-            meta=pb.FunctionMeta(**record["meta"]),
-            description=record["description"],
-            public=record["public"],
-            group=record["group"],
-            created_at=record["created_at"],
+            function_id=record.function_id,
+            function_name=record.function_name,
+            function_code=record.function_code,
+            serialized=record.serialized,
+            meta=pb.FunctionMeta(**record.meta),
+            description=record.description,
+            public=record.public,
+            group=record.group,
+            created_at=record.created_at,
         )
 
     @rpc
@@ -366,13 +365,13 @@ def _submission(
     )
 
 
-def wire_chunks(records: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+def wire_chunks(records: list[TaskRecord]) -> Iterator[list[TaskRecord]]:
     """``records`` in runs whose results and exceptions stay under BATCH_MESSAGE_BYTES
     (a run has at least one record: a single result is at most 10 MB)."""
-    chunk: list[dict[str, Any]] = []
+    chunk: list[TaskRecord] = []
     size = 0
     for record in records:
-        length = len(record.get("result") or "") + len(record.get("exception") or "")
+        length = len(record.result or "") + len(record.exception or "")
         if chunk and size + length > BATCH_MESSAGE_BYTES:
             yield chunk
             chunk, size = [], 0
@@ -382,21 +381,20 @@ def wire_chunks(records: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]
         yield chunk
 
 
-def task_message(record: dict[str, Any], *, include_results: bool = True) -> pb.TaskRecord:
-    """A store record as the wire TaskRecord."""
-    status = record["status"]
+def task_message(record: TaskRecord, *, include_results: bool = True) -> pb.TaskRecord:
+    """A task record as the wire TaskRecord."""
     message = pb.TaskRecord(
-        task_id=record["task_id"],
-        status=status,
-        pending=status not in FINAL_STATUSES,
-        completion_t=record.get("completion_t") or "",
-        function_id=record["function_id"],
-        endpoint_id=record["endpoint_id"],
-        task_group_id=record["task_group_id"],
-        created_at=record["created_at"],
-        details_json=json.dumps(record["details"]) if record.get("details") else "",
+        task_id=record.task_id,
+        status=record.status,
+        pending=record.pending,
+        completion_t=record.completion_t,
+        function_id=record.function_id,
+        endpoint_id=record.endpoint_id,
+        task_group_id=record.task_group_id,
+        created_at=record.created_at,
+        details_json=json.dumps(record.details) if record.details else "",
     )
     if include_results:
-        message.result = record.get("result") or ""
-        message.exception = record.get("exception") or ""
+        message.result = record.result or ""
+        message.exception = record.exception or ""
     return message

@@ -7,6 +7,7 @@ from typing import Any
 from gcgated.backends.globus import GlobusBackend
 from gcgated.caller import Caller
 from gcgated.core import TaskLifecycle
+from gcgated.model import FunctionRecord
 
 
 class FunctionService:
@@ -39,12 +40,12 @@ class FunctionService:
             group=group,
         )
 
-    def get(self, function_id: str) -> dict[str, Any]:
+    def get(self, function_id: str) -> FunctionRecord:
         """The registration record; NOT_FOUND when this daemon never saw it."""
-        return self._core.get_function(function_id)
+        return FunctionRecord.from_stored(self._core.get_function(function_id))
 
     async def delete(self, function_id: str, caller: Caller) -> tuple[bool, dict[str, Any]]:
         """Delete ``caller``'s Globus registration of a known function: (whether
         Globus had one and deleted it, the service's answer)."""
-        function_id = self._core.get_function(function_id)["function_id"]
+        function_id = self.get(function_id).function_id
         return await self._remote.delete_function(function_id, caller)

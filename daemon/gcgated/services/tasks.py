@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any
 
 from gcgated.backends.globus import GlobusBackend
 from gcgated.caller import Caller
 from gcgated.core import TaskLifecycle
-from gcgated.model import Receipt, Submission
+from gcgated.model import Receipt, Submission, TaskRecord
 
 #: The longest a GetResult call may hold a connection waiting for a result.
 MAX_WAIT_SECONDS = 300.0
@@ -32,34 +31,36 @@ class TaskService:
         """Validate, persist and dispatch; the ids in the receipt are durable."""
         return await self._core.submit(submission)
 
-    async def wait_for(self, task_id: str, wait_seconds: float, caller: Caller) -> dict[str, Any]:
+    async def wait_for(self, task_id: str, wait_seconds: float, caller: Caller) -> TaskRecord:
         """The task's record once final, or as it is after ``wait_seconds`` (capped
         at MAX_WAIT_SECONDS; 0 answers at once)."""
         self._adopt([task_id], caller)
         wait = min(max(wait_seconds, 0.0), MAX_WAIT_SECONDS)
-        return await self._core.wait_for(task_id, wait)
+        return TaskRecord.from_stored(await self._core.wait_for(task_id, wait))
 
-    def get_many(self, task_ids: Sequence[str], caller: Caller) -> list[dict[str, Any]]:
+    def get_many(self, task_ids: Sequence[str], caller: Caller) -> list[TaskRecord]:
         """Records in request order, duplicates collapsed; NOT_FOUND names the unknown."""
         self._adopt(task_ids, caller)
-        return self._core.get_tasks(task_ids)
+        return [TaskRecord.from_stored(r) for r in self._core.get_tasks(task_ids)]
 
-    def watch(self, task_ids: Sequence[str], caller: Caller) -> AsyncIterator[dict[str, Any]]:
+    async def watch(self, task_ids: Sequence[str], caller: Caller) -> AsyncIterator[TaskRecord]:
         """Each task's final record once, as it completes."""
         self._adopt(task_ids, caller)
-        return self._core.watch(task_ids)
+        async for record in self._core.watch(task_ids):
+            yield TaskRecord.from_stored(record)
 
-    def watch_batches(
+    async def watch_batches(
         self, task_ids: Sequence[str], caller: Caller
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    ) -> AsyncIterator[list[TaskRecord]]:
         """Final records in the batches the store wrote them in."""
         self._adopt(task_ids, caller)
-        return self._core.watch_batches(task_ids)
+        async for records in self._core.watch_batches(task_ids):
+            yield [TaskRecord.from_stored(r) for r in records]
 
-    def recent(self, limit: int, status: str) -> list[dict[str, Any]]:
+    def recent(self, limit: int, status: str) -> list[TaskRecord]:
         """Newest first, at most ``limit`` (0: the default; capped at MAX_LIST_LIMIT)."""
         limit = min(limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
-        return self._core.recent_tasks(max(limit, 1), status)
+        return [TaskRecord.from_stored(r) for r in self._core.recent_tasks(max(limit, 1), status)]
 
     def _adopt(self, task_ids: Iterable[str], caller: Caller) -> None:
         if caller.token is not None:
