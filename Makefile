@@ -8,10 +8,12 @@ STAMP  := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+## Both distributions, editable: the client (client/, with its CLI extra) and the daemon (.).
+## In one pip command, so the daemon's gcgate requirement is met by ./client, not an index.
+$(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e './client[cli]' -e '.[test]'
 	touch $(STAMP)
 
 ## Start a daemon on the embedded local endpoint, run the user-guide examples, stop it.
@@ -47,7 +49,7 @@ proto: venv
 		--grpc_python_out=client proto/gcgate/v1/gateway.proto
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info client/*.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info daemon/*.egg-info client/build client/*.egg-info
 
 ## System service (as root): gcgate in a venv at $(PREFIX), the units, the gcgate user.
 ## Then see docs/service.md: credentials, `systemctl enable --now gcgated`, the group.
@@ -66,14 +68,15 @@ install-systemd: install-venv install-units
 	systemctl daemon-reload
 	@echo "installed; next: credentials and 'systemctl enable --now gcgated' (docs/service.md)"
 
-## The daemon and CLI in their own venv (an upgrade re-runs this, then restarts the unit).
+## The daemon and the client with its CLI in their own venv (an upgrade re-runs this, then
+## restarts the unit). One pip command: the daemon's gcgate requirement is met by ./client.
 ## The interpreter must not live under /home or /root: the unit hides them (ProtectHome=yes).
 install-venv:
 	@base=$$($(PYTHON) -c 'import sys; print(sys.base_prefix)'); case "$$base/" in \
 		/home/*|/root/*) echo "install-venv: $(PYTHON) is in $$base, hidden from the service" \
 			"by ProtectHome=yes; use e.g. PYTHON=/usr/bin/python3"; exit 1;; esac
 	test -x $(PREFIX)/bin/python || $(PYTHON) -m venv $(PREFIX)
-	$(PREFIX)/bin/python -m pip install --quiet --upgrade .
+	$(PREFIX)/bin/python -m pip install --quiet --upgrade './client[cli]' .
 
 ## Units, sysusers snippet, /etc/gcgate (never overwriting gcgate.env); DESTDIR-aware.
 install-units:

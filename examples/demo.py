@@ -65,7 +65,7 @@ def main() -> int:
             check=True,
         )
         print("== daemon status")
-        subprocess.run([sys.executable, "-m", "gcgated.cli.gcgate", "status"], env=env, check=True)
+        subprocess.run([sys.executable, "-m", "gcgate.cli", "status"], env=env, check=True)
     finally:
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(timeout=60)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 from gcgate import Client, __version__
+from gcgate.cli.submit import TaskInput, chunks
 from gcgate.constants import LOCAL_ENDPOINT_ID
-from gcgated.cli.submit import TaskInput, chunks
 from harness import Daemon
 
 #: The installed console script (not ``python -m``): what users actually run.
@@ -723,7 +723,7 @@ def test_closed_stdout_is_not_an_error(env: dict[str, str], tasks: Tasks) -> Non
 
 def test_runs_as_module(env: dict[str, str], daemon: Daemon) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "gcgated.cli.gcgate", "status", "--json"],
+        [sys.executable, "-m", "gcgate.cli", "status", "--json"],
         env=env,
         capture_output=True,
         text=True,

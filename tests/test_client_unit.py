@@ -4,13 +4,13 @@
   messages, same ``prepare()`` document, byte-identical task payloads;
 - connection failures: a missing, dead or wedged socket gives DaemonUnavailable
   naming the socket and how to start the daemon;
-- the package imports with every daemon-only dependency blocked;
 - the TaskRecord -> task dict conversion and the Batch -> BatchRunRequest one;
 - the Executor's result streams against a small in-test fake daemon: results
   and failures, submission errors, stream merging, re-opening after a daemon
   restart, giving up when it stays gone, cancellation and thread cleanup.
 
-End-to-end behaviour against the real gcgated lives in other test modules.
+End-to-end behaviour against the real gcgated lives in other test modules; the
+client installed alone, without the daemon's dependencies, in test_distributions.py.
 """
 
 from __future__ import annotations
@@ -330,43 +330,6 @@ def test_client_permission_denied_is_explained(sock_dir: Path) -> None:
         pytest.skip(f"the interpreter is not usable by nobody: {out.stderr}")
     assert "permission denied" in out.stdout, out.stderr
     assert str(path) in out.stdout
-
-
-# --------------------------------------------------------------- light imports
-
-DAEMON_ONLY = (
-    "diskcache",
-    "globus_sdk",
-    "platformdirs",
-    "grpc_health",
-    "grpc_reflection",
-    "grpc_tools",
-    "globus_compute_sdk",
-    "globus_compute_common",
-)
-
-
-def test_package_imports_without_daemon_dependencies() -> None:
-    code = f"""
-import sys, uuid
-BLOCKED = {DAEMON_ONLY!r}
-class Blocker:
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in BLOCKED:
-            raise ImportError(f"blocked for this test: {{name}}")
-sys.meta_path.insert(0, Blocker())
-import gcgate
-from gcgate import Client, Executor, Batch, LOCAL_ENDPOINT_ID
-batch = Batch(None)
-batch.add(uuid.uuid4(), (1, 2), {{"k": "v"}})
-assert len(batch) == 1
-loaded = sorted(m for m in sys.modules if m.partition(".")[0] in BLOCKED)
-assert not loaded, loaded
-print("ok")
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "ok"
 
 
 # ------------------------------------------------------------- the fake daemon

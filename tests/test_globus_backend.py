@@ -30,10 +30,10 @@ from gcgate import (
     NotFound,
     TaskExecutionFailed,
 )
+from gcgate.cli.commands import task_summary
 from gcgate.constants import LOCAL_ENDPOINT_ID, MAX_SUBMISSION_BYTES
 from gcgate.errors import Unauthenticated
 from gcgate.v1 import gateway_pb2 as pb
-from gcgated.cli.gcgate import task_summary
 from harness import GlobusDaemon, script_function, serve
 from standin import StandIn
 

@@ -35,7 +35,7 @@ def double(x):
 
 def gcgate(daemon: Daemon, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "gcgated.cli.gcgate", *args],
+        [sys.executable, "-m", "gcgate.cli", *args],
         env=daemon.env,
         input=stdin,
         capture_output=True,
@@ -47,7 +47,7 @@ def gcgate(daemon: Daemon, *args: str, stdin: str | None = None) -> subprocess.C
 def login(daemon: Daemon, standin: StandIn, *extra: str) -> dict:
     """``gcgate login --json``, logging in at the URL it prints."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "gcgated.cli.gcgate", "login", "--json", *extra],
+        [sys.executable, "-m", "gcgate.cli", "login", "--json", *extra],
         env=daemon.env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

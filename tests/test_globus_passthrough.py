@@ -38,7 +38,7 @@ def token_client(daemon: Daemon, token: str) -> Client:
 
 def backend_details(daemon: Daemon) -> dict:
     out = subprocess.run(
-        [sys.executable, "-m", "gcgated.cli.gcgate", "status", "--json"],
+        [sys.executable, "-m", "gcgate.cli", "status", "--json"],
         env=daemon.env,
         capture_output=True,
         text=True,

@@ -175,7 +175,7 @@ def test_a_queue_the_broker_does_not_know_falls_back_to_polling_with_the_reason(
             )
             polled = details(client)["result_push"]["groups_polled"]
             shown = subprocess.run(
-                [sys.executable, "-m", "gcgated.cli.gcgate", "status"],
+                [sys.executable, "-m", "gcgate.cli", "status"],
                 env=daemon.env,
                 capture_output=True,
                 text=True,

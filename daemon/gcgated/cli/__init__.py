@@ -1,1 +1,2 @@
-"""Command-line entry points: ``gcgated`` (the daemon) and ``gcgate`` (the user CLI)."""
+"""Command-line entry point of the daemon, ``gcgated``; the user's ``gcgate`` command
+is the client's (:mod:`gcgate.cli`)."""

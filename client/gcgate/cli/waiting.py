@@ -14,11 +14,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gcgate import Client
-from gcgate.errors import DeadlineExceeded, TaskExecutionFailed
 from rich.text import Text
 
-from gcgated.cli.output import CliError, Exit, Output, Progress, json_value, progress_enabled
+from gcgate import Client
+from gcgate.cli.output import CliError, Exit, Output, Progress, json_value, progress_enabled
+from gcgate.errors import DeadlineExceeded, TaskExecutionFailed
 
 
 def task_ids_from(values: Sequence[str], stdin: Iterable[str] | None = None) -> list[str]:

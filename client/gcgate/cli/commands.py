@@ -9,7 +9,7 @@ daemon only through the thin client :class:`gcgate.Client`, exactly like user
 code does, so what the CLI shows is what a program would see. ``--json``
 switches any command to machine-readable output on stdout; messages about
 errors always go to stderr as plain text. Colours and the progress bar appear
-only on a terminal (see :mod:`gcgated.cli.output`).
+only on a terminal (see :mod:`gcgate.cli.output`).
 
 Exit codes, so scripts can branch without parsing text:
 
@@ -37,7 +37,20 @@ from datetime import datetime
 from typing import IO, Any
 
 import shtab
+
 from gcgate import Client, __version__
+from gcgate.cli.login import add_login_commands
+from gcgate.cli.output import (
+    CliError,
+    Exit,
+    Output,
+    emit,
+    json_value,
+    status_style,
+    table,
+)
+from gcgate.cli.submit import cmd_batch, cmd_register_source
+from gcgate.cli.waiting import cmd_wait
 from gcgate.constants import LOCAL_ENDPOINT_ALIAS, LOCAL_ENDPOINT_ID, SOCKET_ENV
 from gcgate.errors import (
     DaemonUnavailable,
@@ -48,19 +61,6 @@ from gcgate.errors import (
     TaskExecutionFailed,
 )
 from gcgate.paths import client_socket_path
-
-from gcgated.cli.login import add_login_commands
-from gcgated.cli.output import (
-    CliError,
-    Exit,
-    Output,
-    emit,
-    json_value,
-    status_style,
-    table,
-)
-from gcgated.cli.submit import cmd_batch, cmd_register_source
-from gcgated.cli.waiting import cmd_wait
 
 #: ``result --wait`` without a value waits this long (the daemon's own cap per call).
 DEFAULT_RESULT_WAIT_S = 300.0
@@ -611,7 +611,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Point stdout at /dev/null so Python's final flush does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return output.code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,9 +13,8 @@ import sys
 from typing import Any
 
 from gcgate import Client
+from gcgate.cli.output import Exit, Output
 from gcgate.v1 import gateway_pb2 as pb
-
-from gcgated.cli.output import Exit, Output
 
 #: Seconds to wait for the daemon to exchange the code (it talks to Globus Auth).
 EXCHANGE_TIMEOUT_S = 120.0

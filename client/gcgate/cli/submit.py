@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from gcgate import Client
+from gcgate.cli.output import CliError, Exit, Output, Progress, json_value, progress_enabled
+from gcgate.cli.waiting import Tally, task_json, wait_for
 from gcgate.client import result_serializer_paths
 from gcgate.constants import MAX_SUBMISSION_BYTES
 from gcgate.serialize import JSONData
 from gcgate.v1 import gateway_pb2 as pb
-
-from gcgated.cli.output import CliError, Exit, Output, Progress, json_value, progress_enabled
-from gcgated.cli.waiting import Tally, task_json, wait_for
 
 #: One submission carries at most this much (estimated) payload: below the
 #: service's per-submission limit, leaving room for each task's framing.

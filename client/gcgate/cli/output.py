@@ -22,7 +22,7 @@ from rich.text import Text
 
 
 class Exit(enum.IntEnum):
-    """Exit codes of ``gcgate`` (see the ``gcgated.cli.gcgate`` docstring)."""
+    """Exit codes of ``gcgate`` (see the ``gcgate.cli.commands`` docstring)."""
 
     OK = 0
     FAILED = 1
