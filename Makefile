@@ -76,6 +76,9 @@ install-venv:
 		/home/*|/root/*) echo "install-venv: $(PYTHON) is in $$base, hidden from the service" \
 			"by ProtectHome=yes; use e.g. PYTHON=/usr/bin/python3"; exit 1;; esac
 	test -x $(PREFIX)/bin/python || $(PYTHON) -m venv $(PREFIX)
+	@# setuptools puts all of build/lib into the wheel: files deleted since the last
+	@# build, and in a checkout built before the split, a stale gcgate/ in gcgated's wheel.
+	rm -rf build client/build
 	$(PREFIX)/bin/python -m pip install --quiet --upgrade './client[cli]' .
 
 ## Units, sysusers snippet, /etc/gcgate (never overwriting gcgate.env); DESTDIR-aware.
