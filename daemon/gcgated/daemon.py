@@ -59,7 +59,7 @@ from gcgated.server.decoding import RequestDecoding
 from gcgated.server.servicer import GatewayServicer
 from gcgated.services import Services, build_services
 from gcgated.store import Store
-from gcgated.store_recovery import open_store
+from gcgated.store.recovery import open_store
 
 log = logging.getLogger(__name__)
 
