@@ -345,46 +345,48 @@ def test_reopened_store_keeps_everything(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- transactions
 
 
-def test_a_failed_completion_writes_nothing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Records, run data and counters are one transaction: the counters' write
-    failing (a full disk, say) takes the records and the run data's deletion
-    with it, and the tasks stay pending in memory too."""
-    a, b = new_task(), new_task()
-    store.add_tasks([a, b], "waiting-for-ep")
-    store.complete_tasks([success(a.task_id)])
-    before = store.counts()
+def disk_full_at(monkeypatch: pytest.MonkeyPatch, full: str) -> None:
+    """Writes to the ``full`` table fail as on a full disk (until monkeypatch.undo())."""
     write = sql.set_many
 
-    def full_at_meta(cache: Any, table: str, *args: Any, **kwargs: Any) -> None:
-        if table == "meta":
+    def set_many(cache: Any, table: str, *args: Any, **kwargs: Any) -> None:
+        if table == full:
             raise sqlite3.OperationalError("database or disk is full")
         write(cache, table, *args, **kwargs)
 
-    monkeypatch.setattr(sql, "set_many", full_at_meta)
+    monkeypatch.setattr(sql, "set_many", set_many)
+
+
+def test_a_failed_completion_writes_nothing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records, run data and counters are one transaction: the counters' write
+    failing (a full disk, say) takes the records and the run data's deletion
+    with it, and the tasks stay pending in memory too. A payload large enough to
+    live in a file keeps its file."""
+    big = "00\n" + base64.b64encode(os.urandom(100_000)).decode()
+    a, b = new_task(), new_task(payload=big)
+    store.add_tasks([a, b], "waiting-for-ep")
+    store.complete_tasks([success(a.task_id)])
+    before = store.counts()
+    disk_full_at(monkeypatch, "meta")
     with pytest.raises(sqlite3.OperationalError):
         store.complete_tasks([failure(b.task_id)])
     monkeypatch.undo()
 
     assert store.counts() == before
     assert store.is_pending(b.task_id)
-    assert store._inflight.get(b.task_id) is not None
+    run = store._inflight.get(b.task_id)
+    assert run is not None and run["payload"] == big
     record = store._tasks.get(b.task_id)
     assert record is not None and record["status"] == "waiting-for-ep"
     # It completes once the store takes writes again, counted once.
     assert len(store.complete_tasks([failure(b.task_id)])) == 1
     assert store.counts() == {**before, "pending": 0, "failed": 1}
+    assert list(store.directory.rglob("*.val")) == []
 
 
 def test_a_failed_submission_writes_nothing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run data and task records are one transaction: no run entry without its record."""
-    write = sql.set_many
-
-    def full_at_tasks(cache: Any, table: str, *args: Any, **kwargs: Any) -> None:
-        if table == "tasks":
-            raise sqlite3.OperationalError("database or disk is full")
-        write(cache, table, *args, **kwargs)
-
-    monkeypatch.setattr(sql, "set_many", full_at_tasks)
+    disk_full_at(monkeypatch, "tasks")
     t = new_task()
     with pytest.raises(sqlite3.OperationalError):
         store.add_tasks([t], "waiting-for-ep")

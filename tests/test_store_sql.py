@@ -79,21 +79,45 @@ def test_diskcache_table_layout_is_what_the_module_writes(cache: diskcache.Cache
     assert indexes == {"Cache_key_raw": ["key", "raw"], "Cache_expire_time": ["expire_time"]}
 
 
-def test_transact_is_one_transaction_on_the_modules_connection(cache: diskcache.Cache) -> None:
-    with pytest.raises(RuntimeError), cache.transact():
+def test_transaction_is_one_on_the_modules_connection(cache: diskcache.Cache) -> None:
+    with pytest.raises(RuntimeError), sql.transaction(cache):
         sql.set_many(cache, "a", [("1", {"v": 1})])
-        with cache.transact():  # nested: joins the outer one
+        with sql.transaction(cache):  # nested: joins the outer one
             sql.set_many(cache, "b", [("2", {"v": 2})])
         assert sql.get_many(cache, "b", ["2"])  # seen inside, not committed
         raise RuntimeError("rolled back")
     assert len(cache) == 0
     assert counted(cache, "a", "b") == {"a": 0, "b": 0}
-    with cache.transact():
+    with sql.transaction(cache):
         sql.set_many(cache, "a", [("1", {"v": 1})])
         sql.delete_many(cache, "a", ["1"])
         sql.set_many(cache, "b", [("2", {"v": 2})])
     assert counted(cache, "a", "b") == {"a": 0, "b": 1}
     assert cache.get("b:2") == {"v": 2}
+    # diskcache's own transact() is the same SQLite transaction.
+    with pytest.raises(RuntimeError), cache.transact():
+        with sql.transaction(cache):
+            sql.set_many(cache, "b", [("3", 3)])
+        raise RuntimeError("rolled back")
+    assert cache.get("b:3") is None
+
+
+def test_files_follow_the_outermost_transaction(cache: diskcache.Cache) -> None:
+    """A rolled-back delete or replacement keeps the file its row needs; a
+    rolled-back write leaves no file behind."""
+    sql.set_many(cache, "t", [("old", {"v": LARGE}), ("gone", {"v": LARGE})])
+    kept = files(cache)
+    with pytest.raises(RuntimeError), sql.transaction(cache):
+        sql.delete_many(cache, "t", ["gone"])
+        sql.set_many(cache, "t", [("old", {"v": "small"}), ("new", {"v": LARGE})])
+        assert len(files(cache)) == 3  # nothing removed before the commit
+        raise RuntimeError("rolled back")
+    assert sorted(files(cache)) == sorted(kept)
+    assert cache.get("t:gone") == {"v": LARGE} and cache.get("t:old") == {"v": LARGE}
+    with sql.transaction(cache):
+        sql.delete_many(cache, "t", ["gone"])
+        sql.set_many(cache, "t", [("old", {"v": "small"})])
+    assert files(cache) == []
 
 
 # ----------------------------------------------------- bulk rows, as the Cache API

@@ -98,7 +98,7 @@ def _move(cache: diskcache.Cache, databases: list[Path]) -> int:
     """Every row of ``databases`` into ``cache``, in one transaction; how many."""
     names = {path.name for path in databases}
     moved = 0
-    with cache.transact():
+    with sql.transaction(cache):
         for path in databases:
             if path.name == "meta":
                 continue

@@ -19,19 +19,25 @@ The store is one diskcache ``Cache`` (one SQLite database) holding several
   the store goes through this module, never through ``Cache.set``/``delete``/
   ``expire``, which would not count.
 
-Row layout, file clean-up and expiry follow diskcache 5.x's ``Cache.set``,
-``delete``, ``get``, ``touch`` and ``expire``. Keys are text (the store's
-``JSONTextDisk`` keys). Each function is one transaction, or part of the
-caller's ``cache.transact()`` (diskcache's transactions nest: an inner one
-joins the outer one).
+Row layout and expiry follow diskcache 5.x's ``Cache.set``, ``delete``,
+``get``, ``touch`` and ``expire``. Keys are text (the store's ``JSONTextDisk``
+keys). Each writing function is one transaction, or part of the caller's
+:func:`transaction`, which an inner one joins. Files of large values follow
+the outermost transaction, unlike diskcache's own nested ``transact()``: a file
+a write replaces or deletes is removed only once the outermost transaction
+committed (a rollback restores the row, which still needs it), and a file it
+wrote is removed if the outermost transaction rolls back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +49,39 @@ from diskcache.core import DBNAME, MODE_PICKLE
 CHUNK = 500
 #: Our table of per-table row counts, next to diskcache's ``Cache`` and ``Settings``.
 TABLE_ROWS = "GcgateTableRows"
+
+
+@dataclass
+class _Files:
+    """The files of large values an open transaction leaves to be removed."""
+
+    if_committed: list[str | None] = field(default_factory=list)
+    if_rolled_back: list[str | None] = field(default_factory=list)
+
+
+#: The open outermost transactions: (cache, thread) -> their files.
+_open: dict[tuple[int, int], _Files] = {}
+
+
+@contextlib.contextmanager
+def transaction(cache: diskcache.Cache) -> Iterator[_Files]:
+    """One SQLite transaction (diskcache's ``transact()``), or the open one this
+    thread holds on ``cache``; files removed as the module doc says."""
+    key = (id(cache), threading.get_ident())
+    files = _open.get(key)
+    if files is not None:  # within it already: its commit or rollback is the one
+        yield files
+        return
+    files = _open[key] = _Files()
+    try:
+        with cache.transact():
+            yield files
+    except BaseException:
+        _remove_files(cache, files.if_rolled_back)
+        raise
+    finally:
+        del _open[key]
+    _remove_files(cache, files.if_committed)
 
 
 def _connection(cache: diskcache.Cache) -> sqlite3.Connection:
@@ -99,7 +138,7 @@ def prepare(cache: diskcache.Cache) -> None:
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE_ROWS,)
     ).fetchone():
         return
-    with cache.transact():
+    with transaction(cache):
         con.execute(f"CREATE TABLE {TABLE_ROWS}(name TEXT PRIMARY KEY, count INTEGER NOT NULL)")
         con.execute(
             f"INSERT INTO {TABLE_ROWS}(name, count)"
@@ -149,62 +188,56 @@ def set_many(
         return
     now = time.time()
     prefix = f"{table}:"
-    encoded = []
-    replaced: list[str | None] = []
-    try:
+    with transaction(cache) as files:
+        encoded = []
         for key, value in items:
             size, mode, filename, db_value = cache.disk.store(value, False, key=key)
+            files.if_rolled_back.append(filename)
             encoded.append((key, size, mode, filename, db_value))
-        with cache.transact():
-            con = _connection(cache)
-            existing = {
-                key: (rowid, filename)
-                for key, rowid, filename in _rows(
-                    cache, "rowid, filename", table, [k for k, *_ in encoded]
-                )
-            }
-            updates, inserts = [], []
-            for key, size, mode, filename, db_value in encoded:
-                if key in existing:
-                    rowid, old_filename = existing[key]
-                    replaced.append(old_filename)
-                    updates.append((now, expire_time, now, size, mode, filename, db_value, rowid))
-                else:
-                    inserts.append(
-                        (prefix + key, now, expire_time, now, size, mode, filename, db_value)
-                    )
-            con.executemany(
-                "UPDATE Cache SET store_time = ?, expire_time = ?, access_time = ?,"
-                " access_count = 0, tag = NULL, size = ?, mode = ?, filename = ?, value = ?"
-                " WHERE rowid = ?",
-                updates,
+        con = _connection(cache)
+        existing = {
+            key: (rowid, filename)
+            for key, rowid, filename in _rows(
+                cache, "rowid, filename", table, [k for k, *_ in encoded]
             )
-            con.executemany(
-                "INSERT INTO Cache(key, raw, store_time, expire_time, access_time,"
-                " access_count, tag, size, mode, filename, value)"
-                " VALUES (?, 1, ?, ?, ?, 0, NULL, ?, ?, ?, ?)",
-                inserts,
-            )
-            _count(con, {table: len(inserts)})
-            # What set() culls as it goes: rows whose time ran out (in the same
-            # transaction, as set() does: a commit of its own costs more).
-            replaced.extend(_expire(cache, now))
-    except BaseException:
-        _remove_files(cache, (filename for _, _, _, filename, _ in encoded))
-        raise
-    _remove_files(cache, replaced)
+        }
+        updates, inserts = [], []
+        for key, size, mode, filename, db_value in encoded:
+            if key in existing:
+                rowid, old_filename = existing[key]
+                files.if_committed.append(old_filename)
+                updates.append((now, expire_time, now, size, mode, filename, db_value, rowid))
+            else:
+                row = (prefix + key, now, expire_time, now, size, mode, filename, db_value)
+                inserts.append(row)
+        con.executemany(
+            "UPDATE Cache SET store_time = ?, expire_time = ?, access_time = ?,"
+            " access_count = 0, tag = NULL, size = ?, mode = ?, filename = ?, value = ?"
+            " WHERE rowid = ?",
+            updates,
+        )
+        con.executemany(
+            "INSERT INTO Cache(key, raw, store_time, expire_time, access_time,"
+            " access_count, tag, size, mode, filename, value)"
+            " VALUES (?, 1, ?, ?, ?, 0, NULL, ?, ?, ?, ?)",
+            inserts,
+        )
+        _count(con, {table: len(inserts)})
+        # What set() culls as it goes: rows whose time ran out (in the same
+        # transaction, as set() does: a commit of its own costs more).
+        _expire(cache, now, files)
 
 
 def delete_many(cache: diskcache.Cache, table: str, keys: Sequence[str]) -> None:
     """``cache.delete(key)`` for each key, in one transaction."""
     if not keys:
         return
-    with cache.transact():
+    with transaction(cache) as files:
         found = _rows(cache, "rowid, filename", table, keys)
         con = _connection(cache)
         con.executemany("DELETE FROM Cache WHERE rowid = ?", [(rowid,) for _, rowid, _ in found])
         _count(con, {table: -len(found)})
-    _remove_files(cache, (filename for _, _, filename in found))
+        files.if_committed.extend(filename for _, _, filename in found)
 
 
 def set_expiry(cache: diskcache.Cache, table: str, items: Sequence[tuple[str, float]]) -> None:
@@ -212,35 +245,34 @@ def set_expiry(cache: diskcache.Cache, table: str, items: Sequence[tuple[str, fl
     if not items:
         return
     prefix = f"{table}:"
-    with cache.transact():
+    with transaction(cache):
         _connection(cache).executemany(
             "UPDATE Cache SET expire_time = ? WHERE key = ? AND raw = 1",
             [(expire_time, prefix + key) for key, expire_time in items],
         )
 
 
-def _expire(cache: diskcache.Cache, now: float) -> list[str | None]:
-    """Delete the rows whose expire time passed, inside the caller's transaction;
-    return their files, to remove once it committed."""
+def _expire(cache: diskcache.Cache, now: float, files: _Files) -> int:
+    """Delete the rows whose expire time is before ``now``, inside the caller's
+    transaction (``files``); how many."""
     con = _connection(cache)
     rows = con.execute(
         "SELECT rowid, key, filename FROM Cache WHERE expire_time < ?", (now,)
     ).fetchall()
     if not rows:
-        return []
+        return 0
     con.executemany("DELETE FROM Cache WHERE rowid = ?", [(rowid,) for rowid, _, _ in rows])
     gone = Counter(key.partition(":")[0] for _, key, _ in rows)
     _count(con, {table: -n for table, n in gone.items()})
-    return [filename for _, _, filename in rows]
+    files.if_committed.extend(filename for _, _, filename in rows)
+    return len(rows)
 
 
 def expire(cache: diskcache.Cache, now: float | None = None) -> int:
     """Delete every row whose expire time is before ``now`` (default: now), in
     one transaction; how many."""
-    with cache.transact():
-        filenames = _expire(cache, time.time() if now is None else now)
-    _remove_files(cache, filenames)
-    return len(filenames)
+    with transaction(cache) as files:
+        return _expire(cache, time.time() if now is None else now, files)
 
 
 def scan(

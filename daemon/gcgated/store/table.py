@@ -59,7 +59,7 @@ class Table:
     def transact(self) -> contextlib.AbstractContextManager[Any]:
         """One transaction for every write inside it, to this table or any other
         of the same store: all committed together, or none."""
-        return self._cache.transact()  # type: ignore[no-any-return]
+        return sql.transaction(self._cache)
 
     def get(self, key: str) -> Any | None:
         found = sql.get_many(self._cache, self.name, [key])
