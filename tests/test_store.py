@@ -9,6 +9,7 @@ JSON-only storage) so the life-cycle can rely on them.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import sqlite3
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 from diskcache.core import MODE_PICKLE
-from gcgated.store import NewTask, Store, function_id_for, sql
+from gcgated.store import NewTask, Store, function_id_for, records, sql
 from gcgated.store.schema import RUN_DATA_LOST
 
 pytestmark = pytest.mark.fast
@@ -192,14 +193,14 @@ def test_resumable_yields_unfinished_and_drops_crash_leftovers(store: Store) -> 
     store.add_tasks([running, waiting, done], "waiting-for-ep")
     store.complete_tasks([success(done.task_id)])
 
-    # What a store migrated from the old layout (a database per table, which
-    # shared no transaction) can hold, written through the private tables: run
-    # data whose task record was never written (the client was never answered),
-    # and run data of a task whose final record was committed.
+    # The final task's run data is still there (dropped with a later completion,
+    # or at resume after a crash). A store migrated from the old layout (a
+    # database per table, which shared no transaction) may also hold run data
+    # whose task record was never written (the client was never answered).
+    assert store._inflight.get(done.task_id) is not None
     never_acknowledged = new_task()
     run_data = {"endpoint_id": ENDPOINT, "function_id": "f", "payload": "x"}
     store._inflight.set(never_acknowledged.task_id, {**run_data, "result_serializers": []})
-    store._inflight.set(done.task_id, {**run_data, "result_serializers": []})
     assert len(store._inflight) == 4
 
     resumed = {record["task_id"]: (record, run) for record, run in store.resumable()}
@@ -345,8 +346,9 @@ def test_reopened_store_keeps_everything(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- transactions
 
 
-def disk_full_at(monkeypatch: pytest.MonkeyPatch, full: str) -> None:
-    """Writes to the ``full`` table fail as on a full disk (until monkeypatch.undo())."""
+@contextlib.contextmanager
+def disk_full_at(monkeypatch: pytest.MonkeyPatch, full: str) -> Iterator[None]:
+    """Writes to the ``full`` table fail as on a full disk, while inside."""
     write = sql.set_many
 
     def set_many(cache: Any, table: str, *args: Any, **kwargs: Any) -> None:
@@ -354,23 +356,24 @@ def disk_full_at(monkeypatch: pytest.MonkeyPatch, full: str) -> None:
             raise sqlite3.OperationalError("database or disk is full")
         write(cache, table, *args, **kwargs)
 
-    monkeypatch.setattr(sql, "set_many", set_many)
+    with monkeypatch.context() as patched:
+        patched.setattr(sql, "set_many", set_many)
+        yield
 
 
 def test_a_failed_completion_writes_nothing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """Records, run data and counters are one transaction: the counters' write
     failing (a full disk, say) takes the records and the run data's deletion
     with it, and the tasks stay pending in memory too. A payload large enough to
-    live in a file keeps its file."""
+    live in a file keeps its file (its run data deleted in this transaction)."""
+    monkeypatch.setattr(records, "RUN_DATA_DROP_BATCH", 1)
     big = "00\n" + base64.b64encode(os.urandom(100_000)).decode()
     a, b = new_task(), new_task(payload=big)
     store.add_tasks([a, b], "waiting-for-ep")
     store.complete_tasks([success(a.task_id)])
     before = store.counts()
-    disk_full_at(monkeypatch, "meta")
-    with pytest.raises(sqlite3.OperationalError):
+    with disk_full_at(monkeypatch, "meta"), pytest.raises(sqlite3.OperationalError):
         store.complete_tasks([failure(b.task_id)])
-    monkeypatch.undo()
 
     assert store.counts() == before
     assert store.is_pending(b.task_id)
@@ -386,11 +389,9 @@ def test_a_failed_completion_writes_nothing(store: Store, monkeypatch: pytest.Mo
 
 def test_a_failed_submission_writes_nothing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run data and task records are one transaction: no run entry without its record."""
-    disk_full_at(monkeypatch, "tasks")
     t = new_task()
-    with pytest.raises(sqlite3.OperationalError):
+    with disk_full_at(monkeypatch, "tasks"), pytest.raises(sqlite3.OperationalError):
         store.add_tasks([t], "waiting-for-ep")
-    monkeypatch.undo()
     assert store._inflight.get(t.task_id) is None
     assert store.get_task(t.task_id) is None
     assert store.counts()["pending"] == 0

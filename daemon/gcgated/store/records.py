@@ -11,10 +11,11 @@ core's tables and those the backends own (:meth:`Store.table`):
 - ``meta``: ``count:<status>`` -> completed tasks, for ``Status``.
 
 Each logical write is one transaction: a submission writes the records and run
-data of its tasks together; a completion writes the final records, deletes
-their run data and adds them to the counters together. So no crash can leave
-a run entry without its record, a final task with run data, or a completion
-counted twice or not at all.
+data of its tasks together; a completion writes the final records and the
+counters together. So no crash can leave a run entry without its record, or a
+completion counted twice or not at all. The run data of final tasks is
+dropped in batches, with a later completion (``RUN_DATA_DROP_BATCH``): a crash
+before that leaves run entries whose records are final, which resume drops.
 
 Keys and values are stored as JSON text (``jsondisk.JSONTextDisk``): the
 daemon never pickles or unpickles anything, so a result is always opaque text
@@ -57,6 +58,12 @@ _PENDING_KEYS = frozenset(_PENDING_FIELDS)
 #: bound of the growth since the store was last measured, so that has_room_for
 #: measures (12 queries) only near the limit, or once this many seconds passed.
 RECORD_OVERHEAD_BYTES, VOLUME_RECHECK_SECONDS = 4096, 1.0
+#: Final tasks' run data is deleted in the transaction of the completion that
+#: finds this many waiting, or this many seconds since the last deletion: a
+#: commit rewrites every page it touches, and the run data of a few tasks
+#: (random keys) touches about a page each; deleting it at every completion
+#: slowed completions by about a half.
+RUN_DATA_DROP_BATCH, RUN_DATA_DROP_SECONDS = 4096, 0.25
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,9 @@ class Store:
         #: Values are the record's other fields as a tuple (_PENDING_FIELDS): a
         #: third of a dict's memory, with 100,000 tasks in flight.
         self._pending: dict[str, tuple[Any, ...]] = {}
+        #: Final tasks whose run data is still to be deleted, and when it last was.
+        self._finished_runs: list[str] = []
+        self._dropped_at = time.monotonic()
         #: The store's size when last measured (-1: never), when, and an upper
         #: bound of what was written since (see RECORD_OVERHEAD_BYTES).
         self._volume, self._volume_at, self._growth = -1, 0.0, 0
@@ -108,6 +118,7 @@ class Store:
         self._completed = {s: int(counters.get(count_key(s), 0)) for s in FINAL_STATUSES}
 
     def close(self) -> None:
+        self._inflight.delete_many(self._finished_runs)
         self._cache.close()
 
     def table(self, name: str) -> Table:
@@ -174,9 +185,10 @@ class Store:
     def complete_tasks(self, outcomes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Write final outcomes; return the full records written.
 
-        One transaction: the final records, the deletion of their run data and
-        the counters. An outcome for a task that is already final (a duplicate
-        report after a resume) is ignored: each task completes once.
+        One transaction: the final records and the counters (and, now and then,
+        the deletion of the run data of the tasks completed since the last one).
+        An outcome for a task that is already final (a duplicate report after a
+        resume) is ignored: each task completes once.
         """
         written: dict[str, dict[str, Any]] = {}
         for outcome in outcomes:
@@ -199,13 +211,21 @@ class Store:
             ),
             len(written),
         )
-        task_ids = list(written)
+        drop = (
+            len(self._finished_runs) + len(written) >= RUN_DATA_DROP_BATCH
+            or time.monotonic() - self._dropped_at >= RUN_DATA_DROP_SECONDS
+        )
         with self._tasks.transact():
             self._tasks.set_many(list(written.items()))
-            self._inflight.delete_many(task_ids)
+            if drop:
+                self._inflight.delete_many([*self._finished_runs, *written])
             self._meta.set_many([(count_key(s), n) for s, n in completed.items()])
         self._completed = completed
-        for task_id in task_ids:
+        if drop:
+            self._finished_runs, self._dropped_at = [], time.monotonic()
+        else:
+            self._finished_runs.extend(written)
+        for task_id in written:
             self._pending.pop(task_id, None)
         return list(written.values())
 
@@ -243,10 +263,10 @@ class Store:
     def resumable(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         """Every accepted, unfinished task as (record, run data), for resuming.
 
-        Run data whose task record is missing or final cannot be written by this
-        store (one transaction each), but a store migrated from the old layout
-        may hold some: dropped. A task whose run data cannot be read (its file
-        was lost) fails, saying so.
+        Drops run data whose task record is final (a crash came before it was
+        deleted, see RUN_DATA_DROP_BATCH) or missing (a store migrated from the
+        old layout may hold some). A task whose run data cannot be read (its
+        file was lost) fails, saying so.
         """
         leftovers, lost = [], []
         runs = self._inflight.items()
@@ -261,7 +281,8 @@ class Store:
                 else:
                     self._remember_pending(record)
                     yield record, run
-        self._inflight.delete_many(leftovers)
+        self._inflight.delete_many(leftovers)  # the finished runs among them
+        self._finished_runs = []
         if lost:
             log.error("%d unfinished task(s) lost their run data; they fail", len(lost))
             now = repr(time.time())
@@ -338,7 +359,7 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         return {
-            "pending": len(self._inflight),
+            "pending": len(self._inflight) - len(self._finished_runs),
             "success": self._completed["success"],
             "failed": self._completed["failed"],
             "functions": len(self._functions),
