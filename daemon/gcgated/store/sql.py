@@ -124,11 +124,13 @@ def _remove_files(cache: diskcache.Cache, filenames: Iterable[str | None]) -> No
 
 def _count(con: sqlite3.Connection, changes: dict[str, int]) -> None:
     """Add ``changes`` (table -> rows inserted minus deleted) to the row counts."""
-    con.executemany(
-        f"INSERT INTO {TABLE_ROWS}(name, count) VALUES (?, ?)"
-        " ON CONFLICT(name) DO UPDATE SET count = count + excluded.count",
-        [(table, change) for table, change in changes.items() if change],
-    )
+    rows = [(table, change) for table, change in changes.items() if change]
+    if rows:
+        con.executemany(
+            f"INSERT INTO {TABLE_ROWS}(name, count) VALUES (?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET count = count + excluded.count",
+            rows,
+        )
 
 
 def prepare(cache: diskcache.Cache) -> None:
@@ -210,18 +212,20 @@ def set_many(
             else:
                 row = (prefix + key, now, expire_time, now, size, mode, filename, db_value)
                 inserts.append(row)
-        con.executemany(
-            "UPDATE Cache SET store_time = ?, expire_time = ?, access_time = ?,"
-            " access_count = 0, tag = NULL, size = ?, mode = ?, filename = ?, value = ?"
-            " WHERE rowid = ?",
-            updates,
-        )
-        con.executemany(
-            "INSERT INTO Cache(key, raw, store_time, expire_time, access_time,"
-            " access_count, tag, size, mode, filename, value)"
-            " VALUES (?, 1, ?, ?, ?, 0, NULL, ?, ?, ?, ?)",
-            inserts,
-        )
+        if updates:
+            con.executemany(
+                "UPDATE Cache SET store_time = ?, expire_time = ?, access_time = ?,"
+                " access_count = 0, tag = NULL, size = ?, mode = ?, filename = ?, value = ?"
+                " WHERE rowid = ?",
+                updates,
+            )
+        if inserts:
+            con.executemany(
+                "INSERT INTO Cache(key, raw, store_time, expire_time, access_time,"
+                " access_count, tag, size, mode, filename, value)"
+                " VALUES (?, 1, ?, ?, ?, 0, NULL, ?, ?, ?, ?)",
+                inserts,
+            )
         _count(con, {table: len(inserts)})
         # What set() culls as it goes: rows whose time ran out (in the same
         # transaction, as set() does: a commit of its own costs more).
