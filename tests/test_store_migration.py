@@ -29,6 +29,8 @@ from gcgated.store.migrate import LEGACY_DATABASES, MIGRATED, REMOVING
 from gcgated.store.recovery import open_store
 from gcgated.store.schema import RUN_DATA_LOST
 
+pytestmark = pytest.mark.fast
+
 RETENTION = 3600.0
 JSON_TEXT = {"disk": JSONTextDisk, "eviction_policy": "none"}
 JSON_ZLIB = {"disk": diskcache.JSONDisk, "disk_compress_level": 1, "eviction_policy": "none"}
