@@ -24,6 +24,8 @@ from diskcache.core import DBNAME
 from gcgated.store import sql
 from gcgated.store.jsondisk import JSONTextDisk
 
+pytestmark = pytest.mark.fast
+
 SETTINGS = {"disk": JSONTextDisk, "eviction_policy": "none", "size_limit": 2**62}
 #: JSON that stays too long, even compressed, to live in the database: in a file.
 LARGE = base64.b64encode(os.urandom(150_000)).decode()
