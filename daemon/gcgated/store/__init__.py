@@ -2,6 +2,7 @@
 
 - :mod:`.records`: :class:`Store`, the core's records (functions, tasks, run
   data, counters) and the tables it hands to backends (:meth:`Store.table`);
+- :mod:`.schema`: what the core's tables hold (names, statuses, counters);
 - :mod:`.table`: the database and :class:`Table`, a named part of it;
 - :mod:`.sql`: every SQL statement run on diskcache's database;
 - :mod:`.jsondisk`: how values are stored (JSON text, never pickles);
