@@ -3,9 +3,9 @@
 Every sample is a new process (:mod:`bench.store_reader`), as a user's script
 that asks for a result computed earlier. The results are in the daemon's store
 and have never been retrieved (a first retrieval also starts the result's
-retention period, one write); the baseline opens the daemon's ``tasks``
-database with diskcache and reads the same records, deserializing the results
-with the same serializer. Each side reads different tasks per process.
+retention period, one write); the baseline opens the daemon's store database
+with diskcache and reads the same records (keys ``tasks:<id>``), deserializing
+the results with the same serializer. Each side reads different tasks per process.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def cached(settings: Settings) -> list[Row]:
             batches.append(client.batch_run(LOCAL_ENDPOINT_ID, b)["tasks"][function_id])
         wait_idle(client)
 
-        tasks_db = daemon.state_dir / "store" / "tasks"
+        tasks_db = daemon.state_dir / "store"
         ids_file = daemon.state_dir.parent / "ids.txt"
         samples: dict[tuple[str, str], list[dict[str, float]]] = {}
         for kind, id_sets in (("one", [[t] for t in single_ids]), ("batch", batches)):

@@ -1,7 +1,7 @@
 """One fresh process of the cached-result figure: read results, print the timings.
 
 ``python -m bench.store_reader gcgate|diskcache SOURCE IDS_FILE``: SOURCE is the
-daemon's socket (gcgate) or its ``tasks`` database directory (diskcache). With
+daemon's socket (gcgate) or its store directory (diskcache). With
 one id in IDS_FILE the process reads it with ``get_result`` (or one diskcache
 lookup); with more, all of them with ``get_batch_result`` (or a lookup each).
 Both sides end with deserialized results. Imports come before the clock starts;
@@ -23,7 +23,7 @@ import dill  # noqa: F401
 import diskcache
 from gcgate import Client
 from gcgate.serialize import Serializer
-from gcgated import store
+from gcgated.store.jsondisk import JSONTextDisk
 
 
 def _gcgate(source: str, ids: list[str]) -> tuple[float, float, int]:
@@ -39,14 +39,13 @@ def _gcgate(source: str, ids: list[str]) -> tuple[float, float, int]:
 
 
 def _diskcache(source: str, ids: list[str]) -> tuple[float, float, int]:
-    # The daemon's own Disk class (diskcache's JSONDisk, or the JSON text variant
-    # that replaced it), so the records decode exactly as the daemon wrote them.
-    disk = store._CACHE_SETTINGS["disk"]
+    # The daemon's own Disk class, so the records decode exactly as the daemon
+    # wrote them; its task records are the keys ``tasks:<task id>``.
     serializer = Serializer()
     t0 = time.perf_counter()
-    cache = diskcache.Cache(source, disk=disk)
+    cache = diskcache.Cache(source, disk=JSONTextDisk)
     t1 = time.perf_counter()
-    results = [serializer.deserialize(cache[task_id]["result"]) for task_id in ids]
+    results = [serializer.deserialize(cache[f"tasks:{task_id}"]["result"]) for task_id in ids]
     t2 = time.perf_counter()
     cache.close()
     return t2 - t0, t2 - t1, len(results)

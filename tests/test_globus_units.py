@@ -15,6 +15,7 @@ import pytest
 from gcgated.backends.base import SubmitGroup
 from gcgated.backends.globus import pipeline as pipeline_module
 from gcgated.backends.globus.http import AnswerLost
+from gcgated.backends.globus.ledger import TABLE as LEDGER_TABLE
 from gcgated.backends.globus.ledger import Ledger
 from gcgated.backends.globus.limiter import RateLimiter
 from gcgated.backends.globus.pipeline import (
@@ -29,6 +30,7 @@ from gcgated.backends.globus.pipeline import (
 )
 from gcgated.backends.globus.submit import (
     BODY_OVERHEAD,
+    FUNCTIONS_TABLE,
     FunctionRegistry,
     json_size,
     registration_body,
@@ -91,9 +93,12 @@ def test_limiter_rejects_nonsense() -> None:
 # -------------------------------------------------------- request bodies
 
 
+FUNCTION = "7f0c3d1e-0000-5000-8000-000000000001"
+
+
 def stored_function(**overrides: object) -> dict:
     record = {
-        "function_id": "7f0c3d1e-0000-5000-8000-000000000001",
+        "function_id": FUNCTION,
         "function_name": "double",
         "function_code": "10\nabc\n",
         "serialized": True,
@@ -343,9 +348,13 @@ class FakeService:
 def piped(tmp_path: Path) -> Iterator[tuple[Pipeline, FakeService]]:
     """A pipeline on a fake service, a real store and ledger, a generous budget."""
     store = Store(tmp_path / "store", size_limit_bytes=1 << 30, retention_seconds=60)
-    ledger = Ledger(tmp_path)
+    ledger = Ledger(store.table(LEDGER_TABLE))
     service = FakeService()
-    registry = FunctionRegistry(store, service, lambda caller: caller.key or "daemon")  # type: ignore[arg-type]
+    registry = FunctionRegistry(
+        store.table(FUNCTIONS_TABLE),
+        service,  # type: ignore[arg-type]
+        lambda caller: caller.key or "daemon",
+    )
     pipeline = Pipeline(
         limiter=RateLimiter(1000, 1.0, 1000),
         registry=registry,
@@ -357,7 +366,6 @@ def piped(tmp_path: Path) -> Iterator[tuple[Pipeline, FakeService]]:
     try:
         yield pipeline, service
     finally:
-        ledger.close()
         store.close()
 
 
@@ -526,21 +534,35 @@ def test_outcomes_from_task_documents() -> None:
 # ------------------------------------------------------------------ store
 
 
-def test_store_keeps_globus_function_ids_per_identity(tmp_path: Path) -> None:
-    store = Store(tmp_path / "store", size_limit_bytes=10**9, retention_seconds=60)
+def open_store(path: Path) -> Store:
+    return Store(path, size_limit_bytes=10**9, retention_seconds=60)
+
+
+def test_the_registry_keeps_globus_function_ids_per_identity(tmp_path: Path) -> None:
+    """Registered once per identity, ever: the ids are in the backend's own table."""
+
+    def registry(store: Store, service: FakeService) -> FunctionRegistry:
+        by_token = lambda caller: str(caller.token)  # noqa: E731
+        return FunctionRegistry(store.table(FUNCTIONS_TABLE), service, by_token)  # type: ignore[arg-type]
+
+    service = FakeService()
+    store = open_store(tmp_path / "store")
     try:
-        assert store.get_globus_function("alice", "f1") is None
-        store.put_globus_function("alice", "f1", "G1")
-        store.put_globus_function("bob", "f1", "G2")
-        assert store.get_globus_function("alice", "f1") == "G1"
-        assert store.get_globus_function("bob", "f1") == "G2"
-        store.forget_globus_function("alice", "f1")
-        assert store.get_globus_function("alice", "f1") is None
+        functions = registry(store, service)
+        for who in ("alice", "alice", "bob"):
+            assert run_async(functions.globus_id(Caller(who), stored_function())) == "G-double"
+        assert service.registered == ["double", "double"]
+        functions.forget("alice", FUNCTION)
+        assert functions.known("alice", FUNCTION) is None
     finally:
         store.close()
-    reopened = Store(tmp_path / "store", size_limit_bytes=10**9, retention_seconds=60)
+    reopened = open_store(tmp_path / "store")
     try:
-        assert reopened.get_globus_function("bob", "f1") == "G2"
+        functions = registry(reopened, service)
+        assert functions.known("bob", FUNCTION) == "G-double"
+        assert run_async(functions.globus_id(Caller("bob"), stored_function())) == "G-double"
+        assert service.registered == ["double", "double"]
+        assert reopened.counts()["functions"] == 0  # the backend's table, not the core's
     finally:
         reopened.close()
 
@@ -549,14 +571,16 @@ def test_store_keeps_globus_function_ids_per_identity(tmp_path: Path) -> None:
 
 
 def test_the_ledger_keeps_each_tasks_state_across_a_reopen(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path)
+    store = open_store(tmp_path / "store")
+    ledger = Ledger(store.table(LEDGER_TABLE))
     lane = {"endpoint_id": "ep", "task_group_id": ""}
     ledger.queued([("t1", lane), ("t2", lane), ("t3", lane)], group="g1")
     ledger.sending(["t2", "t3"])
     ledger.sent([("t3", "s3", "g3")])
-    ledger.close()
-    ledger = Ledger(tmp_path)
+    store.close()
+    store = open_store(tmp_path / "store")
     try:
+        ledger = Ledger(store.table(LEDGER_TABLE))
         rows = ledger.lookup(["t1", "t2", "t3", "t4"])
         assert rows == {
             "t1": {"state": "queued", **lane},
@@ -567,7 +591,7 @@ def test_the_ledger_keeps_each_tasks_state_across_a_reopen(tmp_path: Path) -> No
         ledger.forget(["t1", "t3"])
         assert list(ledger.lookup(["t1", "t2", "t3"])) == ["t2"]
     finally:
-        ledger.close()
+        store.close()
 
 
 # ------------------------------------------------------------------ callers

@@ -1,13 +1,15 @@
 """The daemon's store (gcgated.store.Store), used directly on a temporary directory.
 
 No daemon here: these pin down the store's own promises (content-addressed
-functions, complete-once, resume bookkeeping, retention that starts at the first
-retrieval, the size limit, JSON-only storage) so the life-cycle can rely on them.
+functions, complete-once, each write one transaction, resume bookkeeping,
+retention that starts at the first retrieval, the size limit, backends' tables,
+JSON-only storage) so the life-cycle can rely on them.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import sqlite3
@@ -19,10 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import diskcache
 import pytest
 from diskcache.core import MODE_PICKLE
-from gcgated.store import NewTask, Store, function_id_for
+from gcgated.store import NewTask, Store, function_id_for, records, sql
+from gcgated.store.schema import RUN_DATA_LOST
 
 pytestmark = pytest.mark.fast
 
@@ -87,8 +89,13 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def expire_time(store: Store, task_id: str) -> float | None:
-    _, when = store._tasks.get(task_id, expire_time=True)
+    [(_, when)] = store._tasks.get_many_expiring([task_id]).values()
     return when
+
+
+def expire(store: Store, now: float) -> int:
+    """Cull as if it were ``now``."""
+    return sql.expire(store._cache, now=now)
 
 
 # ------------------------------------------------------------------ functions
@@ -146,11 +153,7 @@ def test_add_complete_get_round_trip(store: Store) -> None:
 
     done = store.get_tasks([a.task_id, b.task_id, "nope"])
     assert done["nope"] is None
-    assert done[a.task_id] == {
-        **pending,
-        **success(a.task_id),
-        "completion_batch": done[a.task_id]["completion_batch"],  # counted once: see store.py
-    }
+    assert done[a.task_id] == {**pending, **success(a.task_id)}
     assert done[b.task_id]["status"] == "failed"
     assert done[b.task_id]["exception"] == "Traceback ..."
     assert store.counts() == {
@@ -171,12 +174,18 @@ def test_complete_twice_is_ignored(store: Store) -> None:
     # even when it disagrees; an unknown task id is ignored too.
     assert store.complete_tasks([success(t.task_id, "11\n2"), failure(t.task_id)]) == []
     assert store.complete_tasks([success(str(uuid.uuid4()))]) == []
+    # Reported twice in one batch: written and counted once, as first reported.
+    u = new_task()
+    store.add_tasks([u], "waiting-for-ep")
+    assert len(store.complete_tasks([failure(u.task_id), success(u.task_id)])) == 1
 
     record = store.get_task(t.task_id)
     assert record is not None
     assert record["result"] == "11\n1"
     counts = store.counts()
-    assert (counts["success"], counts["failed"], counts["pending"]) == (1, 0, 0)
+    assert (counts["success"], counts["failed"], counts["pending"]) == (1, 1, 0)
+    failed = store.get_task(u.task_id)
+    assert failed is not None and failed["status"] == "failed"
 
 
 def test_resumable_yields_unfinished_and_drops_crash_leftovers(store: Store) -> None:
@@ -184,13 +193,14 @@ def test_resumable_yields_unfinished_and_drops_crash_leftovers(store: Store) -> 
     store.add_tasks([running, waiting, done], "waiting-for-ep")
     store.complete_tasks([success(done.task_id)])
 
-    # What a crash can leave behind, written through the private caches:
-    # run data whose task record was never written (the client was never
-    # answered), and run data of a task whose final record was committed.
+    # The final task's run data is still there (dropped with a later completion,
+    # or at resume after a crash). A store migrated from the old layout (a
+    # database per table, which shared no transaction) may also hold run data
+    # whose task record was never written (the client was never answered).
+    assert store._inflight.get(done.task_id) is not None
     never_acknowledged = new_task()
     run_data = {"endpoint_id": ENDPOINT, "function_id": "f", "payload": "x"}
     store._inflight.set(never_acknowledged.task_id, {**run_data, "result_serializers": []})
-    store._inflight.set(done.task_id, {**run_data, "result_serializers": []})
     assert len(store._inflight) == 4
 
     resumed = {record["task_id"]: (record, run) for record, run in store.resumable()}
@@ -204,8 +214,8 @@ def test_resumable_yields_unfinished_and_drops_crash_leftovers(store: Store) -> 
         "result_serializers": list(running.result_serializers),
     }
     # The leftovers are gone; the final task keeps its record.
-    assert never_acknowledged.task_id not in store._inflight
-    assert done.task_id not in store._inflight
+    assert store._inflight.get(never_acknowledged.task_id) is None
+    assert store._inflight.get(done.task_id) is None
     assert store.counts()["pending"] == 2
     final = store.get_task(done.task_id)
     assert final is not None
@@ -222,7 +232,7 @@ def test_retention_clock_starts_at_first_retrieval(store: Store) -> None:
     store.complete_tasks([success(retrieved.task_id), failure(unretrieved.task_id)])
 
     # Final but never read: nothing expires, however far in the future.
-    assert store._tasks.expire(now=time.time() + 10 * 365 * 86400) == 0
+    assert expire(store, time.time() + 10 * 365 * 86400) == 0
 
     before = time.time()
     assert store.get_task(retrieved.task_id) is not None
@@ -237,10 +247,10 @@ def test_retention_clock_starts_at_first_retrieval(store: Store) -> None:
     assert expire_time(store, retrieved.task_id) == first
 
     # Not culled before its retention ran out...
-    assert store._tasks.expire(now=first - 1) == 0
+    assert expire(store, first - 1) == 0
     assert store.get_task(retrieved.task_id) is not None
     # ...and culled after it; the unretrieved and the pending one stay.
-    assert store._tasks.expire(now=first + 1) == 1
+    assert expire(store, first + 1) == 1
     assert store.get_task(retrieved.task_id) is None
     assert store.get_task(unretrieved.task_id) is not None
     assert store.get_task(pending.task_id) is not None
@@ -333,42 +343,125 @@ def test_reopened_store_keeps_everything(tmp_path: Path) -> None:
         reopened.close()
 
 
-def test_store_written_with_jsondisk_is_read_and_its_keys_migrated(tmp_path: Path) -> None:
-    """A store the previous version wrote (diskcache's JSONDisk: compressed keys
-    and values) keeps its functions, results, retention clocks and unfinished
-    tasks, and its keys are plain text afterwards."""
-    directory = tmp_path / "store"
-    legacy = {"disk": diskcache.JSONDisk, "disk_compress_level": 1, "eviction_policy": "none"}
-    fid = function_id_for(registration())
-    done, pending = new_task(fid), new_task(fid)
-    record = {"task_id": done.task_id, "function_id": fid, "status": "success", "result": "1"}
-    names = ("functions", "tasks", "inflight")
-    old = {name: diskcache.Cache(str(directory / name), **legacy) for name in names}
-    old["functions"].set(fid, {**registration(), "function_id": fid, "created_at": 1.0})
-    old["tasks"].set(done.task_id, record, expire=RETENTION)
-    old["tasks"].set(pending.task_id, {**record, "task_id": pending.task_id, "status": "w"})
-    old["inflight"].set(pending.task_id, {"payload": pending.payload})
-    for cache in old.values():
-        cache.close()
+# ---------------------------------------------------------------- transactions
 
+
+@contextlib.contextmanager
+def disk_full_at(monkeypatch: pytest.MonkeyPatch, full: str) -> Iterator[None]:
+    """Writes to the ``full`` table fail as on a full disk, while inside."""
+    write = sql.set_many
+
+    def set_many(cache: Any, table: str, *args: Any, **kwargs: Any) -> None:
+        if table == full:
+            raise sqlite3.OperationalError("database or disk is full")
+        write(cache, table, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(sql, "set_many", set_many)
+        yield
+
+
+def test_a_failed_completion_writes_nothing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records, run data and counters are one transaction: the counters' write
+    failing (a full disk, say) takes the records and the run data's deletion
+    with it, and the tasks stay pending in memory too. A payload large enough to
+    live in a file keeps its file (its run data deleted in this transaction)."""
+    monkeypatch.setattr(records, "RUN_DATA_DROP_BATCH", 1)
+    big = "00\n" + base64.b64encode(os.urandom(100_000)).decode()
+    a, b = new_task(), new_task(payload=big)
+    store.add_tasks([a, b], "waiting-for-ep")
+    store.complete_tasks([success(a.task_id)])
+    before = store.counts()
+    with disk_full_at(monkeypatch, "meta"), pytest.raises(sqlite3.OperationalError):
+        store.complete_tasks([failure(b.task_id)])
+
+    assert store.counts() == before
+    assert store.is_pending(b.task_id)
+    run = store._inflight.get(b.task_id)
+    assert run is not None and run["payload"] == big
+    record = store._tasks.get(b.task_id)
+    assert record is not None and record["status"] == "waiting-for-ep"
+    # It completes once the store takes writes again, counted once.
+    assert len(store.complete_tasks([failure(b.task_id)])) == 1
+    assert store.counts() == {**before, "pending": 0, "failed": 1}
+    assert list(store.directory.rglob("*.val")) == []
+
+
+def test_a_failed_submission_writes_nothing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run data and task records are one transaction: no run entry without its record."""
+    t = new_task()
+    with disk_full_at(monkeypatch, "tasks"), pytest.raises(sqlite3.OperationalError):
+        store.add_tasks([t], "waiting-for-ep")
+    assert store._inflight.get(t.task_id) is None
+    assert store.get_task(t.task_id) is None
+    assert store.counts()["pending"] == 0
+
+
+def test_lost_run_data_fails_its_task_at_resume(tmp_path: Path) -> None:
+    """A payload large enough to live in a file of its own, the file lost: the
+    task cannot run again, and fails saying so instead of staying pending."""
+    directory = tmp_path / "store"
     store = open_store(directory)
+    big = "00\n" + base64.b64encode(os.urandom(100_000)).decode()
+    lost, kept = new_task(payload=big), new_task()
+    store.add_tasks([lost, kept], "waiting-for-ep")
+    store.close()
+    [value_file] = directory.rglob("*.val")
+    value_file.unlink()
+
+    reopened = open_store(directory)
     try:
-        assert store.put_function(registration()) == (fid, False)
-        assert store.get_task(done.task_id) == record
-        assert expire_time(store, done.task_id) is not None
-        [(resumed, run)] = list(store.resumable())
-        assert (resumed["task_id"], run["payload"]) == (pending.task_id, pending.payload)
-        [written] = store.complete_tasks([success(pending.task_id)])
-        assert written["status"] == "success"
+        assert [r["task_id"] for r, _ in reopened.resumable()] == [kept.task_id]
+        record = reopened.get_task(lost.task_id)
+        assert record is not None
+        assert (record["status"], record["exception"]) == ("failed", RUN_DATA_LOST)
+        counts = reopened.counts()
+        assert (counts["pending"], counts["failed"]) == (1, 1)
     finally:
-        store.close()
-    for name in ("functions", "tasks"):  # (inflight is empty now)
-        db = sqlite3.connect(directory / name / "cache.db")
-        try:
-            keys = [row[0] for row in db.execute("SELECT key FROM Cache")]
-        finally:
-            db.close()
-        assert keys and all(isinstance(key, str) for key in keys), (name, keys)
+        reopened.close()
+
+
+# ------------------------------------------------------------ backends' tables
+
+
+def test_backend_tables_are_their_own_and_share_transactions(tmp_path: Path) -> None:
+    directory = tmp_path / "store"
+    store = open_store(directory)
+    for core in ("functions", "tasks", "inflight", "meta"):
+        with pytest.raises(ValueError):
+            store.table(core)
+    with pytest.raises(ValueError):
+        store.table("a:b")
+    ledger, owners = store.table("backend_ledger"), store.table("backend_owners")
+    t = new_task()
+    store.add_tasks([t], "waiting-for-ep")
+    # A key equal to a core record's lands in the backend's table only.
+    ledger.set_many([(t.task_id, {"state": "queued"}), ("other", {"state": "sent"})])
+    with pytest.raises(RuntimeError), ledger.transact():
+        ledger.delete(t.task_id)
+        owners.set(t.task_id, {"owner": "fingerprint"})
+        raise RuntimeError("neither write happens")
+    assert ledger.get(t.task_id) == {"state": "queued"}
+    assert owners.get(t.task_id) is None
+    owners.set("g", {"made_at": 1.0}, expire=-1)  # gone at once
+    assert owners.get("g") is None
+    store.close()
+
+    reopened = open_store(directory)
+    try:
+        again = reopened.table("backend_ledger")
+        assert dict(again.items()) == {t.task_id: {"state": "queued"}, "other": {"state": "sent"}}
+        assert len(again) == 2
+        assert again.get_many([t.task_id, "absent"]) == {t.task_id: {"state": "queued"}}
+        assert reopened.counts() == {
+            "pending": 1,
+            "success": 0,
+            "failed": 0,
+            "functions": 0,
+            "task_records": 1,
+        }
+    finally:
+        reopened.close()
 
 
 # --------------------------------------------------------------------- no pickle
@@ -385,35 +478,30 @@ def test_everything_is_stored_as_json_text_never_pickled(tmp_path: Path) -> None
     store.complete_tasks([success(small.task_id), success(large.task_id, large_result)])
     store.close()
 
-    def rows(name: str) -> list[sqlite3.Row]:
-        db = sqlite3.connect(directory / name / "cache.db")
-        db.row_factory = sqlite3.Row
-        try:
-            return db.execute("SELECT key, raw, mode, filename, value FROM Cache").fetchall()
-        finally:
-            db.close()
+    db = sqlite3.connect(directory / "cache.db")
+    db.row_factory = sqlite3.Row
+    try:
+        rows = db.execute("SELECT key, raw, mode, filename, value FROM Cache").fetchall()
+    finally:
+        db.close()
 
-    decoded: dict[str, dict[str, Any]] = {}
-    for name in ("functions", "tasks", "inflight"):
-        for row in rows(name):
-            assert row["raw"] == 1 and isinstance(row["key"], str), (name, row["key"])
-            key = row["key"]
-            assert row["mode"] != MODE_PICKLE, (name, key)
-            if row["filename"]:  # large: compressed JSON in a file
-                text = zlib.decompress((directory / name / row["filename"]).read_bytes())
-            else:  # small: plain JSON text, readable with any SQLite tool
-                assert isinstance(row["value"], str), (name, key)
-                text = row["value"]
-            decoded[f"{name}/{key}"] = json.loads(text)
+    decoded: dict[str, Any] = {}
+    for row in rows:
+        assert row["raw"] == 1 and isinstance(row["key"], str), row["key"]
+        key = row["key"]
+        assert row["mode"] != MODE_PICKLE, key
+        if row["filename"]:  # large: compressed JSON in a file
+            text = zlib.decompress((directory / row["filename"]).read_bytes())
+        else:  # small: plain JSON text, readable with any SQLite tool
+            assert isinstance(row["value"], str), key
+            text = row["value"]
+        decoded[key] = json.loads(text)
 
-    assert decoded[f"functions/{fid}"]["function_code"] == registration()["function_code"]
-    assert decoded[f"tasks/{small.task_id}"]["result"] == "11\n4"
-    assert decoded[f"tasks/{large.task_id}"]["result"] == large_result
-    assert decoded[f"inflight/{pending.task_id}"]["payload"] == pending.payload
-    assert len(decoded) == 1 + 3 + 1
-
-    # The counters are plain SQLite integers under plain-text keys.
-    meta = {row["key"]: row for row in rows("meta")}
-    assert set(meta) == {"count:success"}
-    assert meta["count:success"]["value"] == 2
-    assert all(row["mode"] != MODE_PICKLE for row in meta.values())
+    assert decoded[f"functions:{fid}"]["function_code"] == registration()["function_code"]
+    assert decoded[f"tasks:{small.task_id}"]["result"] == "11\n4"
+    assert decoded[f"tasks:{large.task_id}"]["result"] == large_result
+    assert decoded[f"inflight:{pending.task_id}"]["payload"] == pending.payload
+    # The counters too: JSON numbers.
+    assert decoded["meta:count:success"] == 2
+    assert decoded["meta:count:failed"] == 0
+    assert len(decoded) == 1 + 3 + 1 + 2

@@ -1,23 +1,28 @@
 """A damaged store: the daemon moves the damage aside, says so, and keeps serving.
 
 One store is made by a real daemon (20 finished tasks whose results were read,
-5 unfinished ones) and left by a clean stop; each test copies it, damages one
-database the way a disk or a person would, and starts a daemon on it:
+5 unfinished ones, whose payloads are large enough to live in files of their
+own) and left by a clean stop; each test copies it, damages it the way a disk
+or a person would, and starts a daemon on it:
 
-- it starts, logs one ERROR line naming the database, why, and where it went;
-- the damaged files are moved to ``<state>/store.damaged-<time>/``, bytes intact
-  (never deleted), and ``Status`` names that directory;
-- it serves new work, keeps the records of the databases that were fine, fails
+- a damaged database: it starts, logs one ERROR line naming the database, why,
+  and where it went; the store is moved to ``<state>/store.damaged-<time>/``,
+  bytes intact (never deleted), and ``Status`` names that directory; it serves
+  new work with an empty store, and every old id is unknown, said plainly;
+- lost files of large values: it keeps every record it can read, fails the
   unfinished tasks it can no longer run with a message that says why, and its
   counters agree with its task records.
 
 A deleted or cut write-ahead log is damage SQLite cannot see (the database is
-an older, consistent one that no longer agrees with its siblings); the log's
-index left by the crash shows it, and it is handled like the rest.
+an older, consistent one than the daemon answered clients about); the log's
+index left by the crash shows it, and it is handled like the rest. (Damaged
+databases of a store in the old layout, a database per table, are in
+``test_store_migration.py``.)
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -27,11 +32,14 @@ from pathlib import Path
 
 import pytest
 from gcgate import Client, NotFound, TaskExecutionFailed
-from gcgated.store_recovery import RUN_DATA_LOST
+from gcgated.store.schema import RUN_DATA_LOST
 from harness import Daemon, script_function
 
 WAIT = 60.0
 FINISHED, UNFINISHED = 20, 5
+#: Random bytes in each unfinished task's payload: over diskcache's 32 KiB
+#: compressed, so the run data is a file next to the database.
+BALLAST = 60_000
 
 
 @script_function
@@ -40,8 +48,9 @@ def triple(x):
 
 
 @script_function
-def hold(x, marker):
-    """Wait for ``marker`` (or for the daemon to die: our parent changes); 3x."""
+def hold(x, marker, ballast):
+    """Wait for ``marker`` (or for the daemon to die: our parent changes); 3x.
+    ``ballast`` makes the payload large: stored in a file of its own."""
     import os
     import time
 
@@ -75,8 +84,9 @@ def golden(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Golden]:
             for task_id, x in finished.items():
                 assert gcc.get_result(task_id, wait=WAIT) == 3 * x
             hid = gcc.register_function(hold)
+            ballast = base64.b64encode(os.urandom(BALLAST)).decode()
             unfinished = {
-                gcc.run(x, str(marker), endpoint_id="local", function_id=hid): x
+                gcc.run(x, str(marker), ballast, endpoint_id="local", function_id=hid): x
                 for x in range(100, 100 + UNFINISHED)
             }
         assert daemon.stop() == 0, daemon.log()  # the unfinished ones are resumed later
@@ -94,8 +104,9 @@ class Case:
         shutil.copytree(golden.state, self.state)
         self.daemon: Daemon | None = None
 
-    def db(self, name: str) -> Path:
-        return self.state / "store" / name / "cache.db"
+    @property
+    def db(self) -> Path:
+        return self.state / "store" / "cache.db"
 
     def start(self) -> Daemon:
         self.golden.marker.touch()  # resumed unfinished tasks may finish at once
@@ -135,18 +146,20 @@ def replace_by_directory(path: Path) -> None:
 # ---------------------------------------------------------------------- checks
 
 
-def moved_aside(daemon: Daemon, database: str, reason: str) -> Path:
+def moved_aside(daemon: Daemon, reason: str) -> Path:
     """The aside directory the log and Status name; checks both agree."""
     log = daemon.log()
-    pattern = (
-        rf"ERROR .*the result store's '{database}' database is damaged \((?P<why>.*)\):"
-        rf" (moved \S+ aside to (?P<to>\S+)/{database}|nothing to move, recorded under"
-        rf" (?P<under>\S+));"
+    found = re.search(
+        r"ERROR .*the result store's database (?P<path>\S+) is damaged \((?P<why>.*)\):"
+        r" moved it aside to (?P<to>\S+); the daemon starts without it",
+        log,
     )
-    found = re.search(pattern, log)
-    assert found, f"no damage line for {database}:\n{log[-3000:]}"
+    assert found, f"no damage line:\n{log[-3000:]}"
     assert reason in found["why"], found["why"]
-    aside = Path(found["to"] or found["under"])
+    assert found["path"] == str(daemon.state_dir / "store")
+    moved = Path(found["to"])
+    aside = moved.parent
+    assert moved.name == "store"
     assert aside.parent == daemon.state_dir and aside.name.startswith("store.damaged-")
     with Client(socket_path=daemon.socket_path) as gcc:
         assert gcc.status()["store"]["damaged_moved_to"] == str(aside)
@@ -191,49 +204,32 @@ def results(daemon: Daemon, task_ids: dict[str, int]) -> dict[str, object]:
         (replace_by_directory, "SQLite: unable to open"),
     ],
 )
-def test_damaged_task_database_is_moved_aside(case: Case, damage, reason: str) -> None:
-    damage(case.db("tasks"))
-    left = case.db("tasks").read_bytes() if case.db("tasks").is_file() else None
+def test_damaged_database_is_moved_aside(case: Case, damage, reason: str) -> None:
+    damage(case.db)
+    left = case.db.read_bytes() if case.db.is_file() else None
     daemon = case.start()
 
-    aside = moved_aside(daemon, "tasks", reason)
-    kept = aside / "tasks" / "cache.db"
+    aside = moved_aside(daemon, reason)
+    kept = aside / "store" / "cache.db"
     assert (kept.read_bytes() if kept.is_file() else None) == left  # moved, never rewritten
-    serves_and_consistent(daemon)
+    assert len(list(aside.rglob("*.val"))) == UNFINISHED  # the run data's files went along
+    counts = serves_and_consistent(daemon)
+    assert (counts["pending"], counts["success"], counts["failed"]) == (0, 1, 0)
     # The records went with the database: their ids are unknown now, said plainly.
-    for task_id, outcome in results(daemon, case.golden.finished).items():
+    everything = {**case.golden.finished, **case.golden.unfinished}
+    for task_id, outcome in results(daemon, everything).items():
         assert isinstance(outcome, NotFound), (task_id, outcome)
         assert "not known to this daemon" in str(outcome)
 
 
-def test_damaged_counters_are_recounted(case: Case) -> None:
-    garbage_header(case.db("meta"))
-    daemon = case.start()
-
-    moved_aside(daemon, "meta", "file is not a database")
-    counts = serves_and_consistent(daemon)
-    assert counts["success"] == FINISHED + UNFINISHED + 1
-    everything = {**case.golden.finished, **case.golden.unfinished}
-    assert results(daemon, everything) == {t: 3 * x for t, x in everything.items()}
-
-
-def test_damaged_globus_submit_ledger_is_moved_aside(case: Case) -> None:
-    """The Globus backend's own database is checked like the store's: a damaged
-    one must not stop the daemon (it opens it at every start, logged in or not)."""
-    garbage_header(case.db("globus_submits"))
-    daemon = case.start()
-
-    moved_aside(daemon, "globus_submits", "file is not a database")
-    serves_and_consistent(daemon)
-    everything = {**case.golden.finished, **case.golden.unfinished}
-    assert results(daemon, everything) == {t: 3 * x for t, x in everything.items()}
-
-
 def test_lost_run_data_fails_unfinished_tasks_clearly(case: Case) -> None:
-    shutil.rmtree(case.state / "store" / "inflight")
+    values = list((case.state / "store").rglob("*.val"))
+    assert len(values) == UNFINISHED
+    for path in values:
+        path.unlink()
     daemon = case.start()
 
-    moved_aside(daemon, "inflight", "its directory is missing")
+    assert "damaged" not in daemon.log()
     counts = serves_and_consistent(daemon)
     assert counts["failed"] == UNFINISHED
     for task_id, outcome in results(daemon, case.golden.unfinished).items():
@@ -243,17 +239,17 @@ def test_lost_run_data_fails_unfinished_tasks_clearly(case: Case) -> None:
     assert results(daemon, finished) == {t: 3 * x for t, x in finished.items()}
 
 
-def test_lost_functions_fail_unfinished_tasks_and_keep_results(case: Case) -> None:
-    replace_by_directory(case.db("functions"))
+def test_missing_database_file_is_seen(case: Case) -> None:
+    """Its log and the files of large values still there: the database was lost,
+    not never made (a store directory with nothing in it is a new store)."""
     daemon = case.start()
+    daemon.kill()
+    case.db.unlink()
+    daemon.start()
 
-    moved_aside(daemon, "functions", "SQLite: unable to open")
-    serves_and_consistent(daemon)  # registers the function again
-    for task_id, outcome in results(daemon, case.golden.unfinished).items():
-        assert isinstance(outcome, TaskExecutionFailed), (task_id, outcome)
-        assert "function record is missing" in str(outcome)
-    finished = case.golden.finished
-    assert results(daemon, finished) == {t: 3 * x for t, x in finished.items()}
+    aside = moved_aside(daemon, "its cache.db file is missing")
+    assert (aside / "store" / "cache.db-wal").exists()
+    serves_and_consistent(daemon)
 
 
 @pytest.mark.parametrize(
@@ -269,7 +265,7 @@ def test_lost_write_ahead_log_is_seen(case: Case, cut: int) -> None:
         for task_id, x in recent.items():
             assert gcc.get_result(task_id, wait=WAIT) == 3 * x
     daemon.kill()
-    wal = case.db("tasks").with_name("cache.db-wal")
+    wal = case.db.with_name("cache.db-wal")
     assert wal.stat().st_size > cut  # the kill left committed transactions there
     if cut:
         os.truncate(wal, cut)
@@ -277,7 +273,7 @@ def test_lost_write_ahead_log_is_seen(case: Case, cut: int) -> None:
         wal.unlink()
     daemon.start()
 
-    moved_aside(daemon, "tasks", "write-ahead log")
+    moved_aside(daemon, "write-ahead log")
     serves_and_consistent(daemon)
     everything = {**case.golden.finished, **case.golden.unfinished, **recent}
     for task_id, outcome in results(daemon, everything).items():

@@ -6,7 +6,7 @@ Order matters and is the point of this module:
    daemon per socket), so a second daemon refuses with the first one's pid;
 2. make the socket's directory private (0700, or 0750 for ``--group``) and
    replace a stale socket left by a crashed daemon;
-3. open the store (damaged databases moved aside: ``store_recovery``), start
+3. open the store (a damaged database moved aside: ``store.recovery``), start
    the backends, resume unfinished tasks;
 4. serve gRPC (Gateway, health, reflection) on the socket, mode 0600 (0660
    owned by the group with ``--group``), then tell systemd ``READY=1``;
@@ -59,7 +59,7 @@ from gcgated.server.decoding import RequestDecoding
 from gcgated.server.servicer import GatewayServicer
 from gcgated.services import Services, build_services
 from gcgated.store import Store
-from gcgated.store_recovery import open_store
+from gcgated.store.recovery import open_store
 
 log = logging.getLogger(__name__)
 

@@ -57,9 +57,10 @@ from ..base import Accepted, Outcome, OutcomeCallback, SubmitGroup, TaskSpec
 from .auth import Login, ServiceAccountLogin, UserLogin
 from .http import ComputeAPI
 from .ledger import QUEUED, SENDING, SENT, Ledger
+from .ledger import TABLE as LEDGER_TABLE
 from .limiter import RateLimiter
 from .pipeline import INTERRUPTED, Pipeline, Queued, lane_doc
-from .submit import FunctionRegistry
+from .submit import FUNCTIONS_TABLE, FunctionRegistry
 from .tracker import Tracker
 
 __all__ = ["HEALTH_SERVICE", "GlobusBackend", "GlobusSettings", "build_globus_backend"]
@@ -70,6 +71,11 @@ log = logging.getLogger(__name__)
 COMPUTE_URL_ENV = "GCGATE_COMPUTE_URL"
 #: Name under which the standard health service reports the Globus login.
 HEALTH_SERVICE = "gcgate.globus"
+#: The store table of the tasks created with a client's own token, while they are
+#: in flight: task id -> ``{"owner": the token's fingerprint (never the token),
+#: "group": the service task group}``, so a restarted daemon knows to wait for
+#: that client's token before polling them.
+OWNERS_TABLE = "globus_tasks"
 
 
 @dataclass
@@ -150,8 +156,9 @@ class GlobusBackend:
             http_timeout=settings.http_timeout_seconds,
             retry_seconds=settings.retry_seconds,
         )
-        self.registry = FunctionRegistry(store, self.api, self.identity)
-        self.ledger = Ledger(store.directory)
+        self.registry = FunctionRegistry(store.table(FUNCTIONS_TABLE), self.api, self.identity)
+        self.ledger = Ledger(store.table(LEDGER_TABLE))
+        self._owners = store.table(OWNERS_TABLE)
         self.pipeline = Pipeline(
             limiter=limiter,
             registry=self.registry,
@@ -197,7 +204,7 @@ class GlobusBackend:
             overdue=self.settings.push_overdue_seconds,
             expected=self._expected,
         )
-        self.tracker.on_passthrough_done = self.store.forget_passthrough_task
+        self.tracker.on_passthrough_done = self._owners.delete
         self.tracker.start()
         self.state = "ready"
         login = self.login.describe()
@@ -223,7 +230,6 @@ class GlobusBackend:
         # Rows of outcomes the core stores after this stay: a final task's row is
         # never read again.
         self._ledger_open = False
-        self.ledger.close()
 
     # ---------------------------------------------------------------- tasks
 
@@ -283,7 +289,8 @@ class GlobusBackend:
             for task_id in ids:
                 by_group.setdefault(self._submitted.pop(task_id, ""), []).append(task_id)
             for group, group_ids in by_group.items():
-                self.store.put_passthrough_tasks(group_ids, caller.key, group)
+                mark = {"owner": caller.key, "group": group}
+                self._owners.set_many([(task_id, mark) for task_id in group_ids])
                 self.tracker.add(group_ids, caller, group)
             return
         lanes: dict[int, tuple[dict[str, Any], list[Queued]]] = {}
@@ -324,11 +331,11 @@ class GlobusBackend:
                     Queued(task.task_id, function, task.payload)
                 )
             else:  # no row: created with a client's token (ids from the service)
-                mark = self.store.passthrough_task(task.task_id)
+                mark = self._owners.get(task.task_id)
                 if mark is None:
                     own.append(task.task_id)
                 else:
-                    parked.append((task.task_id, *mark))
+                    parked.append((task.task_id, mark["owner"], mark.get("group", "")))
         if interrupted:
             self._fail(interrupted, INTERRUPTED)
         for lane, items in lanes.values():
@@ -441,7 +448,7 @@ class GlobusBackend:
     ) -> tuple[bool, dict[str, Any]]:
         """Delete ``caller``'s Globus registration of a function, if it has one."""
         identity = self.identity(caller)
-        globus_id = self.store.get_globus_function(identity, function_id)
+        globus_id = self.registry.known(identity, function_id)
         if globus_id is None:
             return False, {}
         try:
@@ -452,7 +459,7 @@ class GlobusBackend:
             )
         except NotFound:
             answer = None  # already gone at the service
-        self.store.forget_globus_function(identity, function_id)
+        self.registry.forget(identity, function_id)
         return answer is not None, answer or {}
 
     async def _endpoint_doc(

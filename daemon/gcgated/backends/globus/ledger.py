@@ -3,8 +3,8 @@
 The daemon answers a submission with task ids of its own, before anything is
 sent to Globus Compute (:mod:`.pipeline` sends later, many submissions per
 request). So that no accepted task is lost or sent twice across a restart,
-every such task has a row here, in its own diskcache database next to the
-store's (``globus_submits``), keyed ``t:<daemon task id>``:
+every such task has a row here, in the backend's own table of the store
+(``globus_submits``), keyed ``t:<daemon task id>``:
 
 - ``{"state": "queued", ...lane}``: written before the client is answered,
   with what the submit needs beyond the store's run data (endpoint, task
@@ -37,14 +37,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
-from gcgated import bulk
-from gcgated.store import _open_json_cache
+from gcgated.store import Table
 
-#: The database's directory under the store directory.
-DATABASE = "globus_submits"
+#: The ledger's table in the store.
+TABLE = "globus_submits"
 #: Seconds a task group the daemon made up stays recognised after it was made.
 GROUP_SECONDS = 30 * 24 * 3600.0
 
@@ -58,35 +56,28 @@ def _task_key(task_id: str) -> str:
 class Ledger:
     """The persisted submit state of daemon-id Globus tasks (see the module doc)."""
 
-    def __init__(self, store_directory: Path) -> None:
-        self._cache = _open_json_cache(store_directory / DATABASE)
+    def __init__(self, table: Table) -> None:
+        self._table = table
         #: Groups made up by this process (most lookups; the rest read the disk).
         self._groups: set[str] = set()
-
-    def close(self) -> None:
-        self._cache.close()
 
     def queued(self, rows: Sequence[tuple[str, dict[str, Any]]], group: str = "") -> None:
         """Record accepted tasks (``(task id, lane)``), and a new task group, at once."""
         items = [(_task_key(task_id), {"state": QUEUED, **lane}) for task_id, lane in rows]
-        with self._cache.transact():
+        with self._table.transact():
+            self._table.set_many(items)
             if group:
-                key = f"g:{group}"
-                items.append((key, {"made_at": time.time()}))
-            bulk.set_many(self._cache, items)
-            if group:
-                bulk.touch_many(self._cache, [key], GROUP_SECONDS)
+                self._table.set(f"g:{group}", {"made_at": time.time()}, expire=GROUP_SECONDS)
         if group:
             self._groups.add(group)
 
     def sending(self, task_ids: Iterable[str]) -> None:
         """Before a submit request goes out: it will never be sent again."""
-        bulk.set_many(self._cache, [(_task_key(t), {"state": SENDING}) for t in task_ids])
+        self._table.set_many([(_task_key(t), {"state": SENDING}) for t in task_ids])
 
     def sent(self, rows: Iterable[tuple[str, str, str]]) -> None:
         """The service's answer: (daemon task id, service task id, service task group)."""
-        bulk.set_many(
-            self._cache,
+        self._table.set_many(
             [
                 (_task_key(task), {"state": SENT, "service_id": sid, "group": group})
                 for task, sid, group in rows
@@ -95,29 +86,29 @@ class Ledger:
 
     def forget(self, task_ids: Iterable[str]) -> None:
         """The tasks' outcomes are with the core: their rows are no longer needed."""
-        bulk.delete_many(self._cache, [_task_key(t) for t in task_ids])
+        self._table.delete_many([_task_key(t) for t in task_ids])
 
     def lookup(self, task_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The rows of those of ``task_ids`` that have one."""
-        found = bulk.get_many(self._cache, [_task_key(t) for t in task_ids])
-        return {key[2:]: value for key, (value, _) in found.items()}
+        found = self._table.get_many([_task_key(t) for t in task_ids])
+        return {key[2:]: value for key, value in found.items()}
 
     def home_group(self, identity: str) -> str:
         """The home task group of the daemon's login as ``identity`` ("" if none yet)."""
-        entry = self._cache.get(f"h:{identity}")
+        entry = self._table.get(f"h:{identity}")
         return "" if entry is None else str(entry["group"])
 
     def set_home_group(self, identity: str, group: str) -> None:
-        self._cache.set(f"h:{identity}", {"group": group, "since": time.time()})
+        self._table.set(f"h:{identity}", {"group": group, "since": time.time()})
 
     def forget_home_group(self, identity: str) -> None:
-        self._cache.delete(f"h:{identity}")
+        self._table.delete(f"h:{identity}")
 
     def is_group(self, task_group_id: str) -> bool:
         """Whether the daemon made this task group up (the service does not know it)."""
         if task_group_id in self._groups:
             return True
-        if self._cache.get(f"g:{task_group_id}") is not None:
+        if self._table.get(f"g:{task_group_id}") is not None:
             self._groups.add(task_group_id)
             return True
         return False

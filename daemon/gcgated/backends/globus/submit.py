@@ -3,9 +3,10 @@
 The :mod:`.pipeline` decides what goes into a request and when; this module
 makes the request. Functions are registered with Globus lazily, on their first
 submission per Globus identity (``POST /v3/functions`` with the SDK's body, the
-code passed through untouched); the assigned id is kept in the store, so the
-registration is never sent again. The request body is the SDK's
-``Batch.prepare()``; payloads are packed by their JSON-encoded size.
+code passed through untouched); the assigned id is kept in the backend's table
+of the store (``FUNCTIONS_TABLE``), so the registration is never sent again.
+The request body is the SDK's ``Batch.prepare()``; payloads are packed by their
+JSON-encoded size.
 """
 
 from __future__ import annotations
@@ -13,17 +14,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from gcgated.caller import Caller
 from gcgated.errors import NotFound
 from gcgated.model import SubmitOptions
-from gcgated.store import Store
+from gcgated.store import Table
 
 from .http import ComputeAPI, Slot
 
 log = logging.getLogger(__name__)
+
+#: The store table of registrations: ``<identity>/<local function id>`` ->
+#: ``{"globus_function_id", "registered_at"}``.
+FUNCTIONS_TABLE = "globus_functions"
 
 
 def registration_body(function: dict[str, Any]) -> dict[str, Any]:
@@ -47,8 +53,8 @@ def registration_body(function: dict[str, Any]) -> dict[str, Any]:
 class FunctionRegistry:
     """Local function id -> Globus function id, per identity, registering on demand."""
 
-    def __init__(self, store: Store, api: ComputeAPI, identity: Callable[[Caller], str]) -> None:
-        self.store = store
+    def __init__(self, table: Table, api: ComputeAPI, identity: Callable[[Caller], str]) -> None:
+        self.table = table
         self.api = api
         #: The Globus identity a caller registers as (a client token's by fingerprint).
         self.identity = identity
@@ -61,7 +67,7 @@ class FunctionRegistry:
         """The function's Globus id for ``caller``, registered as ``caller`` if new."""
         identity = self.identity(caller)
         local_id = function["function_id"]
-        known = self.store.get_globus_function(identity, local_id)
+        known = self.known(identity, local_id)
         if known is not None:
             return known
         key = (identity, local_id)
@@ -77,7 +83,10 @@ class FunctionRegistry:
                 token=caller.token,
             )
             globus_id = str(answer["function_uuid"])
-            self.store.put_globus_function(identity, local_id, globus_id)
+            self.table.set(
+                f"{identity}/{local_id}",
+                {"globus_function_id": globus_id, "registered_at": time.time()},
+            )
             self.registered += 1
             log.info("registered function %s with Globus Compute as %s", local_id, globus_id)
             future.set_result(globus_id)
@@ -89,9 +98,14 @@ class FunctionRegistry:
         finally:
             del self._pending[key]
 
-    def forget(self, caller: Caller, function_id: str) -> None:
-        """The service no longer knows ``caller``'s registration of a function."""
-        self.store.forget_globus_function(self.identity(caller), function_id)
+    def known(self, identity: str, function_id: str) -> str | None:
+        """The Globus function id registered for ``function_id`` as ``identity``."""
+        entry = self.table.get(f"{identity}/{function_id}")
+        return None if entry is None else str(entry["globus_function_id"])
+
+    def forget(self, identity: str, function_id: str) -> None:
+        """The service no longer honours ``identity``'s registration of a function."""
+        self.table.delete(f"{identity}/{function_id}")
 
 
 #: Bytes of a submit body that are not task payloads (keys, ids, user_runtime, ...).
@@ -149,7 +163,7 @@ async def post_submit(
         if getattr(exc, "service_code", "") != "FUNCTION_NOT_FOUND":
             raise
     for function_id in {function["function_id"] for function, _ in work}:
-        registry.forget(caller, function_id)
+        registry.forget(registry.identity(caller), function_id)
     log.info("Globus Compute no longer knows a registered function; registering again")
     return await _post_submit_once(registry, caller, endpoint_id, work, options, None, create_queue)
 

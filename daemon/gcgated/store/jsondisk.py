@@ -7,22 +7,19 @@ and value, that was most of the cost of every store operation, for records of a
 few hundred bytes that compression does not shrink. :class:`JSONTextDisk` keeps
 keys as SQLite text and values as JSON text, and compresses only large values.
 
-Stores written with ``JSONDisk`` stay readable: a value that comes back as bytes
-is zlib-compressed JSON (this class writes compressed values as bytes, plain
-ones as text), and :func:`migrate_keys` rewrites the compressed keys of such a
-store as text once, when it is opened.
+A value that comes back as bytes is zlib-compressed JSON: this class writes
+compressed values as bytes, plain ones as text (and ``JSONDisk`` compressed
+every value, which is how :mod:`.migrate` reads a store it wrote).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import zlib
-from pathlib import Path
 from typing import Any
 
 import diskcache
-from diskcache.core import DBNAME, UNKNOWN
+from diskcache.core import UNKNOWN
 
 #: Values whose JSON text is at least this long are stored zlib-compressed.
 #: Results are mostly base64, which compresses by about a quarter; below this the
@@ -46,11 +43,6 @@ class JSONTextDisk(diskcache.Disk):
             raise TypeError(f"store keys are strings, got {type(key).__name__}")
         return key, True
 
-    def get(self, key: Any, raw: bool) -> Any:
-        if isinstance(key, bytes):  # a key written by JSONDisk, not migrated yet
-            return json.loads(zlib.decompress(key))
-        return key
-
     def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> Any:
         if read:  # a file object (Cache.set(read=True)): the store never does this
             raise TypeError("the store writes JSON values, not files")
@@ -60,30 +52,9 @@ class JSONTextDisk(diskcache.Disk):
         return super().store(text, False, key)
 
     def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
-        data = super().fetch(mode, filename, value, read)
-        if isinstance(data, bytes):  # compressed: a large value, or written by JSONDisk
-            data = zlib.decompress(data)
-        return json.loads(data)
+        return decode(super().fetch(mode, filename, value, read))
 
 
-def migrate_keys(directory: Path) -> int:
-    """Rewrite the zlib-compressed keys ``JSONDisk`` wrote as text; return how many.
-
-    One transaction, so a crash leaves the database all old or all new. Blobs
-    sort after text in SQLite, so finding that there is nothing to do is one
-    look into the key index, not a scan.
-    """
-    connection = sqlite3.connect(str(directory / DBNAME), timeout=60, isolation_level=None)
-    try:
-        connection.execute("BEGIN IMMEDIATE")
-        rows = connection.execute(
-            "SELECT rowid, key FROM Cache WHERE key >= x'' AND raw = 1"
-        ).fetchall()
-        connection.executemany(
-            "UPDATE Cache SET key = ? WHERE rowid = ?",
-            [(json.loads(zlib.decompress(key)), rowid) for rowid, key in rows],
-        )
-        connection.execute("COMMIT")
-    finally:
-        connection.close()
-    return len(rows)
+def decode(data: str | bytes) -> Any:
+    """A value as stored: JSON text, or zlib-compressed JSON as bytes."""
+    return json.loads(zlib.decompress(data) if isinstance(data, bytes) else data)

@@ -1,0 +1,17 @@
+"""The daemon's store: one diskcache database of named tables (see ``records``).
+
+- :mod:`.records`: :class:`Store`, the core's records (functions, tasks, run
+  data, counters) and the tables it hands to backends (:meth:`Store.table`);
+- :mod:`.schema`: what the core's tables hold (names, statuses, counters);
+- :mod:`.table`: the database and :class:`Table`, a named part of it;
+- :mod:`.sql`: every SQL statement run on diskcache's database;
+- :mod:`.jsondisk`: how values are stored (JSON text, never pickles);
+- :mod:`.migrate`: a store of the old layout (a database per table) moved in;
+- :mod:`.recovery`: a damaged store moved aside at start.
+"""
+
+from .records import NewTask, Store, function_id_for
+from .schema import FINAL_STATUSES
+from .table import Table
+
+__all__ = ["FINAL_STATUSES", "NewTask", "Store", "Table", "function_id_for"]

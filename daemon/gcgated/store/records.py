@@ -1,0 +1,367 @@
+"""The daemon's durable records: functions, tasks and results.
+
+One database (``table.open_database``) under the store directory, holding the
+core's tables and those the backends own (:meth:`Store.table`):
+
+- ``functions``: function id -> registration record (content-addressed ids);
+- ``tasks``: task id -> task record (status, ids, timestamps, result or exception);
+- ``inflight``: task id -> what is needed to run the task again (payload,
+  result serializers); present exactly while the task is not final, so a
+  restarted daemon resumes by reading this one table;
+- ``meta``: ``count:<status>`` -> completed tasks, for ``Status``.
+
+Each logical write is one transaction: a submission writes the records and run
+data of its tasks together; a completion writes the final records and the
+counters together. So no crash can leave a run entry without its record, or a
+completion counted twice or not at all. The run data of final tasks is
+dropped in batches, with a later completion (``RUN_DATA_DROP_BATCH``): a crash
+before that leaves run entries whose records are final, which resume drops.
+
+Keys and values are stored as JSON text (``jsondisk.JSONTextDisk``): the
+daemon never pickles or unpickles anything, so a result is always opaque text
+here. Every write that a client is answered about commits before the answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gcgated.errors import is_disk_full
+
+from . import migrate, sql
+from .schema import CORE_TABLES, FINAL_STATUSES, RUN_DATA_LOST, count_key
+from .table import Table, open_database
+
+log = logging.getLogger(__name__)
+
+#: Namespace for content-addressed function ids.
+FUNCTION_ID_NAMESPACE = uuid.UUID("6f3c1a52-8d0e-4b7a-9a57-5bb1b4e6c0de")
+
+#: Free disk space a submission needs: its payloads written about this many
+#: times (run data, record, SQLite's log, checkpoint), plus this many bytes.
+DISK_ROOM_FACTOR, DISK_ROOM_SPARE = 4, 1 << 20
+#: The fields of an unfinished task's record, as add_tasks writes them.
+_PENDING_FIELDS = ("task_id", "function_id", "endpoint_id", "task_group_id", "status", "created_at")
+_PENDING_KEYS = frozenset(_PENDING_FIELDS)
+#: What a record may add to the store beyond its largest text field (its other
+#: fields, SQLite row, index entry, page slack); text is counted twice. An upper
+#: bound of the growth since the store was last measured, so that has_room_for
+#: measures (12 queries) only near the limit, or once this many seconds passed.
+RECORD_OVERHEAD_BYTES, VOLUME_RECHECK_SECONDS = 4096, 1.0
+#: Final tasks' run data is deleted in the transaction of the completion that
+#: finds this many waiting, or this many seconds since the last deletion: a
+#: commit rewrites every page it touches, and the run data of a few tasks
+#: (random keys) touches about a page each; deleting it at every completion
+#: slowed completions by about a half.
+RUN_DATA_DROP_BATCH, RUN_DATA_DROP_SECONDS = 4096, 0.25
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """A task to record at submission."""
+
+    task_id: str
+    function_id: str
+    endpoint_id: str
+    task_group_id: str
+    payload: str
+    result_serializers: tuple[str, ...]
+
+
+def function_id_for(registration: dict[str, Any]) -> str:
+    """Content address of a registration: same body and metadata, same id."""
+    canonical = json.dumps(registration, sort_keys=True, separators=(",", ":"))
+    return str(uuid.uuid5(FUNCTION_ID_NAMESPACE, hashlib.sha256(canonical.encode()).hexdigest()))
+
+
+class Store:
+    """Durable records of the daemon, shared by every client."""
+
+    def __init__(self, directory: Path, *, size_limit_bytes: int, retention_seconds: float):
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory = directory
+        self.size_limit_bytes = size_limit_bytes
+        self.retention_seconds = retention_seconds
+        #: Where a damaged database was moved when this store was opened, if any
+        #: (set by gcgated.store.recovery; shown by Status).
+        self.damaged_moved_to = ""
+        #: Records of the unfinished tasks this daemon knows (submitted, or
+        #: resumed), as written: completing one then writes without reading it
+        #: back, and asking about one reads nothing. Each changes once, when final.
+        #: Values are the record's other fields as a tuple (_PENDING_FIELDS): a
+        #: third of a dict's memory, with 100,000 tasks in flight.
+        self._pending: dict[str, tuple[Any, ...]] = {}
+        #: Final tasks whose run data is still to be deleted, and when it last was.
+        self._finished_runs: list[str] = []
+        self._dropped_at = time.monotonic()
+        #: The store's size when last measured (-1: never), when, and an upper
+        #: bound of what was written since (see RECORD_OVERHEAD_BYTES).
+        self._volume, self._volume_at, self._growth = -1, 0.0, 0
+        self._cache = open_database(directory)
+        migrate.migrate_legacy(directory, self._cache)
+        self._functions = Table(self._cache, "functions")
+        self._tasks = Table(self._cache, "tasks")
+        self._inflight = Table(self._cache, "inflight")
+        self._meta = Table(self._cache, "meta")
+        #: The completion counters as committed (written in each completion's transaction).
+        counters = self._meta.get_many([count_key(s) for s in FINAL_STATUSES])
+        self._completed = {s: int(counters.get(count_key(s), 0)) for s in FINAL_STATUSES}
+
+    def close(self) -> None:
+        self._inflight.delete_many(self._finished_runs)
+        self._cache.close()
+
+    def table(self, name: str) -> Table:
+        """A table of a backend's own, in the store's database: its writes can share
+        a transaction with each other (``Table.transact``), never with the core's."""
+        if name in CORE_TABLES:
+            raise ValueError(f"{name!r} is one of the core's tables")
+        return Table(self._cache, name)
+
+    # ------------------------------------------------------------ functions
+
+    def put_function(self, registration: dict[str, Any]) -> tuple[str, bool]:
+        """Record a function; return its id and whether it was new."""
+        function_id = function_id_for(registration)
+        if self.has_function(function_id):
+            return function_id, False
+        record = {**registration, "function_id": function_id, "created_at": time.time()}
+        self._grew(len(record.get("function_code") or ""), 1)
+        self._functions.set(function_id, record)
+        return function_id, True
+
+    def get_function(self, function_id: str) -> dict[str, Any] | None:
+        return self._functions.get(function_id)  # type: ignore[no-any-return]
+
+    def has_function(self, function_id: str) -> bool:
+        return self._functions.get(function_id) is not None
+
+    # ---------------------------------------------------------------- tasks
+
+    def add_tasks(self, tasks: Sequence[NewTask], status: str) -> list[dict[str, Any]]:
+        """Record newly accepted tasks and their run data, in one transaction."""
+        now = time.time()
+        records = [
+            {
+                "task_id": task.task_id,
+                "function_id": task.function_id,
+                "endpoint_id": task.endpoint_id,
+                "task_group_id": task.task_group_id,
+                "status": status,
+                "created_at": now,
+            }
+            for task in tasks
+        ]
+        run_data = [
+            (
+                task.task_id,
+                {
+                    "endpoint_id": task.endpoint_id,
+                    "function_id": task.function_id,
+                    "payload": task.payload,
+                    "result_serializers": list(task.result_serializers),
+                },
+            )
+            for task in tasks
+        ]
+        self._grew(sum(len(task.payload) for task in tasks), 2 * len(tasks))
+        with self._tasks.transact():
+            self._inflight.set_many(run_data)
+            self._tasks.set_many([(record["task_id"], record) for record in records])
+        for record in records:
+            self._remember_pending(record)
+        return records
+
+    def complete_tasks(self, outcomes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Write final outcomes; return the full records written.
+
+        One transaction: the final records and the counters (and, now and then,
+        the deletion of the run data of the tasks completed since the last one).
+        An outcome for a task that is already final (a duplicate report after a
+        resume) is ignored: each task completes once.
+        """
+        written: dict[str, dict[str, Any]] = {}
+        for outcome in outcomes:
+            task_id = outcome["task_id"]
+            if task_id in written:  # reported twice in one batch: the first counts
+                continue
+            # Not in memory: a task resumed without the usual fields, or a duplicate.
+            record = self._pending_record(task_id) or self._tasks.get(task_id)
+            if record is None or record["status"] in FINAL_STATUSES:
+                continue
+            written[task_id] = {**record, **outcome}
+        if not written:
+            return []
+        completed = dict(self._completed)
+        for record in written.values():
+            completed[record["status"]] += 1
+        self._grew(
+            sum(
+                len(r.get("result") or "") + len(r.get("exception") or "") for r in written.values()
+            ),
+            len(written),
+        )
+        drop = (
+            len(self._finished_runs) + len(written) >= RUN_DATA_DROP_BATCH
+            or time.monotonic() - self._dropped_at >= RUN_DATA_DROP_SECONDS
+        )
+        with self._tasks.transact():
+            self._tasks.set_many(list(written.items()))
+            if drop:
+                self._inflight.delete_many([*self._finished_runs, *written])
+            self._meta.set_many([(count_key(s), n) for s, n in completed.items()])
+        self._completed = completed
+        if drop:
+            self._finished_runs, self._dropped_at = [], time.monotonic()
+        else:
+            self._finished_runs.extend(written)
+        for task_id in written:
+            self._pending.pop(task_id, None)
+        return list(written.values())
+
+    def get_task(self, task_id: str) -> dict[str, Any] | None:
+        """A task record; a final one starts its retention clock when first read."""
+        return self.get_tasks([task_id])[task_id]
+
+    def get_tasks(self, task_ids: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        """Records by task id (None: unknown); see :meth:`get_task`."""
+        task_ids = list(task_ids)
+        stored = self._tasks.get_many_expiring([t for t in task_ids if t not in self._pending])
+        first_reads = [
+            task_id
+            for task_id, (record, expire_time) in stored.items()
+            if expire_time is None and record["status"] in FINAL_STATUSES
+        ]
+        if first_reads:
+            self._start_retention(first_reads)
+        found: dict[str, dict[str, Any] | None] = {}
+        for task_id in task_ids:
+            pending = self._pending_record(task_id)
+            found[task_id] = pending if pending is not None else stored.get(task_id, (None,))[0]
+        return found
+
+    def _start_retention(self, task_ids: Sequence[str]) -> None:
+        """Start the retention clocks of results read for the first time, in one
+        transaction. Losing this write to a crash only keeps the results longer."""
+        try:
+            self._tasks.expire_after(task_ids, self.retention_seconds)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            # A full disk must not hide results: the clock starts at a later read.
+
+    def resumable(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """Every accepted, unfinished task as (record, run data), for resuming.
+
+        Drops run data whose task record is final (a crash came before it was
+        deleted, see RUN_DATA_DROP_BATCH) or missing (a store migrated from the
+        old layout may hold some). A task whose run data cannot be read (its
+        file was lost) fails, saying so.
+        """
+        leftovers, lost = [], []
+        runs = self._inflight.items()
+        while chunk := list(itertools.islice(runs, sql.CHUNK)):
+            records = self._tasks.get_many([task_id for task_id, _ in chunk])
+            for task_id, run in chunk:
+                record = records.get(task_id)
+                if record is None or record["status"] in FINAL_STATUSES:
+                    leftovers.append(task_id)
+                elif run is None:
+                    lost.append(task_id)
+                else:
+                    self._remember_pending(record)
+                    yield record, run
+        self._inflight.delete_many(leftovers)  # the finished runs among them
+        self._finished_runs = []
+        if lost:
+            log.error("%d unfinished task(s) lost their run data; they fail", len(lost))
+            now = repr(time.time())
+            self.complete_tasks(
+                {"task_id": t, "status": "failed", "exception": RUN_DATA_LOST, "completion_t": now}
+                for t in lost
+            )
+
+    def _remember_pending(self, record: dict[str, Any]) -> None:
+        """Keep an unfinished task's record in memory, if it has the usual fields
+        (one that does not is read from the database when needed)."""
+        if record.keys() == _PENDING_KEYS:
+            self._pending[record["task_id"]] = tuple(record[f] for f in _PENDING_FIELDS[1:])
+
+    def is_pending(self, task_id: str) -> bool:
+        """Whether the task is known here and unfinished (answered from memory)."""
+        return task_id in self._pending
+
+    def _pending_record(self, task_id: str) -> dict[str, Any] | None:
+        values = self._pending.get(task_id)
+        if values is None:
+            return None
+        return dict(zip(_PENDING_FIELDS, (task_id, *values), strict=True))
+
+    def recent_tasks(self, limit: int, status: str = "") -> list[dict[str, Any]]:
+        """Newest first; ``status="pending"`` matches every non-final status."""
+        found: list[dict[str, Any]] = []
+        for _, record in self._tasks.items(newest_first=True):
+            if record is None:
+                continue
+            if status == "pending" and record["status"] in FINAL_STATUSES:
+                continue
+            if status and status != "pending" and record["status"] != status:
+                continue
+            found.append(record)
+            if len(found) >= limit:
+                break
+        return found
+
+    # ------------------------------------------------------------- capacity
+
+    def size_bytes(self) -> int:
+        self._volume = self._cache.volume()
+        self._volume_at, self._growth = time.monotonic(), 0
+        return self._volume
+
+    def _grew(self, text_bytes: int, records: int) -> None:
+        """Count a write in the bound of the growth since the last measurement."""
+        self._growth += 2 * text_bytes + records * RECORD_OVERHEAD_BYTES
+
+    def has_room_for(self, incoming_bytes: int) -> bool:
+        """Whether ``incoming_bytes`` more fit, after dropping expired results.
+
+        Far from the limit, the last measurement plus the bound of the growth
+        since answers without measuring (the check precedes every submission).
+        """
+        if (
+            self._volume >= 0
+            and time.monotonic() - self._volume_at < VOLUME_RECHECK_SECONDS
+            and self._volume + self._growth + incoming_bytes <= self.size_limit_bytes
+        ):
+            return True
+        if self.size_bytes() + incoming_bytes <= self.size_limit_bytes:
+            return True
+        sql.expire(self._cache)
+        return self.size_bytes() + incoming_bytes <= self.size_limit_bytes
+
+    def disk_has_room_for(self, incoming_bytes: int) -> bool:
+        """Whether the filesystem under the store can take ``incoming_bytes`` more,
+        with room to spare for SQLite's log and pages (checked before a submission
+        is sent anywhere: a Globus submit cannot be taken back)."""
+        free = shutil.disk_usage(self.directory).free
+        return free >= DISK_ROOM_FACTOR * incoming_bytes + DISK_ROOM_SPARE
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "pending": len(self._inflight) - len(self._finished_runs),
+            "success": self._completed["success"],
+            "failed": self._completed["failed"],
+            "functions": len(self._functions),
+            "task_records": len(self._tasks),
+        }

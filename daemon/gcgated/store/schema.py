@@ -1,0 +1,20 @@
+"""What the core's tables hold, for the store and its migration alike."""
+
+from __future__ import annotations
+
+FINAL_STATUSES = frozenset({"success", "failed"})
+#: The core's own tables; backends name theirs otherwise (``Store.table``):
+#: ``functions`` (function id -> registration), ``tasks`` (task id -> record),
+#: ``inflight`` (task id -> run data, while the task is not final), ``meta``
+#: (the completion counters, ``count_key(status)`` -> tasks).
+CORE_TABLES = frozenset({"functions", "tasks", "inflight", "meta"})
+#: What an unfinished task whose run data was lost fails with.
+RUN_DATA_LOST = (
+    "gcgate: this task's run data was in a damaged part of the daemon's store (moved"
+    " aside at start: see the daemon's log); it cannot run again; submit it again"
+)
+
+
+def count_key(status: str) -> str:
+    """The ``meta`` key of the counter of tasks completed with ``status``."""
+    return f"count:{status}"
