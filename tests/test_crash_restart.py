@@ -41,8 +41,9 @@ from typing import Any
 
 import pytest
 from gcgate import Client
+from gcgate.constants import FINAL_STATUSES
 from gcgated.backends.globus.pipeline import INTERRUPTED
-from gcgated.store import FINAL_STATUSES, Store
+from gcgated.store import Store
 from harness import Daemon, GlobusDaemon, script_function
 from standin import StandIn
 

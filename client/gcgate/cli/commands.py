@@ -51,7 +51,13 @@ from gcgate.cli.output import (
 )
 from gcgate.cli.submit import cmd_batch, cmd_register_source
 from gcgate.cli.waiting import cmd_wait
-from gcgate.constants import LOCAL_ENDPOINT_ALIAS, LOCAL_ENDPOINT_ID, SOCKET_ENV
+from gcgate.constants import (
+    LOCAL_ENDPOINT_ALIAS,
+    LOCAL_ENDPOINT_ID,
+    PENDING_FILTER,
+    SOCKET_ENV,
+    TaskStatus,
+)
 from gcgate.errors import (
     DaemonUnavailable,
     DeserializationError,
@@ -65,7 +71,7 @@ from gcgate.paths import client_socket_path
 #: ``result --wait`` without a value waits this long (the daemon's own cap per call).
 DEFAULT_RESULT_WAIT_S = 300.0
 #: Statuses ``tasks --status`` accepts; "pending" matches every unfinished one.
-TASK_STATUSES = ("pending", "received", "waiting-for-ep", "running", "success", "failed")
+TASK_STATUSES = (PENDING_FILTER, *(status.value for status in TaskStatus))
 #: Retry delays while ``status --wait`` waits for a daemon to come up: short at
 #: first (a freshly started daemon is usually ready within a second), then capped
 #: so a slow start is not kept waiting long after it is ready.
@@ -250,12 +256,14 @@ def cmd_result(client: Client, args: argparse.Namespace) -> Output:
     try:
         task = client.get_task(args.task_id, wait=args.wait)
     except TaskExecutionFailed as exc:
-        data.update(status="failed", pending=False, result=None, completion_t=exc.completion_t)
+        data.update(
+            status=TaskStatus.FAILED, pending=False, result=None, completion_t=exc.completion_t
+        )
         data["exception"] = exc.remote_data
         return Output("", data, Exit.FAILED, f"task {args.task_id} failed:{str(exc).rstrip()}")
     except DeserializationError as exc:
         # Typically a result type whose module is not installed where gcgate runs.
-        data.update(status="success", pending=False, result=None, completion_t=None)
+        data.update(status=TaskStatus.SUCCESS, pending=False, result=None, completion_t=None)
         data["exception"] = str(exc)
         message = f"task {args.task_id} succeeded, but its result cannot be read here: {exc}"
         return Output("", data, Exit.FAILED, message)

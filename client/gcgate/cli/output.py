@@ -20,6 +20,8 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from gcgate.constants import TaskStatus
+
 
 class Exit(enum.IntEnum):
     """Exit codes of ``gcgate`` (see the ``gcgate.cli.commands`` docstring)."""
@@ -65,7 +67,7 @@ class CliError(Exception):
 
 
 #: Colour of each task status; every other (unfinished) status is yellow.
-STATUS_STYLES = {"success": "green", "failed": "red"}
+STATUS_STYLES = {TaskStatus.SUCCESS: "green", TaskStatus.FAILED: "red"}
 PENDING_STYLE = "yellow"
 
 
@@ -166,7 +168,7 @@ class Progress:
 
     def finished(self, status: str) -> None:
         """One more task is final (``status`` is ``success`` or ``failed``)."""
-        if status == "failed":
+        if status == TaskStatus.FAILED:
             self.failed += 1
         if self._bar is not None:
             failed = f"{self.failed} failed" if self.failed else ""

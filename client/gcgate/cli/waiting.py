@@ -18,6 +18,7 @@ from rich.text import Text
 
 from gcgate import Client
 from gcgate.cli.output import CliError, Exit, Output, Progress, json_value, progress_enabled
+from gcgate.constants import PENDING_FILTER, TaskStatus
 from gcgate.errors import DeadlineExceeded, TaskExecutionFailed
 
 
@@ -113,17 +114,17 @@ class Tally:
     @property
     def code(self) -> Exit:
         """1 if any failed, else 4 if any is still pending, else 0."""
-        if self.ids("failed"):
+        if self.ids(TaskStatus.FAILED):
             return Exit.FAILED
-        return Exit.PENDING if self.ids("pending") else Exit.OK
+        return Exit.PENDING if self.ids(PENDING_FILTER) else Exit.OK
 
     def summary(self, timeout: float | None) -> Text:
         """``3 tasks: 2 succeeded, 1 failed`` (pending ones named with the timeout)."""
         counts = [
-            (len(self.ids("success")), "succeeded", "green"),
-            (len(self.ids("failed")), "failed", "red"),
+            (len(self.ids(TaskStatus.SUCCESS)), "succeeded", "green"),
+            (len(self.ids(TaskStatus.FAILED)), "failed", "red"),
         ]
-        pending = len(self.ids("pending"))
+        pending = len(self.ids(PENDING_FILTER))
         if pending:
             waited = f" after {timeout:g} s" if timeout is not None else ""
             counts.append((pending, f"still pending{waited}", "yellow"))
@@ -137,14 +138,18 @@ class Tally:
 
     def problems(self) -> str:
         """One line per failed task (with its error) and per pending task, for stderr."""
-        lines = [f"failed: {tid}: {error_line(self.tasks[tid])}" for tid in self.ids("failed")]
-        lines += [f"pending: {tid} ({self.tasks[tid]['status']})" for tid in self.ids("pending")]
+        lines = [
+            f"failed: {tid}: {error_line(self.tasks[tid])}" for tid in self.ids(TaskStatus.FAILED)
+        ]
+        lines += [
+            f"pending: {tid} ({self.tasks[tid]['status']})" for tid in self.ids(PENDING_FILTER)
+        ]
         return "\n".join(lines)
 
 
 def status_of(task: dict[str, Any]) -> str:
     """``success``, ``failed`` or ``pending`` (any unfinished status)."""
-    return "pending" if task["pending"] else task["status"]
+    return PENDING_FILTER if task["pending"] else task["status"]
 
 
 def cmd_wait(client: Client, args: argparse.Namespace) -> Output:

@@ -2,7 +2,7 @@
 
 - :mod:`.records`: :class:`Store`, the core's records (functions, tasks, run
   data, counters) and the tables it hands to backends (:meth:`Store.table`);
-- :mod:`.schema`: what the core's tables hold (names, statuses, counters);
+- :mod:`.schema`: what the core's tables hold (names, counters, the lost-run-data message);
 - :mod:`.table`: the database and :class:`Table`, a named part of it;
 - :mod:`.sql`: every SQL statement run on diskcache's database;
 - :mod:`.jsondisk`: how values are stored (JSON text, never pickles);
@@ -11,7 +11,6 @@
 """
 
 from .records import NewTask, Store, function_id_for
-from .schema import FINAL_STATUSES
 from .table import Table
 
-__all__ = ["FINAL_STATUSES", "NewTask", "Store", "Table", "function_id_for"]
+__all__ = ["NewTask", "Store", "Table", "function_id_for"]

@@ -35,10 +35,11 @@ from typing import Any
 
 import diskcache
 from diskcache.core import DBNAME
+from gcgate.constants import FINAL_STATUSES, TaskStatus
 
 from . import sql
 from .jsondisk import decode
-from .schema import FINAL_STATUSES, RUN_DATA_LOST, count_key
+from .schema import RUN_DATA_LOST, count_key
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,15 @@ def _fail_unfinished(cache: diskcache.Cache) -> None:
     """The run data of the unfinished tasks was lost: they fail, saying so."""
     now = repr(time.time())
     failed = [
-        (task_id, {**record, "status": "failed", "exception": RUN_DATA_LOST, "completion_t": now})
+        (
+            task_id,
+            {
+                **record,
+                "status": TaskStatus.FAILED,
+                "exception": RUN_DATA_LOST,
+                "completion_t": now,
+            },
+        )
         for task_id, record in sql.scan(cache, "tasks")
         if record is not None and record["status"] not in FINAL_STATUSES
     ]

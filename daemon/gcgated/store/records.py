@@ -36,10 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gcgate.constants import FINAL_STATUSES, PENDING_FILTER, TaskStatus
+
 from gcgated.errors import is_disk_full
 
 from . import migrate, sql
-from .schema import CORE_TABLES, FINAL_STATUSES, RUN_DATA_LOST, count_key
+from .schema import CORE_TABLES, RUN_DATA_LOST, count_key
 from .table import Table, open_database
 
 log = logging.getLogger(__name__)
@@ -287,7 +289,12 @@ class Store:
             log.error("%d unfinished task(s) lost their run data; they fail", len(lost))
             now = repr(time.time())
             self.complete_tasks(
-                {"task_id": t, "status": "failed", "exception": RUN_DATA_LOST, "completion_t": now}
+                {
+                    "task_id": t,
+                    "status": TaskStatus.FAILED,
+                    "exception": RUN_DATA_LOST,
+                    "completion_t": now,
+                }
                 for t in lost
             )
 
@@ -313,9 +320,9 @@ class Store:
         for _, record in self._tasks.items(newest_first=True):
             if record is None:
                 continue
-            if status == "pending" and record["status"] in FINAL_STATUSES:
+            if status == PENDING_FILTER and record["status"] in FINAL_STATUSES:
                 continue
-            if status and status != "pending" and record["status"] != status:
+            if status and status != PENDING_FILTER and record["status"] != status:
                 continue
             found.append(record)
             if len(found) >= limit:
@@ -360,8 +367,8 @@ class Store:
     def counts(self) -> dict[str, int]:
         return {
             "pending": len(self._inflight) - len(self._finished_runs),
-            "success": self._completed["success"],
-            "failed": self._completed["failed"],
+            "success": self._completed[TaskStatus.SUCCESS],
+            "failed": self._completed[TaskStatus.FAILED],
             "functions": len(self._functions),
             "task_records": len(self._tasks),
         }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-FINAL_STATUSES = frozenset({"success", "failed"})
 #: The core's own tables; backends name theirs otherwise (``Store.table``):
 #: ``functions`` (function id -> registration), ``tasks`` (task id -> record),
 #: ``inflight`` (task id -> run data, while the task is not final), ``meta``
