@@ -21,7 +21,7 @@ from gcgated import core
 from gcgated.backends.base import Outcome
 from gcgated.caller import DAEMON
 from gcgated.core import TaskLifecycle
-from gcgated.model import Submission, SubmitOptions
+from gcgated.model import Registration, Submission, SubmitOptions
 from gcgated.routing import Router
 from gcgated.store import Store
 from gcgated.validation import json_payload
@@ -38,13 +38,7 @@ async def _lifecycle(tmp_path: Path) -> tuple[TaskLifecycle, FakeBackend, list[s
     lifecycle = TaskLifecycle(store, Router(backend, FakeBackend()))  # type: ignore[arg-type]
     await lifecycle.start()
     function_id, _ = lifecycle.register_function(
-        function_name="f",
-        function_code="def f(x):\n    return x\n",
-        serialized=False,
-        meta={},
-        description="",
-        public=False,
-        group="",
+        Registration("f", "def f(x):\n    return x\n", serialized=False, meta={})
     )
     receipt = await lifecycle.submit(
         Submission(

@@ -20,7 +20,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 from gcgate.constants import FINAL_STATUSES, TaskStatus
@@ -28,7 +28,7 @@ from gcgate.constants import FINAL_STATUSES, TaskStatus
 from gcgated.backends.base import Backend, Outcome, SubmitGroup, TaskSpec
 from gcgated.caller import DAEMON
 from gcgated.errors import InvalidArgument, NotFound, ShuttingDown, StoreFull
-from gcgated.model import Receipt, Submission
+from gcgated.model import Receipt, Registration, Submission
 from gcgated.routing import Router
 from gcgated.store import NewTask, Store
 from gcgated.validation import (
@@ -130,31 +130,13 @@ class TaskLifecycle:
 
     # ------------------------------------------------------------ functions
 
-    def register_function(
-        self,
-        *,
-        function_name: str,
-        function_code: str,
-        serialized: bool,
-        meta: dict[str, str],
-        description: str,
-        public: bool,
-        group: str,
-    ) -> tuple[str, bool]:
-        check_function_code(function_code, serialized, function_name)
-        if group:
-            group = parse_uuid(group, "group")
-        return self.store.put_function(
-            {
-                "function_name": function_name,
-                "function_code": function_code,
-                "serialized": serialized,
-                "meta": meta,
-                "description": description,
-                "public": public,
-                "group": group,
-            }
+    def register_function(self, registration: Registration) -> tuple[str, bool]:
+        """(function id, whether this call created the record)."""
+        check_function_code(
+            registration.function_code, registration.serialized, registration.function_name
         )
+        group = parse_uuid(registration.group, "group") if registration.group else ""
+        return self.store.put_function({**asdict(registration), "group": group})
 
     def get_function(self, function_id: str) -> dict[str, Any]:
         function_id = parse_uuid(function_id, "function_id")

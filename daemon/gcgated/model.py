@@ -31,6 +31,23 @@ class SubmitOptions:
 
 
 @dataclass(frozen=True)
+class Registration:
+    """A RegisterFunction call, decoded; its fields are what the function's id is
+    the content address of."""
+
+    function_name: str
+    #: Compute-serialized code when ``serialized``, else Python source text.
+    function_code: str
+    serialized: bool
+    #: python_version, sdk_version, serde_identifier of the registering client.
+    meta: Mapping[str, str]
+    description: str = ""
+    public: bool = False
+    #: A Globus group UUID the function is shared with ("" for none).
+    group: str = ""
+
+
+@dataclass(frozen=True)
 class Submission:
     """One Run or BatchRun call, already decoded from protobuf."""
 

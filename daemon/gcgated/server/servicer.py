@@ -23,7 +23,7 @@ from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
 from gcgated.caller import Caller
 from gcgated.errors import GatewayError, InvalidArgument, is_disk_full
-from gcgated.model import Submission, SubmitOptions, TaskRecord
+from gcgated.model import Registration, Submission, SubmitOptions, TaskRecord
 from gcgated.services import Services
 from gcgated.services.status import DaemonStatus
 from gcgated.validation import json_payload, parse_json_object
@@ -112,17 +112,19 @@ class GatewayServicer(pb_grpc.GatewayServicer):
         self, request: pb.RegisterFunctionRequest, context: Any
     ) -> pb.RegisterFunctionResponse:
         function_id, created = self.services.functions.register(
-            function_name=request.function_name,
-            function_code=request.function_code,
-            serialized=request.serialized,
-            meta={
-                "python_version": request.meta.python_version,
-                "sdk_version": request.meta.sdk_version,
-                "serde_identifier": request.meta.serde_identifier,
-            },
-            description=request.description,
-            public=request.public,
-            group=request.group,
+            Registration(
+                function_name=request.function_name,
+                function_code=request.function_code,
+                serialized=request.serialized,
+                meta={
+                    "python_version": request.meta.python_version,
+                    "sdk_version": request.meta.sdk_version,
+                    "serde_identifier": request.meta.serde_identifier,
+                },
+                description=request.description,
+                public=request.public,
+                group=request.group,
+            )
         )
         return pb.RegisterFunctionResponse(function_id=function_id, created=created)
 

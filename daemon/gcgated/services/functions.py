@@ -7,7 +7,7 @@ from typing import Any
 from gcgated.backends.globus import GlobusBackend
 from gcgated.caller import Caller
 from gcgated.core import TaskLifecycle
-from gcgated.model import FunctionRecord
+from gcgated.model import FunctionRecord, Registration
 
 
 class FunctionService:
@@ -18,27 +18,9 @@ class FunctionService:
         self._core = core
         self._remote = remote
 
-    def register(
-        self,
-        *,
-        function_name: str,
-        function_code: str,
-        serialized: bool,
-        meta: dict[str, str],
-        description: str,
-        public: bool,
-        group: str,
-    ) -> tuple[str, bool]:
+    def register(self, registration: Registration) -> tuple[str, bool]:
         """(function id, whether this call created the record)."""
-        return self._core.register_function(
-            function_name=function_name,
-            function_code=function_code,
-            serialized=serialized,
-            meta=meta,
-            description=description,
-            public=public,
-            group=group,
-        )
+        return self._core.register_function(registration)
 
     def get(self, function_id: str) -> FunctionRecord:
         """The registration record; NOT_FOUND when this daemon never saw it."""
