@@ -289,6 +289,9 @@ def test_broker_down_at_daemon_start_polls_then_pushes(own_broker: Broker, tmp_p
                 assert details(client)["result_push"]["state"] in ("down", "connecting")
                 assert status_requests(standin) >= 1
                 own_broker.start()
+                # The stand-in declares the group's queue once the broker is back (the
+                # submit could not); should the daemon look first, the queue is
+                # missing and the group polled, until the next submit renews it.
                 # Reconnect attempts back off up to 30 s, each after a URL fetch
                 # that globus-sdk itself retries for ~16 s while the broker was down.
                 wait_until(

@@ -214,7 +214,7 @@ def test_high_assurance_results_are_delivered_without_an_outcome(broker, account
     asyncio.run(scenario())
 
 
-def test_a_queue_the_broker_does_not_know_is_polled_with_the_reason(broker, account) -> None:
+def test_a_queue_the_broker_does_not_know_is_polled_until_renewed(broker, account) -> None:
     known, unknown = str(uuid.uuid4()), str(uuid.uuid4())
 
     async def scenario() -> None:
@@ -232,6 +232,20 @@ def test_a_queue_the_broker_does_not_know_is_polled_with_the_reason(broker, acco
             await service.publish(known, packed(task_id))
             await until(lambda: len(consumer.delivered) == 1, "delivery on the known group")
             consumer.delivered[0][2]()
+            # A renewal for a group whose queue is fine changes nothing.
+            consumer.queues.renew(known)
+            assert consumer.queues.consuming(known)
+            # The service declares the missing queue (a later submit asked for it):
+            # renewed, the group is consumed, and its results are pushed.
+            await service.declare(unknown)
+            consumer.queues.renew(unknown)
+            await until(lambda: consumer.queues.consuming(unknown), "consuming the renewed group")
+            assert unknown not in consumer.queues.polled and consumer.queues.pushing(unknown)
+            late = str(uuid.uuid4())
+            await service.publish(unknown, packed(late))
+            await until(lambda: len(consumer.delivered) == 2, "delivery on the renewed group")
+            assert consumer.delivered[1][0] == late
+            consumer.delivered[1][2]()
             await consumer.queues.close()
 
     asyncio.run(scenario())

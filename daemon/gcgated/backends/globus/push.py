@@ -146,6 +146,8 @@ class ResultQueues:
         self._closes: dict[str, list[float]] = {}
         #: Groups polled instead of pushed, until the next reconnect -> why.
         self.polled: dict[str, str] = {}
+        #: Those of them whose queue the broker did not know (see :meth:`renew`).
+        self._missing: set[str] = set()
         self._info: dict[str, str] | None = None
         self._refused = False
         self._changed = asyncio.Event()
@@ -182,7 +184,19 @@ class ResultQueues:
             self._groups -= gone
             for group in gone:
                 self.polled.pop(group, None)
+            self._missing -= gone
             self._changed.set()
+
+    def renew(self, group: str) -> None:
+        """A submission to ``group`` asked the service for its queue, so it exists
+        now even if the broker did not know it when this consumer last looked (the
+        service declares it at each such submit): a group polled for a missing
+        queue is tried again."""
+        if group in self._missing:
+            self._missing.discard(group)
+            self.polled.pop(group, None)
+            self._changed.set()
+            self._on_change()
 
     def pushing(self, group: str) -> bool:
         """Whether results of ``group`` arrive by push: its queue is consumed, or
@@ -296,6 +310,7 @@ class ResultQueues:
         self.connects += 1
         self.last_error = ""
         self.polled.clear()  # a reconnect tries every queue again
+        self._missing.clear()
         self._closes.clear()
         log.info("result queues (%s): connected", self.name)
         self._on_connected(self._lost)
@@ -336,6 +351,7 @@ class ResultQueues:
             await queue.consume(functools.partial(self._on_message, group))
         except aiormq.exceptions.ChannelNotFoundEntity as exc:
             self._poll_instead(group, NO_QUEUE.format(queue=queue_name, why=exc.args[0]))
+            self._missing.add(group)
             return
         except aiormq.exceptions.ChannelClosed as exc:
             self._channel_closed(group, exc)

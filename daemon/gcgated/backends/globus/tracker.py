@@ -240,6 +240,8 @@ class Tracker:
             self.interval = self.min_interval
             self._wake.set()
             self._release_held(added)
+        if group and not resumed and (queues := self._queues.get(caller.key)) is not None:
+            queues.renew(group)  # just submitted with create_queue: its queue exists
 
     def _follow(
         self, task_id: str, key: str, group: str, now: float, caller: Caller | None
