@@ -364,7 +364,12 @@ def kill_while_pushing(tmp_path: Path, broker: Broker, seed: int) -> dict[str, A
                 results = client.get_batch_result(ids, wait=120)
                 status = client.status()
                 state = details(client)
-            wait_until("every message acknowledged", lambda: queues_empty(standin, broker))
+            try:
+                wait_until("every message acknowledged", lambda: queues_empty(standin, broker))
+            except AssertionError as exc:
+                counts = {q: broker.queue_counts(q) for q in service_queues(standin)}
+                with Client(socket_path=daemon.socket_path) as client:
+                    raise AssertionError(f"{exc}: {counts}; daemon: {details(client)}") from None
         finally:
             daemon.close()
         by_input = {}
@@ -395,9 +400,13 @@ def client_done(daemon: GlobusDaemon) -> int:
     return tasks["success"] + tasks["failed"]
 
 
+def service_queues(standin: StandIn) -> set[str]:
+    """The result queues the stand-in declared for its task groups."""
+    return {g.queue for g in standin.compute.task_groups.values() if g.queue}
+
+
 def queues_empty(standin: StandIn, broker: Broker) -> bool:
-    queues = {g.queue for g in standin.compute.task_groups.values() if g.queue}
-    return all(broker.queue_counts(q) == (0, 0) for q in queues)
+    return all(broker.queue_counts(q) == (0, 0) for q in service_queues(standin))
 
 
 @pytest.mark.slow
