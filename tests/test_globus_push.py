@@ -231,6 +231,32 @@ def test_results_delivered_but_not_acknowledged_come_again_and_count_once(
     assert repeats <= 20
 
 
+def test_copies_queued_for_results_already_stored_are_drained_after_a_restart(
+    daemon: GlobusDaemon, standin: StandIn, broker: Broker
+) -> None:
+    """A result stored by status poll can still have its pushed copy queued when
+    the daemon stops (kill -9 right after a resumed task's poll). The next run has
+    nothing in flight, yet it consumes its home group's queue for a while and
+    acknowledges such copies as repeats, so they do not pile up at the broker."""
+    with Client(socket_path=daemon.socket_path) as client:
+        fid = client.register_function(double)
+        ids = [client.run(x, endpoint_id=standin.endpoint_id, function_id=fid) for x in range(3)]
+        assert [client.get_result(t, wait=WAIT) for t in ids] == [0, 2, 4]
+        queue = queue_of(standin, client, ids[0])
+        service_ids = [client.get_task(t)["details"]["globus_task_id"] for t in ids]
+    wait_until("every message acknowledged", lambda: broker.queue_counts(queue) == (0, 0))
+    daemon.kill()
+    for service_id in service_ids:
+        standin.compute.publish_again(service_id)
+    wait_until("3 copies queued", lambda: broker.queue_counts(queue) == (3, 0))
+    daemon.start()
+    wait_until("the copies acknowledged", lambda: broker.queue_counts(queue) == (0, 0))
+    with Client(socket_path=daemon.socket_path) as client:
+        assert details(client)["pushes_ignored_as_repeats"] == 3
+        assert client.status()["tasks"]["success"] == 3  # each completed once
+        assert [client.get_result(t) for t in ids] == [0, 2, 4]
+
+
 @pytest.fixture
 def own_broker(tmp_path: Path, broker: Broker) -> Iterator[Broker]:
     """A broker this test may stop and restart (``broker``: skips without RabbitMQ)."""

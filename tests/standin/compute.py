@@ -523,6 +523,15 @@ class ComputeService(Service):
             self._publish(task)
             self._changed.notify_all()
 
+    def publish_again(self, task_id: str) -> None:
+        """Publish a final task's result to its group's queue once more: the copy a
+        daemon finds queued when it stored the result by status poll and was then
+        stopped before the pushed one reached it (at-least-once delivery)."""
+        with self._lock:
+            task = self.tasks[task_id]
+            assert task.final, f"task {task_id} is not final"
+            self._publish(task)
+
     def _publish(self, task: TaskRecord) -> None:
         """Send a final task's ``Result`` to its group's queue, if it has one (lock held)."""
         group = self.task_groups.get(task.task_group_id)

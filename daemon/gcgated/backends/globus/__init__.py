@@ -206,6 +206,9 @@ class GlobusBackend:
         )
         self.tracker.on_passthrough_done = self._owners.delete
         self.tracker.start()
+        home = self.pipeline.homes.get(DAEMON) if self.login.logged_in else ""
+        if home:
+            self.tracker.drain(home)  # copies of results the last run stored by poll
         self.state = "ready"
         login = self.login.describe()
         log.info(

@@ -279,6 +279,19 @@ class Tracker:
         self._due.discard(task_id)
         self._unfollow(task_id)
 
+    def drain(self, group: str, caller: Caller = DAEMON) -> None:
+        """Consume ``group``'s queue for GROUP_IDLE seconds though none of its tasks
+        is in flight. A result stored by status poll (a resumed task is polled
+        once) can still have its pushed copy queued when the daemon stops; only a
+        consumer acknowledges such copies (as repeats), so a run that starts with
+        nothing in flight would leave them piling up at the broker."""
+        if not self.push:
+            return
+        self._queue_callers.setdefault(caller.key, caller)
+        self._queues_of(caller.key).watch([group])
+        loop = asyncio.get_running_loop()
+        loop.call_later(GROUP_IDLE, self._maybe_unwatch, (caller.key, group))
+
     def _maybe_unwatch(self, followed: tuple[str, str]) -> None:
         key, group = followed
         if self._group_tasks[followed] <= 0 and key in self._queues:
