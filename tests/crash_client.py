@@ -78,7 +78,7 @@ def main(spec: dict[str, Any]) -> None:
             ids.extend(task_ids)
         for start in range(0, len(ids), POLL_CHUNK):
             wanted = ids[start : start + POLL_CHUNK]
-            tasks = retried(lambda w=wanted: gcc.get_batch_result(w, wait=60), counter)
+            tasks = retried(lambda w=wanted: gcc.get_tasks(w, wait=60), counter)
             lines = []
             for task_id in wanted:
                 task = tasks[task_id]

@@ -227,7 +227,7 @@ def run_and_check(run: CrashRun, standin: StandIn | None) -> dict[str, Any]:
     assert len(by_id) == len(recorded) == TASKS, "each client records each of its tasks once"
     # What a fresh client gets now (ids are the daemon's; the service's in details).
     with Client(socket_path=daemon.socket_path) as gcc:
-        tasks = gcc.get_batch_result(list(by_id), wait=WAIT)
+        tasks = gcc.get_tasks(list(by_id), wait=WAIT)
         summary = gcc.status()
     service_ids = {
         t: task["details"]["globus_task_id"]

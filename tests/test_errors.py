@@ -125,16 +125,16 @@ def test_unknown_task_id(client: Client) -> None:
     with pytest.raises(NotFound, match=missing):
         client.get_task(missing, wait=1.0)
     with pytest.raises(NotFound, match=missing):
-        client.get_batch_result([missing])
+        client.get_tasks([missing])
 
 
-def test_one_unknown_task_fails_a_batch_result(client: Client, double_id: str) -> None:
+def test_one_unknown_task_fails_get_tasks(client: Client, double_id: str) -> None:
     known = client.run(4, endpoint_id="local", function_id=double_id)
     assert client.get_result(known, wait=WAIT) == double(4)
     missing = str(uuid.uuid4())
 
     with pytest.raises(NotFound) as info:
-        client.get_batch_result([known, missing])
+        client.get_tasks([known, missing])
     assert missing in info.value.message
     assert known not in info.value.message
 

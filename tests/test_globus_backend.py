@@ -647,7 +647,7 @@ def test_kill_9_during_the_submit_fails_the_tasks_clearly(standin: StandIn, tmp_
         daemon.kill()
         daemon.start()
         with Client(socket_path=daemon.socket_path) as client:
-            results = client.get_batch_result(task_ids, wait=WAIT)
+            results = client.get_tasks(task_ids, wait=WAIT)
         for task_id in task_ids:
             assert results[task_id]["status"] == "failed"
             message = str(results[task_id]["exception"])

@@ -96,7 +96,7 @@ def test_run_batch_and_executor_results_arrive_by_push_alone(
             for tasks in client.batch_run(standin.endpoint_id, batch)["tasks"].values()
             for t in tasks
         ]
-        results = client.get_batch_result(ids, wait=WAIT)
+        results = client.get_tasks(ids, wait=WAIT)
         assert sorted(r["result"] for r in results.values() if r["status"] == "success") == [
             2 * x for x in range(20)
         ]
@@ -387,7 +387,7 @@ def kill_while_pushing(tmp_path: Path, broker: Broker, seed: int) -> dict[str, A
                 daemon.start()
                 restarts.append(time.monotonic() - began)
             with Client(socket_path=daemon.socket_path) as client:
-                results = client.get_batch_result(ids, wait=120)
+                results = client.get_tasks(ids, wait=120)
                 status = client.status()
                 state = details(client)
             try:

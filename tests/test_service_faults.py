@@ -187,7 +187,7 @@ def check_accepted(client: Client, run: Run, lost_ok: bool = False) -> dict[str,
     (``lost_ok``) fails saying its submit's answer was lost (``run.unsent``)."""
     ids = list(run.accepted.values())
     assert len(set(ids)) == len(ids), "a client got one task id for two submissions"
-    results = client.get_batch_result(ids, wait=WAIT)
+    results = client.get_tasks(ids, wait=WAIT)
     wrong = {}
     for n, t in run.accepted.items():
         if results[t].get("result") == expected(n):
@@ -385,7 +385,7 @@ def test_a_lost_poll_answer_fails_its_tasks_clearly(
     wait_for("a poll refused", lambda: down.hits > 0)
     service.faults.remove(down)  # the next poll carries all 20 results, and is lost
 
-    results = client.get_batch_result(list(run.accepted.values()), wait=WAIT)
+    results = client.get_tasks(list(run.accepted.values()), wait=WAIT)
     assert reset.hits == 1
     run.service_ids.update((t, r["details"]["globus_task_id"]) for t, r in results.items())
     for task in results.values():

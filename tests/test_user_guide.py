@@ -271,8 +271,9 @@ def test_a_failing_function_reraises_with_the_remote_traceback(gcc: Client) -> N
     # get_task raises the same failure, as the SDK's does.
     with pytest.raises(TaskExecutionFailed, match="deliberate failure for 7"):
         gcc.get_task(task_id)
-    # In a batch result it is reported, not raised (gcgate keeps failed tasks).
-    status = gcc.get_batch_result([task_id])[task_id]
+    # A batch result leaves it out, as the SDK's does; get_tasks reports it, not raised.
+    assert task_id not in gcc.get_batch_result([task_id])
+    status = gcc.get_tasks([task_id])[task_id]
     assert status["status"] == "failed"
     assert isinstance(status["exception"], TaskExecutionFailed)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import logging
 import os
 import platform
 import time
@@ -28,6 +29,8 @@ from gcgate.errors import TaskExecutionFailed, TaskPending
 from gcgate.paths import client_socket_path
 from gcgate.serialize import Serializer, Strategylike, resolve_strategy
 from gcgate.v1 import gateway_pb2 as pb
+
+log = logging.getLogger(__name__)
 
 #: How long construction waits for the daemon's Status answer. Status is cheap, so
 #: a daemon that takes longer is wedged rather than busy.
@@ -106,14 +109,15 @@ def message_dict(msg: Message) -> dict[str, Any]:
 
 
 def task_dict(record: pb.TaskRecord, serializer: Serializer, *, summary: bool = False) -> dict:
-    """A TaskRecord as the SDK's task dict: the one conversion every reader uses.
+    """A TaskRecord as gcgate's task dict: the one conversion every reader uses.
 
     ``{"task_id", "pending", "status"}``, plus ``"details"`` when the daemon has
-    any, and for a final task ``"completion_t"`` and either ``"result"`` (the
-    deserialized value) or ``"exception"`` (a :class:`TaskExecutionFailed` for a
-    failed task, or the :class:`~gcgate.errors.DeserializationError` when a
-    successful result cannot be deserialized here). Exceptions are returned, not
-    raised, so a caller handling many tasks loses none of them to one failure.
+    any, and for a final task either ``"result"`` (the deserialized value) or
+    ``"exception"`` (a :class:`TaskExecutionFailed` for a failed task, or a
+    :class:`~gcgate.errors.ResultDeserializationError` when a successful result
+    cannot be deserialized here), then ``"completion_t"``. Exceptions are
+    returned, not raised, so a caller handling many tasks loses none of them to
+    one failure. :func:`sdk_task` makes the SDK's dict of it.
 
     ``summary=True`` (for listings) adds the record's function, endpoint, group
     and creation time, and omits result/exception if the daemon did not send them.
@@ -132,7 +136,6 @@ def task_dict(record: pb.TaskRecord, serializer: Serializer, *, summary: bool = 
         )
     if record.pending:
         return task
-    task["completion_t"] = record.completion_t
     if task["status"] == "failed":
         if record.exception or not summary:
             task["exception"] = TaskExecutionFailed(
@@ -142,8 +145,29 @@ def task_dict(record: pb.TaskRecord, serializer: Serializer, *, summary: bool = 
         try:
             task["result"] = serializer.deserialize(record.result)
         except errors.SerdeError as exc:
-            task["exception"] = exc
+            failure = errors.ResultDeserializationError(exc.reason)
+            failure.__cause__ = exc
+            task["exception"] = failure
+    task["completion_t"] = record.completion_t
     return task
+
+
+def sdk_task(task: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's task dict of a successful or pending gcgate one: the same keys in
+    the same order but ``task_id`` (the SDK's dicts are keyed by it, not holding it).
+    """
+    return {key: value for key, value in task.items() if key != "task_id"}
+
+
+def unique_ids(task_ids: Iterable[UUID_LIKE_T]) -> list[str]:
+    """Task ids as strings, each once, in their first order."""
+    return list(dict.fromkeys(map(str, task_ids)))
+
+
+def unknown_task(reason: str) -> dict[str, Any]:
+    """The SDK's ``get_batch_result`` entry for an id the service does not hold: it
+    answers that id ``{"status": "failed", "reason": ...}``, which the SDK passes on."""
+    return {"pending": False, "status": "failed", "reason": reason}
 
 
 class Client:
@@ -453,14 +477,17 @@ class Client:
         return task
 
     def get_task(self, task_id: UUID_LIKE_T, *, wait: float = 0.0) -> dict[str, Any]:
-        """The task's state: ``{"pending", "status", ...}``; for a finished task also
+        """The task's state, as the SDK's: ``{"pending", "status"}`` (and
+        ``"details"`` when the daemon has any), for a successful task also
         ``"result"`` and ``"completion_t"``.
 
         :param wait: gcgate extension: seconds to wait for the task to finish
             (the daemon answers as soon as it does); 0, the default, answers at
             once as the SDK does
         :raises TaskExecutionFailed: the task failed (as the SDK's ``get_task``)
-        :raises DeserializationError: the result cannot be deserialized here
+        :raises ResultDeserializationError: the result cannot be deserialized
+            here (a :class:`~gcgate.errors.SerializationError`, as in the SDK)
+        :raises NotFound: the daemon does not know the task
         """
         tid = str(task_id)
         task = self._task_status_table.get(tid)
@@ -474,7 +501,7 @@ class Client:
                 task = None
         if "exception" in task:
             raise task["exception"]
-        return task
+        return sdk_task(task)
 
     def get_result(self, task_id: UUID_LIKE_T, *, wait: float = 0.0) -> Any:
         """The task's result.
@@ -484,6 +511,7 @@ class Client:
         :raises TaskPending: not finished yet (``.reason`` is its status)
         :raises TaskExecutionFailed: the task failed; ``str()`` shows the remote
             traceback
+        :raises ResultDeserializationError: as :meth:`get_task`
         """
         task = self.get_task(task_id, wait=wait)
         if task["pending"]:
@@ -493,50 +521,132 @@ class Client:
     def get_batch_result(
         self, task_id_list: Iterable[UUID_LIKE_T], *, wait: float = 0.0
     ) -> dict[str, dict[str, Any]]:
-        """The state of many tasks: ``{task_id: task dict}`` (see :meth:`get_task`).
+        """The state of many tasks, as the SDK's: ``{task_id: task dict}`` (see
+        :meth:`get_task`) for the pending and successful ones, in request order.
 
-        Unlike the SDK, which leaves failed tasks out, a failed task is included
-        with ``"exception"``: its :class:`TaskExecutionFailed` (not raised).
+        Also as the SDK: a task that failed, or whose result cannot be
+        deserialized here, is left out and logged; an id the daemon does not know
+        is answered ``{"pending": False, "status": "failed", "reason": ...}``.
+        :meth:`get_tasks` includes failures with their exception.
 
         :param wait: gcgate extension: seconds to wait for all of them to finish
             (completions are pushed by the daemon); default 0 answers at once
-        :raises NotFound: one of the ids is unknown to the daemon
         """
-        wanted = list(dict.fromkeys(map(str, task_id_list)))
-        if wait > 0:
-            with contextlib.suppress(errors.DeadlineExceeded):
-                for _ in self.watch(wanted, timeout=wait):
-                    pass
-        table = self._task_status_table
-        results = {tid: table[tid] for tid in wanted if tid in table}
-        missing = [tid for tid in wanted if tid not in results]
-        for start in range(0, len(missing), BATCH_RESULT_CHUNK):
-            for record in self._batch_records(missing[start : start + BATCH_RESULT_CHUNK]):
-                results[record.task_id] = self._remember(task_dict(record, self.fx_serializer))
+        wanted = unique_ids(task_id_list)
+        unknown: dict[str, str] = {}
+        tasks = self._tasks(wanted, wait, unknown)
+        results = {}
+        for tid in wanted:
+            task = tasks.get(tid)
+            if task is None:
+                results[tid] = unknown_task(unknown[tid])
+            elif "exception" in task:
+                # The SDK's words: its loop logs what it could not unpack, and goes on.
+                log.error(
+                    "Failure while unpacking results from get_batch_result",
+                    exc_info=task["exception"],
+                )
+            else:
+                results[tid] = sdk_task(task)
         return results
 
-    def _batch_records(self, task_ids: list[str]) -> list[pb.TaskRecord]:
-        """GetBatchResult, halving the request while the answer is over the size limit."""
+    def get_tasks(
+        self, task_ids: Iterable[UUID_LIKE_T], *, wait: float = 0.0
+    ) -> dict[str, dict[str, Any]]:
+        """gcgate extension: every task's dict, failures included.
+
+        ``{task_id: task}`` in request order, each as :meth:`watch` yields it:
+        with ``"task_id"``, and for a failed task (or a result that cannot be
+        deserialized here) ``"exception"``, the exception :meth:`get_task` would
+        raise, returned rather than raised.
+
+        :param wait: seconds to wait for all of them to finish; default 0
+            answers at once
+        :raises NotFound: an id is unknown to the daemon (the message names it)
+        """
+        return self._tasks(unique_ids(task_ids), wait, None)
+
+    def _tasks(
+        self, wanted: list[str], wait: float, unknown: dict[str, str] | None
+    ) -> dict[str, dict[str, Any]]:
+        """The final or current dicts of ``wanted``, in order, after waiting up to
+        ``wait`` seconds for them to finish.
+
+        Unknown ids raise NotFound, or with ``unknown`` given are left out and
+        recorded there with the daemon's message.
+        """
+        if wait > 0:
+            deadline = time.monotonic() + wait
+            try:
+                self._wait_for(wanted, wait)
+            except errors.NotFound:
+                if unknown is None:
+                    raise
+                # Learn which ids the daemon knows, then wait for those alone.
+                known = self._fetch(wanted, unknown)
+                pending = [tid for tid, task in known.items() if task["pending"]]
+                self._wait_for(pending, deadline - time.monotonic())
+        return self._fetch(wanted, unknown)
+
+    def _wait_for(self, task_ids: list[str], timeout: float) -> None:
+        """Return once every task is final (and in the table), or after ``timeout`` s."""
+        if timeout > 0:
+            with contextlib.suppress(errors.DeadlineExceeded):
+                for _ in self.watch(task_ids, timeout=timeout):
+                    pass
+
+    def _fetch(
+        self, task_ids: list[str], unknown: dict[str, str] | None
+    ) -> dict[str, dict[str, Any]]:
+        """The dicts of ``task_ids``, from the table or the daemon, in order (ids
+        already in ``unknown`` are not asked for again)."""
+        table = self._task_status_table
+        found = {tid: table[tid] for tid in task_ids if tid in table}
+        missing = [tid for tid in task_ids if tid not in found and tid not in (unknown or ())]
+        for start in range(0, len(missing), BATCH_RESULT_CHUNK):
+            for record in self._batch_records(missing[start : start + BATCH_RESULT_CHUNK], unknown):
+                found[record.task_id] = self._remember(task_dict(record, self.fx_serializer))
+        return {tid: found[tid] for tid in task_ids if tid in found}
+
+    def _batch_records(
+        self, task_ids: list[str], unknown: dict[str, str] | None
+    ) -> list[pb.TaskRecord]:
+        """GetBatchResult, halving the request while the answer is over the size limit.
+
+        The daemon refuses a whole request naming an unknown id; with ``unknown``
+        given, that halves it too, down to each unknown id, whose message goes
+        into ``unknown`` (a few calls per unknown id; none when all are known).
+        """
         try:
-            r = self._call("GetBatchResult", pb.GetBatchResultRequest(task_ids=task_ids))
+            return list(
+                self._call("GetBatchResult", pb.GetBatchResultRequest(task_ids=task_ids)).tasks
+            )
+        except errors.NotFound as exc:
+            if unknown is None:
+                raise
+            if len(task_ids) == 1:
+                unknown[task_ids[0]] = exc.message
+                return []
         except errors.ResourceExhausted:
             if len(task_ids) == 1:
                 raise
-            half = len(task_ids) // 2
-            return self._batch_records(task_ids[:half]) + self._batch_records(task_ids[half:])
-        return list(r.tasks)
+        half = len(task_ids) // 2
+        return self._batch_records(task_ids[:half], unknown) + self._batch_records(
+            task_ids[half:], unknown
+        )
 
     def watch(
         self, task_ids: Iterable[UUID_LIKE_T], *, timeout: float | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Yield each task's final dict (see :meth:`get_batch_result`) as it finishes.
+        """Yield each task's final dict (see :meth:`get_tasks`) as it finishes.
 
         Tasks already finished come first; the iterator ends when every task has
         been yielded. Closing it early cancels the stream.
 
         :raises DeadlineExceeded: ``timeout`` seconds passed first
+        :raises NotFound: an id is unknown to the daemon
         """
-        wanted = list(dict.fromkeys(map(str, task_ids)))
+        wanted = unique_ids(task_ids)
         table = self._task_status_table
         yield from (table[tid] for tid in wanted if tid in table)
         rest = [tid for tid in wanted if tid not in table]

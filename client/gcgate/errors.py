@@ -6,10 +6,16 @@ errors never pays for the transport. gRPC status codes appear here only as their
 names ("NOT_FOUND", ...); the transport layer converts a ``grpc.RpcError`` with
 :func:`error_for`.
 
-Where the Globus Compute SDK has an equivalent exception (serialization errors,
-``TaskPending``, ``TaskExecutionFailed``) the class here keeps the same attributes
-and the same ``str()`` so that code and logs written against the SDK read the same
-with gcgate.
+Every public name of ``globus_compute_sdk.errors`` is here, with the same
+constructor, attributes and ``str()``, so code and logs written against the SDK
+read the same with gcgate. The daemon's refusals carry the ``http_status`` the
+Globus web service answers the same refusal with.
+
+Code that catches the SDK's own classes keeps working too: once the SDK's module
+is imported, a gcgate error is built as a subclass of both its gcgate class and
+its SDK counterpart (``_sdk_counterpart``; see :mod:`gcgate._sdk_twins`), so
+``except globus_compute_sdk.errors.TaskPending`` and ``except gcgate.TaskPending``
+both catch it, and a daemon refusal is a ``globus_sdk.GlobusAPIError``.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from __future__ import annotations
 import re
 import textwrap
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
+
+from gcgate._sdk_twins import Counterpart, twin_class
 
 __all__ = [
     "SERDE_TASK_EXECUTION_FAILED_HELP_MESSAGE",
@@ -25,6 +33,7 @@ __all__ = [
     "Aborted",
     "AlreadyExists",
     "Cancelled",
+    "ComputeError",
     "DaemonUnavailable",
     "DataLoss",
     "DeadlineExceeded",
@@ -39,6 +48,7 @@ __all__ = [
     "OutOfRange",
     "PermissionDenied",
     "ResourceExhausted",
+    "ResultDeserializationError",
     "SerdeError",
     "SerializationError",
     "TaskExecutionFailed",
@@ -47,23 +57,81 @@ __all__ = [
     "Unavailable",
     "Unimplemented",
     "Unknown",
+    "VersionMismatch",
     "error_for",
 ]
+
+
+_E = TypeVar("_E", bound="GcgateError")
+
+_SDK_ERRORS = "globus_compute_sdk.errors"
+#: What the SDK's Compute web client raises for every refusal of the service.
+_COMPUTE_API_ERROR: Counterpart = ("globus_sdk", "ComputeAPIError")
 
 
 class GcgateError(Exception):
     """Base class of every error gcgate raises on purpose, so callers can catch one type."""
 
+    #: The SDK class that code ported from the SDK catches this error as; None
+    #: for errors the SDK has no counterpart of.
+    _sdk_counterpart: ClassVar[Counterpart | None] = None
+
+    def __new__(cls: type[_E], *args: Any, **kwargs: Any) -> _E:
+        # A twin (also an instance of the SDK counterpart) when that SDK is imported.
+        return super().__new__(twin_class(cls), *args, **kwargs)  # type: ignore[misc]
+
+    def __init__(self, *args: Any) -> None:
+        # Ends the __init__ chain here: in a twin the SDK class follows in the MRO,
+        # and its __init__ must not run (GlobusAPIError's parses an HTTP response).
+        Exception.__init__(self, *args)
+
+
+class ComputeError(GcgateError):
+    """Base class of :class:`SerdeError`, :class:`TaskPending` and :class:`VersionMismatch`.
+
+    Mirrors ``globus_compute_sdk.errors.ComputeError``, their base in the SDK.
+    """
+
+    _sdk_counterpart = (_SDK_ERRORS, "ComputeError")
+
+    # The SDK's ComputeError makes str() its repr(); gcgate keeps Python's str()
+    # (the message). Named here so that a twin, whose MRO has the SDK class after
+    # this one, reads the same as a plain instance.
+    __str__ = Exception.__str__
+
+
+class VersionMismatch(ComputeError):
+    """Mirrors ``globus_compute_sdk.errors.VersionMismatch`` (``.version_message``).
+
+    The SDK raises it when the service or an endpoint runs a version it cannot
+    work with; the client and daemon of gcgate ship together, so it is here for
+    code that catches it.
+    """
+
+    _sdk_counterpart = (_SDK_ERRORS, "VersionMismatch")
+
+    def __init__(self, version_message: str) -> None:
+        super().__init__(version_message)
+        self.version_message = version_message
+
+    def __str__(self) -> str:
+        return f"Globus Compute Versioning Issue: {self.version_message}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.version_message!r})"
+
 
 # --------------------------------------------------------------------- serialization
 
 
-class SerdeError(GcgateError):
+class SerdeError(ComputeError):
     """Base class of :class:`SerializationError` and :class:`DeserializationError`.
 
     Mirrors ``globus_compute_sdk.errors.SerdeError``: the explanation is in
     ``.reason`` and ``str()`` is the reason itself.
     """
+
+    _sdk_counterpart = (_SDK_ERRORS, "SerdeError")
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -79,6 +147,8 @@ class SerdeError(GcgateError):
 class SerializationError(SerdeError):
     """A Python object could not be turned into the Globus Compute wire format."""
 
+    _sdk_counterpart = (_SDK_ERRORS, "SerializationError")
+
     def __str__(self) -> str:
         # Same text as the SDK's SerializationError.
         return f"Serialization failed: {self.reason}"
@@ -87,19 +157,36 @@ class SerializationError(SerdeError):
 class DeserializationError(SerdeError):
     """A payload is malformed, or its content could not be turned back into Python."""
 
+    _sdk_counterpart = (_SDK_ERRORS, "DeserializationError")
+
     def __str__(self) -> str:
         # Same text as the SDK's DeserializationError.
         return f"Deserialization failed: {self.reason}"
 
 
+class ResultDeserializationError(DeserializationError, SerializationError):
+    """A task's result arrived but cannot be turned back into Python here.
+
+    Both a :class:`DeserializationError` (what it is) and a
+    :class:`SerializationError`, the class the SDK's ``Client`` raises for it
+    (``SerializationError("Result Object Deserialization")``), so ``except``
+    clauses written for either catch it. ``str()`` says why it failed, where the
+    SDK's does not; the underlying error is its ``__cause__``.
+    """
+
+    _sdk_counterpart = (_SDK_ERRORS, "SerializationError")
+
+
 # ----------------------------------------------------------------------------- tasks
 
 
-class TaskPending(GcgateError):
+class TaskPending(ComputeError):
     """The task has no result yet; ``.reason`` is its current status.
 
     Mirrors ``globus_compute_sdk.errors.TaskPending``, including its ``str()``.
     """
+
+    _sdk_counterpart = (_SDK_ERRORS, "TaskPending")
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -118,6 +205,8 @@ class MaxResultSizeExceeded(GcgateError):
     Mirrors ``globus_compute_sdk.errors.MaxResultSizeExceeded``, which endpoints raise
     (and report as the task's failure) when a result is over the size limit.
     """
+
+    _sdk_counterpart = (_SDK_ERRORS, "MaxResultSizeExceeded")
 
     def __init__(self, result_size: int, result_size_limit: int) -> None:
         super().__init__(result_size, result_size_limit)
@@ -166,6 +255,8 @@ class TaskExecutionFailed(GcgateError):
     serialization problem or a lost worker, the SDK's hint on what to do about it).
     """
 
+    _sdk_counterpart = (_SDK_ERRORS, "TaskExecutionFailed")
+
     SERDE_REGEX: ClassVar[re.Pattern[str]] = re.compile("dill|pickle|serializ", re.IGNORECASE)
 
     # Matches the traceback line of parsl's WorkerLost, whatever module it lives in.
@@ -212,11 +303,21 @@ class GatewayError(GcgateError):
     ``message`` is the daemon's explanation, written for a person, passed through
     unchanged. Subclasses exist per status so callers can ``except NotFound``
     without comparing strings; :func:`error_for` picks the subclass.
+
+    The subclasses for refusals, every one but :class:`Cancelled` and
+    :class:`DeadlineExceeded` (the caller's own call ended) and
+    :class:`Unavailable` (the daemon is going away, as :class:`DaemonUnavailable`),
+    are also ``globus_sdk.ComputeAPIError`` (a ``GlobusAPIError``) once
+    ``globus_sdk`` is imported: what the SDK raises when the service refuses.
     """
 
     #: The gRPC status name this class stands for (instances may carry another one
     #: when the daemon answers with a status gcgate has no subclass for).
     code: str = "UNKNOWN"
+    #: The HTTP status of the same refusal by a web service (gRPC's standard
+    #: mapping, google.rpc.Code): what ``globus_sdk.GlobusAPIError.http_status``
+    #: says when the Globus web service refuses a call.
+    http_status: int = 500
 
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message, code)
@@ -235,78 +336,102 @@ class Cancelled(GatewayError):
     """The call was cancelled (usually by the client)."""
 
     code = "CANCELLED"
+    http_status = 499
 
 
 class Unknown(GatewayError):
     """The daemon failed in a way it could not classify."""
 
     code = "UNKNOWN"
+    http_status = 500
+    _sdk_counterpart = _COMPUTE_API_ERROR
 
 
 class InvalidArgument(GatewayError):
     """Malformed ids, bad framing, or a submission over the size limit."""
 
     code = "INVALID_ARGUMENT"
+    http_status = 400
+    _sdk_counterpart = _COMPUTE_API_ERROR
 
 
 class DeadlineExceeded(GatewayError):
     """The call did not finish before its deadline."""
 
     code = "DEADLINE_EXCEEDED"
+    http_status = 504
 
 
 class NotFound(GatewayError):
     """Unknown function, task or endpoint id."""
 
     code = "NOT_FOUND"
+    http_status = 404
+    _sdk_counterpart = _COMPUTE_API_ERROR
 
 
 class AlreadyExists(GatewayError):
     """The object to create exists already."""
 
     code = "ALREADY_EXISTS"
+    http_status = 409
+    _sdk_counterpart = _COMPUTE_API_ERROR
 
 
 class PermissionDenied(GatewayError):
     """Logged in, but not allowed to do this (e.g. someone else's endpoint)."""
 
     code = "PERMISSION_DENIED"
+    http_status = 403
+    _sdk_counterpart = _COMPUTE_API_ERROR
 
 
 class ResourceExhausted(GatewayError):
     """The daemon's result store (or another quota) is full."""
 
     code = "RESOURCE_EXHAUSTED"
+    http_status = 429
+    _sdk_counterpart = _COMPUTE_API_ERROR
 
 
 class FailedPrecondition(GatewayError):
     """The request is valid but the daemon is not in a state to serve it."""
 
     code = "FAILED_PRECONDITION"
+    http_status = 400
+    _sdk_counterpart = _COMPUTE_API_ERROR
 
 
 class Aborted(GatewayError):
     """The operation was aborted, typically by a concurrent conflicting one."""
 
     code = "ABORTED"
+    http_status = 409
+    _sdk_counterpart = _COMPUTE_API_ERROR
 
 
 class OutOfRange(GatewayError):
     """A value is outside the range the daemon accepts."""
 
     code = "OUT_OF_RANGE"
+    http_status = 400
+    _sdk_counterpart = _COMPUTE_API_ERROR
 
 
 class Unimplemented(GatewayError):
     """The daemon does not implement this call (older daemon than client)."""
 
     code = "UNIMPLEMENTED"
+    http_status = 501
+    _sdk_counterpart = _COMPUTE_API_ERROR
 
 
 class Internal(GatewayError):
     """A bug or unexpected failure inside the daemon."""
 
     code = "INTERNAL"
+    http_status = 500
+    _sdk_counterpart = _COMPUTE_API_ERROR
 
 
 class Unavailable(GatewayError, DaemonUnavailable):
@@ -317,18 +442,23 @@ class Unavailable(GatewayError, DaemonUnavailable):
     """
 
     code = "UNAVAILABLE"
+    http_status = 503
 
 
 class DataLoss(GatewayError):
     """Stored data was lost or corrupted."""
 
     code = "DATA_LOSS"
+    http_status = 500
+    _sdk_counterpart = _COMPUTE_API_ERROR
 
 
 class Unauthenticated(GatewayError):
     """The daemon has no valid Globus login for this request."""
 
     code = "UNAUTHENTICATED"
+    http_status = 401
+    _sdk_counterpart = _COMPUTE_API_ERROR
 
 
 _BY_CODE: dict[str, type[GatewayError]] = {

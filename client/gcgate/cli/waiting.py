@@ -51,7 +51,7 @@ def canonical_task_id(value: str) -> str:
 def wait_for(
     client: Client, task_ids: Sequence[str], timeout: float | None, progress: Progress
 ) -> dict[str, dict[str, Any]]:
-    """Each task's dict (see :meth:`Client.get_task`) once final, or at the timeout.
+    """Each task's dict (see :meth:`Client.get_tasks`) once final, or at the timeout.
 
     Tasks still unfinished when ``timeout`` seconds have passed are asked for
     once more, so one finishing at that very moment is not reported as pending.
@@ -69,7 +69,7 @@ def wait_for(
             pass
     rest = [tid for tid in task_ids if tid not in final]
     if rest:
-        final.update(client.get_batch_result(rest))
+        final.update(client.get_tasks(rest))
     return {tid: final[tid] for tid in task_ids}
 
 
