@@ -47,7 +47,8 @@ class FakeBackend:
         if self.refuse_with is not None:
             raise self.refuse_with
         ids = [[str(uuid.uuid4()) for _ in group.payloads] for group in groups]
-        return Accepted(request_id="r", task_group_id=str(uuid.uuid4()), task_ids=ids)
+        group = options.task_group_id or str(uuid.uuid4())
+        return Accepted(request_id="r", task_group_id=group, task_ids=ids)
 
     def dispatch(self, tasks: Sequence[TaskSpec], caller: Caller) -> None:
         self.dispatched.extend(t.task_id for t in tasks)
@@ -57,6 +58,15 @@ class FakeBackend:
 
     async def endpoint_metadata(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
         return {"uuid": endpoint_id, "name": self.name}
+
+    async def allowed_functions(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
+        return {"endpoint_id": endpoint_id, "restricted": False, "functions": [], "by": self.name}
+
+    async def stop_endpoint(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
+        return {"endpoint_id": endpoint_id, "stopped_by": self.name}
+
+    async def delete_endpoint(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
+        return {"result": 302, "deleted_by": self.name}
 
     def describe(self) -> dict[str, Any]:
         return {"state": "running"}
@@ -72,6 +82,8 @@ class FakeGlobusBackend(FakeBackend):
         super().__init__()
         self.adopted: list[tuple[list[str], Caller]] = []
         self.who: dict[str, Any] = {"state": "logged_out", "identity": ""}
+        #: The callers of the calls that carry one and are not recorded otherwise.
+        self.callers: list[Caller] = []
 
     def adopt(self, task_ids: Sequence[str], caller: Caller) -> int:
         self.adopted.append((list(task_ids), caller))
@@ -84,6 +96,10 @@ class FakeGlobusBackend(FakeBackend):
         self, function_id: str, caller: Caller
     ) -> tuple[bool, dict[str, Any]]:
         return True, {"result": 200, "function_uuid": function_id}
+
+    async def service_version(self, caller: Caller) -> dict[str, Any]:
+        self.callers.append(caller)
+        return {"api": "1.0", "min_ep_version": "2.0.0"}
 
     async def start_login(self, force: bool) -> tuple[str, str]:
         return "login-1", "https://auth.example/authorize?force=" + str(force).lower()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from gcgate import Client
 from harness import Daemon
 
 GCGATE = Path(sys.executable).with_name("gcgate")
@@ -132,6 +133,25 @@ def test_group_members_are_served_and_others_refused(
         ),
         d.socket_path,
     )
+
+
+def test_only_the_daemon_user_may_end_its_login(group_daemon: Daemon, account: Account) -> None:
+    """A group member may use the daemon but not log it out for everyone: it
+    cannot read the owner key (docs/api.md#logout); the daemon's user can."""
+    d = group_daemon
+    done = subprocess.run(
+        ["setpriv", *as_member(account), str(GCGATE), "--socket", str(d.socket_path), "logout"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/"},
+    )
+    assert done.returncode != 0, done.stdout
+    assert "only the daemon's own user may do it" in done.stderr
+    assert str(d.state_dir / "owner.key") in done.stderr and "Traceback" not in done.stderr
+    with Client(socket_path=d.socket_path) as client:
+        assert client.logout() is None
+        assert client.status()["login"]["state"] == "logged_out"
 
 
 def test_without_group_only_the_daemon_user_is_served(tmp_path: Path, account: Account) -> None:

@@ -104,7 +104,7 @@ def run_gcgate(
 
 @pytest.fixture(scope="module")
 def tasks(daemon: Daemon) -> Tasks:
-    with Client(daemon.socket_path) as client:
+    with Client(socket_path=daemon.socket_path) as client:
         ids = {
             name: client.register_source_code(SOURCE, name)
             for name in ("pair", "boom", "as_dict", "alien")
@@ -140,7 +140,7 @@ class Gate:
 @pytest.fixture
 def gate(daemon: Daemon, tmp_path: Path) -> Iterator[Gate]:
     """A gated task; opened and finished at the end, so no worker stays busy."""
-    with Client(daemon.socket_path) as client:
+    with Client(socket_path=daemon.socket_path) as client:
         fid = client.register_source_code(SOURCE, "gated")
         path = tmp_path / "gate"
         g = Gate(client.run(str(path), endpoint_id="local", function_id=fid), path)
@@ -295,7 +295,7 @@ def test_malformed_task_id_exits_5(env: dict[str, str]) -> None:
 
 
 def test_pending_task_exits_4(daemon: Daemon, env: dict[str, str]) -> None:
-    with Client(daemon.socket_path) as client:
+    with Client(socket_path=daemon.socket_path) as client:
         nap = client.register_source_code(
             "def nap(s):\n    import time\n    time.sleep(s)\n", "nap"
         )

@@ -194,7 +194,7 @@ def test_batch_request_carries_the_prepared_batch() -> None:
 
 
 def test_batch_run_refuses_an_empty_batch(fake: FakeDaemon) -> None:
-    with Client(fake.socket_path) as client, pytest.raises(ValueError) as info:
+    with Client(socket_path=fake.socket_path) as client, pytest.raises(ValueError) as info:
         client.batch_run(LOCAL_ENDPOINT_ID, client.create_batch())
     assert str(info.value) == "No tasks specified for batch run"
 
@@ -272,7 +272,7 @@ def _assert_helpful(exc: DaemonUnavailable, path: Path) -> None:
 def test_client_without_socket_says_how_to_start_the_daemon(sock_dir: Path) -> None:
     path = sock_dir / "missing" / "gcgate.sock"
     with pytest.raises(DaemonUnavailable) as info:
-        Client(path)
+        Client(socket_path=path)
     _assert_helpful(info.value, path)
     assert "no such socket" in str(info.value)
 
@@ -290,7 +290,7 @@ def test_client_with_dead_socket(sock_dir: Path) -> None:
     with socket.socket(socket.AF_UNIX) as s:
         s.bind(str(path))  # bound, never listening: connection refused
         with pytest.raises(DaemonUnavailable) as info:
-            Client(path)
+            Client(socket_path=path)
     _assert_helpful(info.value, path)
     assert "nobody is listening" in str(info.value)
 
@@ -301,7 +301,7 @@ def test_client_with_wedged_daemon(sock_dir: Path) -> None:
         s.bind(str(path))
         s.listen()  # accepts connections into the backlog, never speaks HTTP/2
         with pytest.raises(DaemonUnavailable) as info:
-            Client(path, connect_timeout=0.5)
+            Client(socket_path=path, connect_timeout=0.5)
     _assert_helpful(info.value, path)
     assert "no answer" in str(info.value)
 
@@ -316,7 +316,7 @@ def test_client_permission_denied_is_explained(sock_dir: Path) -> None:
         path.chmod(0o600)
         code = (
             "from gcgate import Client, DaemonUnavailable\n"
-            f"try: Client({str(path)!r})\n"
+            f"try: Client(socket_path={str(path)!r})\n"
             "except DaemonUnavailable as e: print(e)\n"
         )
         as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
@@ -365,7 +365,7 @@ class FakeGateway(pb_grpc.GatewayServicer):
         self.watch_calls = 0
 
     def Status(self, request: Any, context: Any) -> pb.StatusResponse:
-        return pb.StatusResponse(version="fake")
+        return pb.StatusResponse(version=gcgate.__version__)
 
     def RegisterFunction(self, request: Any, context: Any) -> pb.RegisterFunctionResponse:
         self.registrations.append(request)
@@ -494,7 +494,7 @@ def _wait_until(predicate: Any, timeout: float = 10.0) -> None:
 
 def test_register_function_sends_what_the_sdk_sends(fake: FakeDaemon) -> None:
     sdk = FunctionRegistrationData(function=add).to_dict()
-    with Client(fake.socket_path) as client:
+    with Client(socket_path=fake.socket_path) as client:
         fid = client.register_function(add)
         client.register_function(add, description="mine", public=True, group=FN_ID)
         client.register_function(add, metadata={"python_version": "3.9.1", "sdk_version": "x"})
@@ -532,7 +532,7 @@ def test_register_function_sends_what_the_sdk_sends(fake: FakeDaemon) -> None:
 
 
 def test_executor_results_failures_and_map(fake: FakeDaemon) -> None:
-    with Client(fake.socket_path) as client:
+    with Client(socket_path=fake.socket_path) as client:
         with Executor("local", client=client) as ex:
             futs = [ex.submit(add, i, b=1) for i in range(300)]
             failing = ex.submit(divide, 1, 0)
@@ -551,7 +551,7 @@ def test_executor_results_failures_and_map(fake: FakeDaemon) -> None:
 
 
 def test_executor_argument_errors_raise_at_submit(fake: FakeDaemon) -> None:
-    with Client(fake.socket_path) as client, Executor("local", client=client) as ex:
+    with Client(socket_path=fake.socket_path) as client, Executor("local", client=client) as ex:
         with pytest.raises(TypeError, match="kwargs: expected kwargs with `str` keys"):
             ex.submit_to_registered_function(FN_ID, (1,), {1: 2})
         with pytest.raises(ValueError):
@@ -564,7 +564,7 @@ def test_executor_argument_errors_raise_at_submit(fake: FakeDaemon) -> None:
 
 
 def test_executor_submission_errors_reach_the_futures(fake: FakeDaemon) -> None:
-    with Client(fake.socket_path) as client, Executor("local", client=client) as ex:
+    with Client(socket_path=fake.socket_path) as client, Executor("local", client=client) as ex:
         unknown = ex.submit_to_registered_function(FN_ID, (1,))
         assert isinstance(unknown.exception(timeout=10), NotFound)
 
@@ -579,7 +579,10 @@ def test_executor_submission_errors_reach_the_futures(fake: FakeDaemon) -> None:
 
 def test_executor_merges_streams(fake: FakeDaemon) -> None:
     fake.gateway.hold = True
-    with Client(fake.socket_path) as client, Executor("local", client=client, batch_size=4) as ex:
+    with (
+        Client(socket_path=fake.socket_path) as client,
+        Executor("local", client=client, batch_size=4) as ex,
+    ):
         futs = []
         for i in range(400):
             futs.append(ex.submit(add, i))
@@ -597,7 +600,7 @@ def test_executor_merges_streams(fake: FakeDaemon) -> None:
 
 def test_executor_reopens_streams_after_a_daemon_restart(fake: FakeDaemon) -> None:
     fake.gateway.hold = True
-    with Client(fake.socket_path) as client, Executor("local", client=client) as ex:
+    with Client(socket_path=fake.socket_path) as client, Executor("local", client=client) as ex:
         futs = [ex.submit(add, i, 1) for i in range(20)]
         _wait_until(lambda: all(f.task_id for f in futs) and fake.gateway.open_streams > 0)
         calls = fake.gateway.watch_calls
@@ -613,7 +616,7 @@ def test_executor_reopens_streams_after_a_daemon_restart(fake: FakeDaemon) -> No
 
 def test_executor_fails_futures_when_the_daemon_stays_gone(fake: FakeDaemon) -> None:
     fake.gateway.hold = True
-    with Client(fake.socket_path) as client:
+    with Client(socket_path=fake.socket_path) as client:
         ex = Executor("local", client=client)
         ex.reconnect_timeout = 1.0
         futs = [ex.submit(add, i) for i in range(5)]
@@ -631,7 +634,7 @@ def test_executor_fails_futures_when_the_daemon_stays_gone(fake: FakeDaemon) -> 
 
 def test_executor_cancel_futures_and_wait_false(fake: FakeDaemon) -> None:
     fake.gateway.hold = True
-    client = Client(fake.socket_path)
+    client = Client(socket_path=fake.socket_path)
     ex = Executor("local", client=client, batch_size=1)
     first = ex.submit(add, 1)
     _wait_until(lambda: first.task_id is not None)
@@ -649,7 +652,7 @@ def test_executor_cancel_futures_and_wait_false(fake: FakeDaemon) -> None:
 
 
 def test_executor_shutdown_from_a_done_callback(fake: FakeDaemon) -> None:
-    with Client(fake.socket_path) as client:
+    with Client(socket_path=fake.socket_path) as client:
         ex = Executor("local", client=client)
         called = threading.Event()
         fut = ex.submit(add, 2, 2)
@@ -668,11 +671,11 @@ def test_executor_owns_its_client(fake: FakeDaemon, monkeypatch: pytest.MonkeyPa
     with pytest.raises(gerrors.GcgateError, match="closed"):
         ex.client.status()
     with pytest.raises(TypeError, match="'bogus' is an invalid argument for Executor"):
-        Executor("local", client=Client(fake.socket_path), bogus=1)
+        Executor("local", client=Client(socket_path=fake.socket_path), bogus=1)
 
 
 def test_executor_register_function_twice(fake: FakeDaemon) -> None:
-    with Client(fake.socket_path) as client, Executor("local", client=client) as ex:
+    with Client(socket_path=fake.socket_path) as client, Executor("local", client=client) as ex:
         fid = ex.register_function(add)
         with pytest.raises(ValueError, match="already registered"):
             ex.register_function(add)
@@ -683,7 +686,7 @@ def test_executor_register_function_twice(fake: FakeDaemon) -> None:
 def test_get_batch_result_splits_oversized_answers(
     fake: FakeDaemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with Client(fake.socket_path) as client:
+    with Client(socket_path=fake.socket_path) as client:
         sent: list[int] = []
 
         def call(method_name: str, request: Any, **kwargs: Any) -> Any:
@@ -707,7 +710,7 @@ def test_get_batch_result_splits_oversized_answers(
 
 
 def test_futures_are_concurrent_futures(fake: FakeDaemon) -> None:
-    with Client(fake.socket_path) as client, Executor("local", client=client) as ex:
+    with Client(socket_path=fake.socket_path) as client, Executor("local", client=client) as ex:
         futs = [ex.submit(add, i) for i in range(10)]
         done, not_done = concurrent.futures.wait(futs, timeout=10)
         assert len(done) == 10 and not not_done

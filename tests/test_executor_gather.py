@@ -47,7 +47,7 @@ def held() -> Iterator[FakeDaemon]:
 def test_a_burst_behind_a_batch_run_is_watched_and_resolved(held: FakeDaemon) -> None:
     gateway = held.gateway
     assert isinstance(gateway, HeldGateway)
-    with Client(held.socket_path) as client:
+    with Client(socket_path=held.socket_path) as client:
         ex = Executor("local", client=client, batch_size=10)
         first = ex.submit(add, 0, 0)
         assert gateway.first_call.wait(WAIT)  # the submitter is inside BatchRun now
@@ -63,7 +63,7 @@ def test_a_burst_behind_a_batch_run_is_watched_and_resolved(held: FakeDaemon) ->
 def test_shutdown_resolves_a_burst_still_gathering(held: FakeDaemon) -> None:
     gateway = held.gateway
     assert isinstance(gateway, HeldGateway)
-    with Client(held.socket_path) as client:
+    with Client(socket_path=held.socket_path) as client:
         ex = Executor("local", client=client, batch_size=10)
         futures = [ex.submit(add, i, i) for i in range(100)]
         assert gateway.first_call.wait(WAIT)

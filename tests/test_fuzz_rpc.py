@@ -74,10 +74,16 @@ ALLOWED: dict[str, set[grpc.StatusCode]] = {
     "ListTasks": {C.OK},
     "StartLogin": {C.OK},
     "CompleteLogin": {C.INVALID_ARGUMENT, C.NOT_FOUND, C.FAILED_PRECONDITION, *_GLOBUS},
-    "Logout": {C.OK},
+    # No owner key is sent: Logout is refused (test_sdk_methods sends it).
+    "Logout": {C.PERMISSION_DENIED},
     "WhoAmI": {C.OK},
     "ListEndpoints": {C.OK, C.INVALID_ARGUMENT, *_GLOBUS},
     "DeleteFunction": {C.OK, C.INVALID_ARGUMENT, C.NOT_FOUND, *_GLOBUS},
+    "GetTaskGroup": {C.OK, C.INVALID_ARGUMENT, C.NOT_FOUND},
+    "GetAllowedFunctions": {C.OK, C.INVALID_ARGUMENT, C.NOT_FOUND, *_GLOBUS},
+    "StopEndpoint": {C.INVALID_ARGUMENT, C.NOT_FOUND, C.FAILED_PRECONDITION, *_GLOBUS},
+    "DeleteEndpoint": {C.INVALID_ARGUMENT, C.NOT_FOUND, C.FAILED_PRECONDITION, *_GLOBUS},
+    "GetServiceVersion": {C.OK, *_GLOBUS},
 }
 #: Raw bytes either parse as some message of the method or are refused as such.
 RAW_ALLOWED = {name: allowed | {C.INVALID_ARGUMENT} for name, allowed in ALLOWED.items()}
@@ -100,6 +106,7 @@ class World:
     channel: grpc.Channel
     function_ids: list[str]
     task_ids: list[str]
+    task_group_ids: list[str]
     standin_endpoint: str
     token: str
     before: Usage
@@ -171,6 +178,7 @@ def world(standin_service: StandIn, tmp_path_factory: pytest.TempPathFactory) ->
             channel=channel,
             function_ids=function_ids,
             task_ids=[run.task_id],
+            task_group_ids=[run.task_group_id],
             standin_endpoint=standin_service.endpoint_id,
             token=standin_service.auth.mint_token(user),
             before=Usage.of(daemon.process.pid),  # type: ignore[union-attr]
@@ -396,6 +404,11 @@ def endpoints(world: World) -> st.SearchStrategy[str]:
     )
 
 
+def endpoints_to_spare(world: World) -> st.SearchStrategy[str]:
+    """Endpoint ids for calls that stop or delete one: never the stand-in's own."""
+    return text("local", LOCAL_ENDPOINT_ID, "LOCAL", LOCAL_ENDPOINT_ID.upper())
+
+
 def task_id_lists(world: World) -> st.SearchStrategy[list[str]]:
     ids = text(*world.task_ids)
     return st.one_of(
@@ -451,6 +464,13 @@ def requests(world: World) -> dict[str, st.SearchStrategy[Any]]:
         "WhoAmI": st.just(pb.WhoAmIRequest()),
         "ListEndpoints": st.builds(pb.ListEndpointsRequest, role=text("owner", "any")),
         "DeleteFunction": st.builds(pb.DeleteFunctionRequest, function_id=functions),
+        "GetTaskGroup": st.builds(
+            pb.GetTaskGroupRequest, task_group_id=text(*world.task_group_ids)
+        ),
+        "GetAllowedFunctions": st.builds(pb.EndpointRequest, endpoint_id=endpoints(world)),
+        "StopEndpoint": st.builds(pb.EndpointRequest, endpoint_id=endpoints_to_spare(world)),
+        "DeleteEndpoint": st.builds(pb.EndpointRequest, endpoint_id=endpoints_to_spare(world)),
+        "GetServiceVersion": st.just(pb.ServiceVersionRequest()),
     }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import pytest
 from fakes import FakeBackend, FakeGlobusBackend
-from gcgate.constants import LOCAL_ENDPOINT_ID, TaskStatus
+from gcgate.constants import LOCAL_ENDPOINT_ID, OWNER_KEY_METADATA, TaskStatus
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 from gcgated.backends.base import Outcome
@@ -32,6 +32,7 @@ pytestmark = pytest.mark.fast
 
 SOURCE = "def double(x):\n    return 2 * x\n"
 GLOBUS_ENDPOINT = "2a7d8a6e-7c55-4e0c-9d4b-6f2f6f1c5a10"
+OWNER_KEY = "the-owner-key"
 
 
 class Gateway:
@@ -48,12 +49,19 @@ class Gateway:
         )
         return answer.function_id
 
-    async def run(self, function_id: str, endpoint_id: str = "local", **kwargs: Any) -> str:
+    async def run(
+        self,
+        function_id: str,
+        endpoint_id: str = "local",
+        options: pb.SubmitOptions | None = None,
+        **kwargs: Any,
+    ) -> str:
         answer = await self.stub.Run(
             pb.RunRequest(
                 endpoint_id=endpoint_id,
                 function_id=function_id,
                 json_arguments=pb.JsonArguments(args_json="[21]"),
+                options=options,
             ),
             **kwargs,
         )
@@ -75,6 +83,7 @@ def in_process(scenario: Callable[[Gateway], Awaitable[None]], tmp_path: Path) -
                 build_services(core, router, store),
                 socket_path=socket_path,
                 state_dir=tmp_path,
+                owner_key=OWNER_KEY,
             ),
             server,
         )
@@ -205,7 +214,68 @@ def test_login_goes_through_the_login_service(tmp_path: Path) -> None:
         assert (who.login.state, who.username) == ("logged_in", "u@example.org")
         status = await gw.stub.Status(pb.StatusRequest())
         assert status.login.state == "logged_in"
-        who = await gw.stub.Logout(pb.LogoutRequest())
+        who = await gw.stub.Logout(pb.LogoutRequest(), metadata=((OWNER_KEY_METADATA, OWNER_KEY),))
         assert who.login.state == "logged_out"
+
+    in_process(scenario, tmp_path)
+
+
+def test_logout_needs_the_owner_key(tmp_path: Path) -> None:
+    async def scenario(gw: Gateway) -> None:
+        await gw.stub.CompleteLogin(pb.CompleteLoginRequest(login_id="login-1", auth_code="c"))
+        for metadata in ((), ((OWNER_KEY_METADATA, "a-guess"),)):
+            code, details = await status_of(gw.stub.Logout(pb.LogoutRequest(), metadata=metadata))
+            assert code == grpc.StatusCode.PERMISSION_DENIED
+            assert str(tmp_path / "owner.key") in details and "a-guess" not in details
+        assert (await gw.stub.WhoAmI(pb.WhoAmIRequest())).login.state == "logged_in"
+
+    in_process(scenario, tmp_path)
+
+
+def test_a_task_group_lists_its_tasks_oldest_first(tmp_path: Path) -> None:
+    async def scenario(gw: Gateway) -> None:
+        function_id = await gw.register()
+        first = await gw.run(function_id)
+        group = (await gw.stub.GetResult(pb.GetResultRequest(task_id=first))).task_group_id
+        options = pb.SubmitOptions(task_group_id=group)
+        more = [await gw.run(function_id, options=options) for _ in range(2)]
+        await gw.run(function_id)  # another group
+        gw.local.report(Outcome(more[0], TaskStatus.SUCCESS, result="11\n2"))
+        answer = await gw.stub.GetTaskGroup(pb.GetTaskGroupRequest(task_group_id=group.upper()))
+        assert answer.task_group_id == group
+        assert list(answer.task_ids) == [first, *more]
+
+        unknown = "00000000-0000-4000-8000-000000000000"
+        code, message = await status_of(
+            gw.stub.GetTaskGroup(pb.GetTaskGroupRequest(task_group_id=unknown))
+        )
+        assert code == grpc.StatusCode.NOT_FOUND and unknown in message
+        code, message = await status_of(
+            gw.stub.GetTaskGroup(pb.GetTaskGroupRequest(task_group_id="nope"))
+        )
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "task_group_id" in message
+
+    in_process(scenario, tmp_path)
+
+
+def test_endpoint_operations_go_to_the_endpoints_backend(tmp_path: Path) -> None:
+    async def scenario(gw: Gateway) -> None:
+        token = [("authorization", "Bearer tok-9")]
+        calls = [
+            (gw.stub.GetAllowedFunctions, "by"),
+            (gw.stub.StopEndpoint, "stopped_by"),
+            (gw.stub.DeleteEndpoint, "deleted_by"),
+        ]
+        for call, field in calls:
+            for endpoint, backend in (("local", "fake"), (GLOBUS_ENDPOINT, "globus")):
+                answer = await call(pb.EndpointRequest(endpoint_id=endpoint), metadata=token)
+                assert json.loads(answer.json)[field] == backend
+                assert answer.endpoint_id == (LOCAL_ENDPOINT_ID if backend == "fake" else endpoint)
+            code, message = await status_of(call(pb.EndpointRequest(endpoint_id="nope")))
+            assert code == grpc.StatusCode.INVALID_ARGUMENT and "endpoint_id" in message
+
+        version = await gw.stub.GetServiceVersion(pb.ServiceVersionRequest(), metadata=token)
+        assert json.loads(version.json)["min_ep_version"] == "2.0.0"
+        assert [caller.token for caller in gw.remote.callers] == ["tok-9"]
 
     in_process(scenario, tmp_path)

@@ -252,6 +252,32 @@ def test_failing_function_raises_task_execution_failed(gcc: Any, standin: StandI
     assert "standin" not in text and "execute_task" not in text
 
 
+def test_stop_and_delete_endpoint_answer_as_globus_sdk_documents(
+    gcc: Any, standin: StandIn
+) -> None:
+    """The SDK's stop_endpoint / delete_endpoint (lock, then DELETE) against the
+    stand-in: the answers of globus-sdk's own test data (globus_sdk/testing/data/
+    compute/v3/lock_endpoint.py, v2/delete_endpoint.py; that package needs
+    ``responses`` to import), and an endpoint of someone else's cannot be touched."""
+    ep = standin.compute.add_endpoint()
+    locked = gcc.stop_endpoint(ep.uuid)
+    assert set(locked.data) == {"endpoint_id", "lock_expiration_timestamp"}
+    assert locked["endpoint_id"] == ep.uuid
+    assert gcc.get_endpoint_status(ep.uuid)["status"] == "offline"
+    assert gcc.delete_endpoint(ep.uuid).data == {"result": 302}
+    with pytest.raises(globus_sdk.GlobusAPIError) as gone:
+        gcc.get_endpoint_metadata(ep.uuid)
+    assert (gone.value.http_status, gone.value.code) == (404, "ENDPOINT_NOT_FOUND")
+
+    theirs = standin.compute.add_endpoint()
+    theirs.owner = str(uuid.uuid4())
+    for change in (gcc.stop_endpoint, gcc.delete_endpoint):
+        with pytest.raises(globus_sdk.GlobusAPIError) as refused:
+            change(theirs.uuid)
+        assert (refused.value.http_status, refused.value.code) == (403, "ENDPOINT_ACCESS_FORBIDDEN")
+    assert theirs.uuid in standin.compute.endpoints
+
+
 def test_endpoint_status_metadata_and_listing(gcc: Any, standin: StandIn) -> None:
     status = gcc.get_endpoint_status(standin.endpoint_id)
     assert status["status"] == "online"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import sqlite3
@@ -310,6 +311,35 @@ def test_recent_tasks_newest_first_with_status_filter(store: Store) -> None:
         "functions": 0,
         "task_records": 3,
     }
+
+
+def test_task_ids_in_group_oldest_first_however_results_are_stored(store: Store) -> None:
+    group = str(uuid.uuid4())
+    tasks = [replace_group(new_task(), group) for _ in range(sql.CHUNK + 100)]
+    other = new_task()
+    store.add_tasks([tasks[0], other], "waiting-for-ep")
+    store.add_tasks(tasks[1:], "waiting-for-ep")
+    random_text = base64.b64encode(os.urandom(60_000)).decode()  # does not compress
+    store.complete_tasks(
+        [
+            success(tasks[0].task_id, "00\n" + random_text[:20_000]),  # compressed, in the row
+            success(tasks[1].task_id, "00\n" + random_text),  # compressed, in a file
+            success(other.task_id, f"11\n{json.dumps(group)}"),  # names the group, not in it
+            failure(tasks[2].task_id),
+        ]
+    )
+    assert store.task_ids_in_group(group) == [t.task_id for t in tasks]
+    assert store.task_ids_in_group(other.task_group_id) == [other.task_id]
+    assert store.task_ids_in_group(str(uuid.uuid4())) == []
+
+    # A result expired after it was read is no longer in its group.
+    store.get_task(tasks[2].task_id)
+    assert expire(store, time.time() + 2 * RETENTION) == 1
+    assert store.task_ids_in_group(group) == [t.task_id for t in tasks if t is not tasks[2]]
+
+
+def replace_group(task: NewTask, task_group_id: str) -> NewTask:
+    return dataclasses.replace(task, task_group_id=task_group_id)
 
 
 def test_reopened_store_keeps_everything(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ own refusal as a :class:`~gcgate.errors.GatewayError` subclass.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -152,12 +152,14 @@ class Connection:
         request: Any,
         *,
         timeout: float | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
     ) -> _Resp:
-        """Invoke a unary RPC of :attr:`stub`, raising gcgate errors instead of grpc's."""
+        """Invoke a unary RPC of :attr:`stub`, raising gcgate errors instead of grpc's;
+        ``metadata`` goes with this call only."""
         if closed := self.closed_error():
             raise closed
         try:
-            return method(request, timeout=timeout)
+            return method(request, timeout=timeout, metadata=tuple(metadata) or None)
         except grpc.RpcError as err:
             raise self.closed_error() or translate(err, self.socket_path) from None
 

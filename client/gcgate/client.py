@@ -22,9 +22,10 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from gcgate import errors
+from gcgate import errors, hardware, versions
 from gcgate._channel import Connection, unavailable_error
 from gcgate.batch import UUID_LIKE_T, Batch, as_uuid, create_user_runtime, gcgate_version
+from gcgate.constants import OWNER_KEY_FILE, OWNER_KEY_METADATA
 from gcgate.errors import TaskExecutionFailed, TaskPending
 from gcgate.paths import client_socket_path
 from gcgate.serialize import Serializer, Strategylike, resolve_strategy
@@ -46,8 +47,8 @@ MAX_WAIT_SECONDS = 300.0
 COMPUTE_RESOURCE_SERVER = "funcx_service"
 COMPUTE_SCOPE = "https://auth.globus.org/scopes/facd7ccc-c5f4-42aa-916b-a0e270e2c2a9/all"
 
-#: Constructor arguments of the SDK's Client that have no meaning here.
-_SDK_ONLY_KWARGS = frozenset({"environment", "local_compute_services", "do_version_check"})
+#: The package whose minimum version the Compute service names ``min_ep_version``.
+ENDPOINT_PACKAGE = "globus-compute-endpoint"
 
 
 @dataclass
@@ -181,18 +182,26 @@ class Client:
 
     def __init__(
         self,
-        socket_path: str | os.PathLike[str] | None = None,
+        environment: str | None = None,
+        local_compute_services: bool = False,
+        do_version_check: bool = True,
         *,
         code_serialization_strategy: Strategylike | None = None,
         data_serialization_strategy: Strategylike | None = None,
         app: Any = None,
         authorizer: Any = None,
+        socket_path: str | os.PathLike[str] | None = None,
         connect_timeout: float = CONNECT_TIMEOUT_S,
         **kwargs: Any,
     ) -> None:
         """
-        :param socket_path: the daemon's socket; default: ``$GCGATE_SOCKET``, else
-            the user's own daemon, else the system service's socket
+        :param environment: the SDK's Globus environment ("production", "sandbox",
+            ...); here the daemon's ``compute_url`` setting picks the service, so a
+            value only warns that it is ignored
+        :param local_compute_services: the SDK's, for a Compute service on
+            localhost; ignored likewise (with a warning when True)
+        :param do_version_check: check at once that this client is not newer than
+            its daemon (see :meth:`version_check`)
         :param code_serialization_strategy: strategy for function code (default
             DillCode); SDK strategy objects and import paths are accepted
         :param data_serialization_strategy: strategy for task arguments (default
@@ -202,15 +211,29 @@ class Client:
             its own login) for this client's submissions and their results
         :param authorizer: a ``globus_sdk`` authorizer (e.g. ``AccessTokenAuthorizer``)
             whose header is sent likewise; without either, the daemon's login is used
-        :param connect_timeout: seconds to wait for the daemon to answer at startup
-        :param kwargs: the SDK's ``environment``, ``local_compute_services`` and
-            ``do_version_check`` are accepted and ignored; others warn, as in the SDK
+        :param socket_path: gcgate: the daemon's socket; default: ``$GCGATE_SOCKET``,
+            else the user's own daemon, else the system service's socket
+        :param connect_timeout: gcgate: seconds to wait for the daemon to answer
+        :param kwargs: anything else warns and is ignored, as in the SDK
         :raises DaemonUnavailable: the daemon does not answer on the socket
+        :raises VersionMismatch: ``do_version_check`` and this client is newer
+            than the daemon
         """
-        for name in kwargs.keys() - _SDK_ONLY_KWARGS:
+        if isinstance(environment, (str, os.PathLike)) and os.sep in os.fspath(environment):
+            raise TypeError(
+                f"Client's first argument is the SDK's 'environment', not a socket path"
+                f" ({os.fspath(environment)!r}): pass the socket as socket_path=..."
+            )
+        for name in kwargs:
             warnings.warn(
                 f"The '{name}' argument is unrecognized. "
                 "(It might have been removed in a previous release.)",
+                stacklevel=2,
+            )
+        if environment is not None or local_compute_services:
+            warnings.warn(
+                "gcgate ignores 'environment' and 'local_compute_services': the daemon's"
+                " compute_url setting picks the Globus Compute service",
                 stacklevel=2,
             )
         if app and authorizer:
@@ -231,7 +254,11 @@ class Client:
             metadata=self._auth_metadata if (app or authorizer) else None,
         )
         try:
-            self._conn.call(self._conn.stub.Status, pb.StatusRequest(), timeout=connect_timeout)
+            status = self._conn.call(
+                self._conn.stub.Status, pb.StatusRequest(), timeout=connect_timeout
+            )
+            if do_version_check:
+                versions.check_daemon(gcgate_version(), status.version, self.socket_path)
         except errors.DeadlineExceeded:
             self._conn.close()
             raise unavailable_error(
@@ -240,6 +267,8 @@ class Client:
         except BaseException:
             self._conn.close()
             raise
+        #: The Globus Compute service the daemon forwards to (its compute_url).
+        self.web_service_address = compute_url(status)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -269,6 +298,12 @@ class Client:
     def _call(self, method_name: str, request: Any, **kwargs: Any) -> Any:
         return self._conn.call(getattr(self._conn.stub, method_name), request, **kwargs)
 
+    def _task_ids_in_group(self, task_group_id: UUID_LIKE_T) -> list[str]:
+        """The ids of a task group's tasks the daemon holds, oldest first (for
+        ``Executor.reload_tasks``); NotFound when it holds none."""
+        request = pb.GetTaskGroupRequest(task_group_id=str(as_uuid(task_group_id)))
+        return list(self._call("GetTaskGroup", request).task_ids)
+
     def close(self) -> None:
         """Release the connection; the daemon and its tasks are unaffected."""
         self._conn.close()
@@ -285,6 +320,57 @@ class Client:
     def status(self) -> dict[str, Any]:
         """The daemon's Status (version, uptime, backends, login, counts) as a dict."""
         return message_dict(self._call("Status", pb.StatusRequest()))
+
+    def version_check(self, endpoint_version: str | None = None) -> None:
+        """Check that this client works with its daemon and, given an endpoint's
+        version, that the Compute service still accepts that endpoint.
+
+        The SDK checks its own version against the service's ``min_sdk_version``.
+        Here the daemon, not this client, speaks to the service (through
+        globus-sdk), so the client is checked against the daemon instead: it must
+        not be newer (the daemon could lack calls it makes). ``endpoint_version``
+        is checked as the SDK does, against the service's ``min_ep_version``
+        (asked by the daemon with its login or this client's token).
+
+        :raises VersionMismatch: a check failed (``.version_message`` says which)
+        """
+        daemon_version = self._call("Status", pb.StatusRequest()).version
+        versions.check_daemon(gcgate_version(), daemon_version, self.socket_path)
+        if endpoint_version is None:
+            return
+        service = json.loads(self._call("GetServiceVersion", pb.ServiceVersionRequest()).json)
+        minimum = service.get("min_ep_version") or service.get("min_endpoint_version")
+        if minimum is None:
+            raise errors.VersionMismatch(
+                "Globus Compute did not say which endpoint versions it accepts"
+                f" (its version document: {service})"
+            )
+        versions.check_minimum(endpoint_version, minimum, package_name=ENDPOINT_PACKAGE)
+
+    def logout(self) -> None:
+        """End the Globus login this client uses, as the SDK's ``logout``.
+
+        - with ``authorizer``: nothing to end; warns (as the SDK);
+        - with ``app``: ``app.logout()``, the app's tokens (as the SDK);
+        - otherwise the daemon's user login, which every client of the daemon
+          shares: the daemon revokes and deletes its tokens. Only the daemon's own
+          user may do that; this client proves it by sending the daemon's owner
+          key (``owner.key`` in its state directory, which only that user reads).
+
+        :raises PermissionDenied: this user may not read the owner key
+        :raises FailedPrecondition: the daemon uses a service account, not a login
+        """
+        if self.authorizer:
+            log.warning(
+                "Logout is not supported when Client is initialized with"
+                f" a GlobusAuthorizer (self.authorizer={self.authorizer})."
+            )
+            return
+        if self.app:
+            self.app.logout()
+            return
+        state_dir = self._call("Status", pb.StatusRequest()).state_dir
+        self._call("Logout", pb.LogoutRequest(), metadata=owner_key_metadata(state_dir))
 
     # ----------------------------------------------------------------- functions
 
@@ -685,6 +771,49 @@ class Client:
         """The endpoint's metadata document (``{"uuid", "name", ...}``)."""
         return self._endpoint_document("GetEndpointMetadata", endpoint_uuid)
 
+    def get_allowed_functions(self, endpoint_id: UUID_LIKE_T) -> dict[str, Any]:
+        """The functions the endpoint allows: ``{"endpoint_id", "restricted",
+        "functions"}`` (the local endpoint: not restricted)."""
+        return self._endpoint_document("GetAllowedFunctions", endpoint_id)
+
+    def stop_endpoint(self, endpoint_id: UUID_LIKE_T) -> dict[str, Any]:
+        """Stop a Globus Compute endpoint (the service drops its connections);
+        the service's answer, ``{"endpoint_id", "lock_expiration_timestamp"}``.
+
+        :raises FailedPrecondition: the local endpoint, which stops with the daemon
+        """
+        return self._endpoint_document("StopEndpoint", endpoint_id)
+
+    def delete_endpoint(self, endpoint_id: UUID_LIKE_T) -> dict[str, Any]:
+        """Delete a Globus Compute endpoint's registration; the service's answer.
+
+        :raises FailedPrecondition: the local endpoint, which is part of the daemon
+        """
+        return self._endpoint_document("DeleteEndpoint", endpoint_id)
+
+    def get_worker_hardware_details(self, endpoint_id: UUID_LIKE_T) -> str:
+        """Run the SDK's worker hardware report on the endpoint; returns the task
+        id, whose result is the report text (as the SDK's). See :mod:`gcgate.hardware`."""
+        return self.run(endpoint_id=endpoint_id, function_id=hardware.register(self))
+
+
+def compute_url(status: pb.StatusResponse) -> str | None:
+    """The Globus Compute URL the daemon's Status reports (its Globus backend's)."""
+    for backend in status.backends:
+        if backend.name == "globus" and backend.details_json:
+            return json.loads(backend.details_json).get("compute_url")  # type: ignore[no-any-return]
+    return None
+
+
+def owner_key_metadata(state_dir: str) -> list[tuple[str, str]]:
+    """The daemon owner's key as call metadata, read from the daemon's state
+    directory; none when this user cannot read it (the daemon then refuses)."""
+    try:
+        key = (Path(state_dir) / OWNER_KEY_FILE).read_text().strip()
+    except OSError:
+        return []
+    return [(OWNER_KEY_METADATA, key)]
+
 
 def batch_request(endpoint_id: UUID_LIKE_T, doc: dict[str, Any]) -> pb.BatchRunRequest:
     """A BatchRunRequest from a prepared batch document (``Batch.prepare()``).
@@ -715,7 +844,9 @@ __all__ = [
     "Client",
     "FunctionRegistrationMetadata",
     "as_serializer",
+    "compute_url",
     "message_dict",
+    "owner_key_metadata",
     "result_serializer_paths",
     "task_dict",
 ]

@@ -25,6 +25,13 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 #: Environment variable that names the daemon's socket for clients and daemon.
 SOCKET_ENV = "GCGATE_SOCKET"
 
+#: The file in the daemon's state directory (0600, written anew at each start)
+#: whose contents prove a client runs as the daemon's own user, and the call
+#: metadata that carries them: RPCs that change what every client of a shared
+#: daemon relies on (Logout) require it.
+OWNER_KEY_FILE = "owner.key"
+OWNER_KEY_METADATA = "gcgate-owner-key"
+
 
 class TaskStatus(str, enum.Enum):
     """A task's status, as ``TaskRecord.status`` carries it and the daemon stores it.

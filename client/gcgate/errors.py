@@ -286,6 +286,22 @@ class TaskExecutionFailed(GcgateError):
         return message
 
 
+class VersionMismatch(GcgateError):
+    """Versions that do not work together: this client and its daemon, or an
+    endpoint and the Compute service (``Client.version_check``).
+
+    Mirrors ``globus_compute_sdk.errors.VersionMismatch``: the explanation is in
+    ``.version_message``, and ``str()`` is the SDK's.
+    """
+
+    def __init__(self, version_message: str) -> None:
+        super().__init__(version_message)
+        self.version_message = version_message
+
+    def __str__(self) -> str:
+        return f"Globus Compute Versioning Issue: {self.version_message}"
+
+
 # ---------------------------------------------------------------------------- daemon
 
 

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import grpc
 
-from gcgate import errors
+from gcgate import errors, hardware
 from gcgate._channel import translate
 from gcgate.batch import UUID_LIKE_T, as_optional_uuid, as_uuid
 from gcgate.client import Client, as_serializer, result_serializer_paths, task_dict
@@ -34,10 +34,6 @@ from gcgate.serialize import Serializer, Strategylike
 from gcgate.v1 import gateway_pb2 as pb
 
 log = logging.getLogger(__name__)
-
-#: SDK Executor arguments that configure its AMQP result queue or its web-service
-#: rate limiting; the daemon needs neither, so they are accepted and ignored.
-_SDK_ONLY_KWARGS = frozenset({"amqp_port", "api_burst_limit", "api_burst_window_s"})
 
 
 class ComputeFuture(concurrent.futures.Future):
@@ -82,10 +78,11 @@ class Executor(concurrent.futures.Executor):
 
     Mirrors ``globus_compute_sdk.Executor``: the same constructor, properties
     (``endpoint_id``, ``task_group_id``, ``resource_specification``,
-    ``user_endpoint_config``, ``result_serializers``, ``serializer``) and methods
-    (``submit``, ``submit_to_registered_function``, ``register_function``,
-    ``register_source_code``, ``shutdown``). ``map`` works (it is the base
-    class's, built on ``submit``), where the SDK raises NotImplementedError.
+    ``user_endpoint_config``, ``result_serializers``, ``serializer``,
+    ``amqp_port``) and methods (``submit``, ``submit_to_registered_function``,
+    ``register_function``, ``register_source_code``, ``reload_tasks``,
+    ``get_worker_hardware_details``, ``shutdown``). ``map`` works (it is the
+    base class's, built on ``submit``), where the SDK raises NotImplementedError.
     """
 
     #: Task group of the most recent executor that had one, per endpoint; new
@@ -106,6 +103,9 @@ class Executor(concurrent.futures.Executor):
         user_endpoint_config: dict[str, Any] | None = None,
         label: str = "",
         batch_size: int = 128,
+        amqp_port: int | None = None,
+        api_burst_limit: int = 4,
+        api_burst_window_s: int = 16,
         serializer: Serializer | None = None,
         result_serializers: Iterable[Strategylike] | None = None,
         **kwargs: Any,
@@ -121,15 +121,19 @@ class Executor(concurrent.futures.Executor):
             JSON-serializable dict
         :param label: a name for this executor, shown in its repr
         :param batch_size: most tasks sent in one BatchRun call [min: 1]
+        :param amqp_port: kept as :attr:`amqp_port`; results come from the daemon
+            over its socket, so no result queue is opened here
+        :param api_burst_limit: kept, clamped to 1..8 as in the SDK; the daemon
+            budgets the requests of all its clients together (its rate_limit_*
+            settings), so this executor limits nothing itself
+        :param api_burst_window_s: kept, clamped to 1..32 as in the SDK; likewise
         :param serializer: serializer for args/kwargs and results (ours, or an SDK
             ``ComputeSerializer``); replaces the client's
         :param result_serializers: strategies the endpoint tries, in order, to
             serialize results (instances, classes or import paths)
-        :param kwargs: the SDK's ``amqp_port``, ``api_burst_limit`` and
-            ``api_burst_window_s`` are accepted and ignored; anything else is a
-            TypeError, as in the SDK
+        :param kwargs: anything else is a TypeError, as in the SDK
         """
-        for key in kwargs.keys() - _SDK_ONLY_KWARGS:
+        for key in kwargs:
             raise TypeError(f"'{key}' is an invalid argument for {type(self).__name__}")
 
         self._owns_client = client is None
@@ -146,6 +150,9 @@ class Executor(concurrent.futures.Executor):
         self.result_serializers = result_serializers  # type: ignore[assignment]
         self.label = label
         self.batch_size = max(1, batch_size)
+        self.amqp_port = amqp_port
+        self.api_burst_limit = min(8, max(1, api_burst_limit))
+        self.api_burst_window_s = min(32, max(1, api_burst_window_s))
         self.task_count_submitted = 0
 
         self._function_registry: dict[Any, tuple[Any, str]] = {}
@@ -230,6 +237,17 @@ class Executor(concurrent.futures.Executor):
         # Validated now so a typo fails here, not on a background thread.
         self._result_serializer_paths = tuple(result_serializer_paths(val or ()))
         self._result_serializers = val
+
+    @property
+    def amqp_port(self) -> int | None:
+        """The SDK's port for its AMQP result queue (443, 5671, 5672 or None), kept
+        for code that reads it: gcgate's futures are resolved by the daemon, which
+        consumes the result queues itself (on the port the service's URL names)."""
+        return self._amqp_port
+
+    @amqp_port.setter
+    def amqp_port(self, p: int | None) -> None:
+        self._amqp_port = p
 
     @property
     def reconnect_timeout(self) -> float:
@@ -477,6 +495,48 @@ class Executor(concurrent.futures.Executor):
         self.task_count_submitted += len(to_watch)
         return to_watch
 
+    def reload_tasks(self, task_group_id: UUID_LIKE_T | None = None) -> list[ComputeFuture]:
+        """Futures for the tasks of this executor's task group (or of
+        ``task_group_id``, which then becomes this executor's), resolved as their
+        results arrive: to reattach to tasks submitted earlier, by this process or
+        another, to any endpoint.
+
+        As the SDK's, which asks the Compute service for the group's tasks; here
+        the daemon's store answers, so the tasks are those submitted through this
+        daemon (its task group ids are the ones ``batch_run`` and the futures'
+        submissions answered). Tasks whose results this executor is waiting for
+        already are left out, as in the SDK.
+
+        :raises ValueError: no task group id, given or set
+        :raises NotFound: the daemon holds no task of that group
+        """
+        if task_group_id is not None:
+            self.task_group_id = task_group_id  # type: ignore[assignment]
+        if self.task_group_id is None:
+            raise ValueError("must specify a task_group_id in order to reload tasks")
+        self._check_running("refusing to reload tasks")
+        task_group_id = self.task_group_id
+        already = self._watcher.open_task_ids()
+        futures = {
+            tid: ComputeFuture(tid)
+            for tid in self.client._task_ids_in_group(task_group_id)
+            if tid not in already
+        }
+        for future in futures.values():
+            future.set_running_or_notify_cancel()  # sent long ago: not cancellable
+        if futures:
+            self._watcher.watch(futures)
+        else:
+            log.warning("Received no tasks for Task Group ID: %s", task_group_id)
+        return list(futures.values())
+
+    def get_worker_hardware_details(self) -> str:
+        """The SDK's hardware report of a worker of this executor's endpoint
+        (waits for it); see :mod:`gcgate.hardware`."""
+        function_id = hardware.register(self.client)
+        future = self.submit_to_registered_function(function_id, args=(hardware.EXECUTOR_ENV,))
+        return future.result()  # type: ignore[no-any-return]
+
     # ------------------------------------------------------------------ shutdown
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -580,6 +640,11 @@ class _ResultWatcher:
         self._owner: dict[str, _Stream] = {}
         self._streams: list[_Stream] = []
         self._threads: list[threading.Thread] = []
+
+    def open_task_ids(self) -> set[str]:
+        """The tasks whose futures this watcher still has to resolve."""
+        with self._lock:
+            return set(self._futures)
 
     def owns(self, thread: threading.Thread) -> bool:
         """Whether ``thread`` is one of this watcher's stream threads."""

@@ -304,6 +304,18 @@ class TaskLifecycle:
     def recent_tasks(self, limit: int, status: str) -> list[dict[str, Any]]:
         return self.store.recent_tasks(limit, status)
 
+    def task_ids_in_group(self, task_group_id: str) -> tuple[str, list[str]]:
+        """(canonical group id, its recorded tasks oldest first); NOT_FOUND when
+        there are none (the daemon knows a group only by its tasks)."""
+        task_group_id = parse_uuid(task_group_id, "task_group_id")
+        task_ids = self.store.task_ids_in_group(task_group_id)
+        if not task_ids:
+            raise NotFound(
+                f"task group {task_group_id} has no tasks in this daemon's store (none"
+                " was submitted here, or their results expired after retrieval)"
+            )
+        return task_group_id, task_ids
+
     # ------------------------------------------------------------ outcomes
 
     def _on_outcome(self, outcome: Outcome) -> None:

@@ -54,6 +54,7 @@ from gcgated.core import TaskLifecycle
 from gcgated.credentials import ClientCredentials, credential_environment, load_client_credentials
 from gcgated.errors import StartupError
 from gcgated.notify import Notifier
+from gcgated.owner import create_owner_key
 from gcgated.routing import Router
 from gcgated.server.decoding import RequestDecoding
 from gcgated.server.servicer import GatewayServicer
@@ -225,6 +226,7 @@ async def _serve(
         exclusive_lock(socket_path.with_name(socket_path.name + ".lock"), "socket"),
     ):
         remove_stale_socket(socket_path)
+        owner_key = create_owner_key(config.state_dir)
         store = open_store(
             config.store_dir,
             size_limit_bytes=config.store_size_limit_mb * 1024 * 1024,
@@ -239,7 +241,7 @@ async def _serve(
         )
         try:
             await core.start()
-            await _serve_grpc(service, core, remote, ready)
+            await _serve_grpc(service, core, remote, owner_key, ready)
         finally:
             await core.stop()
             store.close()
@@ -419,14 +421,18 @@ def report_globus_health(globus: GlobusBackend, health: HealthServicer) -> None:
 
 
 async def _serve_grpc(
-    service: Service, core: TaskLifecycle, globus: GlobusBackend, ready: asyncio.Event | None
+    service: Service,
+    core: TaskLifecycle,
+    globus: GlobusBackend,
+    owner_key: str,
+    ready: asyncio.Event | None,
 ) -> None:
     config, socket_path = service.config, service.socket_path
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[RequestDecoding()])
-    pb_grpc.add_GatewayServicer_to_server(
-        GatewayServicer(service.services, socket_path=socket_path, state_dir=config.state_dir),
-        server,
+    servicer = GatewayServicer(
+        service.services, socket_path=socket_path, state_dir=config.state_dir, owner_key=owner_key
     )
+    pb_grpc.add_GatewayServicer_to_server(servicer, server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

@@ -17,6 +17,11 @@ and ``globus_compute_sdk/sdk/client.py``, ``batch.py``):
 * ``GET /v2/taskgroup/{id}``, ``GET /v2/endpoints``, ``GET /v2/endpoints/{id}``,
   ``GET /v2/endpoints/{id}/status``, ``GET /v3/endpoints/{id}/allowed_functions``,
   ``GET /v2/version``;
+* ``POST /v3/endpoints/{id}/lock`` (``Client.stop_endpoint``) → ``{"endpoint_id",
+  "lock_expiration_timestamp"}``: the endpoint's connection is dropped (it goes
+  offline; its tasks wait); ``DELETE /v2/endpoints/{id}`` (``Client.delete_endpoint``)
+  → ``{"result": 302}``: it is gone (404 afterwards). Both for the endpoint's owner
+  only (403 ``ENDPOINT_ACCESS_FORBIDDEN``);
 * ``GET /v2/get_amqp_result_connection_url`` (``ComputeClientV2.get_result_amqp_url``)
   → ``{"connection_url": "amqp://<user>:<password>@127.0.0.1:<port>/%2F",
   "queue_prefix": "gc.<identity id>."}``: the caller's credentials on the broker,
@@ -112,6 +117,8 @@ REMOTE_EXECUTION_ERROR = {
 #: How long a submit waits for the broker to confirm its new queue before answering
 #: anyway (the declaration stays queued for when the broker is back).
 DECLARE_TIMEOUT = 10.0
+#: How long a locked endpoint may not register again (its answer's expiry).
+LOCK_SECONDS = 300.0
 
 
 def _new_id() -> str:
@@ -679,6 +686,8 @@ class ComputeService(Service):
             Route("GET", "/v2/endpoints/{endpoint_id}", self._get_endpoint),
             Route("GET", "/v2/endpoints/{endpoint_id}/status", self._get_endpoint_status),
             Route("GET", "/v3/endpoints/{endpoint_id}/allowed_functions", self._allowed_functions),
+            Route("POST", "/v3/endpoints/{endpoint_id}/lock", self._lock_endpoint),
+            Route("DELETE", "/v2/endpoints/{endpoint_id}", self._delete_endpoint),
             Route("GET", "/v2/get_amqp_result_connection_url", self._amqp_url),
         ]
 
@@ -992,6 +1001,30 @@ class ComputeService(Service):
             user, password, tls=self.amqp_tls, ca_in_query=self.amqp_tls and self.amqp_ca_in_url
         )
         return Response.json({"connection_url": url, "queue_prefix": prefix})
+
+    def _owned_endpoint(self, request: Request) -> Endpoint:
+        identity = self._authenticate(request)
+        ep = self._endpoint(request.params["endpoint_id"])
+        if ep.owner not in (None, identity):
+            raise HTTPError(
+                403,
+                "ENDPOINT_ACCESS_FORBIDDEN",
+                f"Identity {identity} may not change endpoint {ep.uuid}",
+            )
+        return ep
+
+    def _lock_endpoint(self, request: Request) -> Response:
+        ep = self._owned_endpoint(request)
+        with self._lock:
+            ep.status = "offline"
+        expires = time.strftime("%Y-%m-%dT%H:%M:%S.000000", time.gmtime(time.time() + LOCK_SECONDS))
+        return Response.json({"endpoint_id": ep.uuid, "lock_expiration_timestamp": expires})
+
+    def _delete_endpoint(self, request: Request) -> Response:
+        ep = self._owned_endpoint(request)
+        with self._lock:
+            self.endpoints.pop(ep.uuid, None)
+        return Response.json({"result": 302})
 
     def _allowed_functions(self, request: Request) -> Response:
         self._authenticate(request)

@@ -328,7 +328,7 @@ def connect(socket_path: str | None, wait: float = 0.0) -> Client:
     delay = FIRST_RETRY_DELAY_S
     while True:
         try:
-            return Client(socket_path)
+            return Client(socket_path=socket_path)
         except DaemonUnavailable:
             if deadline - time.monotonic() <= 0:
                 raise

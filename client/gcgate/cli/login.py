@@ -14,6 +14,7 @@ from typing import Any
 
 from gcgate import Client
 from gcgate.cli.output import Exit, Output
+from gcgate.client import owner_key_metadata
 from gcgate.v1 import gateway_pb2 as pb
 
 #: Seconds to wait for the daemon to exchange the code (it talks to Globus Auth).
@@ -41,9 +42,15 @@ def describe_who(who: dict[str, Any]) -> str:
     return "no Globus login configured"
 
 
-def _call(client: Client, method: str, request: Any, timeout: float = 30.0) -> Any:
+def _call(
+    client: Client,
+    method: str,
+    request: Any,
+    timeout: float = 30.0,
+    metadata: list[tuple[str, str]] | None = None,
+) -> Any:
     conn = client._conn
-    return conn.call(getattr(conn.stub, method), request, timeout=timeout)
+    return conn.call(getattr(conn.stub, method), request, timeout=timeout, metadata=metadata or ())
 
 
 def read_code(prompt: str) -> str:
@@ -78,9 +85,12 @@ def cmd_login(client: Client, args: argparse.Namespace) -> Output:
 
 
 def cmd_logout(client: Client, args: argparse.Namespace) -> Output:
-    """Revoke and delete the daemon's user login."""
+    """Revoke and delete the daemon's user login (only its own user may: the call
+    carries the daemon's owner key, see Client.logout)."""
     before = who_dict(_call(client, "WhoAmI", pb.WhoAmIRequest()))
-    who = who_dict(_call(client, "Logout", pb.LogoutRequest(), timeout=EXCHANGE_TIMEOUT_S))
+    key = owner_key_metadata(client.status()["state_dir"])
+    answer = _call(client, "Logout", pb.LogoutRequest(), EXCHANGE_TIMEOUT_S, key)
+    who = who_dict(answer)
     if before["state"] == "user":
         text = f"logged out {before['username'] or before['identity']}; tokens revoked"
     else:
@@ -115,7 +125,9 @@ def add_login_commands(commands: Any, add_command: Any) -> None:
         "logout",
         cmd_logout,
         "log the daemon out of Globus",
-        "Revokes the user login's tokens at Globus Auth and deletes them.",
+        "Revokes the user login's tokens at Globus Auth and deletes them. Every client\n"
+        "of the daemon uses that login, so only the daemon's own user may end it (the\n"
+        "command sends the owner key from the daemon's state directory).",
     )
     add_command(
         commands,

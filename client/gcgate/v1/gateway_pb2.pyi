@@ -344,6 +344,30 @@ class DeleteFunctionResponse(_message.Message):
     json: str
     def __init__(self, deleted_at_globus: _Optional[bool] = ..., json: _Optional[str] = ...) -> None: ...
 
+class GetTaskGroupRequest(_message.Message):
+    __slots__ = ("task_group_id",)
+    TASK_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    task_group_id: str
+    def __init__(self, task_group_id: _Optional[str] = ...) -> None: ...
+
+class GetTaskGroupResponse(_message.Message):
+    __slots__ = ("task_group_id", "task_ids")
+    TASK_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    task_group_id: str
+    task_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_group_id: _Optional[str] = ..., task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ServiceVersionRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ServiceVersionResponse(_message.Message):
+    __slots__ = ("json",)
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    def __init__(self, json: _Optional[str] = ...) -> None: ...
+
 class StartLoginRequest(_message.Message):
     __slots__ = ("force",)
     FORCE_FIELD_NUMBER: _ClassVar[int]

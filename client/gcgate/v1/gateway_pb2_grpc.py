@@ -125,6 +125,31 @@ class GatewayStub:
                 request_serializer=gcgate_dot_v1_dot_gateway__pb2.DeleteFunctionRequest.SerializeToString,
                 response_deserializer=gcgate_dot_v1_dot_gateway__pb2.DeleteFunctionResponse.FromString,
                 _registered_method=True)
+        self.GetTaskGroup = channel.unary_unary(
+                '/gcgate.v1.Gateway/GetTaskGroup',
+                request_serializer=gcgate_dot_v1_dot_gateway__pb2.GetTaskGroupRequest.SerializeToString,
+                response_deserializer=gcgate_dot_v1_dot_gateway__pb2.GetTaskGroupResponse.FromString,
+                _registered_method=True)
+        self.GetAllowedFunctions = channel.unary_unary(
+                '/gcgate.v1.Gateway/GetAllowedFunctions',
+                request_serializer=gcgate_dot_v1_dot_gateway__pb2.EndpointRequest.SerializeToString,
+                response_deserializer=gcgate_dot_v1_dot_gateway__pb2.EndpointDocument.FromString,
+                _registered_method=True)
+        self.StopEndpoint = channel.unary_unary(
+                '/gcgate.v1.Gateway/StopEndpoint',
+                request_serializer=gcgate_dot_v1_dot_gateway__pb2.EndpointRequest.SerializeToString,
+                response_deserializer=gcgate_dot_v1_dot_gateway__pb2.EndpointDocument.FromString,
+                _registered_method=True)
+        self.DeleteEndpoint = channel.unary_unary(
+                '/gcgate.v1.Gateway/DeleteEndpoint',
+                request_serializer=gcgate_dot_v1_dot_gateway__pb2.EndpointRequest.SerializeToString,
+                response_deserializer=gcgate_dot_v1_dot_gateway__pb2.EndpointDocument.FromString,
+                _registered_method=True)
+        self.GetServiceVersion = channel.unary_unary(
+                '/gcgate.v1.Gateway/GetServiceVersion',
+                request_serializer=gcgate_dot_v1_dot_gateway__pb2.ServiceVersionRequest.SerializeToString,
+                response_deserializer=gcgate_dot_v1_dot_gateway__pb2.ServiceVersionResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -238,7 +263,11 @@ class GatewayServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Logout(self, request, context):
-        """Revoke and delete the user login's tokens (`gcgate logout`).
+        """Revoke and delete the user login's tokens (`gcgate logout`). The login is
+        every client's, so only the daemon's own user may end it: the call must carry
+        metadata "gcgate-owner-key" with the contents of the file "owner.key" in the
+        daemon's state directory (StatusResponse.state_dir; 0600, new at each start).
+        PERMISSION_DENIED without it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -264,6 +293,51 @@ class GatewayServicer:
         """Delete a function at Globus Compute (the SDK's Client.delete_function()) for
         the daemon's login or the client's token, and forget its Globus id; the
         daemon's own record stays, since its tasks refer to it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTaskGroup(self, request, context):
+        """The ids of the tasks this daemon accepted into a task group, oldest first (the
+        SDK's Executor.reload_tasks, which asks the service for GET /v2/taskgroup/{id}).
+        NOT_FOUND when the daemon holds no task of that group.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAllowedFunctions(self, request, context):
+        """The functions an endpoint allows to run, in the Compute service's shape
+        {"endpoint_id", "restricted", "functions"} (GET /v3/endpoints/{id}/allowed_functions;
+        the SDK's Client.get_allowed_functions()). The local endpoint runs any function.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopEndpoint(self, request, context):
+        """Stop an endpoint by dropping its connections (POST /v3/endpoints/{id}/lock;
+        the SDK's Client.stop_endpoint()); the service's answer.
+        FAILED_PRECONDITION for the local endpoint: it runs inside gcgated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteEndpoint(self, request, context):
+        """Delete an endpoint's registration (DELETE /v2/endpoints/{id}; the SDK's
+        Client.delete_endpoint()); the service's answer.
+        FAILED_PRECONDITION for the local endpoint: it is part of gcgated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetServiceVersion(self, request, context):
+        """The Compute service's version document (GET /v2/version?service=all: "api",
+        "min_sdk_version", "min_ep_version", ...), for the daemon's login or the
+        client's token (the SDK's Client.version_check()).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -361,6 +435,31 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.DeleteFunction,
                     request_deserializer=gcgate_dot_v1_dot_gateway__pb2.DeleteFunctionRequest.FromString,
                     response_serializer=gcgate_dot_v1_dot_gateway__pb2.DeleteFunctionResponse.SerializeToString,
+            ),
+            'GetTaskGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTaskGroup,
+                    request_deserializer=gcgate_dot_v1_dot_gateway__pb2.GetTaskGroupRequest.FromString,
+                    response_serializer=gcgate_dot_v1_dot_gateway__pb2.GetTaskGroupResponse.SerializeToString,
+            ),
+            'GetAllowedFunctions': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAllowedFunctions,
+                    request_deserializer=gcgate_dot_v1_dot_gateway__pb2.EndpointRequest.FromString,
+                    response_serializer=gcgate_dot_v1_dot_gateway__pb2.EndpointDocument.SerializeToString,
+            ),
+            'StopEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopEndpoint,
+                    request_deserializer=gcgate_dot_v1_dot_gateway__pb2.EndpointRequest.FromString,
+                    response_serializer=gcgate_dot_v1_dot_gateway__pb2.EndpointDocument.SerializeToString,
+            ),
+            'DeleteEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteEndpoint,
+                    request_deserializer=gcgate_dot_v1_dot_gateway__pb2.EndpointRequest.FromString,
+                    response_serializer=gcgate_dot_v1_dot_gateway__pb2.EndpointDocument.SerializeToString,
+            ),
+            'GetServiceVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServiceVersion,
+                    request_deserializer=gcgate_dot_v1_dot_gateway__pb2.ServiceVersionRequest.FromString,
+                    response_serializer=gcgate_dot_v1_dot_gateway__pb2.ServiceVersionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -850,6 +949,141 @@ class Gateway:
             '/gcgate.v1.Gateway/DeleteFunction',
             gcgate_dot_v1_dot_gateway__pb2.DeleteFunctionRequest.SerializeToString,
             gcgate_dot_v1_dot_gateway__pb2.DeleteFunctionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTaskGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gcgate.v1.Gateway/GetTaskGroup',
+            gcgate_dot_v1_dot_gateway__pb2.GetTaskGroupRequest.SerializeToString,
+            gcgate_dot_v1_dot_gateway__pb2.GetTaskGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAllowedFunctions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gcgate.v1.Gateway/GetAllowedFunctions',
+            gcgate_dot_v1_dot_gateway__pb2.EndpointRequest.SerializeToString,
+            gcgate_dot_v1_dot_gateway__pb2.EndpointDocument.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gcgate.v1.Gateway/StopEndpoint',
+            gcgate_dot_v1_dot_gateway__pb2.EndpointRequest.SerializeToString,
+            gcgate_dot_v1_dot_gateway__pb2.EndpointDocument.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gcgate.v1.Gateway/DeleteEndpoint',
+            gcgate_dot_v1_dot_gateway__pb2.EndpointRequest.SerializeToString,
+            gcgate_dot_v1_dot_gateway__pb2.EndpointDocument.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServiceVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gcgate.v1.Gateway/GetServiceVersion',
+            gcgate_dot_v1_dot_gateway__pb2.ServiceVersionRequest.SerializeToString,
+            gcgate_dot_v1_dot_gateway__pb2.ServiceVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -118,5 +118,15 @@ class Backend(Protocol):
         """The Compute service's endpoint metadata document for ``endpoint_id``,
         as ``caller`` may see it."""
 
+    async def allowed_functions(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
+        """The functions ``endpoint_id`` allows, in the Compute service's shape
+        ``{"endpoint_id", "restricted", "functions"}``."""
+
+    async def stop_endpoint(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
+        """Stop ``endpoint_id`` as ``caller``; the service's answer."""
+
+    async def delete_endpoint(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
+        """Delete ``endpoint_id``'s registration as ``caller``; the service's answer."""
+
     def describe(self) -> dict[str, Any]:
         """State and details for the daemon's Status RPC."""

@@ -18,12 +18,14 @@ from typing import Any, TypeVar
 
 import grpc
 from gcgate import __version__
+from gcgate.constants import OWNER_KEY_FILE
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
 from gcgated.caller import Caller
-from gcgated.errors import GatewayError, InvalidArgument, is_disk_full
+from gcgated.errors import GatewayError, InvalidArgument, PermissionDenied, is_disk_full
 from gcgated.model import Registration, Submission, SubmitOptions, TaskRecord
+from gcgated.owner import is_owner
 from gcgated.services import Services
 from gcgated.services.status import DaemonStatus
 from gcgated.validation import json_payload, parse_json_object
@@ -93,13 +95,35 @@ def caller_of(context: grpc.aio.ServicerContext) -> Caller:
     return Caller.from_metadata(context.invocation_metadata())
 
 
-class GatewayServicer(pb_grpc.GatewayServicer):
-    """Implements gcgate.v1.Gateway on top of the daemon's services."""
+def endpoint_document(answer: tuple[str, dict[str, Any]]) -> pb.EndpointDocument:
+    """An endpoint service's (endpoint id, document) as the wire message."""
+    endpoint_id, document = answer
+    return pb.EndpointDocument(endpoint_id=endpoint_id, json=json.dumps(document))
 
-    def __init__(self, services: Services, *, socket_path: Path, state_dir: Path):
+
+class GatewayServicer(pb_grpc.GatewayServicer):
+    """Implements gcgate.v1.Gateway on top of the daemon's services.
+
+    ``owner_key``: the key of ``gcgated.owner``, which calls that change what
+    every client relies on must carry.
+    """
+
+    def __init__(
+        self, services: Services, *, socket_path: Path, state_dir: Path, owner_key: str
+    ) -> None:
         self.services = services
         self.socket_path = socket_path
         self.state_dir = state_dir
+        self._owner_key = owner_key
+
+    def _require_owner(self, context: grpc.aio.ServicerContext, what: str) -> None:
+        if not is_owner(context.invocation_metadata(), self._owner_key):
+            raise PermissionDenied(
+                f"{what} affects every client of this daemon, so only the daemon's own"
+                f" user may do it: the call must carry the contents of"
+                f" {self.state_dir / OWNER_KEY_FILE} (gcgate.Client and the gcgate"
+                " command send them when they can read that file)"
+            )
 
     @rpc
     async def Status(self, request: pb.StatusRequest, context: Any) -> pb.StatusResponse:
@@ -208,22 +232,53 @@ class GatewayServicer(pb_grpc.GatewayServicer):
                 yield pb.TaskRecordBatch(tasks=[task_message(r) for r in chunk])
 
     @rpc
+    async def GetTaskGroup(
+        self, request: pb.GetTaskGroupRequest, context: Any
+    ) -> pb.GetTaskGroupResponse:
+        task_group_id, task_ids = self.services.tasks.in_group(request.task_group_id)
+        return pb.GetTaskGroupResponse(task_group_id=task_group_id, task_ids=task_ids)
+
+    @rpc
     async def GetEndpointStatus(
         self, request: pb.EndpointRequest, context: Any
     ) -> pb.EndpointDocument:
-        endpoint_id, document = await self.services.endpoints.status(
-            request.endpoint_id, caller_of(context)
-        )
-        return pb.EndpointDocument(endpoint_id=endpoint_id, json=json.dumps(document))
+        endpoints = self.services.endpoints
+        return endpoint_document(await endpoints.status(request.endpoint_id, caller_of(context)))
 
     @rpc
     async def GetEndpointMetadata(
         self, request: pb.EndpointRequest, context: Any
     ) -> pb.EndpointDocument:
-        endpoint_id, document = await self.services.endpoints.metadata(
-            request.endpoint_id, caller_of(context)
+        endpoints = self.services.endpoints
+        return endpoint_document(await endpoints.metadata(request.endpoint_id, caller_of(context)))
+
+    @rpc
+    async def GetAllowedFunctions(
+        self, request: pb.EndpointRequest, context: Any
+    ) -> pb.EndpointDocument:
+        endpoints = self.services.endpoints
+        return endpoint_document(
+            await endpoints.allowed_functions(request.endpoint_id, caller_of(context))
         )
-        return pb.EndpointDocument(endpoint_id=endpoint_id, json=json.dumps(document))
+
+    @rpc
+    async def StopEndpoint(self, request: pb.EndpointRequest, context: Any) -> pb.EndpointDocument:
+        endpoints = self.services.endpoints
+        return endpoint_document(await endpoints.stop(request.endpoint_id, caller_of(context)))
+
+    @rpc
+    async def DeleteEndpoint(
+        self, request: pb.EndpointRequest, context: Any
+    ) -> pb.EndpointDocument:
+        endpoints = self.services.endpoints
+        return endpoint_document(await endpoints.delete(request.endpoint_id, caller_of(context)))
+
+    @rpc
+    async def GetServiceVersion(
+        self, request: pb.ServiceVersionRequest, context: Any
+    ) -> pb.ServiceVersionResponse:
+        document = await self.services.status.service_version(caller_of(context))
+        return pb.ServiceVersionResponse(json=json.dumps(document))
 
     @rpc
     async def ListTasks(self, request: pb.ListTasksRequest, context: Any) -> pb.ListTasksResponse:
@@ -271,6 +326,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
 
     @rpc
     async def Logout(self, request: pb.LogoutRequest, context: Any) -> pb.WhoAmIResponse:
+        self._require_owner(context, "Logout (it ends the daemon's Globus login)")
         return _who_am_i(await self.services.login.logout())
 
     @rpc

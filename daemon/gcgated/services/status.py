@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gcgated.caller import Caller
 from gcgated.core import TaskLifecycle
 from gcgated.routing import Router
 from gcgated.store import Store
@@ -53,6 +54,10 @@ class StatusService:
     def store_directory(self) -> Path:
         """Named in errors about the store (a full disk), so the user knows where."""
         return self._store.directory
+
+    async def service_version(self, caller: Caller) -> dict[str, Any]:
+        """The Globus Compute service's version document, asked as ``caller``."""
+        return await self._router.remote.service_version(caller)
 
     def counts(self) -> dict[str, int]:
         """Tasks pending, succeeded and failed; functions and task records."""

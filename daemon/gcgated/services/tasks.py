@@ -62,6 +62,10 @@ class TaskService:
         limit = min(limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
         return [TaskRecord.from_stored(r) for r in self._core.recent_tasks(max(limit, 1), status)]
 
+    def in_group(self, task_group_id: str) -> tuple[str, list[str]]:
+        """(canonical task group id, its tasks' ids oldest first); NOT_FOUND for none."""
+        return self._core.task_ids_in_group(task_group_id)
+
     def _adopt(self, task_ids: Iterable[str], caller: Caller) -> None:
         if caller.token is not None:
             self._remote.adopt([str(t).lower() for t in task_ids], caller)

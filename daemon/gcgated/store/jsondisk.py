@@ -27,8 +27,9 @@ from diskcache.core import UNKNOWN
 COMPRESS_MIN_CHARS = 16 * 1024
 
 
-#: One encoder for every value (json.dumps with options builds one per call).
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+#: One encoder for every value (json.dumps with options builds one per call); the
+#: text a plain value is stored as, which the store's SQL may search.
+encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class JSONTextDisk(diskcache.Disk):
@@ -46,7 +47,7 @@ class JSONTextDisk(diskcache.Disk):
     def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> Any:
         if read:  # a file object (Cache.set(read=True)): the store never does this
             raise TypeError("the store writes JSON values, not files")
-        text = _encode(value)
+        text = encode(value)
         if len(text) >= COMPRESS_MIN_CHARS:
             return super().store(zlib.compress(text.encode(), self.compress_level), False, key)
         return super().store(text, False, key)

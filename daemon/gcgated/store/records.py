@@ -41,6 +41,7 @@ from gcgate.constants import FINAL_STATUSES, PENDING_FILTER, TaskStatus
 from gcgated.errors import is_disk_full
 
 from . import migrate, sql
+from .jsondisk import encode
 from .schema import CORE_TABLES, RUN_DATA_LOST, count_key
 from .table import Table, open_database
 
@@ -313,6 +314,17 @@ class Store:
         if values is None:
             return None
         return dict(zip(_PENDING_FIELDS, (task_id, *values), strict=True))
+
+    def task_ids_in_group(self, task_group_id: str) -> list[str]:
+        """Ids of the recorded tasks of a task group, oldest first. The records are
+        not indexed by group (a rare question: an Executor reattaching); SQLite
+        picks the records whose text names the group, so only those are decoded."""
+        fragment = encode({"task_group_id": task_group_id})[1:-1]
+        return [
+            task_id
+            for task_id, record in self._tasks.items_containing(fragment)
+            if record is not None and record.get("task_group_id") == task_group_id
+        ]
 
     def recent_tasks(self, limit: int, status: str = "") -> list[dict[str, Any]]:
         """Newest first; ``status="pending"`` matches every non-final status."""

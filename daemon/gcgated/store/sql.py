@@ -321,6 +321,41 @@ def scan(
         position = rows[-1][0]
 
 
+def scan_containing(cache: diskcache.Cache, table: str, text: str) -> Iterator[tuple[str, Any]]:
+    """``(key, value)`` of the rows of ``table`` not expired, oldest first, whose
+    value may contain ``text``: SQLite skips the values stored as text without it,
+    and every other value (compressed, or in a file) is read for the caller to
+    check. A value whose file vanished reads as None.
+
+    Walks the table by rowid, like :func:`scan` newest first, but only the rows
+    that pass the text test are decoded in Python.
+    """
+    con = _connection(cache)
+    low, high = _bounds(table)
+    cut = len(low)
+    fetch = cache.disk.fetch
+    query = (
+        "SELECT rowid, key, expire_time, mode, filename, value FROM Cache NOT INDEXED"
+        " WHERE rowid > ? AND key >= ? AND key < ?"
+        " AND (typeof(value) != 'text' OR instr(value, ?) > 0) ORDER BY rowid LIMIT ?"
+    )
+    position = 0
+    while True:
+        rows = con.execute(query, (position, low, high, text, CHUNK)).fetchall()
+        now = time.time()
+        for _, key, expire_time, mode, filename, value in rows:
+            if expire_time is not None and expire_time < now:
+                continue
+            try:
+                decoded = fetch(mode, filename, value, False)
+            except OSError:
+                decoded = None
+            yield key[cut:], decoded
+        if len(rows) < CHUNK:
+            return
+        position = rows[-1][0]
+
+
 def legacy_rows(directory: Path) -> Iterator[tuple[Any, Any, float | None]]:
     """``(key, value, expire_time)`` of every row of a database the store's old
     layout wrote (one diskcache directory), oldest first: keys and values as

@@ -96,5 +96,10 @@ class Table:
         """Every row: by key, or newest first (a value whose file was lost: None)."""
         return sql.scan(self._cache, self.name, newest_first=newest_first)
 
+    def items_containing(self, text: str) -> Iterator[tuple[str, Any]]:
+        """Oldest first, the rows whose value may hold ``text`` in its JSON text
+        (a superset: check the values), found by SQLite without decoding the others."""
+        return sql.scan_containing(self._cache, self.name, text)
+
     def __len__(self) -> int:
         return sql.count(self._cache, self.name)

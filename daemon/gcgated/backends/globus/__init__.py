@@ -433,6 +433,48 @@ class GlobusBackend:
             "metadata", endpoint_id, caller, lambda v2, _v3: v2.get_endpoint(endpoint_id)
         )
 
+    async def allowed_functions(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
+        return await self._endpoint_doc(
+            "allowed functions",
+            endpoint_id,
+            caller,
+            lambda _v2, v3: v3.get_endpoint_allowlist(endpoint_id),
+        )
+
+    async def stop_endpoint(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
+        """``POST /v3/endpoints/{id}/lock``: the service drops the endpoint's connections."""
+        return await self._change_endpoint(
+            "stopping", endpoint_id, caller, lambda _v2, v3: v3.lock_endpoint(endpoint_id)
+        )
+
+    async def delete_endpoint(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
+        return await self._change_endpoint(
+            "deleting", endpoint_id, caller, lambda v2, _v3: v2.delete_endpoint(endpoint_id)
+        )
+
+    async def _change_endpoint(
+        self, what: str, endpoint_id: str, caller: Caller, request: Any
+    ) -> dict[str, Any]:
+        """One request that changes an endpoint; what was cached of endpoints is stale."""
+        self._require_login(endpoint_id, caller)
+        answer = await self.api.call(f"{what} endpoint {endpoint_id}", request, token=caller.token)
+        self._cache.clear()
+        return answer
+
+    async def service_version(self, caller: Caller) -> dict[str, Any]:
+        """``GET /v2/version?service=all`` as ``caller`` (cached like endpoint documents)."""
+        if not self.login.logged_in and caller.token is None:
+            raise Unauthenticated(
+                "asking Globus Compute for its version needs a Globus login, and gcgated is"
+                " not logged in: run `gcgate login` (or configure a service account)"
+            )
+        return await self._cached(
+            ("version", "all"),
+            caller,
+            "asking for the service's version",
+            lambda v2, _v3: v2.get_version(service="all"),
+        )
+
     async def list_endpoints(self, role: str, caller: Caller) -> list[dict[str, Any]]:
         """What ``GET /v2/endpoints`` lists for ``caller``; [] without any login."""
         if not self.login.logged_in and caller.token is None:

@@ -20,6 +20,7 @@ from gcgate import __version__
 from gcgate.constants import LOCAL_ENDPOINT_ID
 
 from gcgated.caller import Caller
+from gcgated.errors import FailedPrecondition
 from gcgated.model import SubmitOptions
 
 from ..base import Accepted, OutcomeCallback, SubmitGroup, TaskSpec
@@ -138,6 +139,25 @@ class LocalBackend:
             "python_version": platform.python_version(),
             "subscription_uuid": None,
         }
+
+    async def allowed_functions(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
+        """Like ``GET /v3/endpoints/{id}/allowed_functions``: the local endpoint runs
+        any function registered with the daemon, so it is not restricted."""
+        return {"endpoint_id": LOCAL_ENDPOINT_ID, "restricted": False, "functions": []}
+
+    async def stop_endpoint(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
+        """Refused: the workers are the daemon's, and every client shares them."""
+        raise FailedPrecondition(
+            f"the local endpoint ({LOCAL_ENDPOINT_ID}) runs inside gcgated and stops only"
+            " with it: stop the daemon (SIGTERM, or `systemctl stop gcgated`) to stop it"
+        )
+
+    async def delete_endpoint(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
+        """Refused: there is no registration to delete."""
+        raise FailedPrecondition(
+            f"the local endpoint ({LOCAL_ENDPOINT_ID}) is part of gcgated and cannot be"
+            " deleted; only Globus Compute endpoints can"
+        )
 
     def describe(self) -> dict[str, Any]:
         """State and load, for the daemon's Status RPC."""
