@@ -53,6 +53,10 @@ ALLOWED: dict[str, str] = {
         " daemon (no polling)"
     ),
     "Client.list_tasks": "gcgate extension: recent tasks from the daemon's store (gcgate tasks)",
+    "Client.get_tasks": (
+        "gcgate extension: get_batch_result's lookup with failures kept (under 'exception')"
+        " and unknown ids refused, for code that must see every task"
+    ),
     "Client.get_task(wait)": _WAIT,
     "Client.get_result(wait)": _WAIT,
     "Client.get_batch_result(wait)": _WAIT,
@@ -107,7 +111,10 @@ ALLOWED: dict[str, str] = {
         "gcgate extension: the embedded local endpoint's fixed UUID (alias 'local')"
     ),
     # ------------------------------------------------------------------ errors
-    "errors.ComputeError": PENDING_EXCEPTIONS,
+    "errors.ResultDeserializationError": (
+        "gcgate extension: an undecodable result, both the SDK's SerializationError and"
+        " gcgate's DeserializationError, so either except clause catches it"
+    ),
     "errors.GcgateError": "gcgate extension: the base of every error gcgate raises on purpose",
     "errors.GatewayError": "gcgate extension: the base of the daemon's refusals (gRPC statuses)",
     "errors.DaemonUnavailable": (

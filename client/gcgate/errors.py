@@ -101,11 +101,11 @@ class ComputeError(GcgateError):
 
 
 class VersionMismatch(ComputeError):
-    """Mirrors ``globus_compute_sdk.errors.VersionMismatch`` (``.version_message``).
+    """Versions that do not work together: this client and its daemon, or an
+    endpoint and the Compute service (``Client.version_check``).
 
-    The SDK raises it when the service or an endpoint runs a version it cannot
-    work with; the client and daemon of gcgate ship together, so it is here for
-    code that catches it.
+    Mirrors ``globus_compute_sdk.errors.VersionMismatch``: the explanation is in
+    ``.version_message``, and ``str()`` is the SDK's.
     """
 
     _sdk_counterpart = (_SDK_ERRORS, "VersionMismatch")
@@ -284,22 +284,6 @@ class TaskExecutionFailed(GcgateError):
         if worker_err:
             message += WORKER_LOST_MESSAGE
         return message
-
-
-class VersionMismatch(GcgateError):
-    """Versions that do not work together: this client and its daemon, or an
-    endpoint and the Compute service (``Client.version_check``).
-
-    Mirrors ``globus_compute_sdk.errors.VersionMismatch``: the explanation is in
-    ``.version_message``, and ``str()`` is the SDK's.
-    """
-
-    def __init__(self, version_message: str) -> None:
-        super().__init__(version_message)
-        self.version_message = version_message
-
-    def __str__(self) -> str:
-        return f"Globus Compute Versioning Issue: {self.version_message}"
 
 
 # ---------------------------------------------------------------------------- daemon
