@@ -12,7 +12,9 @@ the real SDK.
 It re-implements the format instead of importing the SDK because the thin client
 must stay light: it depends on dill and the standard library only. dill itself is
 pinned to the version endpoints use, because dill pickles are not portable across
-dill versions.
+dill versions. Pickles go through :mod:`gcgate.pickling`, which is dill but for
+gcgate's stand-ins of SDK classes (``ShellFunction``, ``ShellResult``): they are
+written and read under the SDK's names, as endpoints expect them.
 
 Deserializing runs code: dill/pickle payloads can execute anything while loading,
 and the source strategies (``03``, ``04``, ``st``, ``sd``) ``exec`` the function's
@@ -32,6 +34,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
+from gcgate import pickling
 from gcgate.errors import DeserializationError, SerdeError, SerializationError
 
 __all__ = [
@@ -68,13 +71,12 @@ IDENTIFIER_LENGTH = 3
 SDK_SERIALIZE_MODULE = "globus_compute_sdk.serialize"
 
 
-def _dill() -> Any:
-    """dill, imported on first use: it is ~17 ms of ``from gcgate import Client``,
-    and plain data never needs it (see :func:`_data_pickle`)."""
-    import dill
+def _dill_source() -> Any:
+    """``dill.source``, imported on first use: dill is ~17 ms of ``from gcgate
+    import Client``, and plain data never needs it (see :func:`_data_pickle`)."""
     import dill.source
 
-    return dill
+    return dill.source
 
 
 #: Types of plain data (with the containers below) whose pickle the standard
@@ -108,7 +110,7 @@ def _data_pickle(data: Any) -> bytes:
         raw = pickle.dumps(data, protocol)
         if len(raw) < _PLAIN_BYTES:
             return raw
-    return _dill().dumps(data)
+    return pickling.dumps(data)
 
 
 def _b64(raw: bytes) -> str:
@@ -266,7 +268,7 @@ class DillDataBase64(SerializationStrategy):
         return self.identifier + _b64(_data_pickle(data))
 
     def _deserialize(self, payload: str) -> Any:
-        return _dill().loads(_unb64(self.chomp(payload)))
+        return pickling.loads(_unb64(self.chomp(payload)))
 
 
 class JSONData(SerializationStrategy):
@@ -293,10 +295,10 @@ class DillCode(SerializationStrategy):
     for_code = True
 
     def _serialize(self, data: Any) -> str:
-        return self.identifier + _b64(_dill().dumps(data))
+        return self.identifier + _b64(pickling.dumps(data))
 
     def _deserialize(self, payload: str) -> Any:
-        return _dill().loads(_unb64(self.chomp(payload)))
+        return pickling.loads(_unb64(self.chomp(payload)))
 
 
 class PickleCode(SerializationStrategy):
@@ -322,10 +324,10 @@ class _NamedSourceDill(SerializationStrategy, ABC):
     def _serialize(self, data: Any) -> str:
         name = data.__name__
         body = self._source(data)
-        return self.identifier + _b64(_dill().dumps((name, body)))
+        return self.identifier + _b64(pickling.dumps((name, body)))
 
     def _deserialize(self, payload: str) -> Any:
-        name, body = _dill().loads(_unb64(self.chomp(payload)))
+        name, body = pickling.loads(_unb64(self.chomp(payload)))
         return _exec_source(name, body)
 
 
@@ -346,7 +348,7 @@ class DillCodeSource(_NamedSourceDill):
     for_code = True
 
     def _source(self, fn: Callable[..., Any]) -> str:
-        return _dill().source.getsource(fn, lstrip=True)
+        return _dill_source().getsource(fn, lstrip=True)
 
 
 class _PureSource(SerializationStrategy, ABC):
@@ -383,7 +385,7 @@ class PureSourceDill(_PureSource):
     for_code = True
 
     def _source(self, fn: Callable[..., Any]) -> str:
-        return _dill().source.getsource(fn, lstrip=True)
+        return _dill_source().getsource(fn, lstrip=True)
 
 
 def _exec_source(name: str, body: str) -> Any:

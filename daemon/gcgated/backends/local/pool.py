@@ -156,6 +156,7 @@ class WorkerPool:
         *,
         function_cache_size: int = FUNCTION_CACHE_SIZE,
         ready_timeout: float = READY_TIMEOUT,
+        task_dir: Path | None = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"a worker pool needs at least one worker, got {size}")
@@ -171,6 +172,8 @@ class WorkerPool:
         self.ready_timeout = ready_timeout
         self.state = NEW
         self._on_outcome = on_outcome
+        #: Where ShellFunction tasks get a directory each (see worker.py).
+        self.task_dir = task_dir
         #: Tasks accepted but not yet sent to any worker.
         self._queue: deque[TaskSpec] = deque()
         #: Live, ready workers, keyed by pid.
@@ -262,6 +265,7 @@ class WorkerPool:
             str(os.getpid()),
             "--function-cache-size",
             str(self.function_cache_size),
+            *(("--task-dir", str(self.task_dir)) if self.task_dir else ()),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             # Inherited: user code's prints (redirected there by the worker) and
