@@ -69,7 +69,11 @@ def as_serializer(value: Any) -> Serializer:
     if isinstance(value, Serializer):
         return value
     if hasattr(value, "code_serializer") and hasattr(value, "data_serializer"):
-        return Serializer(value.code_serializer, value.data_serializer)
+        return Serializer(
+            value.code_serializer,
+            value.data_serializer,
+            allowed_deserializer_types=getattr(value, "allowed_deserializer_types", None),
+        )
     raise TypeError(
         f"Expected a gcgate Serializer (or ComputeSerializer), got {type(value).__name__}"
     )

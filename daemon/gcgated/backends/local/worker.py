@@ -330,7 +330,7 @@ class TaskRunner:
     def serialize_result(self, value: Any, result_serializers: Iterable[str]) -> str:
         """The result in Compute format, within the endpoint's size limit."""
         try:
-            text = self.serializer.serialize_result(value, tuple(result_serializers))
+            text = self.serializer.serialize_from_list(value, tuple(result_serializers))
         except BaseException as exc:
             raise TaskError(
                 f"The task's result could not be serialized:\n{describe_error(exc)}"
