@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import globus_compute_sdk
 import grpc
 import pytest
 from gcgate import (
@@ -28,12 +29,15 @@ from gcgate import (
     Executor,
     InvalidArgument,
     NotFound,
+    ShellFunction,
+    ShellResult,
     TaskExecutionFailed,
 )
 from gcgate.cli.commands import task_summary
 from gcgate.constants import LOCAL_ENDPOINT_ID, MAX_SUBMISSION_BYTES
 from gcgate.errors import Unauthenticated
 from gcgate.v1 import gateway_pb2 as pb
+from globus_compute_sdk.sdk.client import FunctionRegistrationData
 from harness import GlobusDaemon, script_function, serve
 from standin import StandIn
 
@@ -269,6 +273,34 @@ def test_delete_function_at_globus_then_it_is_registered_again(
     assert standin.stats.count(service="compute", path="/v3/functions") == registrations + 1
     with pytest.raises(NotFound):
         gcc.delete_function(str(uuid.uuid4()))
+
+
+def test_lambdas_and_shell_functions_reach_globus_as_the_sdk_sends_them(
+    gcc: Client, standin: StandIn, tmp_path: Path
+) -> None:
+    """The service gets the SDK's registration (name "<lambda>", the SDK's
+    pickle of its ShellFunction); the endpoint (the SDK's serializer) runs them,
+    and the SDK's ShellResult comes back as gcgate's."""
+    script: dict[str, Any] = {"__name__": "__main__"}
+    exec("increment = lambda x: x + 1", script)
+    out, err = str(tmp_path / "out"), str(tmp_path / "err")  # not the stand-in's cwd
+    shell = ShellFunction("echo {word}", stdout=out, stderr=err)
+    lambda_id, shell_id = gcc.register_function(script["increment"]), gcc.register_function(shell)
+
+    tasks = [
+        gcc.run(4, endpoint_id=standin.endpoint_id, function_id=lambda_id),
+        gcc.run(endpoint_id=standin.endpoint_id, function_id=shell_id, word="globus"),
+    ]
+
+    incremented, result = (gcc.get_result(t, wait=WAIT) for t in tasks)
+    assert incremented == 5
+    assert type(result) is ShellResult and (result.stdout, result.returncode) == ("globus\n", 0)
+    at_service = {f.function_code: f.function_name for f in standin.compute.functions.values()}
+    assert at_service[gcc.get_function(lambda_id)["function_code"]] == "<lambda>"
+    sdk_shell = FunctionRegistrationData(
+        function=globus_compute_sdk.ShellFunction("echo {word}", stdout=out, stderr=err)
+    )
+    assert at_service[sdk_shell.function_code] == "ShellFunction"
 
 
 def test_submits_share_one_service_task_group_with_a_result_queue(

@@ -279,19 +279,35 @@ class Client:
     ) -> str:
         """Register a function; returns its UUID.
 
-        As the SDK: ``description`` defaults to the docstring, and the metadata
-        records this Python version, gcgate's version and the code strategy.
-        Unlike the SDK (which rejects it when ``function`` is given), a
-        ``metadata`` dict overrides that metadata; it takes the keys of the SDK's
-        ``FunctionRegistrationMetadata``. Registering the same function twice gives
-        the same id.
+        As the SDK: any callable with a ``__name__`` its code strategy serializes
+        (lambdas, closures, bound methods, builtins, a :class:`ShellFunction`;
+        a ``functools.partial`` has no ``__name__``: AttributeError);
+        ``description`` defaults to the docstring, and the metadata records this
+        Python version, gcgate's version and the code strategy. Registering the
+        same function twice gives the same id.
+
+        :param metadata: refused, as by the SDK when a function is given: a dict
+            with the keys of ``FunctionRegistrationMetadata`` raises ValueError
+            (other keys: TypeError); ``register_source_code`` takes it
         """
+        if metadata:
+            FunctionRegistrationMetadata(**metadata)  # the SDK's TypeError for bad keys
+        if function is None:
+            raise ValueError(
+                "Either `function` must be provided, or all three of `function_name`,"
+                " `function_code`, and `metadata`."
+            )
+        if metadata:
+            raise ValueError(
+                "`function` specified; cannot also specify `function_code`,"
+                " `function_name`, or `metadata`"
+            )
         return self._register(
             function_name=function.__name__,
             function_code=self.fx_serializer.function_code(function),
             serialized=True,
             serde_identifier=self.fx_serializer.code_serializer.identifier.strip(),
-            metadata=metadata,
+            metadata=None,
             description=inspect.getdoc(function) if description is None else description,
             public=public,
             group=group,
