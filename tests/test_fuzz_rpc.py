@@ -99,6 +99,8 @@ class World:
     stub: GatewayStub
     channel: grpc.Channel
     function_ids: list[str]
+    #: Functions for DeleteFunction alone: the others must stay runnable.
+    deletable_ids: list[str]
     task_ids: list[str]
     standin_endpoint: str
     token: str
@@ -164,12 +166,19 @@ def world(standin_service: StandIn, tmp_path_factory: pytest.TempPathFactory) ->
         )
         done = stub.GetResult(pb.GetResultRequest(task_id=run.task_id, wait_seconds=60))
         assert not done.pending, done
+        deletable_ids = [
+            stub.RegisterFunction(
+                pb.RegisterFunctionRequest(function_name=name, function_code=f"def {name}(): pass")
+            ).function_id
+            for name in ("gone", "going")
+        ]
         user = standin_service.auth.add_user("fuzz@example.org")
         world = World(
             daemon=daemon,
             stub=stub,
             channel=channel,
             function_ids=function_ids,
+            deletable_ids=deletable_ids,
             task_ids=[run.task_id],
             standin_endpoint=standin_service.endpoint_id,
             token=standin_service.auth.mint_token(user),
@@ -450,7 +459,9 @@ def requests(world: World) -> dict[str, st.SearchStrategy[Any]]:
         "Logout": st.just(pb.LogoutRequest()),
         "WhoAmI": st.just(pb.WhoAmIRequest()),
         "ListEndpoints": st.builds(pb.ListEndpointsRequest, role=text("owner", "any")),
-        "DeleteFunction": st.builds(pb.DeleteFunctionRequest, function_id=functions),
+        "DeleteFunction": st.builds(
+            pb.DeleteFunctionRequest, function_id=text(*world.deletable_ids)
+        ),
     }
 
 

@@ -248,9 +248,10 @@ def test_a_function_is_registered_with_globus_once(
     assert [f.function_code for f in standin.compute.functions.values()].count(code) == 1
 
 
-def test_delete_function_at_globus_then_it_is_registered_again(
-    gcc: Client, standin: StandIn
-) -> None:
+def test_delete_function_deletes_it_at_globus_and_here(gcc: Client, standin: StandIn) -> None:
+    """As with the SDK against the service: a deleted function runs nowhere any more
+    (the service answers 404; the daemon refuses it before sending anything), a
+    second delete is NOT_FOUND, and registering it again makes it runnable."""
     func_id = gcc.register_function(generate_collatz_sequence)
     first = gcc.run(6, endpoint_id=standin.endpoint_id, function_id=func_id)
     assert gcc.get_result(first, wait=WAIT)[-1] == 1
@@ -260,14 +261,25 @@ def test_delete_function_at_globus_then_it_is_registered_again(
 
     answer = gcc.delete_function(func_id)
 
-    assert isinstance(answer, dict)
+    assert answer == {"result": 302}
     assert registered[0].deleted
     assert standin.stats.count(service="compute", method="DELETE") == 1
-    # Nothing left to delete for this identity: nothing is sent.
-    assert gcc.delete_function(func_id) == {}
-    assert standin.stats.count(service="compute", method="DELETE") == 1
-    # The daemon's record stays; the next run registers the function again.
+    requests = compute_requests(standin)
+    for endpoint in (standin.endpoint_id, "local"):
+        with pytest.raises(NotFound, match="was deleted"):
+            gcc.run(7, endpoint_id=endpoint, function_id=func_id)
+    with pytest.raises(NotFound, match="was deleted"):
+        gcc.get_function(func_id)
+    with pytest.raises(NotFound, match="was deleted"):
+        gcc.delete_function(func_id)
+    assert compute_requests(standin) == requests
+    # The task run before keeps its result (asked afresh: gcc remembers it).
+    with Client(socket_path=gcc.socket_path) as other:
+        assert other.get_result(first)[-1] == 1
+
+    # Registered again: the same id, registered at Globus again on its next run.
     registrations = standin.stats.count(service="compute", path="/v3/functions")
+    assert gcc.register_function(generate_collatz_sequence) == func_id
     again = gcc.run(7, endpoint_id=standin.endpoint_id, function_id=func_id)
     assert gcc.get_result(again, wait=WAIT)[-1] == 1
     assert standin.stats.count(service="compute", path="/v3/functions") == registrations + 1

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from diskcache.core import MODE_PICKLE
 from gcgated.store import NewTask, Store, function_id_for, records, sql
-from gcgated.store.schema import RUN_DATA_LOST
+from gcgated.store.schema import DELETED_AT, RUN_DATA_LOST
 
 pytestmark = pytest.mark.fast
 
@@ -125,9 +125,17 @@ def test_put_function_is_content_addressed(store: Store) -> None:
     assert record["function_id"] == fid
     assert record["description"] == "doubles"
     assert record["created_at"] <= time.time()
-    assert store.has_function(fid)
-    assert not store.has_function(str(uuid.uuid4()))
     assert store.get_function(str(uuid.uuid4())) is None
+    assert store.counts()["functions"] == 3
+
+    # Deleted: the record stays (tasks accepted before still run with its code),
+    # marked; registering the same function again makes it a live record again.
+    store.delete_function(fid)
+    deleted = store.get_function(fid)
+    assert deleted is not None and deleted["function_code"] == record["function_code"]
+    assert deleted[DELETED_AT] >= record["created_at"]
+    assert store.put_function(registration()) == (fid, True)
+    assert DELETED_AT not in (store.get_function(fid) or {DELETED_AT: 0})
     assert store.counts()["functions"] == 3
 
 
@@ -316,6 +324,8 @@ def test_reopened_store_keeps_everything(tmp_path: Path) -> None:
     directory = tmp_path / "store"
     store = open_store(directory)
     fid, _ = store.put_function(registration())
+    deleted, _ = store.put_function(registration(function_name="gone"))
+    store.delete_function(deleted)
     done, retrieved, pending = new_task(fid), new_task(fid), new_task(fid)
     store.add_tasks([done, retrieved, pending], "waiting-for-ep")
     store.complete_tasks([success(done.task_id), failure(retrieved.task_id)])
@@ -328,6 +338,7 @@ def test_reopened_store_keeps_everything(tmp_path: Path) -> None:
     try:
         assert reopened.counts() == counts
         assert reopened.put_function(registration()) == (fid, False)
+        assert DELETED_AT in (reopened.get_function(deleted) or {})
         assert expire_time(reopened, retrieved.task_id) == clock
         assert expire_time(reopened, done.task_id) is None
         record = reopened.get_task(done.task_id)

@@ -383,11 +383,14 @@ class Client:
         return [json.loads(doc) for doc in answer.endpoints_json]
 
     def delete_function(self, function_id: UUID_LIKE_T) -> dict[str, Any]:
-        """Delete the function's registration at Globus Compute for the daemon's
-        login (or this client's token); the service's answer, ``{}`` if it was never
-        registered there. The daemon keeps its own record (its tasks refer to it).
+        """Delete a function, as the SDK's ``delete_function``: it runs nowhere any
+        more (``run``, ``batch_run`` and ``submit`` of it raise NotFound, on every
+        endpoint), until it is registered again. Its registration at Globus Compute
+        for the daemon's login (or this client's token) is deleted too. Tasks
+        submitted before keep running, and their results stay.
 
-        :raises NotFound: the function is not registered with the daemon
+        :returns: the service's answer, ``{}`` when it was never registered there
+        :raises NotFound: the function is unknown to the daemon, or already deleted
         """
         answer = self._call(
             "DeleteFunction", pb.DeleteFunctionRequest(function_id=str(as_uuid(function_id)))

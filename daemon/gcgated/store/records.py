@@ -41,7 +41,7 @@ from gcgate.constants import FINAL_STATUSES, PENDING_FILTER, TaskStatus
 from gcgated.errors import is_disk_full
 
 from . import migrate, sql
-from .schema import CORE_TABLES, RUN_DATA_LOST, count_key
+from .schema import CORE_TABLES, DELETED_AT, RUN_DATA_LOST, count_key
 from .table import Table, open_database
 
 log = logging.getLogger(__name__)
@@ -133,9 +133,11 @@ class Store:
     # ------------------------------------------------------------ functions
 
     def put_function(self, registration: dict[str, Any]) -> tuple[str, bool]:
-        """Record a function; return its id and whether it was new."""
+        """Record a function; return its id and whether it was new (or deleted:
+        registering a deleted function again makes it runnable again)."""
         function_id = function_id_for(registration)
-        if self.has_function(function_id):
+        existing = self.get_function(function_id)
+        if existing is not None and DELETED_AT not in existing:
             return function_id, False
         record = {**registration, "function_id": function_id, "created_at": time.time()}
         self._grew(len(record.get("function_code") or ""), 1)
@@ -143,10 +145,16 @@ class Store:
         return function_id, True
 
     def get_function(self, function_id: str) -> dict[str, Any] | None:
+        """The record as registered, deleted or not (a deleted one has ``DELETED_AT``:
+        its tasks still run, and resume, with its code)."""
         return self._functions.get(function_id)  # type: ignore[no-any-return]
 
-    def has_function(self, function_id: str) -> bool:
-        return self._functions.get(function_id) is not None
+    def delete_function(self, function_id: str) -> None:
+        """Mark a function deleted (``DELETED_AT``): no new tasks, the record stays
+        for the tasks already accepted."""
+        record = self.get_function(function_id)
+        if record is not None:
+            self._functions.set(function_id, {**record, DELETED_AT: time.time()})
 
     # ---------------------------------------------------------------- tasks
 
