@@ -1,4 +1,4 @@
-"""Tasks the test holds running: delete_function meanwhile.
+"""Tasks the test holds running: the "running" status, and delete_function meanwhile.
 
 Each held task connects to a Unix socket of the test, says its name and waits
 for a line back. So the test knows a task is running when it accepts its
@@ -73,6 +73,47 @@ def holder() -> Iterator[Holder]:
 def gcc(daemon: Daemon) -> Iterator[Client]:
     with Client(socket_path=daemon.socket_path) as client:
         yield client
+
+
+def running_ids(client: Client) -> set[str]:
+    return {t["task_id"] for t in client.list_tasks(limit=1000, status="running")}
+
+
+def local_running(client: Client) -> int:
+    """Tasks running on the local endpoint, as ``gcgate status`` shows them."""
+    local = next(b for b in client.status()["backends"] if b["name"] == "local")
+    return int(local["details"]["running"])
+
+
+def test_a_task_is_running_while_a_worker_runs_it(gcc: Client, holder: Holder) -> None:
+    """Two workers: two tasks run, the third waits, and starts when one ends;
+    get_task, list_tasks(status=...) and the local backend's count agree."""
+    fid = gcc.register_function(hold)
+    ids = {n: gcc.run(holder.address, n, endpoint_id="local", function_id=fid) for n in "abc"}
+
+    started = {holder.accept(), holder.accept()}
+    (waiting,) = set(ids) - started
+    statuses = {n: gcc.get_task(t)["status"] for n, t in ids.items()}
+    assert statuses == {**dict.fromkeys(started, "running"), waiting: "waiting-for-ep"}
+    assert all(gcc.get_task(t)["pending"] for t in ids.values())
+    assert running_ids(gcc) == {ids[n] for n in started}
+    assert local_running(gcc) == 2
+    pending = {t["task_id"] for t in gcc.list_tasks(limit=1000, status="pending")}
+    assert set(ids.values()) <= pending
+
+    first = sorted(started)[0]
+    holder.release(first)
+    assert gcc.get_result(ids[first], wait=WAIT) == f"released {first}"
+    assert holder.accept() == waiting  # it starts once a worker is free
+    assert gcc.get_task(ids[waiting])["status"] == "running"
+    assert running_ids(gcc) == {ids[n] for n in (started | {waiting}) - {first}}
+
+    for name in sorted(holder.held):
+        holder.release(name)
+    results = gcc.get_batch_result(ids.values(), wait=WAIT)
+    assert {n: results[t]["status"] for n, t in ids.items()} == dict.fromkeys("abc", "success")
+    assert running_ids(gcc) == set()
+    assert local_running(gcc) == 0
 
 
 def test_a_deleted_function_runs_no_more_but_its_tasks_finish(gcc: Client, holder: Holder) -> None:

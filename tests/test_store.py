@@ -320,6 +320,44 @@ def test_recent_tasks_newest_first_with_status_filter(store: Store) -> None:
     }
 
 
+def test_running_is_a_live_status_never_written(tmp_path: Path) -> None:
+    """A backend's "it runs now" shows in every read of the record until the task
+    is final, costs no write, and is gone after a restart (the task then waits)."""
+    store = open_store(tmp_path / "store")
+    running, waiting, done = new_task(), new_task(), new_task()
+    store.add_tasks([running, waiting, done], "waiting-for-ep")
+    store.complete_tasks([success(done.task_id)])
+    changes = store._cache._con.total_changes  # rows written on this connection
+
+    store.mark_running(running.task_id)
+    store.mark_running(done.task_id)  # final: ignored
+    store.mark_running(str(uuid.uuid4()))  # unknown: ignored
+
+    assert store._cache._con.total_changes == changes
+    assert store.get_task(running.task_id)["status"] == "running"  # type: ignore[index]
+    assert [r["status"] for r in store.get_tasks([waiting.task_id, done.task_id]).values()] == [
+        "waiting-for-ep",
+        "success",
+    ]
+    assert [r["task_id"] for r in store.recent_tasks(10, "running")] == [running.task_id]
+    assert {r["task_id"] for r in store.recent_tasks(10, "pending")} == {
+        running.task_id,
+        waiting.task_id,
+    }
+    store.complete_tasks([success(running.task_id)])
+    assert store.get_task(running.task_id)["status"] == "success"  # type: ignore[index]
+    assert store.recent_tasks(10, "running") == []
+
+    store.mark_running(waiting.task_id)
+    store.close()
+    reopened = open_store(tmp_path / "store")
+    try:
+        assert reopened.get_task(waiting.task_id)["status"] == "waiting-for-ep"  # type: ignore[index]
+        assert [r["task_id"] for r, _ in reopened.resumable()] == [waiting.task_id]
+    finally:
+        reopened.close()
+
+
 def test_reopened_store_keeps_everything(tmp_path: Path) -> None:
     directory = tmp_path / "store"
     store = open_store(directory)

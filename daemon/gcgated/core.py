@@ -72,7 +72,7 @@ class TaskLifecycle:
 
     async def start(self) -> None:
         for backend in self.router.backends:
-            await backend.start(self._on_outcome)
+            await backend.start(self._on_outcome, self.store.mark_running)
         resumed = self._resume()
         self._accepting = True
         if resumed:

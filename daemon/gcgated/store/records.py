@@ -103,6 +103,11 @@ class Store:
         #: Values are the record's other fields as a tuple (_PENDING_FIELDS): a
         #: third of a dict's memory, with 100,000 tasks in flight.
         self._pending: dict[str, tuple[Any, ...]] = {}
+        #: Unfinished tasks running right now (their backend said so): their
+        #: records read "running". In memory only, never written: a task running
+        #: when the daemon stopped is not running after a restart (it waits to be
+        #: dispatched again), and a start costs no transaction.
+        self._running: set[str] = set()
         #: Final tasks whose run data is still to be deleted, and when it last was.
         self._finished_runs: list[str] = []
         self._dropped_at = time.monotonic()
@@ -237,7 +242,24 @@ class Store:
             self._finished_runs.extend(written)
         for task_id in written:
             self._pending.pop(task_id, None)
+            self._running.discard(task_id)
         return list(written.values())
+
+    def mark_running(self, task_id: str) -> None:
+        """An unfinished task started to run: its record reads "running" (see
+        ``_running``) until it is final. Unknown or final tasks are ignored."""
+        if task_id not in self._pending:
+            record = self._tasks.get(task_id)
+            if record is None or record["status"] in FINAL_STATUSES:
+                return
+        self._running.add(task_id)
+
+    def _live(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A record read from memory or the database, with the status "running"
+        if its task runs now (``record`` is the caller's own copy: changed in place)."""
+        if record["task_id"] in self._running and record["status"] not in FINAL_STATUSES:
+            record["status"] = TaskStatus.RUNNING
+        return record
 
     def get_task(self, task_id: str) -> dict[str, Any] | None:
         """A task record; a final one starts its retention clock when first read."""
@@ -255,9 +277,12 @@ class Store:
         if first_reads:
             self._start_retention(first_reads)
         found: dict[str, dict[str, Any] | None] = {}
+        running = self._running
         for task_id in task_ids:
-            pending = self._pending_record(task_id)
-            found[task_id] = pending if pending is not None else stored.get(task_id, (None,))[0]
+            record = self._pending_record(task_id)
+            if record is None:
+                record = stored.get(task_id, (None,))[0]
+            found[task_id] = self._live(record) if record and task_id in running else record
         return found
 
     def _start_retention(self, task_ids: Sequence[str]) -> None:
@@ -328,6 +353,7 @@ class Store:
         for _, record in self._tasks.items(newest_first=True):
             if record is None:
                 continue
+            self._live(record)
             if status == PENDING_FILTER and record["status"] in FINAL_STATUSES:
                 continue
             if status and status != PENDING_FILTER and record["status"] != status:

@@ -23,7 +23,7 @@ from gcgate.constants import LOCAL_ENDPOINT_ID
 from gcgated.caller import Caller
 from gcgated.model import SubmitOptions
 
-from ..base import Accepted, OutcomeCallback, SubmitGroup, TaskSpec
+from ..base import Accepted, OutcomeCallback, RunningCallback, SubmitGroup, TaskSpec
 
 if TYPE_CHECKING:
     # Imported lazily at run time: ``python -m gcgated.backends.local.worker``
@@ -62,13 +62,25 @@ class LocalBackend:
         self.task_dir = task_dir
         self._pool: WorkerPool | None = None
 
-    async def start(self, on_outcome: OutcomeCallback) -> None:
-        """Spawn the workers; raises if any does not come up (with the reason)."""
+    async def start(
+        self, on_outcome: OutcomeCallback, on_running: RunningCallback | None = None
+    ) -> None:
+        """Spawn the workers; raises if any does not come up (with the reason).
+
+        ``on_running`` is told each task as a worker starts it (a worker runs its
+        tasks one after the other, so that is when the previous one is done).
+        """
         from .pool import WorkerPool
 
         if self._pool is not None:
             raise RuntimeError("LocalBackend.start() called twice")
-        self._pool = WorkerPool(self.workers, self.prefetch, on_outcome, task_dir=self.task_dir)
+        self._pool = WorkerPool(
+            self.workers,
+            self.prefetch,
+            on_outcome,
+            on_running=on_running,
+            task_dir=self.task_dir,
+        )
         await self._pool.start()
 
     async def stop(self) -> None:
