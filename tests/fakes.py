@@ -11,7 +11,14 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from gcgated.backends.base import Accepted, Outcome, OutcomeCallback, SubmitGroup, TaskSpec
+from gcgated.backends.base import (
+    Accepted,
+    Outcome,
+    OutcomeCallback,
+    RunningCallback,
+    SubmitGroup,
+    TaskSpec,
+)
 from gcgated.caller import Caller
 from gcgated.model import SubmitOptions
 
@@ -23,12 +30,16 @@ class FakeBackend:
 
     def __init__(self) -> None:
         self.on_outcome: OutcomeCallback | None = None
+        self.on_running: RunningCallback | None = None
         self.dispatched: list[str] = []
         #: Raised by ``accept`` when set (a backend refusing a submission).
         self.refuse_with: BaseException | None = None
 
-    async def start(self, on_outcome: OutcomeCallback) -> None:
+    async def start(
+        self, on_outcome: OutcomeCallback, on_running: RunningCallback | None = None
+    ) -> None:
         self.on_outcome = on_outcome
+        self.on_running = on_running
 
     async def stop(self) -> None:
         pass

@@ -7,15 +7,9 @@ every entry here that is no longer a difference; ``docs/api.md``'s section
 ``Owner.method(param)`` (a parameter missing, extra, moved or with another
 default), ``gcgate.NAME`` / ``errors.NAME`` / ``serialize.NAME`` (a name one
 module exports and the other does not).
-
-Entries whose reason starts with "pending:" are delivered by another branch of
-issue 13; delete them once it is merged (the stale-entry check says when).
 """
 
 from __future__ import annotations
-
-PENDING_CALLABLES = "pending: delivered by the callables branch of issue 13"
-PENDING_EXCEPTIONS = "pending: delivered by the exceptions branch of issue 13"
 
 _WAIT = (
     "gcgate extension, keyword-only: seconds to wait for the result (the daemon answers"
@@ -91,9 +85,6 @@ ALLOWED: dict[str, str] = {
         "gcgate extension: the default of reconnect_timeout (60 s)"
     ),
     # ------------------------------------------------------------- top level
-    "gcgate.ShellFunction": PENDING_CALLABLES,
-    "gcgate.MPIFunction": PENDING_CALLABLES,
-    "gcgate.ShellResult": PENDING_CALLABLES,
     "gcgate.Batch": _CONVENIENCE,
     "gcgate.ComputeFuture": _CONVENIENCE,
     "gcgate.DeserializationError": _CONVENIENCE,
@@ -149,8 +140,6 @@ ALLOWED: dict[str, str] = {
         )
     },
     # --------------------------------------------------------------- serialize
-    "serialize.ComputeSerializer": PENDING_CALLABLES,
-    "serialize.AllowlistWildcard": PENDING_CALLABLES,
     "serialize.SerializationStrategy.get_cached_by_class": (
         "gcgate keeps one strategy per identifier in its module: resolve_strategy()"
         " takes a class, an instance or an import path"
@@ -171,8 +160,18 @@ ALLOWED: dict[str, str] = {
         "the SDK's deprecated strategy (unexported there), kept so old payloads still decode"
     ),
     "serialize.Serializer": (
-        "gcgate's serializer (code and data strategies, task payloads); Client and"
-        " Executor also take the SDK's ComputeSerializer"
+        "gcgate's earlier name of ComputeSerializer, kept for code written against it"
+    ),
+    "serialize.ComputeSerializer.function_code": (
+        "gcgate extension: the function_code a function registers with (the SDK builds"
+        " it in FunctionRegistrationData)"
+    ),
+    "serialize.ComputeSerializer.task_payload": (
+        "gcgate extension: a task's packed (args, kwargs) payload (the SDK builds it in Batch.add)"
+    ),
+    "serialize.ComputeSerializer.unpack_task": (
+        "gcgate extension: a task payload back to (function, args, kwargs), as an endpoint"
+        " reads it (local workers and tests)"
     ),
     "serialize.Strategylike": (
         "the type of what result_serializers take (the SDK has it in serialize.facade)"

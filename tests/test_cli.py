@@ -338,6 +338,15 @@ def test_tasks_status_filter(env: dict[str, str], tasks: Tasks) -> None:
     assert {t["status"] for t in listed} == {"failed"}
 
 
+def test_tasks_status_running_lists_the_task_a_worker_runs(
+    env: dict[str, str], tasks: Tasks, gate: Gate
+) -> None:
+    proc = gcgate("tasks", "--json", "--status", "running", env=env)
+    assert proc.returncode == 0, proc.stderr
+    listed = [(t["task_id"], t["status"], t["pending"]) for t in json.loads(proc.stdout)]
+    assert listed == [(gate.task_id, "running", True)]
+
+
 def test_cache(env: dict[str, str], tasks: Tasks) -> None:
     proc = gcgate("cache", env=env)
     assert proc.returncode == 0, proc.stderr

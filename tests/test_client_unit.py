@@ -402,7 +402,7 @@ class FakeGateway(pb_grpc.GatewayServicer):
         record = pb.TaskRecord(task_id=tid, function_id=fid, completion_t=repr(time.time()))
         try:
             fn, args, kwargs = self.serde.unpack_task(self.functions[fid], payload)
-            record.result = self.serde.serialize_result(fn(*args, **kwargs))
+            record.result = self.serde.serialize_from_list(fn(*args, **kwargs))
             record.status = "success"
         except Exception:
             record.exception = traceback.format_exc()
@@ -497,11 +497,17 @@ def test_register_function_sends_what_the_sdk_sends(fake: FakeDaemon) -> None:
     with Client(socket_path=fake.socket_path) as client:
         fid = client.register_function(add)
         client.register_function(add, description="mine", public=True, group=FN_ID)
-        client.register_function(add, metadata={"python_version": "3.9.1", "sdk_version": "x"})
+        with pytest.raises(ValueError, match="cannot also specify"):  # as the SDK
+            client.register_function(add, metadata={"python_version": "3.9", "sdk_version": "x"})
         with pytest.raises(TypeError):
             client.register_function(add, metadata={"python_version": "3.9.1"})
         with pytest.raises(ValueError, match="mutually exclusive"):
             client.register_function(add, public=True, ha_endpoint_id=FN_ID)
+        client.register_source_code(
+            "def f():\n    return 1\n",
+            "f",
+            metadata={"python_version": "3.9.1", "sdk_version": "x"},
+        )
         client.register_source_code("def f():\n    return 1\n", "f")
     plain, custom, meta, source = fake.gateway.registrations
     assert fid == str(uuid.uuid5(uuid.NAMESPACE_URL, sdk["function_code"]))

@@ -170,3 +170,26 @@ def test_a_raising_on_stored_stops_neither_the_others_nor_the_waiters(
     with caplog.at_level(logging.ERROR, logger="gcgated.core"):
         asyncio.run(asyncio.wait_for(scenario(), TIMEOUT))
     assert "on_stored callback failed" in caplog.text
+
+
+def test_a_task_its_backend_runs_reads_running_until_it_is_final(tmp_path: Path) -> None:
+    """The backend's ``on_running`` (start's second callback) is what makes a record
+    read "running": the store's live status, which the outcome then replaces."""
+
+    async def scenario() -> None:
+        lifecycle, backend, (first, second) = await _lifecycle(tmp_path)
+        assert backend.on_running is not None
+        backend.on_running(first)
+        assert [lifecycle.get_task(t)["status"] for t in (first, second)] == [
+            "running",
+            "waiting-for-ep",
+        ]
+        assert [r["task_id"] for r in lifecycle.recent_tasks(10, "running")] == [first]
+        backend.report(Outcome(first, "success", result="r1"))
+        final = await lifecycle.wait_for(first, TIMEOUT)
+        assert (final["status"], final["result"]) == ("success", "r1")
+        assert lifecycle.recent_tasks(10, "running") == []
+        await lifecycle.stop()
+        lifecycle.store.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), TIMEOUT))

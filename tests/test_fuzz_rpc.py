@@ -105,6 +105,8 @@ class World:
     stub: GatewayStub
     channel: grpc.Channel
     function_ids: list[str]
+    #: Functions for DeleteFunction alone: the others must stay runnable.
+    deletable_ids: list[str]
     task_ids: list[str]
     task_group_ids: list[str]
     standin_endpoint: str
@@ -171,12 +173,19 @@ def world(standin_service: StandIn, tmp_path_factory: pytest.TempPathFactory) ->
         )
         done = stub.GetResult(pb.GetResultRequest(task_id=run.task_id, wait_seconds=60))
         assert not done.pending, done
+        deletable_ids = [
+            stub.RegisterFunction(
+                pb.RegisterFunctionRequest(function_name=name, function_code=f"def {name}(): pass")
+            ).function_id
+            for name in ("gone", "going")
+        ]
         user = standin_service.auth.add_user("fuzz@example.org")
         world = World(
             daemon=daemon,
             stub=stub,
             channel=channel,
             function_ids=function_ids,
+            deletable_ids=deletable_ids,
             task_ids=[run.task_id],
             task_group_ids=[run.task_group_id],
             standin_endpoint=standin_service.endpoint_id,
@@ -463,7 +472,9 @@ def requests(world: World) -> dict[str, st.SearchStrategy[Any]]:
         "Logout": st.just(pb.LogoutRequest()),
         "WhoAmI": st.just(pb.WhoAmIRequest()),
         "ListEndpoints": st.builds(pb.ListEndpointsRequest, role=text("owner", "any")),
-        "DeleteFunction": st.builds(pb.DeleteFunctionRequest, function_id=functions),
+        "DeleteFunction": st.builds(
+            pb.DeleteFunctionRequest, function_id=text(*world.deletable_ids)
+        ),
         "GetTaskGroup": st.builds(
             pb.GetTaskGroupRequest, task_group_id=text(*world.task_group_ids)
         ),

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import globus_compute_sdk
 import grpc
 import pytest
 from gcgate import (
@@ -28,12 +29,15 @@ from gcgate import (
     Executor,
     InvalidArgument,
     NotFound,
+    ShellFunction,
+    ShellResult,
     TaskExecutionFailed,
 )
 from gcgate.cli.commands import task_summary
 from gcgate.constants import LOCAL_ENDPOINT_ID, MAX_SUBMISSION_BYTES
 from gcgate.errors import Unauthenticated
 from gcgate.v1 import gateway_pb2 as pb
+from globus_compute_sdk.sdk.client import FunctionRegistrationData
 from harness import GlobusDaemon, script_function, serve
 from standin import StandIn
 
@@ -244,9 +248,10 @@ def test_a_function_is_registered_with_globus_once(
     assert [f.function_code for f in standin.compute.functions.values()].count(code) == 1
 
 
-def test_delete_function_at_globus_then_it_is_registered_again(
-    gcc: Client, standin: StandIn
-) -> None:
+def test_delete_function_deletes_it_at_globus_and_here(gcc: Client, standin: StandIn) -> None:
+    """As with the SDK against the service: a deleted function runs nowhere any more
+    (the service answers 404; the daemon refuses it before sending anything), a
+    second delete is NOT_FOUND, and registering it again makes it runnable."""
     func_id = gcc.register_function(generate_collatz_sequence)
     first = gcc.run(6, endpoint_id=standin.endpoint_id, function_id=func_id)
     assert gcc.get_result(first, wait=WAIT)[-1] == 1
@@ -256,19 +261,58 @@ def test_delete_function_at_globus_then_it_is_registered_again(
 
     answer = gcc.delete_function(func_id)
 
-    assert isinstance(answer, dict)
+    assert answer == {"result": 302}
     assert registered[0].deleted
     assert standin.stats.count(service="compute", method="DELETE") == 1
-    # Nothing left to delete for this identity: nothing is sent.
-    assert gcc.delete_function(func_id) == {}
-    assert standin.stats.count(service="compute", method="DELETE") == 1
-    # The daemon's record stays; the next run registers the function again.
+    requests = compute_requests(standin)
+    for endpoint in (standin.endpoint_id, "local"):
+        with pytest.raises(NotFound, match="was deleted"):
+            gcc.run(7, endpoint_id=endpoint, function_id=func_id)
+    with pytest.raises(NotFound, match="was deleted"):
+        gcc.get_function(func_id)
+    with pytest.raises(NotFound, match="was deleted"):
+        gcc.delete_function(func_id)
+    assert compute_requests(standin) == requests
+    # The task run before keeps its result (asked afresh: gcc remembers it).
+    with Client(socket_path=gcc.socket_path) as other:
+        assert other.get_result(first)[-1] == 1
+
+    # Registered again: the same id, registered at Globus again on its next run.
     registrations = standin.stats.count(service="compute", path="/v3/functions")
+    assert gcc.register_function(generate_collatz_sequence) == func_id
     again = gcc.run(7, endpoint_id=standin.endpoint_id, function_id=func_id)
     assert gcc.get_result(again, wait=WAIT)[-1] == 1
     assert standin.stats.count(service="compute", path="/v3/functions") == registrations + 1
     with pytest.raises(NotFound):
         gcc.delete_function(str(uuid.uuid4()))
+
+
+def test_lambdas_and_shell_functions_reach_globus_as_the_sdk_sends_them(
+    gcc: Client, standin: StandIn, tmp_path: Path
+) -> None:
+    """The service gets the SDK's registration (name "<lambda>", the SDK's
+    pickle of its ShellFunction); the endpoint (the SDK's serializer) runs them,
+    and the SDK's ShellResult comes back as gcgate's."""
+    script: dict[str, Any] = {"__name__": "__main__"}
+    exec("increment = lambda x: x + 1", script)
+    out, err = str(tmp_path / "out"), str(tmp_path / "err")  # not the stand-in's cwd
+    shell = ShellFunction("echo {word}", stdout=out, stderr=err)
+    lambda_id, shell_id = gcc.register_function(script["increment"]), gcc.register_function(shell)
+
+    tasks = [
+        gcc.run(4, endpoint_id=standin.endpoint_id, function_id=lambda_id),
+        gcc.run(endpoint_id=standin.endpoint_id, function_id=shell_id, word="globus"),
+    ]
+
+    incremented, result = (gcc.get_result(t, wait=WAIT) for t in tasks)
+    assert incremented == 5
+    assert type(result) is ShellResult and (result.stdout, result.returncode) == ("globus\n", 0)
+    at_service = {f.function_code: f.function_name for f in standin.compute.functions.values()}
+    assert at_service[gcc.get_function(lambda_id)["function_code"]] == "<lambda>"
+    sdk_shell = FunctionRegistrationData(
+        function=globus_compute_sdk.ShellFunction("echo {word}", stdout=out, stderr=err)
+    )
+    assert at_service[sdk_shell.function_code] == "ShellFunction"
 
 
 def test_submits_share_one_service_task_group_with_a_result_queue(

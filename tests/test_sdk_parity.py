@@ -102,7 +102,10 @@ def own_names(cls: type) -> set[str]:
 
 
 def _params(function: Any, *, bound: bool) -> tuple[Param, ...]:
-    params = list(inspect.signature(function).parameters.values())
+    try:
+        params = list(inspect.signature(function).parameters.values())
+    except ValueError:  # a builtin without one (str.maketrans, on str enums): name only
+        return ()
     if bound:
         params = params[1:]  # self / cls
     return tuple(Param(p.name, p.kind, p.default) for p in params)

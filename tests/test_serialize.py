@@ -538,8 +538,8 @@ def test_unpack_task_bad_inputs():
 # ------------------------------------------------------------------------ task results
 
 
-def test_serialize_result_json():
-    out = OUR_SERDE.serialize_result({"a": [1, 2]}, ["globus_compute_sdk.serialize.JSONData"])
+def test_serialize_from_list_json():
+    out = OUR_SERDE.serialize_from_list({"a": [1, 2]}, ["globus_compute_sdk.serialize.JSONData"])
     assert out.startswith("11\n")
     assert out == sdk.ComputeSerializer.serialize_from_list(
         {"a": [1, 2]}, ["globus_compute_sdk.serialize.JSONData"]
@@ -547,46 +547,46 @@ def test_serialize_result_json():
     assert SDK_SERDE.deserialize(out) == {"a": [1, 2]}
 
 
-def test_serialize_result_json_only_fails_for_non_json():
+def test_serialize_from_list_json_only_fails_for_non_json():
     with pytest.raises(SerializationError, match="JSONData") as exc:
-        OUR_SERDE.serialize_result({1, 2}, ["globus_compute_sdk.serialize.JSONData"])
+        OUR_SERDE.serialize_from_list({1, 2}, ["globus_compute_sdk.serialize.JSONData"])
     assert "not JSON serializable" in str(exc.value)
     with pytest.raises(sdk_errors.SerializationError):
         sdk.ComputeSerializer.serialize_from_list({1, 2}, ["globus_compute_sdk.serialize.JSONData"])
 
 
-def test_serialize_result_falls_back():
+def test_serialize_from_list_falls_back():
     strategies = [
         "globus_compute_sdk.serialize.JSONData",
         "globus_compute_sdk.serialize.concretes.DillDataBase64",
     ]
-    out = OUR_SERDE.serialize_result({1, 2}, strategies)
+    out = OUR_SERDE.serialize_from_list({1, 2}, strategies)
     assert out.startswith("00\n")
     assert out == sdk.ComputeSerializer.serialize_from_list({1, 2}, strategies)
     assert SDK_SERDE.deserialize(out) == {1, 2}
     # Instances and classes (ours or the SDK's) select the same strategies.
-    assert OUR_SERDE.serialize_result({1, 2}, [gs.JSONData, sdk.DillDataBase64()]) == out
+    assert OUR_SERDE.serialize_from_list({1, 2}, [gs.JSONData, sdk.DillDataBase64()]) == out
 
 
 @pytest.mark.parametrize("result", [42, {"x": (1, 2)}, None, add, scale_by_3])
-def test_serialize_result_default_matches_endpoint(result):
+def test_serialize_from_list_default_matches_endpoint(result):
     # Endpoints call serialize_from_list(result, result_serializers or ()).
-    out = OUR_SERDE.serialize_result(result)
+    out = OUR_SERDE.serialize_from_list(result, ())
     assert out == sdk.ComputeSerializer.serialize_from_list(result, ())
     assert out.startswith("01\n" if callable(result) else "00\n")
 
 
-def test_serialize_result_unknown_or_wrong_kind():
+def test_serialize_from_list_unknown_or_wrong_kind():
     with pytest.raises(SerializationError, match="not a known serialization strategy") as exc:
-        OUR_SERDE.serialize_result(1, ["globus_compute_sdk.serialize.Bogus"])
+        OUR_SERDE.serialize_from_list(1, ["globus_compute_sdk.serialize.Bogus"])
     assert "globus_compute_sdk.serialize.Bogus" in str(exc.value)
     # An unknown entry is skipped when a later one works, as on an endpoint.
-    assert OUR_SERDE.serialize_result(1, ["Bogus", "JSONData"]) == "11\n1"
+    assert OUR_SERDE.serialize_from_list(1, ["Bogus", "JSONData"]) == "11\n1"
     # A code strategy cannot serialize a data result, and vice versa.
     with pytest.raises(SerializationError, match="expected a data strategy"):
-        OUR_SERDE.serialize_result(1, ["globus_compute_sdk.serialize.DillCode"])
+        OUR_SERDE.serialize_from_list(1, ["globus_compute_sdk.serialize.DillCode"])
     with pytest.raises(SerializationError, match="expected a code strategy"):
-        OUR_SERDE.serialize_result(add, ["globus_compute_sdk.serialize.JSONData"])
+        OUR_SERDE.serialize_from_list(add, ["globus_compute_sdk.serialize.JSONData"])
 
 
 # ----------------------------------------------------------------------------- errors

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from diskcache.core import MODE_PICKLE
 from gcgated.store import NewTask, Store, function_id_for, records, sql
-from gcgated.store.schema import RUN_DATA_LOST
+from gcgated.store.schema import DELETED_AT, RUN_DATA_LOST
 
 pytestmark = pytest.mark.fast
 
@@ -126,9 +126,17 @@ def test_put_function_is_content_addressed(store: Store) -> None:
     assert record["function_id"] == fid
     assert record["description"] == "doubles"
     assert record["created_at"] <= time.time()
-    assert store.has_function(fid)
-    assert not store.has_function(str(uuid.uuid4()))
     assert store.get_function(str(uuid.uuid4())) is None
+    assert store.counts()["functions"] == 3
+
+    # Deleted: the record stays (tasks accepted before still run with its code),
+    # marked; registering the same function again makes it a live record again.
+    store.delete_function(fid)
+    deleted = store.get_function(fid)
+    assert deleted is not None and deleted["function_code"] == record["function_code"]
+    assert deleted[DELETED_AT] >= record["created_at"]
+    assert store.put_function(registration()) == (fid, True)
+    assert DELETED_AT not in (store.get_function(fid) or {DELETED_AT: 0})
     assert store.counts()["functions"] == 3
 
 
@@ -342,10 +350,50 @@ def replace_group(task: NewTask, task_group_id: str) -> NewTask:
     return dataclasses.replace(task, task_group_id=task_group_id)
 
 
+def test_running_is_a_live_status_never_written(tmp_path: Path) -> None:
+    """A backend's "it runs now" shows in every read of the record until the task
+    is final, costs no write, and is gone after a restart (the task then waits)."""
+    store = open_store(tmp_path / "store")
+    running, waiting, done = new_task(), new_task(), new_task()
+    store.add_tasks([running, waiting, done], "waiting-for-ep")
+    store.complete_tasks([success(done.task_id)])
+    changes = store._cache._con.total_changes  # rows written on this connection
+
+    store.mark_running(running.task_id)
+    store.mark_running(done.task_id)  # final: ignored
+    store.mark_running(str(uuid.uuid4()))  # unknown: ignored
+
+    assert store._cache._con.total_changes == changes
+    assert store.get_task(running.task_id)["status"] == "running"  # type: ignore[index]
+    assert [r["status"] for r in store.get_tasks([waiting.task_id, done.task_id]).values()] == [
+        "waiting-for-ep",
+        "success",
+    ]
+    assert [r["task_id"] for r in store.recent_tasks(10, "running")] == [running.task_id]
+    assert {r["task_id"] for r in store.recent_tasks(10, "pending")} == {
+        running.task_id,
+        waiting.task_id,
+    }
+    store.complete_tasks([success(running.task_id)])
+    assert store.get_task(running.task_id)["status"] == "success"  # type: ignore[index]
+    assert store.recent_tasks(10, "running") == []
+
+    store.mark_running(waiting.task_id)
+    store.close()
+    reopened = open_store(tmp_path / "store")
+    try:
+        assert reopened.get_task(waiting.task_id)["status"] == "waiting-for-ep"  # type: ignore[index]
+        assert [r["task_id"] for r, _ in reopened.resumable()] == [waiting.task_id]
+    finally:
+        reopened.close()
+
+
 def test_reopened_store_keeps_everything(tmp_path: Path) -> None:
     directory = tmp_path / "store"
     store = open_store(directory)
     fid, _ = store.put_function(registration())
+    deleted, _ = store.put_function(registration(function_name="gone"))
+    store.delete_function(deleted)
     done, retrieved, pending = new_task(fid), new_task(fid), new_task(fid)
     store.add_tasks([done, retrieved, pending], "waiting-for-ep")
     store.complete_tasks([success(done.task_id), failure(retrieved.task_id)])
@@ -358,6 +406,7 @@ def test_reopened_store_keeps_everything(tmp_path: Path) -> None:
     try:
         assert reopened.counts() == counts
         assert reopened.put_function(registration()) == (fid, False)
+        assert DELETED_AT in (reopened.get_function(deleted) or {})
         assert expire_time(reopened, retrieved.task_id) == clock
         assert expire_time(reopened, done.task_id) is None
         record = reopened.get_task(done.task_id)

@@ -22,6 +22,9 @@ _EXPORTS = {
     "ComputeFuture": "gcgate.executor",
     "Executor": "gcgate.executor",
     "LOCAL_ENDPOINT_ID": "gcgate.constants",
+    "MPIFunction": "gcgate.shell_function",
+    "ShellFunction": "gcgate.shell_function",
+    "ShellResult": "gcgate.shell_function",
     **{
         name: "gcgate.errors"
         for name in (
@@ -58,6 +61,7 @@ if TYPE_CHECKING:
         Unavailable,
     )
     from gcgate.executor import ComputeFuture, Executor
+    from gcgate.shell_function import MPIFunction, ShellFunction, ShellResult
 
 
 def __getattr__(name: str) -> Any:
@@ -84,9 +88,12 @@ __all__ = [
     "GatewayError",
     "GcgateError",
     "InvalidArgument",
+    "MPIFunction",
     "NotFound",
     "ResourceExhausted",
     "SerializationError",
+    "ShellFunction",
+    "ShellResult",
     "TaskExecutionFailed",
     "TaskPending",
     "Unavailable",

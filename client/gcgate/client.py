@@ -73,7 +73,11 @@ def as_serializer(value: Any) -> Serializer:
     if isinstance(value, Serializer):
         return value
     if hasattr(value, "code_serializer") and hasattr(value, "data_serializer"):
-        return Serializer(value.code_serializer, value.data_serializer)
+        return Serializer(
+            value.code_serializer,
+            value.data_serializer,
+            allowed_deserializer_types=getattr(value, "allowed_deserializer_types", None),
+        )
     raise TypeError(
         f"Expected a gcgate Serializer (or ComputeSerializer), got {type(value).__name__}"
     )
@@ -385,19 +389,35 @@ class Client:
     ) -> str:
         """Register a function; returns its UUID.
 
-        As the SDK: ``description`` defaults to the docstring, and the metadata
-        records this Python version, gcgate's version and the code strategy.
-        Unlike the SDK (which rejects it when ``function`` is given), a
-        ``metadata`` dict overrides that metadata; it takes the keys of the SDK's
-        ``FunctionRegistrationMetadata``. Registering the same function twice gives
-        the same id.
+        As the SDK: any callable with a ``__name__`` its code strategy serializes
+        (lambdas, closures, bound methods, builtins, a :class:`ShellFunction`;
+        a ``functools.partial`` has no ``__name__``: AttributeError);
+        ``description`` defaults to the docstring, and the metadata records this
+        Python version, gcgate's version and the code strategy. Registering the
+        same function twice gives the same id.
+
+        :param metadata: refused, as by the SDK when a function is given: a dict
+            with the keys of ``FunctionRegistrationMetadata`` raises ValueError
+            (other keys: TypeError); ``register_source_code`` takes it
         """
+        if metadata:
+            FunctionRegistrationMetadata(**metadata)  # the SDK's TypeError for bad keys
+        if function is None:
+            raise ValueError(
+                "Either `function` must be provided, or all three of `function_name`,"
+                " `function_code`, and `metadata`."
+            )
+        if metadata:
+            raise ValueError(
+                "`function` specified; cannot also specify `function_code`,"
+                " `function_name`, or `metadata`"
+            )
         return self._register(
             function_name=function.__name__,
             function_code=self.fx_serializer.function_code(function),
             serialized=True,
             serde_identifier=self.fx_serializer.code_serializer.identifier.strip(),
-            metadata=metadata,
+            metadata=None,
             description=inspect.getdoc(function) if description is None else description,
             public=public,
             group=group,
@@ -473,11 +493,14 @@ class Client:
         return [json.loads(doc) for doc in answer.endpoints_json]
 
     def delete_function(self, function_id: UUID_LIKE_T) -> dict[str, Any]:
-        """Delete the function's registration at Globus Compute for the daemon's
-        login (or this client's token); the service's answer, ``{}`` if it was never
-        registered there. The daemon keeps its own record (its tasks refer to it).
+        """Delete a function, as the SDK's ``delete_function``: it runs nowhere any
+        more (``run``, ``batch_run`` and ``submit`` of it raise NotFound, on every
+        endpoint), until it is registered again. Its registration at Globus Compute
+        for the daemon's login (or this client's token) is deleted too. Tasks
+        submitted before keep running, and their results stay.
 
-        :raises NotFound: the function is not registered with the daemon
+        :returns: the service's answer, ``{}`` when it was never registered there
+        :raises NotFound: the function is unknown to the daemon, or already deleted
         """
         answer = self._call(
             "DeleteFunction", pb.DeleteFunctionRequest(function_id=str(as_uuid(function_id)))

@@ -12,7 +12,9 @@ the real SDK.
 It re-implements the format instead of importing the SDK because the thin client
 must stay light: it depends on dill and the standard library only. dill itself is
 pinned to the version endpoints use, because dill pickles are not portable across
-dill versions.
+dill versions. Pickles go through :mod:`gcgate.pickling`, which is dill but for
+gcgate's stand-ins of SDK classes (``ShellFunction``, ``ShellResult``): they are
+written and read under the SDK's names, as endpoints expect them.
 
 Deserializing runs code: dill/pickle payloads can execute anything while loading,
 and the source strategies (``03``, ``04``, ``st``, ``sd``) ``exec`` the function's
@@ -24,14 +26,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import inspect
 import json
 import pickle
 import sys
+import textwrap
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
+from gcgate import pickling
 from gcgate.errors import DeserializationError, SerdeError, SerializationError
 
 __all__ = [
@@ -41,8 +46,10 @@ __all__ = [
     "SDK_SERIALIZE_MODULE",
     "AllCodeStrategies",
     "AllDataStrategies",
+    "AllowlistWildcard",
     "CombinedCode",
     "ComboSerializationStrategy",
+    "ComputeSerializer",
     "DillCode",
     "DillCodeSource",
     "DillCodeTextInspect",
@@ -68,13 +75,12 @@ IDENTIFIER_LENGTH = 3
 SDK_SERIALIZE_MODULE = "globus_compute_sdk.serialize"
 
 
-def _dill() -> Any:
-    """dill, imported on first use: it is ~17 ms of ``from gcgate import Client``,
-    and plain data never needs it (see :func:`_data_pickle`)."""
-    import dill
+def _dill_source() -> Any:
+    """``dill.source``, imported on first use: dill is ~17 ms of ``from gcgate
+    import Client``, and plain data never needs it (see :func:`_data_pickle`)."""
     import dill.source
 
-    return dill
+    return dill.source
 
 
 #: Types of plain data (with the containers below) whose pickle the standard
@@ -108,7 +114,7 @@ def _data_pickle(data: Any) -> bytes:
         raw = pickle.dumps(data, protocol)
         if len(raw) < _PLAIN_BYTES:
             return raw
-    return _dill().dumps(data)
+    return pickling.dumps(data)
 
 
 def _b64(raw: bytes) -> str:
@@ -266,7 +272,7 @@ class DillDataBase64(SerializationStrategy):
         return self.identifier + _b64(_data_pickle(data))
 
     def _deserialize(self, payload: str) -> Any:
-        return _dill().loads(_unb64(self.chomp(payload)))
+        return pickling.loads(_unb64(self.chomp(payload)))
 
 
 class JSONData(SerializationStrategy):
@@ -293,10 +299,10 @@ class DillCode(SerializationStrategy):
     for_code = True
 
     def _serialize(self, data: Any) -> str:
-        return self.identifier + _b64(_dill().dumps(data))
+        return self.identifier + _b64(pickling.dumps(data))
 
     def _deserialize(self, payload: str) -> Any:
-        return _dill().loads(_unb64(self.chomp(payload)))
+        return pickling.loads(_unb64(self.chomp(payload)))
 
 
 class PickleCode(SerializationStrategy):
@@ -322,10 +328,10 @@ class _NamedSourceDill(SerializationStrategy, ABC):
     def _serialize(self, data: Any) -> str:
         name = data.__name__
         body = self._source(data)
-        return self.identifier + _b64(_dill().dumps((name, body)))
+        return self.identifier + _b64(pickling.dumps((name, body)))
 
     def _deserialize(self, payload: str) -> Any:
-        name, body = _dill().loads(_unb64(self.chomp(payload)))
+        name, body = pickling.loads(_unb64(self.chomp(payload)))
         return _exec_source(name, body)
 
 
@@ -346,7 +352,7 @@ class DillCodeSource(_NamedSourceDill):
     for_code = True
 
     def _source(self, fn: Callable[..., Any]) -> str:
-        return _dill().source.getsource(fn, lstrip=True)
+        return _dill_source().getsource(fn, lstrip=True)
 
 
 class _PureSource(SerializationStrategy, ABC):
@@ -383,7 +389,7 @@ class PureSourceDill(_PureSource):
     for_code = True
 
     def _source(self, fn: Callable[..., Any]) -> str:
-        return _dill().source.getsource(fn, lstrip=True)
+        return _dill_source().getsource(fn, lstrip=True)
 
 
 def _exec_source(name: str, body: str) -> Any:
@@ -612,20 +618,76 @@ def resolve_strategy(value: Strategylike, *, for_code: bool | None = None) -> Se
 # --------------------------------------------------------------------------- serializer
 
 
-class Serializer:
+class AllowlistWildcard(str, enum.Enum):
+    """Entries of ``allowed_deserializer_types`` that allow every code strategy, or
+    every data strategy (the SDK's values, so the SDK's members work too)."""
+
+    #: Every selectable code strategy.
+    CODE = "globus_compute_sdk.*Code"
+    #: Every selectable data strategy.
+    DATA = "globus_compute_sdk.*Data"
+
+
+#: What ``allowed_deserializer_types`` takes: strategy-likes and wildcards.
+DeserializerAllowlist = Iterable[Strategylike | AllowlistWildcard]
+
+
+def parse_allowlist(values: DeserializerAllowlist | None) -> set[type[SerializationStrategy]]:
+    """The strategy classes an allowlist names, checked as the SDK checks it.
+
+    Empty (or None) allows everything. Otherwise it must allow at least one code
+    and one data strategy, and a wildcard cannot be mixed with strategies of its
+    own kind. Raises :class:`SerdeError`.
+    """
+    if not values:
+        return set()
+    values = list(values)
+    allowed: set[type[SerializationStrategy]] = set()
+    wildcards: set[AllowlistWildcard] = set()
+    for value in values:
+        try:
+            wildcards.add(AllowlistWildcard(value))
+        except ValueError:
+            allowed.add(type(resolve_strategy(value)))
+    for wildcard in wildcards:
+        for_code = wildcard == AllowlistWildcard.CODE
+        if any(cls.for_code == for_code for cls in allowed):
+            raise SerdeError(f"Cannot mix '{wildcard}' with specific deserializers (got {values})")
+        allowed.update(type(s) for s in _ALL_STRATEGIES if s.selectable and s.for_code == for_code)
+    if len({cls.for_code for cls in allowed}) != 2:
+        raise SerdeError(
+            "Deserialization allowlists must contain at least one code and one data"
+            f" deserializer/wildcard (got: {values})"
+        )
+    return allowed
+
+
+class ComputeSerializer:
     """The SDK's ``ComputeSerializer``, plus the few compositions gcgate needs.
 
     Callables are serialized with the code strategy (default :class:`DillCode`),
     everything else with the data strategy (default :class:`DillDataBase64`);
     deserializing dispatches on the payload's header, so it reads every strategy
-    regardless of the ones chosen here.
+    regardless of the ones chosen here, unless ``allowed_deserializer_types``
+    narrows that down.
     """
 
     def __init__(
         self,
         strategy_code: Strategylike | None = None,
         strategy_data: Strategylike | None = None,
+        *,
+        allowed_deserializer_types: DeserializerAllowlist | None = None,
     ) -> None:
+        """
+        :param strategy_code: the strategy for callables (default :class:`DillCode`)
+        :param strategy_data: the strategy for everything else (default
+            :class:`DillDataBase64`)
+        :param allowed_deserializer_types: the only strategies :meth:`deserialize`
+            reads (strategy-likes and :class:`AllowlistWildcard` members, at least
+            one code and one data); empty or None: all
+        :raises SerdeError: an unknown strategy, or a malformed allowlist
+        """
         self.code_serializer: SerializationStrategy = (
             DEFAULT_STRATEGY_CODE
             if strategy_code is None
@@ -636,21 +698,26 @@ class Serializer:
             if strategy_data is None
             else resolve_strategy(strategy_data, for_code=False)
         )
+        self.allowed_deserializer_types = parse_allowlist(allowed_deserializer_types)
 
     def __repr__(self) -> str:
+        allowed = ""
+        if self.allowed_deserializer_types:
+            names = ", ".join(sorted(cls.__name__ for cls in self.allowed_deserializer_types))
+            allowed = f", allowed_deserializer_types=[{names}]"
         return (
-            f"Serializer(strategy_code={self.code_serializer!r},"
-            f" strategy_data={self.data_serializer!r})"
+            f"{type(self).__name__}(strategy_code={self.code_serializer!r},"
+            f" strategy_data={self.data_serializer!r}{allowed})"
         )
 
-    def serialize(self, obj: Any) -> str:
-        """Encode ``obj`` with the code or data strategy, as ``ComputeSerializer`` does."""
-        if callable(obj):
+    def serialize(self, data: Any) -> str:
+        """Encode ``data`` with the code or data strategy, as ``ComputeSerializer`` does."""
+        if callable(data):
             kind, strategy = "Code", self.code_serializer
         else:
             kind, strategy = "Data", self.data_serializer
         try:
-            return strategy.serialize(obj)
+            return strategy.serialize(data)
         except SerdeError as e:
             raise SerializationError(
                 f"{kind} serialization strategy {strategy.name} failed: {e.reason}"
@@ -664,7 +731,25 @@ class Serializer:
         strategy = _BY_IDENTIFIER.get(header)
         if strategy is None:
             raise DeserializationError(f"Invalid header: {header!r} in data payload")
+        self.assert_deserializer_allowed(strategy)
         return strategy.deserialize(payload)
+
+    def assert_deserializer_allowed(self, strategy: SerializationStrategy) -> None:
+        """Raise :class:`DeserializationError` unless the allowlist (if any) has
+        ``strategy``; the SDK's message."""
+        allowed = self.allowed_deserializer_types
+        if not allowed or type(strategy) in allowed:
+            return
+        kind = "Code" if strategy.for_code else "Data"
+        payload_type = "function" if strategy.for_code else "arguments"
+        names = ", ".join(sorted(cls.__name__ for cls in allowed))
+        message = (
+            f"\n{kind} serializer {strategy.name} disabled by current configuration."
+            f"\nThe current configuration requires the *{payload_type}* to be"
+            f" serialized with one of the allowed {kind} classes:\n\n"
+            f"    Allowed serializers: {names}"
+        )
+        raise DeserializationError(textwrap.indent(message, " "))
 
     @staticmethod
     def pack_buffers(buffers: Sequence[str]) -> str:
@@ -672,9 +757,9 @@ class Serializer:
         return pack_buffers(buffers)
 
     @staticmethod
-    def unpack_buffers(packed: str) -> list[str]:
+    def unpack_buffers(packed_buffer: str) -> list[str]:
         """See :func:`unpack_buffers`."""
-        return unpack_buffers(packed)
+        return unpack_buffers(packed_buffer)
 
     def function_code(self, fn: Callable[..., Any]) -> str:
         """The ``function_code`` to register ``fn`` with.
@@ -712,6 +797,33 @@ class Serializer:
                 )
         return pack_buffers([self.serialize(args), self.serialize(kwargs)])
 
+    def unpack_and_deserialize(self, packed_buffer: str) -> list[Any]:
+        """The SDK's: unpack three buffers (function, args, kwargs) and deserialize
+        each; :class:`DeserializationError` for any other number of buffers."""
+        buffers = unpack_buffers(packed_buffer)
+        if len(buffers) != 3:
+            raise DeserializationError(f"Unpack expects 3 buffers, got {len(buffers)}")
+        return [self.deserialize(b) for b in buffers]
+
+    def check_strategies(
+        self, function: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> list[Any]:
+        """The SDK's: send ``function(*args, **kwargs)`` through this serializer's
+        strategies and back, to find out before submitting whether they can.
+
+        :returns: ``[function, args, kwargs]`` as an endpoint would get them
+        :raises SerializationError: a strategy cannot serialize them
+        :raises DeserializationError: they do not come back (e.g. not allowed)
+        """
+        try:
+            packed = pack_buffers([self.serialize(x) for x in (function, args, kwargs)])
+        except Exception as e:
+            raise SerializationError("check_strategies failed to serialize") from e
+        try:
+            return self.unpack_and_deserialize(packed)
+        except Exception as e:
+            raise DeserializationError("check_strategies failed to deserialize") from e
+
     def unpack_task(
         self, function_code: str, payload: str
     ) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
@@ -721,12 +833,7 @@ class Serializer:
         Raises :class:`DeserializationError` if there are not exactly three buffers,
         or if they do not decode to a callable, a tuple/list and a dict.
         """
-        buffers = unpack_buffers(function_code + payload)
-        if len(buffers) != 3:
-            raise DeserializationError(
-                f"A task needs 3 buffers (function, args, kwargs), got {len(buffers)}"
-            )
-        fn, args, kwargs = (self.deserialize(b) for b in buffers)
+        fn, args, kwargs = self.unpack_and_deserialize(function_code + payload)
         if not callable(fn):
             raise DeserializationError(
                 f"function_code decodes to a {type(fn).__name__}, not a callable"
@@ -739,27 +846,32 @@ class Serializer:
             )
         return fn, tuple(args), kwargs
 
-    def serialize_result(self, obj: Any, result_serializers: Iterable[Strategylike] = ()) -> str:
-        """Serialize a task's result the way an endpoint does.
+    @staticmethod
+    def serialize_from_list(data: Any, strategies: Iterable[Strategylike]) -> str:
+        """Serialize a task's result the way an endpoint does (the SDK's method).
 
-        Mirrors the endpoint's ``ComputeSerializer.serialize_from_list``: each
-        strategy in ``result_serializers`` (import paths such as
-        ``"globus_compute_sdk.serialize.JSONData"``, classes or instances, matched
-        by class name) is tried in order and the first that works wins; a strategy of
-        the wrong kind for ``obj`` (a code strategy for data, or vice versa) counts
-        as a failure. With no strategies, the defaults are tried: DillDataBase64,
-        then DillCode, so plain data becomes ``"00\\n..."`` and a callable result
-        ``"01\\n..."``. Raises :class:`SerializationError` listing every failure.
+        Each of ``strategies`` (the task's ``result_serializers``: import paths such
+        as ``"globus_compute_sdk.serialize.JSONData"``, classes or instances,
+        matched by class name) is tried in order and the first that works wins; a
+        strategy of the wrong kind for ``data`` (a code strategy for data, or vice
+        versa) counts as a failure. With no strategies, the defaults are tried:
+        DillDataBase64, then DillCode, so plain data becomes ``"00\\n..."`` and a
+        callable result ``"01\\n..."``. Raises :class:`SerializationError` listing
+        every failure (the SDK's says "All strategies failed.").
         """
-        strategies = list(result_serializers) or [DEFAULT_STRATEGY_DATA, DEFAULT_STRATEGY_CODE]
-        for_code = callable(obj)
+        strategies = list(strategies) or [DEFAULT_STRATEGY_DATA, DEFAULT_STRATEGY_CODE]
+        for_code = callable(data)
         failures: list[str] = []
         for spec in strategies:
             try:
-                return resolve_strategy(spec, for_code=for_code).serialize(obj)
+                return resolve_strategy(spec, for_code=for_code).serialize(data)
             except SerdeError as e:
                 label = spec if isinstance(spec, str) else getattr(spec, "__name__", repr(spec))
                 failures.append(f"{label}: {e}")
         raise SerializationError(
-            f"All strategies failed for {type(obj).__name__} result:\n* " + "\n* ".join(failures)
+            f"All strategies failed for {type(data).__name__} result:\n* " + "\n* ".join(failures)
         )
+
+
+#: gcgate's name for :class:`ComputeSerializer`, which its Client and workers use.
+Serializer = ComputeSerializer

@@ -120,6 +120,11 @@ class Config:
         return self.state_dir / "store"
 
     @property
+    def task_dir(self) -> Path:
+        """Where the local endpoint's ShellFunction tasks get a directory each."""
+        return self.state_dir / "tasks"
+
+    @property
     def group_id(self) -> int | None:
         """The numeric id of ``group``, or None without one."""
         if not self.group:

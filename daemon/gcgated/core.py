@@ -30,7 +30,7 @@ from gcgated.caller import DAEMON
 from gcgated.errors import InvalidArgument, NotFound, ShuttingDown, StoreFull
 from gcgated.model import Receipt, Registration, Submission
 from gcgated.routing import Router
-from gcgated.store import NewTask, Store
+from gcgated.store import DELETED_AT, NewTask, Store
 from gcgated.validation import (
     check_function_code,
     check_submission_size,
@@ -72,7 +72,7 @@ class TaskLifecycle:
 
     async def start(self) -> None:
         for backend in self.router.backends:
-            await backend.start(self._on_outcome)
+            await backend.start(self._on_outcome, self.store.mark_running)
         resumed = self._resume()
         self._accepting = True
         if resumed:
@@ -139,11 +139,21 @@ class TaskLifecycle:
         return self.store.put_function({**asdict(registration), "group": group})
 
     def get_function(self, function_id: str) -> dict[str, Any]:
+        """A function's record; NOT_FOUND when unknown or deleted (no new tasks then,
+        as the service answers a deleted function with 404)."""
         function_id = parse_uuid(function_id, "function_id")
         record = self.store.get_function(function_id)
         if record is None:
             raise NotFound(f"function {function_id} is not registered with this daemon")
+        if DELETED_AT in record:
+            raise NotFound(
+                f"function {function_id} was deleted (delete_function); register it again to run it"
+            )
         return record
+
+    def delete_function(self, function_id: str) -> None:
+        """No new tasks of the function (tasks accepted before still run)."""
+        self.store.delete_function(parse_uuid(function_id, "function_id"))
 
     # ---------------------------------------------------------------- tasks
 

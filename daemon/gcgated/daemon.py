@@ -233,7 +233,8 @@ async def _serve(
             retention_seconds=config.retention_days * 86400,
         )
         remote = build_globus_backend(config, store, credentials)
-        router = Router(local=LocalBackend(workers=config.worker_count), remote=remote)
+        local = LocalBackend(workers=config.worker_count, task_dir=config.task_dir)
+        router = Router(local=local, remote=remote)
         core = TaskLifecycle(store, router)
         services = build_services(core, router, store)
         service = Service(

@@ -90,10 +90,16 @@ def check_task_payload(payload: str) -> None:
 
 
 def check_function_code(code: str, serialized: bool, name: str) -> None:
-    """Serialized code is one code buffer; source text must at least name the function."""
-    if not name.isidentifier():
-        raise InvalidArgument(f"function_name {shown(name)} is not a Python identifier")
+    """Serialized code is one code buffer; source text must at least name the function.
+
+    The name of serialized code is only a label (the SDK sends the callable's
+    ``__name__``, ``"<lambda>"`` for a lambda, and the endpoint calls whatever the
+    buffer decodes to), so only source text, which the endpoint runs and then looks
+    the name up in, needs an identifier.
+    """
     if not serialized:
+        if not name.isidentifier():
+            raise InvalidArgument(f"function_name {shown(name)} is not a Python identifier")
         if f"def {name}" not in code and f"{name} =" not in code:
             raise InvalidArgument(f"function source does not define {shown(name)}")
         return

@@ -78,6 +78,9 @@ class Accepted:
 
 #: Called by a backend, on the daemon's event loop, once per final task.
 OutcomeCallback = Callable[[Outcome], None]
+#: Called by a backend, on the daemon's event loop, with a task's id when the task
+#: starts to run (status "running" until its outcome is reported).
+RunningCallback = Callable[[str], None]
 
 
 class Backend(Protocol):
@@ -85,8 +88,11 @@ class Backend(Protocol):
 
     name: str
 
-    async def start(self, on_outcome: OutcomeCallback) -> None:
-        """Start workers/connections; afterwards report outcomes via ``on_outcome``."""
+    async def start(
+        self, on_outcome: OutcomeCallback, on_running: RunningCallback | None = None
+    ) -> None:
+        """Start workers/connections; afterwards report outcomes via ``on_outcome``,
+        and tasks starting to run via ``on_running`` where the backend sees that."""
 
     async def stop(self) -> None:
         """Stop promptly. Unfinished tasks stay in the store and resume on restart."""

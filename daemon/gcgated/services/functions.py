@@ -19,15 +19,24 @@ class FunctionService:
         self._remote = remote
 
     def register(self, registration: Registration) -> tuple[str, bool]:
-        """(function id, whether this call created the record)."""
+        """(function id, whether this call created the record, or revived a deleted
+        one)."""
         return self._core.register_function(registration)
 
     def get(self, function_id: str) -> FunctionRecord:
-        """The registration record; NOT_FOUND when this daemon never saw it."""
+        """The registration record; NOT_FOUND when this daemon never saw it, or it
+        was deleted."""
         return FunctionRecord.from_stored(self._core.get_function(function_id))
 
     async def delete(self, function_id: str, caller: Caller) -> tuple[bool, dict[str, Any]]:
-        """Delete ``caller``'s Globus registration of a known function: (whether
-        Globus had one and deleted it, the service's answer)."""
+        """Delete a function: ``caller``'s Globus registration of it, if any, then
+        here, so it runs nowhere any more (as after the SDK's delete_function).
+        Returns (whether Globus had one and deleted it, the service's answer).
+
+        NOT_FOUND for a function unknown or already deleted (the service's 404).
+        If Globus refuses, the function is not deleted here either: try again.
+        """
         function_id = self.get(function_id).function_id
-        return await self._remote.delete_function(function_id, caller)
+        deleted, answer = await self._remote.delete_function(function_id, caller)
+        self._core.delete_function(function_id)
+        return deleted, answer

@@ -11,6 +11,7 @@
 """
 
 from .records import NewTask, Store, function_id_for
+from .schema import DELETED_AT
 from .table import Table
 
-__all__ = ["NewTask", "Store", "Table", "function_id_for"]
+__all__ = ["DELETED_AT", "NewTask", "Store", "Table", "function_id_for"]

@@ -42,7 +42,7 @@ from gcgated.errors import is_disk_full
 
 from . import migrate, sql
 from .jsondisk import encode
-from .schema import CORE_TABLES, RUN_DATA_LOST, count_key
+from .schema import CORE_TABLES, DELETED_AT, RUN_DATA_LOST, count_key
 from .table import Table, open_database
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,11 @@ class Store:
         #: Values are the record's other fields as a tuple (_PENDING_FIELDS): a
         #: third of a dict's memory, with 100,000 tasks in flight.
         self._pending: dict[str, tuple[Any, ...]] = {}
+        #: Unfinished tasks running right now (their backend said so): their
+        #: records read "running". In memory only, never written: a task running
+        #: when the daemon stopped is not running after a restart (it waits to be
+        #: dispatched again), and a start costs no transaction.
+        self._running: set[str] = set()
         #: Final tasks whose run data is still to be deleted, and when it last was.
         self._finished_runs: list[str] = []
         self._dropped_at = time.monotonic()
@@ -134,9 +139,11 @@ class Store:
     # ------------------------------------------------------------ functions
 
     def put_function(self, registration: dict[str, Any]) -> tuple[str, bool]:
-        """Record a function; return its id and whether it was new."""
+        """Record a function; return its id and whether it was new (or deleted:
+        registering a deleted function again makes it runnable again)."""
         function_id = function_id_for(registration)
-        if self.has_function(function_id):
+        existing = self.get_function(function_id)
+        if existing is not None and DELETED_AT not in existing:
             return function_id, False
         record = {**registration, "function_id": function_id, "created_at": time.time()}
         self._grew(len(record.get("function_code") or ""), 1)
@@ -144,10 +151,16 @@ class Store:
         return function_id, True
 
     def get_function(self, function_id: str) -> dict[str, Any] | None:
+        """The record as registered, deleted or not (a deleted one has ``DELETED_AT``:
+        its tasks still run, and resume, with its code)."""
         return self._functions.get(function_id)  # type: ignore[no-any-return]
 
-    def has_function(self, function_id: str) -> bool:
-        return self._functions.get(function_id) is not None
+    def delete_function(self, function_id: str) -> None:
+        """Mark a function deleted (``DELETED_AT``): no new tasks, the record stays
+        for the tasks already accepted."""
+        record = self.get_function(function_id)
+        if record is not None:
+            self._functions.set(function_id, {**record, DELETED_AT: time.time()})
 
     # ---------------------------------------------------------------- tasks
 
@@ -230,7 +243,24 @@ class Store:
             self._finished_runs.extend(written)
         for task_id in written:
             self._pending.pop(task_id, None)
+            self._running.discard(task_id)
         return list(written.values())
+
+    def mark_running(self, task_id: str) -> None:
+        """An unfinished task started to run: its record reads "running" (see
+        ``_running``) until it is final. Unknown or final tasks are ignored."""
+        if task_id not in self._pending:
+            record = self._tasks.get(task_id)
+            if record is None or record["status"] in FINAL_STATUSES:
+                return
+        self._running.add(task_id)
+
+    def _live(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A record read from memory or the database, with the status "running"
+        if its task runs now (``record`` is the caller's own copy: changed in place)."""
+        if record["task_id"] in self._running and record["status"] not in FINAL_STATUSES:
+            record["status"] = TaskStatus.RUNNING
+        return record
 
     def get_task(self, task_id: str) -> dict[str, Any] | None:
         """A task record; a final one starts its retention clock when first read."""
@@ -248,9 +278,12 @@ class Store:
         if first_reads:
             self._start_retention(first_reads)
         found: dict[str, dict[str, Any] | None] = {}
+        running = self._running
         for task_id in task_ids:
-            pending = self._pending_record(task_id)
-            found[task_id] = pending if pending is not None else stored.get(task_id, (None,))[0]
+            record = self._pending_record(task_id)
+            if record is None:
+                record = stored.get(task_id, (None,))[0]
+            found[task_id] = self._live(record) if record and task_id in running else record
         return found
 
     def _start_retention(self, task_ids: Sequence[str]) -> None:
@@ -332,6 +365,7 @@ class Store:
         for _, record in self._tasks.items(newest_first=True):
             if record is None:
                 continue
+            self._live(record)
             if status == PENDING_FILTER and record["status"] in FINAL_STATUSES:
                 continue
             if status and status != PENDING_FILTER and record["status"] != status:

@@ -7,6 +7,9 @@ from __future__ import annotations
 #: ``inflight`` (task id -> run data, while the task is not final), ``meta``
 #: (the completion counters, ``count_key(status)`` -> tasks).
 CORE_TABLES = frozenset({"functions", "tasks", "inflight", "meta"})
+#: The key of a ``functions`` record whose function was deleted: when, Unix time.
+#: The record stays, for the tasks accepted before (they run, and resume, with it).
+DELETED_AT = "deleted_at"
 #: What an unfinished task whose run data was lost fails with.
 RUN_DATA_LOST = (
     "gcgate: this task's run data was in a damaged part of the daemon's store (moved"

@@ -53,7 +53,7 @@ from gcgated.errors import FailedPrecondition, NotFound, StartupError, Unauthent
 from gcgated.model import SubmitOptions
 from gcgated.store import Store
 
-from ..base import Accepted, Outcome, OutcomeCallback, SubmitGroup, TaskSpec
+from ..base import Accepted, Outcome, OutcomeCallback, RunningCallback, SubmitGroup, TaskSpec
 from .auth import Login, ServiceAccountLogin, UserLogin
 from .http import ComputeAPI
 from .ledger import QUEUED, SENDING, SENT, Ledger
@@ -191,7 +191,12 @@ class GlobusBackend:
 
     # ------------------------------------------------------------ lifecycle
 
-    async def start(self, on_outcome: OutcomeCallback) -> None:
+    async def start(
+        self, on_outcome: OutcomeCallback, on_running: RunningCallback | None = None
+    ) -> None:
+        """Start the submit pipeline and the result tracker. ``on_running`` is not
+        used: the service's results arrive final, pushed, and its "running" state
+        is not followed (the tasks stay "waiting-for-ep" here until then)."""
         self._on_outcome = on_outcome
         self.tracker = Tracker(
             api=self.api,

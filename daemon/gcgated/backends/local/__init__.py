@@ -14,6 +14,7 @@ import platform
 import socket
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gcgate import __version__
@@ -23,7 +24,7 @@ from gcgated.caller import Caller
 from gcgated.errors import FailedPrecondition
 from gcgated.model import SubmitOptions
 
-from ..base import Accepted, OutcomeCallback, SubmitGroup, TaskSpec
+from ..base import Accepted, OutcomeCallback, RunningCallback, SubmitGroup, TaskSpec
 
 if TYPE_CHECKING:
     # Imported lazily at run time: ``python -m gcgated.backends.local.worker``
@@ -46,22 +47,41 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, workers: int | None = None, prefetch: int = 8) -> None:
+    def __init__(
+        self, workers: int | None = None, prefetch: int = 8, task_dir: Path | None = None
+    ) -> None:
+        """
+        :param task_dir: where ShellFunction tasks run, in a directory each (as an
+            endpoint's sandboxes); None: in the workers' directory
+        """
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         if self.workers < 1:
             raise ValueError(f"the local endpoint needs at least one worker, got {self.workers}")
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
         self.prefetch = prefetch
+        self.task_dir = task_dir
         self._pool: WorkerPool | None = None
 
-    async def start(self, on_outcome: OutcomeCallback) -> None:
-        """Spawn the workers; raises if any does not come up (with the reason)."""
+    async def start(
+        self, on_outcome: OutcomeCallback, on_running: RunningCallback | None = None
+    ) -> None:
+        """Spawn the workers; raises if any does not come up (with the reason).
+
+        ``on_running`` is told each task as a worker starts it (a worker runs its
+        tasks one after the other, so that is when the previous one is done).
+        """
         from .pool import WorkerPool
 
         if self._pool is not None:
             raise RuntimeError("LocalBackend.start() called twice")
-        self._pool = WorkerPool(self.workers, self.prefetch, on_outcome)
+        self._pool = WorkerPool(
+            self.workers,
+            self.prefetch,
+            on_outcome,
+            on_running=on_running,
+            task_dir=self.task_dir,
+        )
         await self._pool.start()
 
     async def stop(self) -> None:

@@ -156,6 +156,8 @@ class WorkerPool:
         *,
         function_cache_size: int = FUNCTION_CACHE_SIZE,
         ready_timeout: float = READY_TIMEOUT,
+        on_running: Callable[[str], None] | None = None,
+        task_dir: Path | None = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"a worker pool needs at least one worker, got {size}")
@@ -171,6 +173,11 @@ class WorkerPool:
         self.ready_timeout = ready_timeout
         self.state = NEW
         self._on_outcome = on_outcome
+        #: Told the id of each task as it starts to run (becomes the oldest task
+        #: of its worker's); None: nobody is told.
+        self._on_running = on_running
+        #: Where ShellFunction tasks get a directory each (see worker.py).
+        self.task_dir = task_dir
         #: Tasks accepted but not yet sent to any worker.
         self._queue: deque[TaskSpec] = deque()
         #: Live, ready workers, keyed by pid.
@@ -262,6 +269,7 @@ class WorkerPool:
             str(os.getpid()),
             "--function-cache-size",
             str(self.function_cache_size),
+            *(("--task-dir", str(self.task_dir)) if self.task_dir else ()),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             # Inherited: user code's prints (redirected there by the worker) and
@@ -478,6 +486,8 @@ class WorkerPool:
                 details=dict(worker.details),
             )
         )
+        if worker.inflight:  # the worker goes on with its next task
+            self._report_running(worker.inflight[0].task_id)
 
     def _report(self, outcome: Outcome) -> None:
         """Hand an outcome to the core; its bugs must not take the pool down."""
@@ -485,6 +495,15 @@ class WorkerPool:
             self._on_outcome(outcome)
         except Exception:
             log.exception("outcome callback failed for task %s", outcome.task_id)
+
+    def _report_running(self, task_id: str) -> None:
+        """Tell whoever listens that a task started to run (its worker's oldest now)."""
+        if self._on_running is None:
+            return
+        try:
+            self._on_running(task_id)
+        except Exception:
+            log.exception("running callback failed for task %s", task_id)
 
     # -------------------------------------------------------------------- dispatch
 
@@ -522,6 +541,8 @@ class WorkerPool:
         for worker, lines in batches.items():
             assert worker.proc.stdin is not None
             worker.proc.stdin.write(b"".join(lines))
+            if len(worker.inflight) == len(lines):  # it was idle: runs the first at once
+                self._report_running(worker.inflight[0].task_id)
 
     def _least_loaded(self, among: list[_Worker]) -> _Worker | None:
         """The least-loaded of ``among`` that is not full (few: the pool's size)."""

@@ -38,7 +38,7 @@ import sys
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from gcgate.constants import TaskStatus
@@ -134,6 +134,34 @@ def call_user_function(
     return fn(*args, **kwargs)
 
 
+def is_shell_function(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` is a ShellFunction (or MPIFunction). The worker unpickles the
+    SDK's class as gcgate's (:mod:`gcgate.pickling`), so only gcgate's is checked,
+    and only once some task has loaded it."""
+    module = sys.modules.get("gcgate.shell_function")
+    return module is not None and isinstance(fn, module.ShellFunction)
+
+
+@contextlib.contextmanager
+def shell_task_environment(task_id: str, task_dir: str) -> Iterator[None]:
+    """What an endpoint that runs tasks in sandboxes sets for a task, for the length
+    of a ShellFunction's call: ``GC_TASK_UUID``, and ``GC_TASK_SANDBOX_DIR``, a
+    directory of the task's own under ``task_dir``, which the ShellFunction creates
+    and runs its command in (its output files go there). Without them it would
+    write those files into the worker's directory, warning about it in stderr.
+    The worker's directory and environment are restored afterwards, so that the
+    next task finds them as before.
+    """
+    cwd = os.getcwd()
+    os.environ["GC_TASK_UUID"] = task_id
+    os.environ["GC_TASK_SANDBOX_DIR"] = os.path.join(task_dir, task_id)
+    try:
+        yield
+    finally:
+        del os.environ["GC_TASK_UUID"], os.environ["GC_TASK_SANDBOX_DIR"]
+        os.chdir(cwd)
+
+
 def format_user_exception(exc: BaseException) -> str:
     """``traceback.format_exc()`` text starting at the user's frame.
 
@@ -195,9 +223,16 @@ def exec_source(name: str, source: str, function_id: str) -> Callable[..., Any]:
 class TaskRunner:
     """Executes task messages; keeps the LRU of loaded functions."""
 
-    def __init__(self, serializer: Serializer, cache_size: int = FUNCTION_CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        serializer: Serializer,
+        cache_size: int = FUNCTION_CACHE_SIZE,
+        task_dir: str | None = None,
+    ) -> None:
         self.serializer = serializer
         self.cache_size = cache_size
+        #: Where ShellFunction tasks get their directories (None: where the worker is).
+        self.task_dir = task_dir
         self.functions: OrderedDict[str, Callable[..., Any] | _FunctionLoadFailure] = OrderedDict()
 
     def run(self, msg: Message) -> Message:
@@ -207,7 +242,11 @@ class TaskRunner:
             fn = self.function(msg)
             args, kwargs = self.arguments(msg["payload"])
             try:
-                value = call_user_function(fn, args, kwargs)
+                if self.task_dir is not None and is_shell_function(fn):
+                    with shell_task_environment(msg["id"], self.task_dir):
+                        value = call_user_function(fn, args, kwargs)
+                else:
+                    value = call_user_function(fn, args, kwargs)
             except BaseException as exc:  # SystemExit too: the worker must survive it
                 raise TaskError(format_user_exception(exc)) from None
             reply["result"] = self.serialize_result(value, msg.get("result_serializers") or ())
@@ -291,7 +330,7 @@ class TaskRunner:
     def serialize_result(self, value: Any, result_serializers: Iterable[str]) -> str:
         """The result in Compute format, within the endpoint's size limit."""
         try:
-            text = self.serializer.serialize_result(value, tuple(result_serializers))
+            text = self.serializer.serialize_from_list(value, tuple(result_serializers))
         except BaseException as exc:
             raise TaskError(
                 f"The task's result could not be serialized:\n{describe_error(exc)}"
@@ -326,6 +365,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="gcgated.backends.local.worker")
     parser.add_argument("--parent-pid", type=int, default=0)
     parser.add_argument("--function-cache-size", type=int, default=FUNCTION_CACHE_SIZE)
+    parser.add_argument("--task-dir", default=None)
     return parser.parse_args(argv)
 
 
@@ -337,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gcgate.serialize import Serializer
 
-    runner = TaskRunner(Serializer(), options.function_cache_size)
+    runner = TaskRunner(Serializer(), options.function_cache_size, options.task_dir)
     with os.fdopen(proto_in, "rb") as inp, os.fdopen(proto_out, "wb") as out:
         send(out, hello())
         for line in inp:
