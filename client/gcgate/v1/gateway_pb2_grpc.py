@@ -290,9 +290,11 @@ class GatewayServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteFunction(self, request, context):
-        """Delete a function at Globus Compute (the SDK's Client.delete_function()) for
-        the daemon's login or the client's token, and forget its Globus id; the
-        daemon's own record stays, since its tasks refer to it.
+        """Delete a function (the SDK's Client.delete_function()): here, so that it
+        runs nowhere (Run, BatchRun and GetFunction answer NOT_FOUND "was deleted"),
+        and its Globus registration for the daemon's login or the client's token.
+        Its record stays for the tasks already accepted, which run and keep their
+        results; registering the same code again makes it runnable again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
