@@ -69,6 +69,7 @@ def test_client_watch_yields_every_result(client: Client) -> None:
         ("not-a-uuid", grpc.StatusCode.INVALID_ARGUMENT),
         (str(uuid.uuid4()), grpc.StatusCode.NOT_FOUND),
     ],
+    ids=["malformed", "unknown"],  # stable names: the unknown id is random
 )
 def test_bad_and_unknown_ids_are_refused(
     stub: GatewayStub, task_id: str, code: grpc.StatusCode
