@@ -402,7 +402,7 @@ class FakeGateway(pb_grpc.GatewayServicer):
         record = pb.TaskRecord(task_id=tid, function_id=fid, completion_t=repr(time.time()))
         try:
             fn, args, kwargs = self.serde.unpack_task(self.functions[fid], payload)
-            record.result = self.serde.serialize_from_list(fn(*args, **kwargs))
+            record.result = self.serde.serialize_from_list(fn(*args, **kwargs), ())
             record.status = "success"
         except Exception:
             record.exception = traceback.format_exc()

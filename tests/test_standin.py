@@ -271,11 +271,17 @@ def test_stop_and_delete_endpoint_answer_as_globus_sdk_documents(
 
     theirs = standin.compute.add_endpoint()
     theirs.owner = str(uuid.uuid4())
-    for change in (gcc.stop_endpoint, gcc.delete_endpoint):
-        with pytest.raises(globus_sdk.GlobusAPIError) as refused:
-            change(theirs.uuid)
-        assert (refused.value.http_status, refused.value.code) == (403, "ENDPOINT_ACCESS_FORBIDDEN")
-    assert theirs.uuid in standin.compute.endpoints
+    try:
+        for change in (gcc.stop_endpoint, gcc.delete_endpoint):
+            with pytest.raises(globus_sdk.GlobusAPIError) as refused:
+                change(theirs.uuid)
+            assert (refused.value.http_status, refused.value.code) == (
+                403,
+                "ENDPOINT_ACCESS_FORBIDDEN",
+            )
+        assert theirs.uuid in standin.compute.endpoints
+    finally:
+        standin.compute.remove_endpoint(theirs.uuid)  # later tests list the module's endpoints
 
 
 def test_endpoint_status_metadata_and_listing(gcc: Any, standin: StandIn) -> None:

@@ -389,6 +389,11 @@ class ComputeService(Service):
             self.endpoints[ep_id] = ep
         return ep
 
+    def remove_endpoint(self, endpoint_id: str) -> None:
+        """Forget an endpoint a test added (the module's stand-in outlives the test)."""
+        with self._lock:
+            self.endpoints.pop(endpoint_id, None)
+
     def set_endpoint_status(self, endpoint_id: str, status: str) -> None:
         """``"offline"`` holds new and queued tasks; ``"online"`` runs them."""
         with self._lock:
