@@ -32,6 +32,7 @@ import globus_sdk
 import pytest
 from gcgate import Client
 from gcgate import errors as gerrors
+from gcgate.client import UNKNOWN_TASK_REASON
 from harness import Daemon, script_function
 
 WAIT = 30.0
@@ -292,7 +293,7 @@ def test_get_batch_result_is_the_sdks(
         entry = results[tid]
         assert entry.keys() == {"pending", "status", "reason"}
         assert (entry["pending"], entry["status"]) == (False, "failed")
-        assert tid in entry["reason"] and "not known" in entry["reason"]
+        assert entry["reason"] == UNKNOWN_TASK_REASON.format(tid)
     [logged] = caplog.records
     assert logged.getMessage() == "Failure while unpacking results from get_batch_result"
     assert isinstance(logged.exc_info[1], sdk_errors.TaskExecutionFailed)
