@@ -198,7 +198,11 @@ def test_an_undecodable_result_is_the_sdks_serialization_error() -> None:
     assert isinstance(exc, gerrors.DeserializationError)
     assert isinstance(exc, gerrors.SerializationError)
     assert isinstance(exc, sdk_errors.SerializationError)
-    assert str(exc) == "Deserialization failed: No module named 'mine'"
+    # The SDK Client's text for it (str of SerializationError("Result Object
+    # Deserialization")), then why.
+    sdk_text = str(sdk_errors.SerializationError("Result Object Deserialization"))
+    assert str(exc) == f"{sdk_text}: No module named 'mine'"
+    assert exc.reason == "No module named 'mine'"
 
 
 @pytest.mark.fast
