@@ -112,6 +112,33 @@ def standin(standin_service):
 
 
 @pytest.fixture
+def pushing(standin, broker):
+    """The module's stand-in, publishing to the session broker (the test is skipped
+    where rabbitmq-server is not installed, as with ``broker``)."""
+    assert standin.compute.broker is broker
+    return standin
+
+
+@pytest.fixture
+def executor_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For tests running the SDK's own ``Executor``: the SDK remembers the last task
+    group for later Executors (a class attribute), so each test starts without one,
+    as a fresh process would. The SDK keeps its AMQP result watcher threads until the
+    process exits; the test's are shut down after it."""
+    from globus_compute_sdk import Executor as SdkExecutor
+    from globus_compute_sdk.sdk.executor import _RESULT_WATCHERS
+
+    monkeypatch.setattr(SdkExecutor, "_default_task_group_id", None)
+    before = set(_RESULT_WATCHERS)
+    yield
+    for tg in set(_RESULT_WATCHERS) - before:
+        watcher = _RESULT_WATCHERS.get(tg)
+        if watcher is not None:
+            watcher.shutdown(wait=True)
+            assert not watcher.is_alive()
+
+
+@pytest.fixture
 def loginless_daemon(standin, tmp_path: Path) -> Iterator[LoginlessDaemon]:
     """A daemon on the stand-in without a service account: users log in, or
     clients bring their own tokens."""

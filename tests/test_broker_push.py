@@ -16,7 +16,6 @@ import os
 import ssl
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -235,30 +234,6 @@ def test_the_tls_listener_serves_the_test_ca(
 
 
 # ------------------------------------------------------------- the stand-in
-
-
-@pytest.fixture
-def pushing(standin: StandIn, broker: Broker) -> StandIn:
-    """The module's stand-in, publishing to the session broker."""
-    assert standin.compute.broker is broker
-    return standin
-
-
-@pytest.fixture
-def executor_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The SDK remembers the last task group for later Executors (a class attribute):
-    each test starts without one, as a fresh process would. The SDK keeps its AMQP
-    result watcher threads until the process exits; the test's are shut down after it."""
-    from globus_compute_sdk.sdk.executor import _RESULT_WATCHERS
-
-    monkeypatch.setattr(Executor, "_default_task_group_id", None)
-    before = set(_RESULT_WATCHERS)
-    yield
-    for tg in set(_RESULT_WATCHERS) - before:
-        watcher = _RESULT_WATCHERS.get(tg)
-        if watcher is not None:
-            watcher.shutdown(wait=True)
-            assert not watcher.is_alive()
 
 
 def test_sdk_executor_futures_resolve_by_amqp_push(pushing: StandIn, executor_state: None) -> None:

@@ -28,6 +28,7 @@ from gcgate import (
     NotFound,
     TaskExecutionFailed,
 )
+from gcgate.client import UNKNOWN_TASK_REASON
 from gcgate.constants import MAX_SUBMISSION_BYTES
 from gcgate.errors import Unauthenticated
 from gcgate.serialize import Serializer, pack_buffers
@@ -121,7 +122,8 @@ def test_unknown_task_id(client: Client) -> None:
     missing = str(uuid.uuid4())
     with pytest.raises(NotFound) as info:
         client.get_result(missing)
-    assert f"task {missing}" in info.value.message
+    # The daemon's words, which get_batch_result gives as such an id's reason.
+    assert info.value.message == UNKNOWN_TASK_REASON.format(missing)
     with pytest.raises(NotFound, match=missing):
         client.get_task(missing, wait=1.0)
     with pytest.raises(NotFound, match=missing):
@@ -137,6 +139,42 @@ def test_one_unknown_task_fails_get_tasks(client: Client, double_id: str) -> Non
         client.get_tasks([known, missing])
     assert missing in info.value.message
     assert known not in info.value.message
+
+
+def test_get_batch_result_rpc_with_and_without_skip_unknown(
+    client: Client, stub: gateway_pb2_grpc.GatewayStub, double_id: str
+) -> None:
+    known = client.run(4, endpoint_id="local", function_id=double_id)
+    assert client.get_result(known, wait=WAIT) == double(4)
+    missing, other = str(uuid.uuid4()), str(uuid.uuid4())
+
+    # Without the flag (as every client before it): NOT_FOUND for the whole call,
+    # naming only the unknown id.
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetBatchResult(pb.GetBatchResultRequest(task_ids=[known, missing]), timeout=WAIT)
+    assert info.value.code() is grpc.StatusCode.NOT_FOUND
+    assert missing in info.value.details() and known not in info.value.details()
+
+    # With it: the known ids answered, the unknown listed, each in request order
+    # with duplicates collapsed.
+    answer = stub.GetBatchResult(
+        pb.GetBatchResultRequest(task_ids=[other, known, missing, known, other], skip_unknown=True),
+        timeout=WAIT,
+    )
+    assert [r.task_id for r in answer.tasks] == [known]
+    assert answer.tasks[0].status == "success"
+    assert list(answer.unknown_task_ids) == [other, missing]
+
+    # Only unknown ids, and a malformed one (still refused: it is no id at all).
+    answer = stub.GetBatchResult(
+        pb.GetBatchResultRequest(task_ids=[missing], skip_unknown=True), timeout=WAIT
+    )
+    assert (list(answer.tasks), list(answer.unknown_task_ids)) == ([], [missing])
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetBatchResult(
+            pb.GetBatchResultRequest(task_ids=[known, "nope"], skip_unknown=True), timeout=WAIT
+        )
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_executor_submission_errors_reach_the_futures(client: Client, double_id: str) -> None:

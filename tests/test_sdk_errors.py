@@ -32,6 +32,7 @@ import globus_sdk
 import pytest
 from gcgate import Client
 from gcgate import errors as gerrors
+from gcgate.client import UNKNOWN_TASK_REASON
 from harness import Daemon, script_function
 
 WAIT = 30.0
@@ -197,7 +198,11 @@ def test_an_undecodable_result_is_the_sdks_serialization_error() -> None:
     assert isinstance(exc, gerrors.DeserializationError)
     assert isinstance(exc, gerrors.SerializationError)
     assert isinstance(exc, sdk_errors.SerializationError)
-    assert str(exc) == "Deserialization failed: No module named 'mine'"
+    # The SDK Client's text for it (str of SerializationError("Result Object
+    # Deserialization")), then why.
+    sdk_text = str(sdk_errors.SerializationError("Result Object Deserialization"))
+    assert str(exc) == f"{sdk_text}: No module named 'mine'"
+    assert exc.reason == "No module named 'mine'"
 
 
 @pytest.mark.fast
@@ -292,7 +297,7 @@ def test_get_batch_result_is_the_sdks(
         entry = results[tid]
         assert entry.keys() == {"pending", "status", "reason"}
         assert (entry["pending"], entry["status"]) == (False, "failed")
-        assert tid in entry["reason"] and "not known" in entry["reason"]
+        assert entry["reason"] == UNKNOWN_TASK_REASON.format(tid)
     [logged] = caplog.records
     assert logged.getMessage() == "Failure while unpacking results from get_batch_result"
     assert isinstance(logged.exc_info[1], sdk_errors.TaskExecutionFailed)

@@ -42,6 +42,11 @@ CONNECT_TIMEOUT_S = 5.0
 BATCH_RESULT_CHUNK = 2000
 #: The daemon holds one GetResult call at most this long; longer waits loop.
 MAX_WAIT_SECONDS = 300.0
+#: ``reason`` of an id the daemon does not know, in get_batch_result (``{}``: the id).
+UNKNOWN_TASK_REASON = (
+    "task {} is not known to this daemon (never submitted here,"
+    " or its result expired after retrieval)"
+)
 
 #: Resource server of Globus Compute tokens (``globus_sdk.scopes.ComputeScopes``).
 COMPUTE_RESOURCE_SERVER = "funcx_service"
@@ -169,10 +174,13 @@ def unique_ids(task_ids: Iterable[UUID_LIKE_T]) -> list[str]:
     return list(dict.fromkeys(map(str, task_ids)))
 
 
-def unknown_task(reason: str) -> dict[str, Any]:
+def unknown_task(task_id: str) -> dict[str, Any]:
     """The SDK's ``get_batch_result`` entry for an id the service does not hold: it
-    answers that id ``{"status": "failed", "reason": ...}``, which the SDK passes on."""
-    return {"pending": False, "status": "failed", "reason": reason}
+    answers that id ``{"status": "failed", "reason": ...}``, which the SDK passes on.
+    The reason is the daemon's NOT_FOUND text for the id (GetResult's), which says
+    why an id can be unknown here, where the service's says only "unknown task id".
+    """
+    return {"pending": False, "status": "failed", "reason": UNKNOWN_TASK_REASON.format(task_id)}
 
 
 class Client:
@@ -642,13 +650,13 @@ class Client:
             (completions are pushed by the daemon); default 0 answers at once
         """
         wanted = unique_ids(task_id_list)
-        unknown: dict[str, str] = {}
+        unknown: set[str] = set()
         tasks = self._tasks(wanted, wait, unknown)
         results = {}
         for tid in wanted:
             task = tasks.get(tid)
             if task is None:
-                results[tid] = unknown_task(unknown[tid])
+                results[tid] = unknown_task(tid)
             elif "exception" in task:
                 # The SDK's words: its loop logs what it could not unpack, and goes on.
                 log.error(
@@ -676,13 +684,13 @@ class Client:
         return self._tasks(unique_ids(task_ids), wait, None)
 
     def _tasks(
-        self, wanted: list[str], wait: float, unknown: dict[str, str] | None
+        self, wanted: list[str], wait: float, unknown: set[str] | None
     ) -> dict[str, dict[str, Any]]:
         """The final or current dicts of ``wanted``, in order, after waiting up to
         ``wait`` seconds for them to finish.
 
         Unknown ids raise NotFound, or with ``unknown`` given are left out and
-        recorded there with the daemon's message.
+        added to it.
         """
         if wait > 0:
             deadline = time.monotonic() + wait
@@ -704,9 +712,7 @@ class Client:
                 for _ in self.watch(task_ids, timeout=timeout):
                     pass
 
-    def _fetch(
-        self, task_ids: list[str], unknown: dict[str, str] | None
-    ) -> dict[str, dict[str, Any]]:
+    def _fetch(self, task_ids: list[str], unknown: set[str] | None) -> dict[str, dict[str, Any]]:
         """The dicts of ``task_ids``, from the table or the daemon, in order (ids
         already in ``unknown`` are not asked for again)."""
         table = self._task_status_table
@@ -717,32 +723,26 @@ class Client:
                 found[record.task_id] = self._remember(task_dict(record, self.fx_serializer))
         return {tid: found[tid] for tid in task_ids if tid in found}
 
-    def _batch_records(
-        self, task_ids: list[str], unknown: dict[str, str] | None
-    ) -> list[pb.TaskRecord]:
+    def _batch_records(self, task_ids: list[str], unknown: set[str] | None) -> list[pb.TaskRecord]:
         """GetBatchResult, halving the request while the answer is over the size limit.
 
-        The daemon refuses a whole request naming an unknown id; with ``unknown``
-        given, that halves it too, down to each unknown id, whose message goes
-        into ``unknown`` (a few calls per unknown id; none when all are known).
+        Without ``unknown``, an unknown id is NotFound for the whole call; with it,
+        the daemon answers the known ids and names the unknown ones
+        (``skip_unknown``), which are added to ``unknown``: one call either way.
         """
+        request = pb.GetBatchResultRequest(task_ids=task_ids, skip_unknown=unknown is not None)
         try:
-            return list(
-                self._call("GetBatchResult", pb.GetBatchResultRequest(task_ids=task_ids)).tasks
-            )
-        except errors.NotFound as exc:
-            if unknown is None:
-                raise
-            if len(task_ids) == 1:
-                unknown[task_ids[0]] = exc.message
-                return []
+            answer = self._call("GetBatchResult", request)
         except errors.ResourceExhausted:
             if len(task_ids) == 1:
                 raise
-        half = len(task_ids) // 2
-        return self._batch_records(task_ids[:half], unknown) + self._batch_records(
-            task_ids[half:], unknown
-        )
+            half = len(task_ids) // 2
+            return self._batch_records(task_ids[:half], unknown) + self._batch_records(
+                task_ids[half:], unknown
+            )
+        if unknown is not None:
+            unknown.update(answer.unknown_task_ids)
+        return list(answer.tasks)
 
     def watch(
         self, task_ids: Iterable[UUID_LIKE_T], *, timeout: float | None = None
@@ -864,6 +864,7 @@ def batch_request(endpoint_id: UUID_LIKE_T, doc: dict[str, Any]) -> pb.BatchRunR
 
 __all__ = [
     "BATCH_RESULT_CHUNK",
+    "UNKNOWN_TASK_REASON",
     "Client",
     "FunctionRegistrationMetadata",
     "as_serializer",

@@ -170,11 +170,16 @@ class ResultDeserializationError(DeserializationError, SerializationError):
     Both a :class:`DeserializationError` (what it is) and a
     :class:`SerializationError`, the class the SDK's ``Client`` raises for it
     (``SerializationError("Result Object Deserialization")``), so ``except``
-    clauses written for either catch it. ``str()`` says why it failed, where the
-    SDK's does not; the underlying error is its ``__cause__``.
+    clauses written for either catch it. ``str()`` is the SDK's text, then why
+    it failed (``.reason``), which the SDK's leaves out; the underlying error is
+    its ``__cause__``.
     """
 
     _sdk_counterpart = (_SDK_ERRORS, "SerializationError")
+
+    def __str__(self) -> str:
+        # The SDK Client's words first: what a ported script logs or matches.
+        return f"Serialization failed: Result Object Deserialization: {self.reason}"
 
 
 # ----------------------------------------------------------------------------- tasks

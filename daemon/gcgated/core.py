@@ -230,16 +230,27 @@ class TaskLifecycle:
 
     def get_tasks(self, task_ids: Iterable[str]) -> list[dict[str, Any]]:
         """Records in request order, duplicates collapsed; NOT_FOUND names the unknown."""
-        return self._records(list(dict.fromkeys(parse_uuid(t, "task_id") for t in task_ids)))
+        return self._records(_wanted_task_ids(task_ids))
+
+    def find_tasks(self, task_ids: Iterable[str]) -> tuple[list[dict[str, Any]], list[str]]:
+        """The records of the known ids and the unknown ids, each in request order
+        (duplicates collapsed): for callers that report unknown ids per id rather
+        than fail on them."""
+        return self._found(_wanted_task_ids(task_ids))
+
+    def _found(self, wanted: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+        """``find_tasks`` of ids already parsed and deduplicated."""
+        records = self.store.get_tasks(wanted)
+        known = [r for r in records.values() if r is not None]
+        return known, [t for t, r in records.items() if r is None]
 
     def _records(self, wanted: list[str]) -> list[dict[str, Any]]:
         """``get_tasks`` of ids already parsed and deduplicated."""
-        records = self.store.get_tasks(wanted)
-        missing = [t for t, r in records.items() if r is None]
+        records, missing = self._found(wanted)
         if missing:
             shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
             raise NotFound(f"{len(missing)} task id(s) are not known to this daemon: {shown}")
-        return [records[t] for t in wanted]  # type: ignore[misc]
+        return records
 
     async def wait_for(self, task_id: str, timeout: float) -> dict[str, Any]:
         """The task record once final, or as it is when ``timeout`` runs out."""
@@ -267,7 +278,7 @@ class TaskLifecycle:
         The queue is registered before the store is read, so a task finishing
         between the two is seen by one path or the other (duplicates dropped).
         """
-        wanted = list(dict.fromkeys(parse_uuid(t, "task_id") for t in task_ids))
+        wanted = _wanted_task_ids(task_ids)
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         for task_id in wanted:
             self._waiters[task_id].append(queue)
@@ -393,3 +404,8 @@ def _task_spec(
         function_name=function["function_name"],
         result_serializers=result_serializers,
     )
+
+
+def _wanted_task_ids(task_ids: Iterable[str]) -> list[str]:
+    """Task ids parsed (INVALID_ARGUMENT for one that is not a UUID), duplicates collapsed."""
+    return list(dict.fromkeys(parse_uuid(t, "task_id") for t in task_ids))

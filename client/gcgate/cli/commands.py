@@ -265,7 +265,7 @@ def cmd_result(client: Client, args: argparse.Namespace) -> Output:
         # Typically a result type whose module is not installed where gcgate runs.
         data.update(status=TaskStatus.SUCCESS, pending=False, result=None, completion_t=None)
         data["exception"] = str(exc)
-        message = f"task {args.task_id} succeeded, but its result cannot be read here: {exc}"
+        message = f"task {args.task_id} succeeded, but its result cannot be read here: {exc.reason}"
         return Output("", data, Exit.FAILED, message)
     data.update(status=task["status"], pending=task["pending"], result=None)
     data["completion_t"] = task.get("completion_t")

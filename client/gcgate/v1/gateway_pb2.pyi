@@ -265,16 +265,20 @@ class TaskRecord(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., status: _Optional[str] = ..., pending: _Optional[bool] = ..., result: _Optional[str] = ..., exception: _Optional[str] = ..., completion_t: _Optional[str] = ..., function_id: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., task_group_id: _Optional[str] = ..., created_at: _Optional[float] = ..., details_json: _Optional[str] = ...) -> None: ...
 
 class GetBatchResultRequest(_message.Message):
-    __slots__ = ("task_ids",)
+    __slots__ = ("task_ids", "skip_unknown")
     TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    SKIP_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     task_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    skip_unknown: bool
+    def __init__(self, task_ids: _Optional[_Iterable[str]] = ..., skip_unknown: _Optional[bool] = ...) -> None: ...
 
 class GetBatchResultResponse(_message.Message):
-    __slots__ = ("tasks",)
+    __slots__ = ("tasks", "unknown_task_ids")
     TASKS_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
     tasks: _containers.RepeatedCompositeFieldContainer[TaskRecord]
-    def __init__(self, tasks: _Optional[_Iterable[_Union[TaskRecord, _Mapping]]] = ...) -> None: ...
+    unknown_task_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[TaskRecord, _Mapping]]] = ..., unknown_task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WatchTasksRequest(_message.Message):
     __slots__ = ("task_ids",)

@@ -212,8 +212,12 @@ class GatewayServicer(pb_grpc.GatewayServicer):
     async def GetBatchResult(
         self, request: pb.GetBatchResultRequest, context: Any
     ) -> pb.GetBatchResultResponse:
-        records = self.services.tasks.get_many(request.task_ids, caller_of(context))
-        return pb.GetBatchResultResponse(tasks=[task_message(r) for r in records])
+        records, unknown = self.services.tasks.get_many(
+            request.task_ids, caller_of(context), skip_unknown=request.skip_unknown
+        )
+        return pb.GetBatchResultResponse(
+            tasks=[task_message(r) for r in records], unknown_task_ids=unknown
+        )
 
     @stream_rpc
     async def WatchTasks(

@@ -38,10 +38,19 @@ class TaskService:
         wait = min(max(wait_seconds, 0.0), MAX_WAIT_SECONDS)
         return TaskRecord.from_stored(await self._core.wait_for(task_id, wait))
 
-    def get_many(self, task_ids: Sequence[str], caller: Caller) -> list[TaskRecord]:
-        """Records in request order, duplicates collapsed; NOT_FOUND names the unknown."""
+    def get_many(
+        self, task_ids: Sequence[str], caller: Caller, *, skip_unknown: bool = False
+    ) -> tuple[list[TaskRecord], list[str]]:
+        """The records of the known ids and the unknown ids, each in request order,
+        duplicates collapsed. Without ``skip_unknown`` any unknown id is NOT_FOUND
+        for the whole call (naming them), as before the flag existed, so clients
+        that do not send it see no change."""
         self._adopt(task_ids, caller)
-        return [TaskRecord.from_stored(r) for r in self._core.get_tasks(task_ids)]
+        if skip_unknown:
+            records, unknown = self._core.find_tasks(task_ids)
+        else:
+            records, unknown = self._core.get_tasks(task_ids), []
+        return [TaskRecord.from_stored(r) for r in records], unknown
 
     async def watch(self, task_ids: Sequence[str], caller: Caller) -> AsyncIterator[TaskRecord]:
         """Each task's final record once, as it completes."""
