@@ -43,6 +43,7 @@ import globus_sdk
 import grpc
 import pytest
 from gcgate import Client
+from gcgate.constants import OWNER_KEY_FILE
 from gcgate.serialize import Serializer
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
@@ -57,7 +58,7 @@ WAIT = 60.0
 TOKEN_FILE = "globus-tokens.db"
 #: The names a daemon may create in its state dir (SQLite adds -journal/-wal
 #: files next to the token store while it writes; the user file has a .tmp).
-STATE_NAMES = ("store", "gcgated.lock", TOKEN_FILE, "globus-user.json")
+STATE_NAMES = ("store", "gcgated.lock", TOKEN_FILE, "globus-user.json", OWNER_KEY_FILE)
 AS_NOBODY = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
 
 
