@@ -20,9 +20,11 @@ $(STAMP): pyproject.toml client/pyproject.toml
 run: venv
 	$(PY) examples/demo.py
 
-## The whole test suite (CI runs exactly this).
+## The whole test suite (CI runs exactly this), its files spread over TEST_WORKERS
+## processes (pytest-xdist; a file's tests stay together, sharing its fixtures).
+TEST_WORKERS ?= 2
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 ## The fast layer alone: in-process tests of the store, core, servicer and backends
 ## units with fakes, no daemon process or broker (under a minute; tests marked `fast`).
