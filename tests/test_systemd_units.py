@@ -14,6 +14,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,11 +54,15 @@ def with_exec_start(unit: Path, directory: Path) -> Path:
 
 
 @pytest.fixture
-def runtime_dir(tmp_path: Path) -> Path:
-    """``systemd-analyze --user`` needs an XDG_RUNTIME_DIR."""
-    path = tmp_path / "xdg-runtime"
-    path.mkdir(mode=0o700)
-    return path
+def runtime_dir() -> Iterator[Path]:
+    """``systemd-analyze --user`` needs an XDG_RUNTIME_DIR. A short one of its own
+    in /tmp: the system's user units put sockets in it (gpg-agent's), and under
+    pytest-xdist tmp_path is too long for a socket address (108 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="gcg-xdg-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def analyze(*args: str, runtime_dir: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
