@@ -289,10 +289,7 @@ def scan(
     Newest first walks the table by rowid and skips other tables' rows (the key
     index cannot give rowid order without sorting the whole table first).
     """
-    con = _connection(cache)
     low, high = _bounds(table)
-    cut = len(low)
-    fetch = cache.disk.fetch
     if newest_first:
         query = (
             "SELECT rowid, key, expire_time, mode, filename, value FROM Cache NOT INDEXED"
@@ -305,20 +302,7 @@ def scan(
             " WHERE key > ? AND key >= ? AND key < ? AND raw = 1 ORDER BY key LIMIT ?"
         )
         position = ""
-    while True:
-        rows = con.execute(query, (position, low, high, CHUNK)).fetchall()
-        now = time.time()
-        for _, key, expire_time, mode, filename, value in rows:
-            if expire_time is not None and expire_time < now:
-                continue
-            try:
-                decoded = fetch(mode, filename, value, False)
-            except OSError:
-                decoded = None
-            yield key[cut:], decoded
-        if len(rows) < CHUNK:
-            return
-        position = rows[-1][0]
+    yield from _pages(cache, query, position, (low, high), len(low))
 
 
 def scan_containing(cache: diskcache.Cache, table: str, text: str) -> Iterator[tuple[str, Any]]:
@@ -330,18 +314,26 @@ def scan_containing(cache: diskcache.Cache, table: str, text: str) -> Iterator[t
     Walks the table by rowid, like :func:`scan` newest first, but only the rows
     that pass the text test are decoded in Python.
     """
-    con = _connection(cache)
     low, high = _bounds(table)
-    cut = len(low)
-    fetch = cache.disk.fetch
     query = (
         "SELECT rowid, key, expire_time, mode, filename, value FROM Cache NOT INDEXED"
         " WHERE rowid > ? AND key >= ? AND key < ?"
         " AND (typeof(value) != 'text' OR instr(value, ?) > 0) ORDER BY rowid LIMIT ?"
     )
-    position = 0
+    yield from _pages(cache, query, 0, (low, high, text), len(low))
+
+
+def _pages(
+    cache: diskcache.Cache, query: str, position: Any, params: tuple[Any, ...], cut: int
+) -> Iterator[tuple[str, Any]]:
+    """Run ``query`` a CHUNK of rows at a time, each page resuming after the last
+    row's first column (its ``?`` parameters: that position, ``params``, CHUNK),
+    and yield ``(key without its first cut characters, decoded value)`` of the
+    rows not expired. A value whose file vanished reads as None."""
+    con = _connection(cache)
+    fetch = cache.disk.fetch
     while True:
-        rows = con.execute(query, (position, low, high, text, CHUNK)).fetchall()
+        rows = con.execute(query, (position, *params, CHUNK)).fetchall()
         now = time.time()
         for _, key, expire_time, mode, filename, value in rows:
             if expire_time is not None and expire_time < now:
