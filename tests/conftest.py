@@ -10,7 +10,7 @@ import grpc
 import pytest
 from gcgate.constants import MAX_MESSAGE_BYTES
 from gcgate.v1.gateway_pb2_grpc import GatewayStub
-from harness import Daemon, LoginlessDaemon, serve
+from harness import Daemon, GlobusDaemon, LoginlessDaemon, serve
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +97,13 @@ def standin_service(session_broker):
 
     with StandIn(broker=session_broker) as s:
         yield s
+
+
+@pytest.fixture(scope="module")
+def remote(standin_service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GlobusDaemon]:
+    """A daemon logged in to the module's stand-in with the default settings."""
+    state_dir = tmp_path_factory.mktemp("globus") / "state"
+    yield from serve(GlobusDaemon(state_dir, standin_service).start())
 
 
 @pytest.fixture

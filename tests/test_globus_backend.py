@@ -38,7 +38,7 @@ from gcgate.constants import LOCAL_ENDPOINT_ID, MAX_SUBMISSION_BYTES
 from gcgate.errors import Unauthenticated
 from gcgate.v1 import gateway_pb2 as pb
 from globus_compute_sdk.sdk.client import FunctionRegistrationData
-from harness import GlobusDaemon, script_function, serve
+from harness import GlobusDaemon, script_function
 from standin import StandIn
 
 WAIT = 60.0
@@ -87,14 +87,6 @@ def noisy_multiply(x, y, noise=1, offset=0) -> float:
 
 
 # ------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def remote(
-    standin_service: StandIn, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GlobusDaemon]:
-    state_dir = tmp_path_factory.mktemp("globus") / "state"
-    yield from serve(GlobusDaemon(state_dir, standin_service).start())
 
 
 @pytest.fixture

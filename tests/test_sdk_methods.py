@@ -33,7 +33,7 @@ from gcgate.versions import check_daemon, check_minimum
 from globus_compute_sdk.errors import VersionMismatch as SdkVersionMismatch
 from globus_compute_sdk.sdk.hardware_report import run_hardware_report
 from globus_compute_sdk.version import compare_versions
-from harness import Daemon, GlobusDaemon, script_function, serve
+from harness import Daemon, GlobusDaemon, script_function
 from standin import StandIn
 
 WAIT = 60.0
@@ -207,14 +207,6 @@ def test_logout_ends_the_login_the_client_uses(
 
 
 # ---------------------------------------------------------------- Globus path
-
-
-@pytest.fixture(scope="module")
-def remote(
-    standin_service: StandIn, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GlobusDaemon]:
-    state_dir = tmp_path_factory.mktemp("globus") / "state"
-    yield from serve(GlobusDaemon(state_dir, standin_service).start())
 
 
 @pytest.fixture
