@@ -602,12 +602,17 @@ class GlobusBackend:
 
     # --------------------------------------------------------------- status
 
+    @property
+    def held_error(self) -> str:
+        """Why tasks still wait to be submitted, if a submit could not reach the service."""
+        return self.pipeline.held_error if self.pipeline.waiting else ""
+
     def describe(self) -> dict[str, Any]:
         tracker = self.tracker
         state = self.state
         if state == "ready" and not self.healthy:
             state = "unavailable"
-        elif state == "ready" and self.api.failing_since is not None:
+        elif state == "ready" and (self.api.failing_since is not None or self.held_error):
             state = "degraded"
         return {
             "state": state,
@@ -626,7 +631,7 @@ class GlobusBackend:
             "poll_interval_seconds": round(tracker.interval, 3) if tracker else None,
             "requests_sent": self.limiter.sent,
             "rate": self.limiter.describe(),
-            "last_error": self.api.last_error if self.api.failing_since else "",
+            "last_error": self.api.last_error if self.api.failing_since else self.held_error,
             "login_error": self.api.auth_error,
             **(tracker.describe() if tracker else {}),
         }

@@ -237,6 +237,10 @@ class Pipeline:
         self.tasks_submitted = 0
         #: Submits sent whose answer was lost (their tasks failed, not resent).
         self.answers_lost = 0
+        #: Why tasks wait in a lane after a submit that could not reach the
+        #: service; cleared by the next submit that does. Kept here because
+        #: other requests (polls, URL fetches) may succeed meanwhile.
+        self.held_error = ""
 
     def sending(self, caller_key: str) -> bool:
         """Whether a submit of this caller's is on its way (its task ids not known yet)."""
@@ -387,6 +391,7 @@ class Pipeline:
             doc = lane_doc(lane.endpoint_id, lane.options)
             self.ledger.queued([(task_id, doc) for task_id in requeued])
         if lane.units:
+            self.held_error = str(exc)
             log.warning(
                 "%d task(s) wait to be submitted (retry in %.0fs): %s",
                 lane.queued,
@@ -441,6 +446,7 @@ class Pipeline:
             return
         self.requests += 1
         self.tasks_submitted += len(tasks)
+        self.held_error = ""
         log.debug("submitted %d task(s) to %s in one request", len(tasks), lane.endpoint_id)
         self._answer(batch, answer, service_ids, home=not lane.options.task_group_id)
 
