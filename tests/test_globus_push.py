@@ -332,7 +332,9 @@ def test_broker_down_at_daemon_start_polls_then_pushes(own_broker: Broker, tmp_p
                     for x in range(3, 6)
                 ]
                 assert [client.get_result(t, wait=WAIT) for t in then] == [6, 8, 10]
-                assert details(client)["results_pushed"] >= pushed + 3
+                now = details(client)
+                pushes = [line for line in daemon.log().splitlines() if "result queues" in line]
+                assert now["results_pushed"] >= pushed + 3, (now, pushes)
                 assert status_requests(standin) - polls <= 1  # at most the catch-up
         finally:
             daemon.close()

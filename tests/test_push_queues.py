@@ -251,6 +251,44 @@ def test_a_queue_the_broker_does_not_know_is_polled_until_renewed(broker, accoun
     asyncio.run(scenario())
 
 
+def test_a_renewal_while_the_queue_is_looked_up_is_not_lost(
+    broker, account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service declares the queue and the submit's answer renews the group
+    while the consumer's lookup (made before the declaration) is on its way back:
+    the group is looked up again, not polled until the next reconnect."""
+    group = str(uuid.uuid4())
+    lookups: list[str] = []
+    real_consume = aio_pika.Queue.consume
+
+    async def scenario() -> None:
+        async with Service(account["url"]) as service:
+            consumer = Consumer(account["info"])
+
+            async def consume(queue: Any, *args: Any, **kwargs: Any) -> Any:
+                lookups.append(queue.name)
+                try:
+                    return await real_consume(queue, *args, **kwargs)
+                except Exception:
+                    if len(lookups) == 1:  # the submit lands between lookup and answer
+                        await service.declare(group)
+                        consumer.queues.renew(group)
+                    raise
+
+            monkeypatch.setattr(aio_pika.Queue, "consume", consume)
+            consumer.queues.watch([group])
+            await until(lambda: consumer.queues.consuming(group), "consuming after the renewal")
+            assert group not in consumer.queues.polled
+            assert lookups == [PREFIX + group] * 2
+            task_id = str(uuid.uuid4())
+            await service.publish(group, packed(task_id))
+            await until(lambda: len(consumer.delivered) == 1, "a pushed result")
+            consumer.delivered[0][2]()
+            await consumer.queues.close()
+
+    asyncio.run(scenario())
+
+
 def test_refused_credentials_fetch_a_fresh_connection_url(broker, account) -> None:
     group = str(uuid.uuid4())
 

@@ -148,6 +148,9 @@ class ResultQueues:
         self.polled: dict[str, str] = {}
         #: Those of them whose queue the broker did not know (see :meth:`renew`).
         self._missing: set[str] = set()
+        #: Groups renewed since their queue was last looked up: a lookup that was
+        #: on its way then may have missed the queue the submit just declared.
+        self._renewed: set[str] = set()
         self._info: dict[str, str] | None = None
         self._refused = False
         self._changed = asyncio.Event()
@@ -185,6 +188,7 @@ class ResultQueues:
             for group in gone:
                 self.polled.pop(group, None)
             self._missing -= gone
+            self._renewed -= gone
             self._changed.set()
 
     def renew(self, group: str) -> None:
@@ -192,6 +196,8 @@ class ResultQueues:
         now even if the broker did not know it when this consumer last looked (the
         service declares it at each such submit): a group polled for a missing
         queue is tried again."""
+        if group in self._groups:
+            self._renewed.add(group)
         if group in self._missing:
             self._missing.discard(group)
             self.polled.pop(group, None)
@@ -344,12 +350,16 @@ class ResultQueues:
 
         assert self._info is not None
         queue_name = self._info["queue_prefix"] + group
+        self._renewed.discard(group)
         channel = await connection.channel(publisher_confirms=False)
         try:
             await channel.set_qos(prefetch_count=self.prefetch)
             queue = await channel.get_queue(queue_name, ensure=False)
             await queue.consume(functools.partial(self._on_message, group))
         except aiormq.exceptions.ChannelNotFoundEntity as exc:
+            if group in self._renewed:  # declared by a submit meanwhile: look again
+                self._changed.set()
+                return
             self._poll_instead(group, NO_QUEUE.format(queue=queue_name, why=exc.args[0]))
             self._missing.add(group)
             return
