@@ -32,6 +32,8 @@ class FakeBackend:
         self.on_outcome: OutcomeCallback | None = None
         self.on_running: RunningCallback | None = None
         self.dispatched: list[str] = []
+        #: Task ids the core asked this backend to cancel.
+        self.cancelled: list[str] = []
         #: Raised by ``accept`` when set (a backend refusing a submission).
         self.refuse_with: BaseException | None = None
 
@@ -63,6 +65,13 @@ class FakeBackend:
 
     def dispatch(self, tasks: Sequence[TaskSpec], caller: Caller) -> None:
         self.dispatched.extend(t.task_id for t in tasks)
+
+    def check_submission(self, payloads: Sequence[str]) -> None:
+        pass
+
+    def cancel(self, task_ids: Sequence[str]) -> dict[str, str]:
+        self.cancelled.extend(task_ids)
+        return {task_id: f"cancelled by {self.name}" for task_id in task_ids}
 
     async def endpoint_status(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
         return {"status": "online", "endpoint_id": endpoint_id}

@@ -51,6 +51,10 @@ ALLOWED: dict[str, str] = {
         "gcgate extension: get_batch_result's lookup with failures kept (under 'exception')"
         " and unknown ids refused, for code that must see every task"
     ),
+    "Client.cancel_tasks": (
+        "gcgate extension: cancel unfinished tasks (local: dropped or its worker killed;"
+        " Globus: no longer waited for, the service has no cancel), per task what happened"
+    ),
     "Client.get_task(wait)": _WAIT,
     "Client.get_result(wait)": _WAIT,
     "Client.get_batch_result(wait)": _WAIT,
@@ -91,6 +95,7 @@ ALLOWED: dict[str, str] = {
     "gcgate.SerializationError": _CONVENIENCE,
     "gcgate.TaskExecutionFailed": _CONVENIENCE,
     "gcgate.TaskPending": _CONVENIENCE,
+    "gcgate.TaskCancelled": _CONVENIENCE,
     "gcgate.GcgateError": _CONVENIENCE,
     "gcgate.GatewayError": _CONVENIENCE,
     "gcgate.DaemonUnavailable": _CONVENIENCE,
@@ -107,6 +112,10 @@ ALLOWED: dict[str, str] = {
         " gcgate's DeserializationError, so either except clause catches it"
     ),
     "errors.GcgateError": "gcgate extension: the base of every error gcgate raises on purpose",
+    "errors.TaskCancelled": (
+        "gcgate extension: a cancelled task's get_result (a status the service lacks);"
+        " also concurrent.futures.CancelledError"
+    ),
     "errors.GatewayError": "gcgate extension: the base of the daemon's refusals (gRPC statuses)",
     "errors.DaemonUnavailable": (
         "gcgate extension: the daemon cannot be reached (the message says how to start it)"

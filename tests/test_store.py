@@ -169,6 +169,7 @@ def test_add_complete_get_round_trip(store: Store) -> None:
         "pending": 0,
         "success": 1,
         "failed": 1,
+        "cancelled": 0,
         "functions": 0,
         "task_records": 2,
     }
@@ -316,6 +317,7 @@ def test_recent_tasks_newest_first_with_status_filter(store: Store) -> None:
         "pending": 1,
         "success": 1,
         "failed": 1,
+        "cancelled": 0,
         "functions": 0,
         "task_records": 3,
     }
@@ -536,6 +538,7 @@ def test_backend_tables_are_their_own_and_share_transactions(tmp_path: Path) -> 
             "pending": 1,
             "success": 0,
             "failed": 0,
+            "cancelled": 0,
             "functions": 0,
             "task_records": 1,
         }
@@ -582,5 +585,5 @@ def test_everything_is_stored_as_json_text_never_pickled(tmp_path: Path) -> None
     assert decoded[f"inflight:{pending.task_id}"]["payload"] == pending.payload
     # The counters too: JSON numbers.
     assert decoded["meta:count:success"] == 2
-    assert decoded["meta:count:failed"] == 0
-    assert len(decoded) == 1 + 3 + 1 + 2
+    assert decoded["meta:count:failed"] == decoded["meta:count:cancelled"] == 0
+    assert len(decoded) == 1 + 3 + 1 + 3

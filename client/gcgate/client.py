@@ -25,8 +25,8 @@ from google.protobuf.message import Message
 from gcgate import errors, hardware, versions
 from gcgate._channel import Connection, unavailable_error
 from gcgate.batch import UUID_LIKE_T, Batch, as_uuid, create_user_runtime, gcgate_version
-from gcgate.constants import OWNER_KEY_FILE, OWNER_KEY_METADATA
-from gcgate.errors import TaskExecutionFailed, TaskPending
+from gcgate.constants import OWNER_KEY_FILE, OWNER_KEY_METADATA, TaskStatus
+from gcgate.errors import TaskCancelled, TaskExecutionFailed, TaskPending
 from gcgate.paths import client_socket_path
 from gcgate.serialize import Serializer, Strategylike, resolve_strategy
 from gcgate.v1 import gateway_pb2 as pb
@@ -123,7 +123,8 @@ def task_dict(record: pb.TaskRecord, serializer: Serializer, *, summary: bool = 
 
     ``{"task_id", "pending", "status"}``, plus ``"details"`` when the daemon has
     any, and for a final task either ``"result"`` (the deserialized value) or
-    ``"exception"`` (a :class:`TaskExecutionFailed` for a failed task, or a
+    ``"exception"`` (a :class:`TaskExecutionFailed` for a failed task, a
+    :class:`~gcgate.errors.TaskCancelled` for a cancelled one, or a
     :class:`~gcgate.errors.ResultDeserializationError` when a successful result
     cannot be deserialized here), then ``"completion_t"``. Exceptions are
     returned, not raised, so a caller handling many tasks loses none of them to
@@ -146,7 +147,12 @@ def task_dict(record: pb.TaskRecord, serializer: Serializer, *, summary: bool = 
         )
     if record.pending:
         return task
-    if task["status"] == "failed":
+    if task["status"] == TaskStatus.CANCELLED:
+        if record.exception or not summary:
+            task["exception"] = TaskCancelled(
+                record.task_id, record.exception, record.completion_t or None
+            )
+    elif task["status"] == "failed":
         if record.exception or not summary:
             task["exception"] = TaskExecutionFailed(
                 record.exception, record.completion_t or None, details
@@ -602,6 +608,7 @@ class Client:
             (the daemon answers as soon as it does); 0, the default, answers at
             once as the SDK does
         :raises TaskExecutionFailed: the task failed (as the SDK's ``get_task``)
+        :raises TaskCancelled: the task was cancelled (:meth:`cancel_tasks`)
         :raises ResultDeserializationError: the result cannot be deserialized
             here (a :class:`~gcgate.errors.SerializationError`, as in the SDK)
         :raises NotFound: the daemon does not know the task
@@ -628,6 +635,7 @@ class Client:
         :raises TaskPending: not finished yet (``.reason`` is its status)
         :raises TaskExecutionFailed: the task failed; ``str()`` shows the remote
             traceback
+        :raises TaskCancelled: the task was cancelled (:meth:`cancel_tasks`)
         :raises ResultDeserializationError: as :meth:`get_task`
         """
         task = self.get_task(task_id, wait=wait)
@@ -766,6 +774,35 @@ class Client:
         for batch in stream:
             for record in batch.tasks:
                 yield self._remember(task_dict(record, self.fx_serializer))
+
+    def cancel_tasks(self, task_ids: Iterable[UUID_LIKE_T]) -> dict[str, dict[str, Any]]:
+        """gcgate extension: cancel tasks that are not final yet.
+
+        On the local endpoint a waiting task is dropped and a running one is
+        stopped (its worker process is killed and replaced); Globus Compute
+        cannot cancel a task, so the daemon stops waiting for it and ignores its
+        result (it may still run on its endpoint). A cancelled task is final: its
+        :meth:`get_result` raises :class:`~gcgate.errors.TaskCancelled`, and it is
+        not run again after a daemon restart.
+
+        :returns: ``{task_id: {"cancelled", "status", "message"}}`` in request
+            order: ``cancelled`` is False for a task that was final already (its
+            ``status`` says how it ended), not an error
+        :raises NotFound: an id is unknown to the daemon (nothing is cancelled)
+        """
+        request = pb.CancelTasksRequest(task_ids=unique_ids(task_ids))
+        answer = self._call("CancelTasks", request)
+        for entry in answer.tasks:
+            if entry.cancelled:
+                self._task_status_table.pop(entry.task_id, None)
+        return {
+            entry.task_id: {
+                "cancelled": entry.cancelled,
+                "status": entry.status,
+                "message": entry.message,
+            }
+            for entry in answer.tasks
+        }
 
     def list_tasks(
         self, limit: int = 50, status: str = "", include_results: bool = False

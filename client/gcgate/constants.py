@@ -51,6 +51,9 @@ class TaskStatus(str, enum.Enum):
     SUCCESS = "success"
     #: Finished; ``exception`` holds the remote traceback or the reason.
     FAILED = "failed"
+    #: Ended by a client's cancel (``CancelTasks``) before it finished; ``exception``
+    #: says what was stopped. A gcgate status: the Compute service has no cancel.
+    CANCELLED = "cancelled"
 
     __str__ = str.__str__
     __format__ = str.__format__
@@ -62,7 +65,7 @@ class TaskStatus(str, enum.Enum):
 
 
 #: The statuses a task ends in.
-FINAL_STATUSES = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILED})
+FINAL_STATUSES = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED})
 
 #: The ``ListTasks`` status filter that matches every task not final yet.
 PENDING_FILTER = "pending"

@@ -20,6 +20,7 @@ both catch it, and a daemon refusal is a ``globus_sdk.GlobusAPIError``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import re
 import textwrap
 import time
@@ -51,6 +52,7 @@ __all__ = [
     "ResultDeserializationError",
     "SerdeError",
     "SerializationError",
+    "TaskCancelled",
     "TaskExecutionFailed",
     "TaskPending",
     "Unauthenticated",
@@ -289,6 +291,29 @@ class TaskExecutionFailed(GcgateError):
         if worker_err:
             message += WORKER_LOST_MESSAGE
         return message
+
+
+class TaskCancelled(GcgateError, concurrent.futures.CancelledError):
+    """The task was cancelled (``Client.cancel_tasks``, ``gcgate cancel``,
+    ``Future.cancel``) before it finished: it has no result.
+
+    A gcgate status the SDK does not have (the Compute service cannot cancel a
+    task). Also a ``concurrent.futures.CancelledError``, what a cancelled
+    future's ``result()`` raises, so one ``except`` covers both. ``reason`` says
+    what the cancel stopped (for a Globus task: that it may still run there).
+    """
+
+    def __init__(self, task_id: str, reason: str, completion_t: str | None = None) -> None:
+        super().__init__(task_id, reason, completion_t)
+        self.task_id = task_id
+        self.reason = reason
+        self.completion_t = completion_t or str(time.time())
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} was cancelled: {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.task_id!r}, {self.reason!r})"
 
 
 # ---------------------------------------------------------------------------- daemon

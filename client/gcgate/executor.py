@@ -10,6 +10,7 @@ streams: results are pushed by the daemon, never polled for.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import functools
 import itertools
 import json
@@ -20,6 +21,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import _base
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -29,7 +31,7 @@ from gcgate import errors, hardware
 from gcgate._channel import translate
 from gcgate.batch import UUID_LIKE_T, as_optional_uuid, as_uuid
 from gcgate.client import Client, as_serializer, result_serializer_paths, task_dict
-from gcgate.constants import LOCAL_ENDPOINT_ALIAS, LOCAL_ENDPOINT_ID
+from gcgate.constants import LOCAL_ENDPOINT_ALIAS, LOCAL_ENDPOINT_ID, TaskStatus
 from gcgate.serialize import Serializer, Strategylike
 from gcgate.v1 import gateway_pb2 as pb
 
@@ -39,14 +41,55 @@ log = logging.getLogger(__name__)
 class ComputeFuture(concurrent.futures.Future):
     """A Future with the id of the task behind it (the SDK's ``ComputeFuture``).
 
-    ``task_id`` is None until the daemon has accepted the task. Once it is sent,
-    the future is running and can no longer be cancelled.
+    ``task_id`` is None until the daemon has accepted the task. Unlike the SDK's,
+    the future can be cancelled after that too: :meth:`cancel` then cancels the
+    task at the daemon.
     """
 
     def __init__(self, task_id: str | None = None) -> None:
         super().__init__()
         self.task_id: str | None = task_id
         self._metadata: dict[str, Any] = {}
+        #: The client that cancels the task at the daemon once it has a task id.
+        self._client: Client | None = None
+
+    def cancel(self) -> bool:
+        """Cancel the task: before it is sent, as ``concurrent.futures`` does; once
+        the daemon accepted it and it is not final, by cancelling it there
+        (``Client.cancel_tasks``: a local task is dropped or its worker killed;
+        a Globus task is no longer waited for). Then ``cancelled()`` is True and
+        ``result()`` raises ``concurrent.futures.CancelledError``.
+
+        :returns: False once the task finished, while its submission is on its
+            way (no task id yet), or when the daemon could not be asked
+        """
+        if super().cancel():
+            return True
+        client, task_id = self._client, self.task_id
+        if self.done() or client is None or task_id is None:
+            return False
+        try:
+            answer = client.cancel_tasks([task_id])[task_id]
+        except errors.GcgateError as exc:
+            log.warning("could not cancel task %s: %s", task_id, exc)
+            return False
+        return answer["status"] == TaskStatus.CANCELLED and self._set_cancelled()
+
+    def _set_cancelled(self) -> bool:
+        """Move a running future to cancelled (its task was cancelled at the
+        daemon), waking whoever waits on it; False if it has a result already."""
+        with self._condition:
+            if self._state == _base.FINISHED:
+                return False
+            if self._state not in (_base.CANCELLED, _base.CANCELLED_AND_NOTIFIED):
+                self._state = _base.CANCELLED_AND_NOTIFIED
+                for waiter in self._waiters:
+                    waiter.add_cancelled(self)
+                self._condition.notify_all()
+            else:
+                return True
+        self._invoke_callbacks()
+        return True
 
 
 #: At most this many tasks, for at most this many seconds, wait for the next
@@ -486,6 +529,7 @@ class Executor(concurrent.futures.Executor):
                 continue
             for future, task_id in zip(futures, task_ids, strict=True):
                 future.task_id = task_id
+                future._client = self.client
                 future._metadata.update(
                     request_uuid=response["request_id"],
                     endpoint_uuid=response["endpoint_id"],
@@ -523,7 +567,8 @@ class Executor(concurrent.futures.Executor):
             if tid not in already
         }
         for future in futures.values():
-            future.set_running_or_notify_cancel()  # sent long ago: not cancellable
+            future.set_running_or_notify_cancel()  # sent long ago: cancelled at the daemon
+            future._client = self.client
         if futures:
             self._watcher.watch(futures)
         else:
@@ -545,7 +590,7 @@ class Executor(concurrent.futures.Executor):
         :param wait: return only when every future of this executor is resolved
             and its threads have exited
         :param cancel_futures: cancel the tasks not yet sent to the daemon (sent
-            tasks cannot be cancelled and still resolve)
+            tasks still resolve; ``future.cancel()`` cancels one at the daemon)
         """
         with self._shutdown_lock:
             if not self._stopped:
@@ -783,11 +828,15 @@ class _ResultWatcher:
                 found.append((future, record))
         serializer = self._client.fx_serializer
         for future, record in found:
+            if record.status == TaskStatus.CANCELLED:  # by this future, or anyone
+                future._set_cancelled()
+                continue
             task = task_dict(record, serializer)
-            if "exception" in task:
-                future.set_exception(task["exception"])
-            else:
-                future.set_result(task["result"])
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                if "exception" in task:
+                    future.set_exception(task["exception"])
+                else:
+                    future.set_result(task["result"])
 
     def _fail(self, stream: _Stream, exc: BaseException) -> None:
         """Fail the futures ``stream`` is still responsible for (none if retired)."""

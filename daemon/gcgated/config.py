@@ -17,6 +17,7 @@ import platformdirs
 from gcgate.constants import MAX_SUBMISSION_BYTES
 from gcgate.paths import daemon_socket_path
 
+from gcgated.backends.local.limits import DEFAULT_LIMIT_MB, MAX_LIMIT_MB
 from gcgated.errors import StartupError
 from gcgated.secret import Secret
 
@@ -35,6 +36,8 @@ ENV_VARS = {
     "store_size_limit_mb": "GCGATE_STORE_SIZE_LIMIT_MB",
     "compute_url": "GCGATE_COMPUTE_URL",
     "group": "GCGATE_GROUP",
+    "local_max_payload_mb": "GCGATE_LOCAL_MAX_PAYLOAD_MB",
+    "local_max_result_mb": "GCGATE_LOCAL_MAX_RESULT_MB",
 }
 
 #: Settings only a config file may give (never argv, where `ps` shows them).
@@ -63,6 +66,11 @@ class Config:
     state_dir: Path = field(default_factory=default_state_dir)
     #: Local endpoint worker processes; 0 means one per CPU.
     workers: int = 0
+    #: The local endpoint's largest argument payload of one task, and largest
+    #: result, in MB of the user's serialized bytes (before the wire's base64;
+    #: see gcgated.backends.local.limits). Globus tasks keep the service's 10 MB.
+    local_max_payload_mb: float = DEFAULT_LIMIT_MB
+    local_max_result_mb: float = DEFAULT_LIMIT_MB
     log_level: str = "INFO"
     #: Days a final result is kept after a client first retrieved it.
     retention_days: float = 30.0
@@ -174,6 +182,12 @@ class Config:
             raise StartupError(f"{source}: retention_days must be > 0")
         if self.store_size_limit_mb <= 0:
             raise StartupError(f"{source}: store_size_limit_mb must be > 0")
+        for name in ("local_max_payload_mb", "local_max_result_mb"):
+            if not 0 < getattr(self, name) <= MAX_LIMIT_MB:
+                raise StartupError(
+                    f"{source}: {name} must be > 0 and at most {MAX_LIMIT_MB:g} (a payload"
+                    " or result must fit, base64-encoded, in one 64 MiB gRPC message)"
+                )
         if len(str(self.socket_path).encode()) > 107:
             raise StartupError(
                 f"{source}: socket path {self.socket_path} is longer than the 107 bytes"

@@ -28,15 +28,10 @@ from gcgate.constants import FINAL_STATUSES, TaskStatus
 from gcgated.backends.base import Backend, Outcome, SubmitGroup, TaskSpec
 from gcgated.caller import DAEMON
 from gcgated.errors import InvalidArgument, NotFound, ShuttingDown, StoreFull
-from gcgated.model import Receipt, Registration, Submission
+from gcgated.model import CancelResult, Receipt, Registration, Submission
 from gcgated.routing import Router
 from gcgated.store import DELETED_AT, NewTask, Store
-from gcgated.validation import (
-    check_function_code,
-    check_submission_size,
-    check_task_payload,
-    parse_uuid,
-)
+from gcgated.validation import check_function_code, check_task_payload, parse_uuid
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +41,8 @@ STORE_RETRY_SECONDS = 1.0
 #: A write costs a few SQLite commits whatever its size, so under load outcomes
 #: gather for this long and share them; a lone outcome is written at once.
 FLUSH_INTERVAL = 0.003
+#: A cancelled task's exception text when its backend said nothing more.
+CANCELLED_REASON = "Cancelled at a client's request before it finished."
 #: Queued to every watcher when the daemon shuts down.
 _SHUTDOWN: dict[str, Any] = {"task_id": None}
 
@@ -167,7 +164,7 @@ class TaskLifecycle:
             options = replace(
                 options, task_group_id=parse_uuid(options.task_group_id, "task_group_id")
             )
-        groups = self._validated_groups(submission)
+        groups = self._validated_groups(submission, backend)
         accepted = await backend.accept(endpoint_id, groups, options, submission.caller)
 
         receipt = Receipt(accepted.request_id, accepted.task_group_id, endpoint_id)
@@ -192,7 +189,7 @@ class TaskLifecycle:
         backend.dispatch(specs, submission.caller)
         return receipt
 
-    def _validated_groups(self, submission: Submission) -> list[SubmitGroup]:
+    def _validated_groups(self, submission: Submission, backend: Backend) -> list[SubmitGroup]:
         """Every check that can refuse a submission, before anything is sent or stored."""
         if not any(payloads for _, payloads in submission.groups):
             raise InvalidArgument("no tasks specified for this submission")
@@ -203,7 +200,7 @@ class TaskLifecycle:
                 check_task_payload(payload)
             groups.append(SubmitGroup(self.get_function(function_id), payloads))
             all_payloads.extend(payloads)
-        check_submission_size(all_payloads)
+        backend.check_submission(all_payloads)
         size = sum(len(p) for p in all_payloads)
         if not self.store.has_room_for(size):
             raise StoreFull(
@@ -322,6 +319,49 @@ class TaskLifecycle:
                     if not queues:
                         del self._waiters[task_id]
 
+    def cancel(self, task_ids: Iterable[str]) -> list[CancelResult]:
+        """Cancel the unfinished tasks among ``task_ids``; one result per id, in
+        request order (duplicates collapsed). NOT_FOUND, cancelling nothing, when
+        an id is unknown.
+
+        The backends stop their work first (drop, kill, or stop waiting), then
+        the cancelled records are written in one transaction before this returns:
+        answered, a cancel holds across a restart (a final task is not resumed).
+        Outcomes already reported and not yet written are written first, so a
+        task that finished just before is answered as final, not cancelled.
+        """
+        wanted = _wanted_task_ids(task_ids)
+        if self._outcomes:
+            self._flush()
+        records = {r["task_id"]: r for r in self._records(wanted)}
+        by_backend: dict[int, tuple[Backend, list[str]]] = {}
+        for task_id in wanted:
+            record = records[task_id]
+            if record["status"] not in FINAL_STATUSES:
+                _, backend = self.router.resolve(record["endpoint_id"])
+                by_backend.setdefault(id(backend), (backend, []))[1].append(task_id)
+        reasons: dict[str, str] = {}
+        for backend, ids in by_backend.values():
+            said = backend.cancel(ids)
+            reasons.update((task_id, said.get(task_id) or CANCELLED_REASON) for task_id in ids)
+        now = repr(time.time())
+        written = self.store.complete_tasks(
+            {
+                "task_id": task_id,
+                "status": TaskStatus.CANCELLED,
+                "exception": reason,
+                "completion_t": now,
+            }
+            for task_id, reason in reasons.items()
+        )
+        for record in written:
+            records[record["task_id"]] = record
+            for queue in self._waiters.get(record["task_id"], ()):
+                queue.put_nowait(record)
+        if written:
+            log.info("cancelled %d task(s) at a client's request", len(written))
+        return [_cancel_result(records[t], t in reasons) for t in wanted]
+
     def recent_tasks(self, limit: int, status: str) -> list[dict[str, Any]]:
         return self.store.recent_tasks(limit, status)
 
@@ -390,6 +430,16 @@ class TaskLifecycle:
         for record in written:
             for queue in self._waiters.get(record["task_id"], ()):
                 queue.put_nowait(record)
+
+
+def _cancel_result(record: dict[str, Any], cancelled: bool) -> CancelResult:
+    """What ``cancel`` answers for one task, given its record after the cancel."""
+    status = TaskStatus(record["status"])
+    if cancelled:
+        message = str(record.get("exception") or CANCELLED_REASON)
+    else:
+        message = f"the task was already final ({status}); nothing to cancel"
+    return CancelResult(record["task_id"], cancelled, status, message)
 
 
 def _task_spec(

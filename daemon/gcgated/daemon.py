@@ -233,7 +233,12 @@ async def _serve(
             retention_seconds=config.retention_days * 86400,
         )
         remote = build_globus_backend(config, store, credentials)
-        local = LocalBackend(workers=config.worker_count, task_dir=config.task_dir)
+        local = LocalBackend(
+            workers=config.worker_count,
+            task_dir=config.task_dir,
+            max_payload_mb=config.local_max_payload_mb,
+            max_result_mb=config.local_max_result_mb,
+        )
         router = Router(local=local, remote=remote)
         core = TaskLifecycle(store, router)
         services = build_services(core, router, store)
@@ -289,7 +294,7 @@ class Service:
         line = (
             f"serving on {self.socket_path}; login: {self.login};"
             f" tasks: {counts['pending']} pending, {counts['success']} succeeded,"
-            f" {counts['failed']} failed"
+            f" {counts['failed']} failed, {counts['cancelled']} cancelled"
         )
         if self._reload_error:
             line += f"; last reload failed: {self._reload_error}"

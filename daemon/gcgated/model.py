@@ -70,6 +70,19 @@ class Receipt:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelResult:
+    """What a cancel did to one task (``CancelTasks`` answers one per id)."""
+
+    task_id: str
+    #: True when this cancel ended the task; False when it was final already.
+    cancelled: bool
+    #: The task's status after the cancel: "cancelled", or the final one it had.
+    status: TaskStatus
+    #: What was stopped, or that the task was final already, for a person.
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class TaskRecord:
     """A task as the services hand it out: what the store keeps of it, typed."""
 

@@ -205,7 +205,10 @@ def describe_login(login: dict[str, Any]) -> str:
 
 
 def describe_counts(counts: dict[str, Any]) -> str:
-    return f"{counts['pending']} pending, {counts['success']} succeeded, {counts['failed']} failed"
+    return (
+        f"{counts['pending']} pending, {counts['success']} succeeded,"
+        f" {counts['failed']} failed, {counts['cancelled']} cancelled"
+    )
 
 
 def describe_store_usage(store: dict[str, Any]) -> str:

@@ -67,7 +67,11 @@ class CliError(Exception):
 
 
 #: Colour of each task status; every other (unfinished) status is yellow.
-STATUS_STYLES = {TaskStatus.SUCCESS: "green", TaskStatus.FAILED: "red"}
+STATUS_STYLES = {
+    TaskStatus.SUCCESS: "green",
+    TaskStatus.FAILED: "red",
+    TaskStatus.CANCELLED: "magenta",
+}
 PENDING_STYLE = "yellow"
 
 

@@ -53,14 +53,16 @@ class LoginState(_message.Message):
     def __init__(self, state: _Optional[str] = ..., identity: _Optional[str] = ...) -> None: ...
 
 class TaskCounts(_message.Message):
-    __slots__ = ("pending", "success", "failed")
+    __slots__ = ("pending", "success", "failed", "cancelled")
     PENDING_FIELD_NUMBER: _ClassVar[int]
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
     pending: int
     success: int
     failed: int
-    def __init__(self, pending: _Optional[int] = ..., success: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
+    cancelled: int
+    def __init__(self, pending: _Optional[int] = ..., success: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ...) -> None: ...
 
 class StoreStatus(_message.Message):
     __slots__ = ("size_bytes", "size_limit_bytes", "functions", "task_records", "retention_days", "damaged_moved_to")
@@ -361,6 +363,30 @@ class GetTaskGroupResponse(_message.Message):
     task_group_id: str
     task_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, task_group_id: _Optional[str] = ..., task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CancelTasksRequest(_message.Message):
+    __slots__ = ("task_ids",)
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    task_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CancelledTask(_message.Message):
+    __slots__ = ("task_id", "cancelled", "status", "message")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    cancelled: bool
+    status: str
+    message: str
+    def __init__(self, task_id: _Optional[str] = ..., cancelled: _Optional[bool] = ..., status: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class CancelTasksResponse(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[CancelledTask]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[CancelledTask, _Mapping]]] = ...) -> None: ...
 
 class ServiceVersionRequest(_message.Message):
     __slots__ = ()

@@ -150,6 +150,11 @@ class GatewayStub:
                 request_serializer=gcgate_dot_v1_dot_gateway__pb2.ServiceVersionRequest.SerializeToString,
                 response_deserializer=gcgate_dot_v1_dot_gateway__pb2.ServiceVersionResponse.FromString,
                 _registered_method=True)
+        self.CancelTasks = channel.unary_unary(
+                '/gcgate.v1.Gateway/CancelTasks',
+                request_serializer=gcgate_dot_v1_dot_gateway__pb2.CancelTasksRequest.SerializeToString,
+                response_deserializer=gcgate_dot_v1_dot_gateway__pb2.CancelTasksResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -345,6 +350,21 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelTasks(self, request, context):
+        """Cancel tasks that are not final yet (`gcgate cancel`, Client.cancel_tasks,
+        Future.cancel). Answers once each cancelled task's final record (status
+        "cancelled") is in the store, so a cancel outlives a daemon restart. On the
+        local endpoint a queued task is dropped and a running one is stopped (its
+        worker process is killed and replaced). Globus Compute has no way to cancel a
+        task: the daemon stops waiting for it and ignores its result, and the task
+        may still run on its endpoint. A task already final is answered per task
+        (cancelled = false), not refused; an unknown id is NOT_FOUND for the whole
+        call, and nothing is cancelled then.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -462,6 +482,11 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.GetServiceVersion,
                     request_deserializer=gcgate_dot_v1_dot_gateway__pb2.ServiceVersionRequest.FromString,
                     response_serializer=gcgate_dot_v1_dot_gateway__pb2.ServiceVersionResponse.SerializeToString,
+            ),
+            'CancelTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelTasks,
+                    request_deserializer=gcgate_dot_v1_dot_gateway__pb2.CancelTasksRequest.FromString,
+                    response_serializer=gcgate_dot_v1_dot_gateway__pb2.CancelTasksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1086,6 +1111,33 @@ class Gateway:
             '/gcgate.v1.Gateway/GetServiceVersion',
             gcgate_dot_v1_dot_gateway__pb2.ServiceVersionRequest.SerializeToString,
             gcgate_dot_v1_dot_gateway__pb2.ServiceVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gcgate.v1.Gateway/CancelTasks',
+            gcgate_dot_v1_dot_gateway__pb2.CancelTasksRequest.SerializeToString,
+            gcgate_dot_v1_dot_gateway__pb2.CancelTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

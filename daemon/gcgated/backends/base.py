@@ -40,7 +40,7 @@ class Outcome:
     """A final task state, in the shape of the Compute service's task document."""
 
     task_id: str
-    #: SUCCESS or FAILED.
+    #: SUCCESS or FAILED (CANCELLED only from the core's cancel).
     status: TaskStatus
     #: Serialized result (Compute format) when status is "success".
     result: str | None = None
@@ -133,6 +133,18 @@ class Backend(Protocol):
 
     async def delete_endpoint(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
         """Delete ``endpoint_id``'s registration as ``caller``; the service's answer."""
+
+    def check_submission(self, payloads: Sequence[str]) -> None:
+        """Refuse (InvalidArgument, naming the limit and how to change it) payloads
+        over this backend's size limit; called before anything is stored or sent."""
+
+    def cancel(self, task_ids: Sequence[str]) -> dict[str, str]:
+        """Stop working on these unfinished tasks of this backend's: drop them if
+        they wait, stop them if they run where the backend can, else stop waiting
+        for their results (which are then ignored). Must not block. Returns, per
+        task, what was stopped: the text the core stores as the cancelled task's
+        ``exception``. The core records the tasks as cancelled right after (a
+        later outcome of theirs is ignored: they are final)."""
 
     def describe(self) -> dict[str, Any]:
         """State and details for the daemon's Status RPC."""

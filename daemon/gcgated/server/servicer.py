@@ -236,6 +236,20 @@ class GatewayServicer(pb_grpc.GatewayServicer):
                 yield pb.TaskRecordBatch(tasks=[task_message(r) for r in chunk])
 
     @rpc
+    async def CancelTasks(
+        self, request: pb.CancelTasksRequest, context: Any
+    ) -> pb.CancelTasksResponse:
+        results = self.services.tasks.cancel(request.task_ids)
+        return pb.CancelTasksResponse(
+            tasks=[
+                pb.CancelledTask(
+                    task_id=r.task_id, cancelled=r.cancelled, status=r.status, message=r.message
+                )
+                for r in results
+            ]
+        )
+
+    @rpc
     async def GetTaskGroup(
         self, request: pb.GetTaskGroupRequest, context: Any
     ) -> pb.GetTaskGroupResponse:
@@ -365,7 +379,12 @@ def _status_message(
                 state=str(login.get("state", "")), identity=str(login.get("identity", ""))
             )
         ),
-        tasks=pb.TaskCounts(pending=status.pending, success=status.success, failed=status.failed),
+        tasks=pb.TaskCounts(
+            pending=status.pending,
+            success=status.success,
+            failed=status.failed,
+            cancelled=status.cancelled,
+        ),
         store=pb.StoreStatus(
             size_bytes=store.size_bytes,
             size_limit_bytes=store.size_limit_bytes,

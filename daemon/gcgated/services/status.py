@@ -35,6 +35,7 @@ class DaemonStatus:
     pending: int
     success: int
     failed: int
+    cancelled: int
     #: (backend name, its ``describe()`` document), local first.
     backends: list[tuple[str, dict[str, Any]]]
     #: The Globus login a backend reports (``describe()["login"]``), if any.
@@ -60,7 +61,7 @@ class StatusService:
         return await self._router.remote.service_version(caller)
 
     def counts(self) -> dict[str, int]:
-        """Tasks pending, succeeded and failed; functions and task records."""
+        """Tasks pending, succeeded, failed and cancelled; functions and task records."""
         return self._store.counts()
 
     def snapshot(self) -> DaemonStatus:
@@ -75,6 +76,7 @@ class StatusService:
             pending=counts["pending"],
             success=counts["success"],
             failed=counts["failed"],
+            cancelled=counts["cancelled"],
             backends=backends,
             login=login,
             store=StoreInfo(

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from gcgated.backends.globus import GlobusBackend
 from gcgated.caller import Caller
 from gcgated.core import TaskLifecycle
-from gcgated.model import Receipt, Submission, TaskRecord
+from gcgated.model import CancelResult, Receipt, Submission, TaskRecord
 
 #: The longest a GetResult call may hold a connection waiting for a result.
 MAX_WAIT_SECONDS = 300.0
@@ -65,6 +65,11 @@ class TaskService:
         self._adopt(task_ids, caller)
         async for records in self._core.watch_batches(task_ids):
             yield [TaskRecord.from_stored(r) for r in records]
+
+    def cancel(self, task_ids: Sequence[str]) -> list[CancelResult]:
+        """Cancel the unfinished ones; per id what happened (NOT_FOUND for an
+        unknown id, cancelling nothing). Durable once answered."""
+        return self._core.cancel(task_ids)
 
     def recent(self, limit: int, status: str) -> list[TaskRecord]:
         """Newest first, at most ``limit`` (0: the default; capped at MAX_LIST_LIMIT)."""

@@ -121,7 +121,9 @@ class Store:
         self._tasks = Table(self._cache, "tasks")
         self._inflight = Table(self._cache, "inflight")
         self._meta = Table(self._cache, "meta")
-        #: The completion counters as committed (written in each completion's transaction).
+        #: The completion counters as committed (written in each completion's
+        #: transaction). A store written before a status existed has no counter
+        #: for it: it counts from 0.
         counters = self._meta.get_many([count_key(s) for s in FINAL_STATUSES])
         self._completed = {s: int(counters.get(count_key(s), 0)) for s in FINAL_STATUSES}
 
@@ -415,6 +417,7 @@ class Store:
             "pending": len(self._inflight) - len(self._finished_runs),
             "success": self._completed[TaskStatus.SUCCESS],
             "failed": self._completed[TaskStatus.FAILED],
+            "cancelled": self._completed[TaskStatus.CANCELLED],
             "functions": len(self._functions),
             "task_records": len(self._tasks),
         }

@@ -52,6 +52,7 @@ from gcgated.credentials import ClientCredentials
 from gcgated.errors import FailedPrecondition, NotFound, StartupError, Unauthenticated
 from gcgated.model import SubmitOptions
 from gcgated.store import Store
+from gcgated.validation import check_submission_size
 
 from ..base import Accepted, Outcome, OutcomeCallback, RunningCallback, SubmitGroup, TaskSpec
 from .auth import Login, ServiceAccountLogin, UserLogin
@@ -71,6 +72,17 @@ log = logging.getLogger(__name__)
 COMPUTE_URL_ENV = "GCGATE_COMPUTE_URL"
 #: Name under which the standard health service reports the Globus login.
 HEALTH_SERVICE = "gcgate.globus"
+#: What a cancelled Globus task's record says: taken out before it was sent, or
+#: sent (Globus Compute has no way to cancel a task, so it may still run).
+NOT_SENT = (
+    "Cancelled at a client's request before it was submitted to Globus Compute;"
+    " it was not sent and does not run."
+)
+MAY_STILL_RUN = (
+    "Cancelled at a client's request: gcgate stopped waiting for it. Globus Compute"
+    " has no way to cancel a task, so it may still run on its endpoint; its result,"
+    " if one comes, is ignored."
+)
 #: The store table of the tasks created with a client's own token, while they are
 #: in flight: task id -> ``{"owner": the token's fingerprint (never the token),
 #: "group": the service task group}``, so a restarted daemon knows to wait for
@@ -177,6 +189,9 @@ class GlobusBackend:
         #: Client-token tasks submitted, not yet dispatched: service task id ->
         #: the service task group it went to.
         self._submitted: dict[str, str] = {}
+        #: Daemon-id tasks cancelled while their submit was on its way: not tracked
+        #: when its answer comes (see _sent).
+        self._cancelled: set[str] = set()
         #: Ledger rows whose outcomes are stored, dropped together (see _forget).
         self._forget_ids: list[str] = []
         self._ledger_open = True
@@ -359,6 +374,10 @@ class GlobusBackend:
         assert self.tracker is not None
         by_group: dict[str, list[str]] = {}
         for task_id, service_id, group in sent:
+            if task_id in self._cancelled:  # cancelled while its submit was on its way
+                self._cancelled.discard(task_id)
+                self._forget(task_id)
+                continue
             self._daemon_ids[service_id] = task_id
             by_group.setdefault(group, []).append(service_id)
         for group, service_ids in by_group.items():
@@ -369,6 +388,7 @@ class GlobusBackend:
         assert self._on_outcome is not None
         now = time.time()
         for task_id in task_ids:
+            self._cancelled.discard(task_id)
             self._on_outcome(
                 Outcome(
                     task_id,
@@ -415,6 +435,37 @@ class GlobusBackend:
         forget, self._forget_ids = self._forget_ids, []
         if forget and self._ledger_open:
             self.ledger.forget(forget)
+
+    def check_submission(self, payloads: Sequence[str]) -> None:
+        """The Compute service's 10 MB per submission (its limit, not a setting)."""
+        check_submission_size(list(payloads))
+
+    def cancel(self, task_ids: Sequence[str]) -> dict[str, str]:
+        """The Compute service cannot cancel a task (no such route in its v2 or v3
+        API): a task not yet in a submit request is taken out and never sent;
+        for the others the daemon stops waiting, and their results, should they
+        come (pushed or polled), are acknowledged and dropped."""
+        assert self.tracker is not None
+        wanted = set(task_ids)
+        withdrawn = self.pipeline.withdraw(wanted)
+        service_ids = {d: s for s, d in self._daemon_ids.items() if d in wanted}
+        reasons = {}
+        for task_id in task_ids:
+            if task_id in withdrawn:
+                reasons[task_id] = NOT_SENT
+                self._forget(task_id)
+                continue
+            reasons[task_id] = MAY_STILL_RUN
+            service_id = service_ids.get(task_id)
+            if service_id is not None:
+                del self._daemon_ids[service_id]
+                self.tracker.untrack([service_id])
+                self._forget(task_id)
+            elif self.ledger.lookup([task_id]):  # its submit is on its way
+                self._cancelled.add(task_id)
+            else:  # created with a client's token: tracked under the service's id
+                self.tracker.untrack([task_id])
+        return reasons
 
     def adopt(self, task_ids: Sequence[str], caller: Caller) -> int:
         """A client passing a token (``caller``) asked about these tasks: its tasks

@@ -260,6 +260,20 @@ class Pipeline:
         if units:
             self._add(DAEMON, doc, units)
 
+    def withdraw(self, task_ids: set[str]) -> set[str]:
+        """Take the daemon's own tasks among ``task_ids`` out of the lanes if no
+        request holds them yet (they are cancelled); returns the ids taken out."""
+        taken: set[str] = set()
+        for lane in self._lanes.values():
+            kept = []
+            for unit in lane.units:
+                if unit.future is None and task_ids.issuperset(unit.task_ids):
+                    taken.update(unit.task_ids)
+                else:
+                    kept.append(unit)
+            lane.units = kept
+        return taken
+
     async def submit(
         self,
         caller: Caller,

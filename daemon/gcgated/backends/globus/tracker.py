@@ -279,6 +279,16 @@ class Tracker:
         self._due.discard(task_id)
         self._unfollow(task_id)
 
+    def untrack(self, task_ids: Iterable[str]) -> None:
+        """Stop following these tasks (cancelled): no poll asks for them, and a
+        result pushed for them later is acknowledged and dropped (as a repeat)."""
+        for task_id in task_ids:
+            passthrough = self._callers.pop(task_id, None) is not None or task_id in self._parked
+            self._release(task_id)
+            self._held.pop(task_id, None)
+            if passthrough and self.on_passthrough_done:
+                self.on_passthrough_done(task_id)
+
     def drain(self, group: str, caller: Caller = DAEMON) -> None:
         """Consume ``group``'s queue for GROUP_IDLE seconds though none of its tasks
         is in flight. A result stored by status poll (a resumed task is polled

@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from gcgate import __version__
 from gcgate.constants import LOCAL_ENDPOINT_ID
+from gcgate.serialize import unpack_buffers
 
 from gcgated.caller import Caller
-from gcgated.errors import FailedPrecondition
+from gcgated.errors import FailedPrecondition, InvalidArgument
 from gcgated.model import SubmitOptions
 
 from ..base import Accepted, OutcomeCallback, RunningCallback, SubmitGroup, TaskSpec
+from .limits import DEFAULT_LIMIT_MB, MB, payload_bytes, payload_too_large
 
 if TYPE_CHECKING:
     # Imported lazily at run time: ``python -m gcgated.backends.local.worker``
@@ -48,11 +50,20 @@ class LocalBackend:
     name = "local"
 
     def __init__(
-        self, workers: int | None = None, prefetch: int = 8, task_dir: Path | None = None
+        self,
+        workers: int | None = None,
+        prefetch: int = 8,
+        task_dir: Path | None = None,
+        *,
+        max_payload_mb: float = DEFAULT_LIMIT_MB,
+        max_result_mb: float = DEFAULT_LIMIT_MB,
     ) -> None:
         """
         :param task_dir: where ShellFunction tasks run, in a directory each (as an
             endpoint's sandboxes); None: in the workers' directory
+        :param max_payload_mb: the largest argument payload of one task (settings
+            ``local_max_payload_mb``), in serialized bytes before base64
+        :param max_result_mb: the largest result (``local_max_result_mb``), likewise
         """
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         if self.workers < 1:
@@ -61,6 +72,8 @@ class LocalBackend:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
         self.prefetch = prefetch
         self.task_dir = task_dir
+        self.max_payload_bytes = int(max_payload_mb * MB)
+        self.max_result_bytes = int(max_result_mb * MB)
         self._pool: WorkerPool | None = None
 
     async def start(
@@ -81,6 +94,7 @@ class LocalBackend:
             on_outcome,
             on_running=on_running,
             task_dir=self.task_dir,
+            max_result_bytes=self.max_result_bytes,
         )
         await self._pool.start()
 
@@ -104,11 +118,26 @@ class LocalBackend:
             task_ids=[[str(uuid.uuid4()) for _ in group.payloads] for group in groups],
         )
 
+    def check_submission(self, payloads: Sequence[str]) -> None:
+        """Each task's arguments within ``max_payload_bytes``, counted as the user's
+        serialized bytes (not the base64 text the wire carries: see limits.py).
+        The limit is per task: nothing here travels in one request to a service."""
+        for number, payload in enumerate(payloads, 1):
+            size = payload_bytes(unpack_buffers(payload))  # framing checked before
+            if size > self.max_payload_bytes:
+                position = f" of task {number} of this submission" if len(payloads) > 1 else ""
+                raise InvalidArgument(payload_too_large(size, self.max_payload_bytes, position))
+
     def dispatch(self, tasks: Sequence[TaskSpec], caller: Caller) -> None:
         """Queue tasks; returns at once (call it on the event loop thread)."""
         if self._pool is None:
             raise RuntimeError("LocalBackend.dispatch() before start()")
         self._pool.submit(tasks)
+
+    def cancel(self, task_ids: Sequence[str]) -> dict[str, str]:
+        """Drop the queued ones; stop a running one by killing its worker process,
+        which a new one replaces (the worker's other tasks go back to the queue)."""
+        return self._pool.cancel(task_ids) if self._pool is not None else {}
 
     async def endpoint_status(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
         """Like ``GET /v2/endpoints/{id}/status`` of the Compute service."""

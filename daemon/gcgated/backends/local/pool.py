@@ -35,7 +35,7 @@ from typing import Any
 from gcgate.constants import LOCAL_ENDPOINT_ID, TaskStatus
 
 from ..base import Outcome, TaskSpec
-from .worker import FUNCTION_CACHE_SIZE
+from .worker import FUNCTION_CACHE_SIZE, RESULT_SIZE_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,13 @@ READ_CHUNK = 256 * 1024
 #: Back-off between failed attempts to replace a dead worker (doubling, capped).
 RESPAWN_DELAY_MIN = 0.5
 RESPAWN_DELAY_MAX = 30.0
+
+#: What a cancelled task's record says, by what the cancel did to it.
+DROPPED = "Cancelled at a client's request while it waited for a local worker; it did not run."
+KILLED = (
+    "Cancelled at a client's request while it ran: its local worker process {pid}"
+    " was killed (and replaced); the task did not finish."
+)
 
 #: Pool states, as reported by ``LocalBackend.describe()``.
 NEW, STARTING, READY, DEGRADED, STOPPING, STOPPED = (
@@ -74,6 +81,7 @@ class _Worker:
     """The daemon's view of one worker process."""
 
     __slots__ = (
+        "cancelled",
         "closed",
         "details",
         "failure",
@@ -82,6 +90,7 @@ class _Worker:
         "pid",
         "proc",
         "ready",
+        "skipping",
         "watcher",
     )
 
@@ -102,6 +111,12 @@ class _Worker:
         self.closed = False
         #: Why the daemon killed this worker, if it did.
         self.failure: str | None = None
+        #: The cancelled task this worker was killed for running (its death then
+        #: fails nothing: the task is final already, and the rest are requeued).
+        self.cancelled: str | None = None
+        #: Cancelled tasks sent to this worker and not started: it was told to skip
+        #: them (``{"op": "cancel"}``), and still reports each, in order.
+        self.skipping: set[str] = set()
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -158,6 +173,7 @@ class WorkerPool:
         ready_timeout: float = READY_TIMEOUT,
         on_running: Callable[[str], None] | None = None,
         task_dir: Path | None = None,
+        max_result_bytes: int = RESULT_SIZE_LIMIT,
     ) -> None:
         if size < 1:
             raise ValueError(f"a worker pool needs at least one worker, got {size}")
@@ -178,6 +194,8 @@ class WorkerPool:
         self._on_running = on_running
         #: Where ShellFunction tasks get a directory each (see worker.py).
         self.task_dir = task_dir
+        #: The workers fail tasks whose result is larger (see limits.py).
+        self.max_result_bytes = max_result_bytes
         #: Tasks accepted but not yet sent to any worker.
         self._queue: deque[TaskSpec] = deque()
         #: Live, ready workers, keyed by pid.
@@ -270,6 +288,8 @@ class WorkerPool:
             "--function-cache-size",
             str(self.function_cache_size),
             *(("--task-dir", str(self.task_dir)) if self.task_dir else ()),
+            "--max-result-bytes",
+            str(self.max_result_bytes),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             # Inherited: user code's prints (redirected there by the worker) and
@@ -375,8 +395,20 @@ class WorkerPool:
             return await proc.wait()
 
     def _on_worker_death(self, worker: _Worker, returncode: int | None) -> None:
-        """Fail the task the dead worker was running, requeue the rest, replace it."""
-        if worker.inflight:
+        """Fail the task the dead worker was running, requeue the rest, replace it.
+
+        A worker the pool killed because its task was cancelled fails nothing:
+        every task it held but the cancelled ones goes back to the queue.
+        """
+        if worker.cancelled is not None:
+            log.info(
+                "local worker %d stopped (%s): its task %s was cancelled; replacing it",
+                worker.pid,
+                describe_exit(returncode),
+                worker.cancelled,
+            )
+            worker.skipping.add(worker.cancelled)
+        elif worker.inflight:
             running = worker.inflight.popleft()
             log.warning(
                 "local worker %d died (%s) while running task %s",
@@ -398,7 +430,9 @@ class WorkerPool:
                 "local worker %d died (%s) while idle", worker.pid, describe_exit(returncode)
             )
         # Not started yet: back to the head of the queue, in their original order.
-        self._queue.extendleft(reversed(worker.inflight))
+        self._queue.extendleft(
+            reversed([s for s in worker.inflight if s.task_id not in worker.skipping])
+        )
         worker.inflight.clear()
         self.state = DEGRADED
         self._full.clear()
@@ -476,18 +510,23 @@ class WorkerPool:
             if load < self.prefetch:
                 del self._by_load[load][worker]
             self._by_load[load - 1][worker] = None
-        self._report(
-            Outcome(
-                task_id=spec.task_id,
-                status=TaskStatus(msg["status"]),
-                result=msg.get("result"),
-                exception=msg.get("exception"),
-                completion_t=msg.get("completion_t") or time.time(),
-                details=dict(worker.details),
+        if spec.task_id in worker.skipping:
+            # Cancelled (final already): skipped, or run in the instant before the
+            # worker read the cancel; either way there is nothing to report.
+            worker.skipping.discard(spec.task_id)
+        else:
+            self._report(
+                Outcome(
+                    task_id=spec.task_id,
+                    status=TaskStatus(msg["status"]),
+                    result=msg.get("result"),
+                    exception=msg.get("exception"),
+                    completion_t=msg.get("completion_t") or time.time(),
+                    details=dict(worker.details),
+                )
             )
-        )
-        if worker.inflight:  # the worker goes on with its next task
-            self._report_running(worker.inflight[0].task_id)
+        if worker.inflight and worker.inflight[0].task_id not in worker.skipping:
+            self._report_running(worker.inflight[0].task_id)  # it goes on with its next task
 
     def _report(self, outcome: Outcome) -> None:
         """Hand an outcome to the core; its bugs must not take the pool down."""
@@ -504,6 +543,56 @@ class WorkerPool:
             self._on_running(task_id)
         except Exception:
             log.exception("running callback failed for task %s", task_id)
+
+    # ---------------------------------------------------------------------- cancel
+
+    def cancel(self, task_ids: Iterable[str]) -> dict[str, str]:
+        """Stop these tasks: drop the queued ones, tell their workers to skip the
+        prefetched ones, and kill (then replace) the worker of a running one.
+
+        Returns what was done to each task the pool had, as the text a cancelled
+        task's record keeps. Outcomes of these tasks are never reported.
+        """
+        wanted = set(task_ids)
+        done: dict[str, str] = {}
+        if any(spec.task_id in wanted for spec in self._queue):
+            kept = [spec for spec in self._queue if spec.task_id not in wanted]
+            done.update((s.task_id, DROPPED) for s in self._queue if s.task_id in wanted)
+            self._queue.clear()
+            self._queue.extend(kept)
+        for worker in list(self._workers.values()):
+            for position, spec in enumerate(worker.inflight):
+                if spec.task_id not in wanted or spec.task_id in worker.skipping:
+                    continue
+                if position == 0 and worker.cancelled is None:
+                    done[spec.task_id] = KILLED.format(pid=worker.pid)
+                    self._kill_for_cancel(worker, spec.task_id)
+                elif position == 0:  # its worker is being killed for another task
+                    done[spec.task_id] = DROPPED
+                    worker.skipping.add(spec.task_id)
+                else:
+                    done[spec.task_id] = DROPPED
+                    worker.skipping.add(spec.task_id)
+                    self._send_cancel(worker, spec.task_id)
+        return done
+
+    def _kill_for_cancel(self, worker: _Worker, task_id: str) -> None:
+        """SIGKILL the worker (and what it started: its session's process group);
+        its watcher requeues its other tasks and starts a replacement."""
+        worker.cancelled = task_id
+        log.info("killing local worker %d: its running task %s was cancelled", worker.pid, task_id)
+        try:
+            os.killpg(worker.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError):
+                worker.proc.kill()
+
+    def _send_cancel(self, worker: _Worker, task_id: str) -> None:
+        """Tell a worker to skip a task it holds and has not started (it reads
+        ahead, so it sees this before it gets to the task)."""
+        stdin = worker.proc.stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.write(_encode_message({"op": "cancel", "id": task_id}).encode() + b"\n")
 
     # -------------------------------------------------------------------- dispatch
 

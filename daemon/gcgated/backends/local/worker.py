@@ -12,9 +12,14 @@ Protocol (newline-delimited JSON, one object per line):
   ``serialized`` and ``name``) is present only when the worker does not have
   ``fid`` in its function cache; both sides keep an LRU of the same size and
   update it in the order tasks are sent, so they agree on what is cached.
+* daemon -> worker: ``{"op": "cancel", "id"}`` for a task sent before and not
+  started: the worker skips it. It reads ahead (everything the daemon has sent
+  by then) before it starts each task, so a cancel sent while the task before
+  runs is seen in time.
 * worker -> daemon, on the worker's *original* stdout: ``{"op": "ready", ...}``
   once, then ``{"op": "done", "id", "status", "result" | "exception",
-  "completion_t"}`` per task, in the order the tasks arrived.
+  "completion_t"}`` per task, in the order the tasks arrived (a skipped task:
+  status "cancelled").
 
 User code may print, read stdin or fork; none of that may touch the protocol.
 So the worker first moves both protocol pipes to private descriptors, points fd 1
@@ -32,16 +37,19 @@ import json
 import linecache
 import os
 import platform
+import select
 import signal
 import socket
 import sys
 import time
 import traceback
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from gcgate.constants import TaskStatus
+
+from .limits import DEFAULT_LIMIT_MB, MB, buffer_bytes, result_too_large
 
 if TYPE_CHECKING:
     from gcgate.serialize import Serializer
@@ -49,9 +57,9 @@ if TYPE_CHECKING:
 #: Functions each worker keeps deserialized; the daemon mirrors the same LRU.
 FUNCTION_CACHE_SIZE = 256
 
-#: The largest serialized result an endpoint returns (globus-compute-endpoint's
-#: default ``result_size_limit``), so the local endpoint fails the same tasks.
-RESULT_SIZE_LIMIT = 10 * 1024 * 1024
+#: The largest result a worker returns unless told otherwise (``--max-result-bytes``,
+#: from the setting ``local_max_result_mb``), in the user's serialized bytes.
+RESULT_SIZE_LIMIT = int(DEFAULT_LIMIT_MB * MB)
 
 Message = dict[str, Any]
 
@@ -228,9 +236,12 @@ class TaskRunner:
         serializer: Serializer,
         cache_size: int = FUNCTION_CACHE_SIZE,
         task_dir: str | None = None,
+        max_result_bytes: int = RESULT_SIZE_LIMIT,
     ) -> None:
         self.serializer = serializer
         self.cache_size = cache_size
+        #: Results larger than this (serialized, before base64) fail the task.
+        self.max_result_bytes = max_result_bytes
         #: Where ShellFunction tasks get their directories (None: where the worker is).
         self.task_dir = task_dir
         self.functions: OrderedDict[str, Callable[..., Any] | _FunctionLoadFailure] = OrderedDict()
@@ -328,21 +339,75 @@ class TaskRunner:
         return tuple(args), kwargs
 
     def serialize_result(self, value: Any, result_serializers: Iterable[str]) -> str:
-        """The result in Compute format, within the endpoint's size limit."""
+        """The result in Compute format, within the endpoint's size limit (counted
+        in the user's serialized bytes, see :mod:`.limits`)."""
         try:
             text = self.serializer.serialize_from_list(value, tuple(result_serializers))
         except BaseException as exc:
             raise TaskError(
                 f"The task's result could not be serialized:\n{describe_error(exc)}"
             ) from None
-        if len(text) > RESULT_SIZE_LIMIT:
-            from gcgate.errors import MaxResultSizeExceeded
-
-            raise TaskError(describe_error(MaxResultSizeExceeded(len(text), RESULT_SIZE_LIMIT)))
+        size = buffer_bytes(text)
+        if size > self.max_result_bytes:
+            raise TaskError(result_too_large(size, self.max_result_bytes))
         return text
 
 
 # ------------------------------------------------------------------------------ main
+
+
+class Inbox:
+    """The daemon's messages, read ahead of the task being run.
+
+    Why: a cancel for a task the worker holds arrives after that task's own
+    message, so reading one line at a time would start the task first.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.eof = False
+        #: Task messages received and not run yet, in order.
+        self.tasks: deque[Message] = deque()
+        #: Ids of held tasks the daemon cancelled.
+        self.cancelled: set[str] = set()
+        self._partial = b""
+
+    def fill(self, block: bool) -> None:
+        """Take in what the daemon sent; wait for something only if ``block``."""
+        while not self.eof:
+            if not block and not select.select([self.fd], [], [], 0)[0]:
+                return
+            chunk = os.read(self.fd, 1 << 20)
+            if not chunk:
+                self.eof = True
+                return
+            *lines, self._partial = (self._partial + chunk).split(b"\n")
+            for line in lines:
+                self._take(json.loads(line))
+            block = block and not self.tasks
+
+    def _take(self, msg: Message) -> None:
+        if msg.get("op") == "cancel":
+            if any(task["id"] == msg["id"] for task in self.tasks):
+                self.cancelled.add(msg["id"])
+        else:
+            self.tasks.append(msg)
+
+    def next_task(self) -> Message | None:
+        """The next task to run or skip (None: the daemon closed the channel)."""
+        self.fill(block=not self.tasks)
+        return self.tasks.popleft() if self.tasks else None
+
+
+def skipped(msg: Message) -> Message:
+    """The ``done`` message of a task cancelled before it started."""
+    return {
+        "op": "done",
+        "id": msg["id"],
+        "status": TaskStatus.CANCELLED.value,
+        "exception": "cancelled before it started",
+        "completion_t": time.time(),
+    }
 
 
 def send(out: IO[bytes], msg: Message) -> None:
@@ -366,6 +431,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--parent-pid", type=int, default=0)
     parser.add_argument("--function-cache-size", type=int, default=FUNCTION_CACHE_SIZE)
     parser.add_argument("--task-dir", default=None)
+    parser.add_argument("--max-result-bytes", type=int, default=RESULT_SIZE_LIMIT)
     return parser.parse_args(argv)
 
 
@@ -377,11 +443,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from gcgate.serialize import Serializer
 
-    runner = TaskRunner(Serializer(), options.function_cache_size, options.task_dir)
-    with os.fdopen(proto_in, "rb") as inp, os.fdopen(proto_out, "wb") as out:
+    runner = TaskRunner(
+        Serializer(), options.function_cache_size, options.task_dir, options.max_result_bytes
+    )
+    inbox = Inbox(proto_in)
+    with os.fdopen(proto_out, "wb") as out:
         send(out, hello())
-        for line in inp:
-            send(out, runner.run(json.loads(line)))
+        while (msg := inbox.next_task()) is not None:
+            if msg["id"] in inbox.cancelled:
+                inbox.cancelled.discard(msg["id"])
+                send(out, skipped(msg))
+            else:
+                send(out, runner.run(msg))
+    os.close(proto_in)
     return 0
 
 
