@@ -2,7 +2,8 @@
 
 Commands: ``status`` (is the daemon up, and how is it doing), ``result`` (one
 task's result or failure), ``wait`` (a progress bar until tasks finish),
-``tasks`` (recent tasks, status in colour), ``cache`` (result store usage),
+``tasks`` (recent tasks, status in colour), ``cancel`` (stop unfinished
+tasks), ``cache`` (result store usage),
 ``register-source`` and ``batch`` (run a function from the shell, JSON in and
 out) and ``completion`` (a shell completion script). Every command talks to the
 daemon only through the thin client :class:`gcgate.Client`, exactly like user
@@ -64,6 +65,7 @@ from gcgate.errors import (
     GcgateError,
     InvalidArgument,
     NotFound,
+    TaskCancelled,
     TaskExecutionFailed,
 )
 from gcgate.paths import client_socket_path
@@ -264,6 +266,12 @@ def cmd_result(client: Client, args: argparse.Namespace) -> Output:
         )
         data["exception"] = exc.remote_data
         return Output("", data, Exit.FAILED, f"task {args.task_id} failed:{str(exc).rstrip()}")
+    except TaskCancelled as exc:
+        data.update(
+            status=TaskStatus.CANCELLED, pending=False, result=None, completion_t=exc.completion_t
+        )
+        data["exception"] = exc.reason
+        return Output("", data, Exit.FAILED, str(exc))
     except DeserializationError as exc:
         # Typically a result type whose module is not installed where gcgate runs.
         data.update(status=TaskStatus.SUCCESS, pending=False, result=None, completion_t=None)
@@ -278,6 +286,21 @@ def cmd_result(client: Client, args: argparse.Namespace) -> Output:
         return Output("", data, Exit.PENDING, message)
     data["result"] = json_value(task["result"])
     return Output(repr(task["result"]), data)
+
+
+def cmd_cancel(client: Client, args: argparse.Namespace) -> Output:
+    """Cancel tasks; per task whether this cancelled it or it was final already
+    (exit 0 either way: the tasks are final now). Unknown ids exit 5, cancelling none."""
+    answers = client.cancel_tasks(args.task_ids)
+    rows = [
+        (task_id, "cancelled" if a["cancelled"] else f"already {a['status']}", a["message"])
+        for task_id, a in answers.items()
+    ]
+    styles = [
+        [None, status_style(TaskStatus.CANCELLED if a["cancelled"] else a["status"]), None]
+        for a in answers.values()
+    ]
+    return Output(table(("TASK ID", "RESULT", "WHAT HAPPENED"), rows, styles), answers)
 
 
 def task_summary(task: dict[str, Any]) -> dict[str, Any]:
@@ -506,6 +529,21 @@ def build_parser() -> argparse.ArgumentParser:
         choices=TASK_STATUSES,
         help="only tasks with this status (pending: every unfinished one)",
     )
+
+    cancel = add_command(
+        commands,
+        "cancel",
+        cmd_cancel,
+        "cancel tasks that are not finished",
+        "On the local endpoint a waiting task is dropped and a running one is stopped\n"
+        "(its worker process is killed and replaced). Globus Compute cannot cancel a\n"
+        "task: gcgate stops waiting for it and ignores its result (it may still run on\n"
+        "its endpoint). Cancelled tasks end with status cancelled and are not run again\n"
+        "after a daemon restart. A task already finished is reported, not an error.\n"
+        "--json prints {task_id: {cancelled, status, message}}. Exit 0 once every task\n"
+        "is final, 5 if an id is unknown (then nothing is cancelled).",
+    )
+    cancel.add_argument("task_ids", nargs="+", metavar="TASK_ID", help="task UUIDs")
 
     add_command(
         commands,

@@ -113,8 +113,8 @@ class Tally:
 
     @property
     def code(self) -> Exit:
-        """1 if any failed, else 4 if any is still pending, else 0."""
-        if self.ids(TaskStatus.FAILED):
+        """1 if any failed or was cancelled, else 4 if any is still pending, else 0."""
+        if self.ids(TaskStatus.FAILED, TaskStatus.CANCELLED):
             return Exit.FAILED
         return Exit.PENDING if self.ids(PENDING_FILTER) else Exit.OK
 
@@ -124,6 +124,9 @@ class Tally:
             (len(self.ids(TaskStatus.SUCCESS)), "succeeded", "green"),
             (len(self.ids(TaskStatus.FAILED)), "failed", "red"),
         ]
+        cancelled = len(self.ids(TaskStatus.CANCELLED))
+        if cancelled:
+            counts.append((cancelled, "cancelled", "magenta"))
         pending = len(self.ids(PENDING_FILTER))
         if pending:
             waited = f" after {timeout:g} s" if timeout is not None else ""
@@ -141,6 +144,7 @@ class Tally:
         lines = [
             f"failed: {tid}: {error_line(self.tasks[tid])}" for tid in self.ids(TaskStatus.FAILED)
         ]
+        lines += [f"cancelled: {tid}" for tid in self.ids(TaskStatus.CANCELLED)]
         lines += [
             f"pending: {tid} ({self.tasks[tid]['status']})" for tid in self.ids(PENDING_FILTER)
         ]
@@ -153,7 +157,8 @@ def status_of(task: dict[str, Any]) -> str:
 
 
 def cmd_wait(client: Client, args: argparse.Namespace) -> Output:
-    """Wait for tasks to finish: 0 all succeeded, 1 some failed, 4 timed out."""
+    """Wait for tasks to finish: 0 all succeeded, 1 some failed or were cancelled,
+    4 timed out."""
     task_ids = task_ids_from(args.task_ids)
     if not task_ids:
         raise CliError("no task ids given (stdin had none)", Exit.USAGE)
