@@ -325,32 +325,32 @@ def test_register_malformed_function_code(
 
 
 def test_submission_over_the_size_limit_is_refused(client: Client) -> None:
+    """The local endpoint's limit (local_max_payload_mb, default 10 MB) counts the
+    user's serialized bytes, not the base64 text the wire carries."""
     echo_id = client.register_function(echo)
-    data = b"x" * (MAX_SUBMISSION_BYTES * 3 // 4 + 100_000)
-    assert len(client.fx_serializer.task_payload((data,), {})) > MAX_SUBMISSION_BYTES
+    data = b"x" * (MAX_SUBMISSION_BYTES + 100_000)
     before = stored_task_count(client)
 
     with pytest.raises(InvalidArgument) as info:
         client.run(data, endpoint_id="local", function_id=echo_id)
 
     assert "TASK_PAYLOAD_TOO_LARGE" in info.value.message
-    assert f"{MAX_SUBMISSION_BYTES:,}" in info.value.message
+    assert "limit of 10 MB (setting local_max_payload_mb" in info.value.message
     assert stored_task_count(client) == before
 
 
-def test_batch_over_the_size_limit_is_refused(client: Client) -> None:
-    """The limit is per submission: tasks under it that add up to more are refused."""
+def test_batch_with_a_task_over_the_size_limit_is_refused(client: Client) -> None:
+    """On the local endpoint the limit is per task (nothing travels in one request
+    to a service): tasks under it are accepted together, one over it refuses all."""
     echo_id = client.register_function(echo)
     batch = client.create_batch()
     chunk = b"y" * (MAX_SUBMISSION_BYTES // 4)
     for _ in range(3):
         batch.add(echo_id, args=(chunk,))
-    payloads = batch.prepare()["tasks"][echo_id]
-    assert all(len(p) < MAX_SUBMISSION_BYTES for p in payloads)
-    assert sum(len(p) for p in payloads) > MAX_SUBMISSION_BYTES
+    batch.add(echo_id, args=(b"z" * (MAX_SUBMISSION_BYTES + 1000),))
     before = stored_task_count(client)
 
-    with pytest.raises(InvalidArgument, match="TASK_PAYLOAD_TOO_LARGE"):
+    with pytest.raises(InvalidArgument, match="of task 4 of this submission"):
         client.batch_run("local", batch)
     assert stored_task_count(client) == before
 

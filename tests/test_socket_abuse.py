@@ -265,7 +265,8 @@ def test_submission_over_10_mb_is_invalid_argument(
     function_id = stub.RegisterFunction(
         pb.RegisterFunctionRequest(function_name="f", function_code="def f(x):\n    return 1\n")
     ).function_id
-    frame_body = "00\n" + "A" * MAX_SUBMISSION_BYTES
+    # Base64 of more than 10 MB: the local limit counts the decoded bytes.
+    frame_body = "00\n" + "A" * (MAX_SUBMISSION_BYTES * 4 // 3 + 400)
     payload = f"{len(frame_body)}\n{frame_body}3\n00\n"
     with pytest.raises(grpc.RpcError) as caught:
         stub.Run(
