@@ -169,6 +169,7 @@ def test_add_complete_get_round_trip(store: Store) -> None:
         "pending": 0,
         "success": 1,
         "failed": 1,
+        "reused": 0,
         "functions": 0,
         "task_records": 2,
     }
@@ -316,6 +317,7 @@ def test_recent_tasks_newest_first_with_status_filter(store: Store) -> None:
         "pending": 1,
         "success": 1,
         "failed": 1,
+        "reused": 0,
         "functions": 0,
         "task_records": 3,
     }
@@ -506,7 +508,7 @@ def test_lost_run_data_fails_its_task_at_resume(tmp_path: Path) -> None:
 def test_backend_tables_are_their_own_and_share_transactions(tmp_path: Path) -> None:
     directory = tmp_path / "store"
     store = open_store(directory)
-    for core in ("functions", "tasks", "inflight", "meta"):
+    for core in ("functions", "tasks", "inflight", "meta", "reuse"):
         with pytest.raises(ValueError):
             store.table(core)
     with pytest.raises(ValueError):
@@ -536,6 +538,7 @@ def test_backend_tables_are_their_own_and_share_transactions(tmp_path: Path) -> 
             "pending": 1,
             "success": 0,
             "failed": 0,
+            "reused": 0,
             "functions": 0,
             "task_records": 1,
         }

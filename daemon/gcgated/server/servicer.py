@@ -365,7 +365,12 @@ def _status_message(
                 state=str(login.get("state", "")), identity=str(login.get("identity", ""))
             )
         ),
-        tasks=pb.TaskCounts(pending=status.pending, success=status.success, failed=status.failed),
+        tasks=pb.TaskCounts(
+            pending=status.pending,
+            success=status.success,
+            failed=status.failed,
+            reused=status.reused,
+        ),
         store=pb.StoreStatus(
             size_bytes=store.size_bytes,
             size_limit_bytes=store.size_limit_bytes,
@@ -423,6 +428,7 @@ def _submission(
             ),
             user_runtime=parse_json_object(options.user_runtime_json, "options.user_runtime_json"),
             result_serializers=tuple(options.result_serializers),
+            reuse_results=options.reuse_results,
         ),
     )
 
@@ -455,6 +461,7 @@ def task_message(record: TaskRecord, *, include_results: bool = True) -> pb.Task
         task_group_id=record.task_group_id,
         created_at=record.created_at,
         details_json=json.dumps(record.details) if record.details else "",
+        reused_from=record.reused_from,
     )
     if include_results:
         message.result = record.result or ""

@@ -35,6 +35,8 @@ class DaemonStatus:
     pending: int
     success: int
     failed: int
+    #: Of ``success``, the tasks that reused a stored result instead of running.
+    reused: int
     #: (backend name, its ``describe()`` document), local first.
     backends: list[tuple[str, dict[str, Any]]]
     #: The Globus login a backend reports (``describe()["login"]``), if any.
@@ -75,6 +77,7 @@ class StatusService:
             pending=counts["pending"],
             success=counts["success"],
             failed=counts["failed"],
+            reused=counts["reused"],
             backends=backends,
             login=login,
             store=StoreInfo(
