@@ -26,7 +26,7 @@ from gcgated.caller import DAEMON
 from gcgated.core import TaskLifecycle
 from gcgated.model import Registration, Submission, SubmitOptions
 from gcgated.routing import Router
-from gcgated.store import Store, reuse_key
+from gcgated.store import Store, reuse_keys
 from gcgated.validation import json_payload
 from harness import Daemon, GlobusDaemon, script_function
 from standin import StandIn
@@ -311,6 +311,10 @@ def test_globus_hit_sends_no_submit_and_endpoints_do_not_share(
 
 @pytest.mark.fast
 def test_the_key_covers_what_decides_what_runs_and_nothing_else() -> None:
+    def reuse_key(payload: str, **options: Any) -> str:
+        (key,) = reuse_keys([payload], **options)
+        return key
+
     base: dict[str, Any] = {
         "endpoint_id": LOCAL_ENDPOINT_ID,
         "function_id": "f1",

@@ -33,7 +33,7 @@ from gcgated.caller import DAEMON, Caller
 from gcgated.errors import InvalidArgument, NotFound, ShuttingDown, StoreFull
 from gcgated.model import Receipt, Registration, Submission, SubmitOptions
 from gcgated.routing import Router
-from gcgated.store import DELETED_AT, NewTask, ReusedTask, Store, reuse_key
+from gcgated.store import DELETED_AT, NewTask, ReusedTask, Store, reuse_keys
 from gcgated.validation import (
     check_function_code,
     check_submission_size,
@@ -459,18 +459,15 @@ def _reuse_keys(
     if not options.reuse_results:
         return [[""] * len(group.payloads) for group in groups]
     return [
-        [
-            reuse_key(
-                endpoint_id=endpoint_id,
-                function_id=group.function["function_id"],
-                payload=payload,
-                result_serializers=options.result_serializers,
-                resource_specification=options.resource_specification,
-                user_endpoint_config=options.user_endpoint_config,
-                caller_key=caller.key,
-            )
-            for payload in group.payloads
-        ]
+        reuse_keys(
+            group.payloads,
+            endpoint_id=endpoint_id,
+            function_id=group.function["function_id"],
+            result_serializers=options.result_serializers,
+            resource_specification=options.resource_specification,
+            user_endpoint_config=options.user_endpoint_config,
+            caller_key=caller.key,
+        )
         for group in groups
     ]
 

@@ -12,7 +12,7 @@
 """
 
 from .records import NewTask, ReusedTask, Store, function_id_for
-from .reuse import reuse_key
+from .reuse import reuse_keys
 from .schema import DELETED_AT
 from .table import Table
 
@@ -23,5 +23,5 @@ __all__ = [
     "Store",
     "Table",
     "function_id_for",
-    "reuse_key",
+    "reuse_keys",
 ]

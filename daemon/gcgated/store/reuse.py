@@ -31,18 +31,18 @@ REUSE_TABLE = "reuse"
 KEY_VERSION = 1
 
 
-def reuse_key(
+def reuse_keys(
+    payloads: Sequence[str],
     *,
     endpoint_id: str,
     function_id: str,
-    payload: str,
     result_serializers: Sequence[str],
     resource_specification: Mapping[str, Any] | None,
     user_endpoint_config: Mapping[str, Any] | None,
     caller_key: str,
-) -> str:
-    """The reuse key of one task: a SHA-256 of everything that decides what runs
-    and what comes back.
+) -> list[str]:
+    """The reuse key of each of ``payloads``: a SHA-256 of everything that decides
+    what runs and what comes back.
 
     The payload is taken byte for byte as sent (the daemon never decodes it), the
     function id is the content address of the function's code and metadata, and
@@ -56,14 +56,21 @@ def reuse_key(
         "v": KEY_VERSION,
         "endpoint_id": endpoint_id,
         "function_id": function_id,
-        "payload": payload,
         "result_serializers": list(result_serializers),
         "resource_specification": resource_specification or None,
         "user_endpoint_config": user_endpoint_config or None,
         "caller": caller_key,
     }
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    # What the tasks share is hashed once; then each payload after a newline,
+    # which the JSON text never holds, so no two inputs hash the same text.
+    shared = hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode())
+    shared.update(b"\n")
+    keys = []
+    for payload in payloads:
+        digest = shared.copy()
+        digest.update(payload.encode())
+        keys.append(digest.hexdigest())
+    return keys
 
 
 class ReuseIndex:
