@@ -56,6 +56,18 @@ def counted_failure(path, x):
     raise ValueError(f"deliberate failure for {x}")
 
 
+@script_function
+def counted_once_allowed(path, go, x):
+    import os
+    import time
+
+    with open(path, "a") as f:
+        f.write(f"{x}\n")
+    while not os.path.exists(go):  # the workload: it ends once the test allows it
+        time.sleep(0.01)
+    return x * 10
+
+
 def runs(path: Path) -> int:
     """How many times a counted function ran with ``path``."""
     return len(path.read_text().splitlines()) if path.exists() else 0
@@ -274,6 +286,26 @@ def test_hit_across_a_daemon_restart(fresh_daemon: Daemon, tmp_path: Path) -> No
         assert gcc.get_result(second) == 90
         assert gcc.status()["tasks"]["reused"] == 1
     assert runs(counter) == 1
+
+
+def test_a_task_resumed_after_a_restart_is_still_recorded_for_reuse(
+    fresh_daemon: Daemon, tmp_path: Path
+) -> None:
+    """The reuse key travels with the task's run data: a task in flight when the
+    daemon stops runs again after the restart and, once it succeeds, is reused."""
+    counter, go = tmp_path / "runs", tmp_path / "go"
+    with Client(socket_path=fresh_daemon.socket_path, reuse_results=True) as gcc:
+        fid = gcc.register_function(counted_once_allowed)
+        first = gcc.run(str(counter), str(go), 12, endpoint_id="local", function_id=fid)
+        assert gcc.get_task(first)["pending"]
+    fresh_daemon.restart()
+    go.touch()
+    with Client(socket_path=fresh_daemon.socket_path, reuse_results=True) as gcc:
+        assert gcc.get_result(first, wait=WAIT) == 120
+        ran = runs(counter)
+        second = gcc.run(str(counter), str(go), 12, endpoint_id="local", function_id=fid)
+        assert gcc.get_task(second)["reused_from"] == first
+    assert runs(counter) == ran
 
 
 # ------------------------------------------------------------------- Globus
