@@ -174,29 +174,18 @@ class TaskLifecycle:
         keys = _reuse_keys(endpoint_id, groups, options, submission.caller)
         # Looked up before anything is sent: a reused task never reaches its backend.
         sources = self.store.reuse.lookup([k for group in keys for k in group if k])
-        to_run = [
-            (
-                index,
-                [p for p, k in zip(group.payloads, group_keys, strict=True) if k not in sources],
-            )
-            for index, (group, group_keys) in enumerate(zip(groups, keys, strict=True))
-        ]
-        to_run = [(index, payloads) for index, payloads in to_run if payloads]
-        if to_run:
+        to_run = [_unanswered(g, ks, sources) for g, ks in zip(groups, keys, strict=True)]
+        if any(group.payloads for group in to_run):
             accepted = await backend.accept(
-                endpoint_id,
-                [SubmitGroup(groups[index].function, payloads) for index, payloads in to_run],
-                options,
-                submission.caller,
+                endpoint_id, [g for g in to_run if g.payloads], options, submission.caller
             )
             request_id, task_group_id = accepted.request_id, accepted.task_group_id
-            run_ids = {
-                index: iter(ids) for (index, _), ids in zip(to_run, accepted.task_ids, strict=True)
-            }
+            assigned = iter(accepted.task_ids)
+            run_ids = [iter(next(assigned) if g.payloads else ()) for g in to_run]
         else:
             # Nothing to send: without a group of its own, the submission joins the
             # group of the first task it reuses, one its backend already knows.
-            request_id, run_ids = str(uuid.uuid4()), {}
+            request_id, run_ids = str(uuid.uuid4()), []
             task_group_id = options.task_group_id or next(iter(sources.values()))["task_group_id"]
 
         receipt = Receipt(request_id, task_group_id, endpoint_id)
@@ -449,6 +438,14 @@ def _task_spec(
         function_name=function["function_name"],
         result_serializers=result_serializers,
     )
+
+
+def _unanswered(
+    group: SubmitGroup, keys: list[str], reused: dict[str, dict[str, Any]]
+) -> SubmitGroup:
+    """``group`` with only the tasks whose reuse key found no stored result."""
+    payloads = [p for p, k in zip(group.payloads, keys, strict=True) if k not in reused]
+    return SubmitGroup(group.function, payloads)
 
 
 def _reuse_keys(
