@@ -230,6 +230,25 @@ def test_executor_reuses_with_its_own_or_its_clients_setting(
     assert runs(counter) == 4
 
 
+def test_identical_tasks_in_flight_at_once_each_run(reusing: Client, tmp_path: Path) -> None:
+    """Reuse answers only from results already stored: a second identical task
+    submitted while the first is unfinished runs too (no waiting on another task's
+    fate); whichever succeeds is reused afterwards."""
+    counter, go = tmp_path / "runs", tmp_path / "go"
+    fid = reusing.register_function(counted_once_allowed)
+    first = reusing.run(str(counter), str(go), 13, endpoint_id="local", function_id=fid)
+    second = reusing.run(str(counter), str(go), 13, endpoint_id="local", function_id=fid)
+    assert reusing.get_task(second)["pending"]
+    go.touch()
+    done = reusing.get_tasks([first, second], wait=WAIT)
+    assert [done[t]["result"] for t in (first, second)] == [130, 130]
+    assert not any("reused_from" in task for task in done.values())
+    assert runs(counter) == 2
+    third = reusing.run(str(counter), str(go), 13, endpoint_id="local", function_id=fid)
+    assert reusing.get_task(third)["reused_from"] in (first, second)
+    assert runs(counter) == 2
+
+
 def _client_script(socket_path: Path, counter: Path) -> str:
     """A user's script: registers ``counted`` (defined in its own ``__main__``),
     runs it once with reuse on, and prints the task id, result and reused_from."""
