@@ -249,6 +249,51 @@ def test_identical_tasks_in_flight_at_once_each_run(reusing: Client, tmp_path: P
     assert runs(counter) == 2
 
 
+def test_gcgate_batch_reuse_flag(daemon: Daemon, tmp_path: Path) -> None:
+    """`gcgate batch --reuse` asks for reuse; its JSON and `gcgate tasks --json` say
+    which tasks were reused, and from which."""
+    counter = tmp_path / "runs"
+    source = "def counted(path, x):\n    open(path, 'a').write('x\\n')\n    return x * 10\n"
+    with Client(socket_path=daemon.socket_path) as gcc:
+        fid = gcc.register_source_code(source, "counted")
+    gcgate = str(Path(sys.executable).with_name("gcgate"))
+    env = {"PATH": str(Path(sys.executable).parent), "GCGATE_SOCKET": str(daemon.socket_path)}
+    lines = "".join(f"[{json.dumps(str(counter))}, {x}]\n" for x in (1, 2))
+
+    def batch(*flags: str) -> list[dict[str, Any]]:
+        proc = subprocess.run(
+            [gcgate, "--json", "batch", "--function-id", fid, "--args-json", "-", *flags],
+            input=lines,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return list(json.loads(proc.stdout)["tasks"])
+
+    first = batch("--reuse")
+    again = batch("--reuse")
+    plain = batch()
+    assert [t["result"] for t in first + again + plain] == [10, 20] * 3
+    assert [t.get("reused_from") for t in again] == [t["task_id"] for t in first]
+    assert not any("reused_from" in t for t in first + plain)
+    assert runs(counter) == 4
+    listed = subprocess.run(
+        [gcgate, "--json", "tasks", "--limit", "6"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=True,
+    )
+    reused_from = {t["task_id"]: t.get("reused_from") for t in json.loads(listed.stdout)}
+    assert {t["task_id"]: reused_from[t["task_id"]] for t in again} == {
+        t["task_id"]: f["task_id"] for t, f in zip(again, first, strict=True)
+    }
+
+
 def _client_script(socket_path: Path, counter: Path) -> str:
     """A user's script: registers ``counted`` (defined in its own ``__main__``),
     runs it once with reuse on, and prints the task id, result and reused_from."""

@@ -572,6 +572,12 @@ def build_parser() -> argparse.ArgumentParser:
     ).complete = shtab.FILE  # type: ignore[attr-defined]
     batch.add_argument("--no-wait", action="store_true", help="print the task ids and do not wait")
     batch.add_argument(
+        "--reuse",
+        action="store_true",
+        help="answer a task identical to one that succeeded before with --reuse from the"
+        " daemon's store instead of running it (its JSON names the task that ran: reused_from)",
+    )
+    batch.add_argument(
         "--timeout",
         type=seconds,
         metavar="SECONDS",
