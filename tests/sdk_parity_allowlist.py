@@ -23,6 +23,12 @@ _CONVENIENCE = (
     "gcgate extension: exported at the top level as well, for callers that want"
     " the class without importing its module"
 )
+_REUSE = (
+    "gcgate extension, keyword-only: answer tasks identical to one that succeeded before"
+    " (same endpoint, function code, argument bytes and options) from the daemon's store"
+    " instead of running them; off by default (docs/api.md, Result reuse)"
+)
+_REUSE_ATTRIBUTE = "gcgate extension: the reuse_results setting, which a user may change"
 _WIRE_HELPER = (
     "gcgate extension: the wire-format pieces gcgate's serializer is built from,"
     " public for clients that frame payloads themselves (docs/wire-format.md)"
@@ -37,6 +43,8 @@ ALLOWED: dict[str, str] = {
     "Client.__init__(connect_timeout)": (
         "gcgate extension, keyword-only: how long construction waits for the daemon"
     ),
+    "Client.__init__(reuse_results)": _REUSE,
+    "Client.reuse_results": _REUSE_ATTRIBUTE,
     "Client.__enter__": "gcgate extension: a Client holds a gRPC channel; `with` closes it",
     "Client.__exit__": "gcgate extension: a Client holds a gRPC channel; `with` closes it",
     "Client.close": "gcgate extension: releases the channel; the daemon and its tasks stay",
@@ -88,6 +96,8 @@ ALLOWED: dict[str, str] = {
     "Executor.DEFAULT_RECONNECT_TIMEOUT": (
         "gcgate extension: the default of reconnect_timeout (60 s)"
     ),
+    "Executor.__init__(reuse_results)": _REUSE + "; None: the client's setting",
+    "Executor.reuse_results": _REUSE_ATTRIBUTE,
     # ------------------------------------------------------------- top level
     "gcgate.Batch": _CONVENIENCE,
     "gcgate.ComputeFuture": _CONVENIENCE,

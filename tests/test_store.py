@@ -170,6 +170,7 @@ def test_add_complete_get_round_trip(store: Store) -> None:
         "success": 1,
         "failed": 1,
         "cancelled": 0,
+        "reused": 0,
         "functions": 0,
         "task_records": 2,
     }
@@ -318,6 +319,7 @@ def test_recent_tasks_newest_first_with_status_filter(store: Store) -> None:
         "success": 1,
         "failed": 1,
         "cancelled": 0,
+        "reused": 0,
         "functions": 0,
         "task_records": 3,
     }
@@ -508,7 +510,7 @@ def test_lost_run_data_fails_its_task_at_resume(tmp_path: Path) -> None:
 def test_backend_tables_are_their_own_and_share_transactions(tmp_path: Path) -> None:
     directory = tmp_path / "store"
     store = open_store(directory)
-    for core in ("functions", "tasks", "inflight", "meta"):
+    for core in ("functions", "tasks", "inflight", "meta", "reuse"):
         with pytest.raises(ValueError):
             store.table(core)
     with pytest.raises(ValueError):
@@ -539,6 +541,7 @@ def test_backend_tables_are_their_own_and_share_transactions(tmp_path: Path) -> 
             "success": 0,
             "failed": 0,
             "cancelled": 0,
+            "reused": 0,
             "functions": 0,
             "task_records": 1,
         }

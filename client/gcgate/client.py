@@ -122,7 +122,8 @@ def task_dict(record: pb.TaskRecord, serializer: Serializer, *, summary: bool = 
     """A TaskRecord as gcgate's task dict: the one conversion every reader uses.
 
     ``{"task_id", "pending", "status"}``, plus ``"details"`` when the daemon has
-    any, and for a final task either ``"result"`` (the deserialized value) or
+    any and ``"reused_from"`` for a task that reused a stored result (the id of
+    the task that ran), and for a final task either ``"result"`` (the deserialized value) or
     ``"exception"`` (a :class:`TaskExecutionFailed` for a failed task, a
     :class:`~gcgate.errors.TaskCancelled` for a cancelled one, or a
     :class:`~gcgate.errors.ResultDeserializationError` when a successful result
@@ -138,6 +139,8 @@ def task_dict(record: pb.TaskRecord, serializer: Serializer, *, summary: bool = 
     details = json.loads(record.details_json) if record.details_json else None
     if details:
         task["details"] = details
+    if record.reused_from:
+        task["reused_from"] = record.reused_from
     if summary:
         task.update(
             function_id=record.function_id,
@@ -210,6 +213,7 @@ class Client:
         authorizer: Any = None,
         socket_path: str | os.PathLike[str] | None = None,
         connect_timeout: float = CONNECT_TIMEOUT_S,
+        reuse_results: bool = False,
         **kwargs: Any,
     ) -> None:
         """
@@ -232,6 +236,11 @@ class Client:
         :param socket_path: gcgate: the daemon's socket; default: ``$GCGATE_SOCKET``,
             else the user's own daemon, else the system service's socket
         :param connect_timeout: gcgate: seconds to wait for the daemon to answer
+        :param reuse_results: gcgate: ``run`` and ``batch_run`` ask the daemon to
+            answer a task from its store when an identical task (same endpoint,
+            function code, payload bytes and options) submitted with this option
+            succeeded before: no run, a new task id, final at once, its dict's
+            ``"reused_from"`` naming the task that ran (see :attr:`reuse_results`)
         :param kwargs: anything else warns and is ignored, as in the SDK
         :raises DaemonUnavailable: the daemon does not answer on the socket
         :raises VersionMismatch: ``do_version_check`` and this client is newer
@@ -258,6 +267,9 @@ class Client:
             raise ValueError("'app' and 'authorizer' are mutually exclusive.")
         self.app = app
         self.authorizer = authorizer
+        #: gcgate: whether submissions ask to reuse stored results (docs/api.md,
+        #: "Result reuse"). Off by default: a task with side effects runs each time.
+        self.reuse_results = reuse_results
         if app is not None:
             # As the SDK's Client does: the app must get Compute-scoped tokens.
             app.add_scope_requirements({COMPUTE_RESOURCE_SERVER: [COMPUTE_SCOPE]})
@@ -552,7 +564,10 @@ class Client:
             endpoint_id=str(endpoint_id),
             function_id=str(as_uuid(function_id)),
             payload=payload,
-            options=pb.SubmitOptions(user_runtime_json=json.dumps(create_user_runtime())),
+            options=pb.SubmitOptions(
+                user_runtime_json=json.dumps(create_user_runtime()),
+                reuse_results=self.reuse_results,
+            ),
         )
         return self._call("Run", request).task_id
 
@@ -582,9 +597,16 @@ class Client:
             "tasks": {function_id: [task_id, ...]}}``, task ids in ``add()`` order
         :raises ValueError: for a batch without tasks
         """
+        return self._batch_run(endpoint_id, batch, reuse_results=self.reuse_results)
+
+    def _batch_run(
+        self, endpoint_id: UUID_LIKE_T, batch: Batch, *, reuse_results: bool
+    ) -> dict[str, Any]:
+        """:meth:`batch_run`, asking for result reuse or not (an Executor's own setting)."""
         if not batch or not len(batch):
             raise ValueError("No tasks specified for batch run")
-        r = self._call("BatchRun", batch_request(endpoint_id, batch.prepare()))
+        request = batch_request(endpoint_id, batch.prepare(), reuse_results=reuse_results)
+        r = self._call("BatchRun", request)
         return {
             "request_id": r.request_id,
             "task_group_id": r.task_group_id,
@@ -875,8 +897,11 @@ def owner_key_metadata(state_dir: str) -> list[tuple[str, str]]:
     return [(OWNER_KEY_METADATA, key)]
 
 
-def batch_request(endpoint_id: UUID_LIKE_T, doc: dict[str, Any]) -> pb.BatchRunRequest:
-    """A BatchRunRequest from a prepared batch document (``Batch.prepare()``).
+def batch_request(
+    endpoint_id: UUID_LIKE_T, doc: dict[str, Any], *, reuse_results: bool = False
+) -> pb.BatchRunRequest:
+    """A BatchRunRequest from a prepared batch document (``Batch.prepare()``),
+    asking the daemon to reuse stored results or not.
 
     Built from the document rather than the Batch object, so it is the one place a
     batch becomes a request, and an SDK ``Batch`` is accepted too.
@@ -891,6 +916,7 @@ def batch_request(endpoint_id: UUID_LIKE_T, doc: dict[str, Any]) -> pb.BatchRunR
         user_endpoint_config_json=as_json("user_endpoint_config"),
         result_serializers=result_serializer_paths(doc.get("result_serializers") or ()),
         user_runtime_json=as_json("user_runtime"),
+        reuse_results=reuse_results,
     )
     tasks = [
         pb.BatchTasks(function_id=str(fid), payloads=payloads)

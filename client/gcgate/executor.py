@@ -151,6 +151,8 @@ class Executor(concurrent.futures.Executor):
         api_burst_window_s: int = 16,
         serializer: Serializer | None = None,
         result_serializers: Iterable[Strategylike] | None = None,
+        *,
+        reuse_results: bool | None = None,
         **kwargs: Any,
     ) -> None:
         """
@@ -174,6 +176,10 @@ class Executor(concurrent.futures.Executor):
             ``ComputeSerializer``); replaces the client's
         :param result_serializers: strategies the endpoint tries, in order, to
             serialize results (instances, classes or import paths)
+        :param reuse_results: gcgate: futures of tasks identical to one that
+            succeeded before with this option (same endpoint, function code,
+            argument bytes and options) resolve from the daemon's store without
+            running (see ``Client(reuse_results=...)``); None: the client's setting
         :param kwargs: anything else is a TypeError, as in the SDK
         """
         for key in kwargs:
@@ -191,6 +197,10 @@ class Executor(concurrent.futures.Executor):
         self.resource_specification = resource_specification
         self.user_endpoint_config = user_endpoint_config
         self.result_serializers = result_serializers  # type: ignore[assignment]
+        #: gcgate: whether submissions ask to reuse stored results (off by default).
+        self.reuse_results: bool = (
+            self.client.reuse_results if reuse_results is None else reuse_results
+        )
         self.label = label
         self.batch_size = max(1, batch_size)
         self.amqp_port = amqp_port
@@ -509,7 +519,9 @@ class Executor(concurrent.futures.Executor):
             batch.tasks[task.function_id].append(task.payload)
             futures_by_fn[str(task.function_id)].append(task.future)
 
-        response = self.client.batch_run(options.endpoint_id, batch)
+        response = self.client._batch_run(
+            options.endpoint_id, batch, reuse_results=self.reuse_results
+        )
 
         new_tg_id = response["task_group_id"]
         if new_tg_id and str(self.task_group_id) != new_tg_id:

@@ -3,7 +3,9 @@
 Every path of a task runs through here, on the daemon's event loop:
 
 1. ``submit`` validates a submission, writes its task records to the store and
-   only then hands the tasks to their backend and answers the client;
+   only then hands the tasks to their backend and answers the client (with
+   ``reuse_results``, tasks identical to one that succeeded before are written
+   final at once with a copy of its result and never reach a backend);
 2. backends report each final outcome through ``_on_outcome``; outcomes are
    written to the store in batches (one transaction per loop turn) and only
    then handed back to their backend (``Outcome.on_stored``, which may now drop
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import asdict, replace
@@ -26,11 +29,11 @@ from typing import Any
 from gcgate.constants import FINAL_STATUSES, TaskStatus
 
 from gcgated.backends.base import Backend, Outcome, SubmitGroup, TaskSpec
-from gcgated.caller import DAEMON
+from gcgated.caller import DAEMON, Caller
 from gcgated.errors import InvalidArgument, NotFound, ShuttingDown, StoreFull
-from gcgated.model import CancelResult, Receipt, Registration, Submission
+from gcgated.model import CancelResult, Receipt, Registration, Submission, SubmitOptions
 from gcgated.routing import Router
-from gcgated.store import DELETED_AT, NewTask, Store
+from gcgated.store import DELETED_AT, NewTask, ReusedTask, Store, reuse_keys
 from gcgated.validation import check_function_code, check_task_payload, parse_uuid
 
 log = logging.getLogger(__name__)
@@ -165,28 +168,59 @@ class TaskLifecycle:
                 options, task_group_id=parse_uuid(options.task_group_id, "task_group_id")
             )
         groups = self._validated_groups(submission, backend)
-        accepted = await backend.accept(endpoint_id, groups, options, submission.caller)
+        keys = _reuse_keys(endpoint_id, groups, options, submission.caller)
+        # Looked up before anything is sent: a reused task never reaches its backend.
+        sources = self.store.reuse.lookup([k for group in keys for k in group if k])
+        to_run = [_unanswered(g, ks, sources) for g, ks in zip(groups, keys, strict=True)]
+        if any(group.payloads for group in to_run):
+            accepted = await backend.accept(
+                endpoint_id, [g for g in to_run if g.payloads], options, submission.caller
+            )
+            request_id, task_group_id = accepted.request_id, accepted.task_group_id
+            assigned = iter(accepted.task_ids)
+            run_ids = [iter(next(assigned) if g.payloads else ()) for g in to_run]
+        else:
+            # Nothing to send: without a group of its own, the submission joins the
+            # group of the first task it reuses, one its backend already knows.
+            request_id, run_ids = str(uuid.uuid4()), []
+            task_group_id = options.task_group_id or next(iter(sources.values()))["task_group_id"]
 
-        receipt = Receipt(accepted.request_id, accepted.task_group_id, endpoint_id)
+        receipt = Receipt(request_id, task_group_id, endpoint_id)
         new_tasks: list[NewTask] = []
+        reused: list[ReusedTask] = []
         specs: list[TaskSpec] = []
-        for group, task_ids in zip(groups, accepted.task_ids, strict=True):
+        for index, (group, group_keys) in enumerate(zip(groups, keys, strict=True)):
             function = group.function
-            for task_id, payload in zip(task_ids, group.payloads, strict=True):
-                new_tasks.append(
-                    NewTask(
-                        task_id,
-                        function["function_id"],
-                        endpoint_id,
-                        accepted.task_group_id,
-                        payload,
-                        options.result_serializers,
+            function_id = function["function_id"]
+            task_ids = []
+            for payload, key in zip(group.payloads, group_keys, strict=True):
+                source = sources.get(key) if key else None
+                if source is not None:
+                    task_id = str(uuid.uuid4())
+                    reused.append(
+                        ReusedTask(task_id, function_id, endpoint_id, task_group_id, key, source)
                     )
-                )
-                specs.append(_task_spec(task_id, function, payload, options.result_serializers))
-            receipt.tasks.append((function["function_id"], task_ids))
-        self.store.add_tasks(new_tasks, TaskStatus.WAITING_FOR_EP)
-        backend.dispatch(specs, submission.caller)
+                else:
+                    task_id = next(run_ids[index])
+                    new_tasks.append(
+                        NewTask(
+                            task_id,
+                            function_id,
+                            endpoint_id,
+                            task_group_id,
+                            payload,
+                            options.result_serializers,
+                            key,
+                        )
+                    )
+                    specs.append(_task_spec(task_id, function, payload, options.result_serializers))
+                task_ids.append(task_id)
+            receipt.tasks.append((function_id, task_ids))
+        self.store.add_tasks(new_tasks, TaskStatus.WAITING_FOR_EP, reused)
+        if reused:
+            log.debug("%d task(s) reused a stored result", len(reused))
+        if specs:
+            backend.dispatch(specs, submission.caller)
         return receipt
 
     def _validated_groups(self, submission: Submission, backend: Backend) -> list[SubmitGroup]:
@@ -454,6 +488,35 @@ def _task_spec(
         function_name=function["function_name"],
         result_serializers=result_serializers,
     )
+
+
+def _unanswered(
+    group: SubmitGroup, keys: list[str], reused: dict[str, dict[str, Any]]
+) -> SubmitGroup:
+    """``group`` with only the tasks whose reuse key found no stored result."""
+    payloads = [p for p, k in zip(group.payloads, keys, strict=True) if k not in reused]
+    return SubmitGroup(group.function, payloads)
+
+
+def _reuse_keys(
+    endpoint_id: str, groups: list[SubmitGroup], options: SubmitOptions, caller: Caller
+) -> list[list[str]]:
+    """Per group, each task's reuse key, or "" for every task when the submission
+    did not ask for reuse."""
+    if not options.reuse_results:
+        return [[""] * len(group.payloads) for group in groups]
+    return [
+        reuse_keys(
+            group.payloads,
+            endpoint_id=endpoint_id,
+            function_id=group.function["function_id"],
+            result_serializers=options.result_serializers,
+            resource_specification=options.resource_specification,
+            user_endpoint_config=options.user_endpoint_config,
+            caller_key=caller.key,
+        )
+        for group in groups
+    ]
 
 
 def _wanted_task_ids(task_ids: Iterable[str]) -> list[str]:

@@ -28,6 +28,9 @@ class SubmitOptions:
     user_endpoint_config: dict[str, Any] | None = None
     user_runtime: dict[str, Any] | None = None
     result_serializers: tuple[str, ...] = ()
+    #: Answer tasks identical to one that succeeded before from the store, without
+    #: running them (``gcgated.reuse`` says what "identical" means).
+    reuse_results: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,9 @@ class TaskRecord:
     exception: str | None = None
     #: Execution details (worker pid, host, ...), when the endpoint gave any.
     details: Mapping[str, Any] = field(default_factory=dict)
+    #: The task that ran and produced this result, when this one reused it ("" if
+    #: this task ran).
+    reused_from: str = ""
 
     @property
     def pending(self) -> bool:
@@ -120,6 +126,7 @@ class TaskRecord:
             result=doc.get("result"),
             exception=doc.get("exception"),
             details=doc.get("details") or {},
+            reused_from=doc.get("reused_from") or "",
         )
 
 

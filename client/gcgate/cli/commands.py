@@ -207,8 +207,11 @@ def describe_login(login: dict[str, Any]) -> str:
 
 
 def describe_counts(counts: dict[str, Any]) -> str:
+    """``3 pending, 10 succeeded (4 reused), 1 failed, 0 cancelled``; reuse only when
+    there was any."""
+    reused = f" ({counts['reused']} reused)" if counts.get("reused") else ""
     return (
-        f"{counts['pending']} pending, {counts['success']} succeeded,"
+        f"{counts['pending']} pending, {counts['success']} succeeded{reused},"
         f" {counts['failed']} failed, {counts['cancelled']} cancelled"
     )
 
@@ -280,6 +283,8 @@ def cmd_result(client: Client, args: argparse.Namespace) -> Output:
         return Output("", data, Exit.FAILED, message)
     data.update(status=task["status"], pending=task["pending"], result=None)
     data["completion_t"] = task.get("completion_t")
+    if task.get("reused_from"):
+        data["reused_from"] = task["reused_from"]
     if task["pending"]:
         waited = f" after waiting {args.wait:g} s" if args.wait else ""
         message = f"task {args.task_id} is still pending ({task['status']}){waited}"
@@ -305,13 +310,16 @@ def cmd_cancel(client: Client, args: argparse.Namespace) -> Output:
 
 def task_summary(task: dict[str, Any]) -> dict[str, Any]:
     """A listed task's JSON-safe fields (``details`` and exceptions are left out,
-    but for a Globus task's id at the service, to find it in the Globus web app)."""
+    but for a Globus task's id at the service, to find it in the Globus web app),
+    and ``reused_from`` for a task that reused a stored result."""
     keys = ("task_id", "status", "pending", "function_id", "endpoint_id", "task_group_id")
     summary = {key: task[key] for key in keys}
     summary.update(created_at=task["created_at"], completion_t=task.get("completion_t"))
     globus_task_id = (task.get("details") or {}).get("globus_task_id")
     if globus_task_id:
         summary["globus_task_id"] = globus_task_id
+    if task.get("reused_from"):
+        summary["reused_from"] = task["reused_from"]
     return summary
 
 
@@ -325,7 +333,7 @@ def cmd_tasks(client: Client, args: argparse.Namespace) -> Output:
     rows = [
         (
             t["task_id"],
-            t["status"],
+            f"{t['status']} (reused)" if t.get("reused_from") else t["status"],
             t["function_id"],
             endpoint_label(t["endpoint_id"]),
             format_time(t["created_at"]),
@@ -602,6 +610,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON-lines file of task arguments; - reads stdin",
     ).complete = shtab.FILE  # type: ignore[attr-defined]
     batch.add_argument("--no-wait", action="store_true", help="print the task ids and do not wait")
+    batch.add_argument(
+        "--reuse",
+        action="store_true",
+        help="answer a task identical to one that succeeded before with --reuse from the"
+        " daemon's store instead of running it (its JSON names the task that ran: reused_from)",
+    )
     batch.add_argument(
         "--timeout",
         type=seconds,

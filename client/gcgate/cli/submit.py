@@ -155,12 +155,18 @@ def chunks(tasks: Sequence[TaskInput], limit: int = CHUNK_BYTES) -> Iterator[lis
 
 
 def submit(
-    client: Client, endpoint: str, function_id: str, tasks: Sequence[TaskInput]
+    client: Client,
+    endpoint: str,
+    function_id: str,
+    tasks: Sequence[TaskInput],
+    *,
+    reuse_results: bool = False,
 ) -> tuple[str, list[str]]:
     """Submit the tasks with JSON arguments and JSON results; ``(task group, ids)``.
 
     A large input is sent as several submissions in one task group. Ids are in
-    input order.
+    input order. ``reuse_results``: tasks identical to ones that succeeded before
+    with it are answered from the daemon's store (docs/api.md, Result reuse).
     """
     group = ""
     ids: list[str] = []
@@ -170,7 +176,9 @@ def submit(
             tasks=[
                 pb.BatchTasks(function_id=function_id, json_arguments=[t.message() for t in chunk])
             ],
-            options=pb.SubmitOptions(task_group_id=group, result_serializers=JSON_RESULTS),
+            options=pb.SubmitOptions(
+                task_group_id=group, result_serializers=JSON_RESULTS, reuse_results=reuse_results
+            ),
         )
         # The Client has no public call for JSON arguments yet: the raw RPC, with
         # the client's error translation.
@@ -184,7 +192,7 @@ def cmd_batch(client: Client, args: argparse.Namespace) -> Output:
     """Submit one task per input line; wait and print each result as a JSON line."""
     with args.args_json as file:
         tasks = read_tasks(file, "<stdin>" if file.name == "<stdin>" else file.name)
-    group, ids = submit(client, args.endpoint, args.function_id, tasks)
+    group, ids = submit(client, args.endpoint, args.function_id, tasks, reuse_results=args.reuse)
     if args.no_wait:
         return Output("\n".join(ids), {"task_group_id": group, "task_ids": ids})
     progress = Progress(len(ids), enabled=progress_enabled(args.json))

@@ -74,7 +74,8 @@ def wait_for(
 
 
 def task_json(task: dict[str, Any]) -> dict[str, Any]:
-    """A task's JSON form: status, pending, completion time, result or exception.
+    """A task's JSON form: status, pending, completion time (and ``reused_from`` for a
+    task that reused a stored result), result or exception.
 
     A result JSON cannot represent exactly is given as its ``repr()`` (see
     :func:`json_value`); an exception as its text (the remote traceback).
@@ -83,6 +84,8 @@ def task_json(task: dict[str, Any]) -> dict[str, Any]:
     if task["pending"]:
         return data
     data["completion_t"] = task.get("completion_t")
+    if task.get("reused_from"):
+        data["reused_from"] = task["reused_from"]
     exception = task.get("exception")
     if exception is not None:
         data["result"] = None

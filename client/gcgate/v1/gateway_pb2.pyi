@@ -53,16 +53,18 @@ class LoginState(_message.Message):
     def __init__(self, state: _Optional[str] = ..., identity: _Optional[str] = ...) -> None: ...
 
 class TaskCounts(_message.Message):
-    __slots__ = ("pending", "success", "failed", "cancelled")
+    __slots__ = ("pending", "success", "failed", "cancelled", "reused")
     PENDING_FIELD_NUMBER: _ClassVar[int]
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    REUSED_FIELD_NUMBER: _ClassVar[int]
     pending: int
     success: int
     failed: int
     cancelled: int
-    def __init__(self, pending: _Optional[int] = ..., success: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ...) -> None: ...
+    reused: int
+    def __init__(self, pending: _Optional[int] = ..., success: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., reused: _Optional[int] = ...) -> None: ...
 
 class StoreStatus(_message.Message):
     __slots__ = ("size_bytes", "size_limit_bytes", "functions", "task_records", "retention_days", "damaged_moved_to")
@@ -145,18 +147,20 @@ class FunctionInfo(_message.Message):
     def __init__(self, function_id: _Optional[str] = ..., function_name: _Optional[str] = ..., function_code: _Optional[str] = ..., serialized: _Optional[bool] = ..., meta: _Optional[_Union[FunctionMeta, _Mapping]] = ..., description: _Optional[str] = ..., public: _Optional[bool] = ..., group: _Optional[str] = ..., created_at: _Optional[float] = ...) -> None: ...
 
 class SubmitOptions(_message.Message):
-    __slots__ = ("task_group_id", "resource_specification_json", "user_endpoint_config_json", "result_serializers", "user_runtime_json")
+    __slots__ = ("task_group_id", "resource_specification_json", "user_endpoint_config_json", "result_serializers", "user_runtime_json", "reuse_results")
     TASK_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_SPECIFICATION_JSON_FIELD_NUMBER: _ClassVar[int]
     USER_ENDPOINT_CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     RESULT_SERIALIZERS_FIELD_NUMBER: _ClassVar[int]
     USER_RUNTIME_JSON_FIELD_NUMBER: _ClassVar[int]
+    REUSE_RESULTS_FIELD_NUMBER: _ClassVar[int]
     task_group_id: str
     resource_specification_json: str
     user_endpoint_config_json: str
     result_serializers: _containers.RepeatedScalarFieldContainer[str]
     user_runtime_json: str
-    def __init__(self, task_group_id: _Optional[str] = ..., resource_specification_json: _Optional[str] = ..., user_endpoint_config_json: _Optional[str] = ..., result_serializers: _Optional[_Iterable[str]] = ..., user_runtime_json: _Optional[str] = ...) -> None: ...
+    reuse_results: bool
+    def __init__(self, task_group_id: _Optional[str] = ..., resource_specification_json: _Optional[str] = ..., user_endpoint_config_json: _Optional[str] = ..., result_serializers: _Optional[_Iterable[str]] = ..., user_runtime_json: _Optional[str] = ..., reuse_results: _Optional[bool] = ...) -> None: ...
 
 class JsonArguments(_message.Message):
     __slots__ = ("args_json", "kwargs_json")
@@ -241,7 +245,7 @@ class GetResultRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
 
 class TaskRecord(_message.Message):
-    __slots__ = ("task_id", "status", "pending", "result", "exception", "completion_t", "function_id", "endpoint_id", "task_group_id", "created_at", "details_json")
+    __slots__ = ("task_id", "status", "pending", "result", "exception", "completion_t", "function_id", "endpoint_id", "task_group_id", "created_at", "details_json", "reused_from")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
@@ -253,6 +257,7 @@ class TaskRecord(_message.Message):
     TASK_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
+    REUSED_FROM_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     status: str
     pending: bool
@@ -264,7 +269,8 @@ class TaskRecord(_message.Message):
     task_group_id: str
     created_at: float
     details_json: str
-    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[str] = ..., pending: _Optional[bool] = ..., result: _Optional[str] = ..., exception: _Optional[str] = ..., completion_t: _Optional[str] = ..., function_id: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., task_group_id: _Optional[str] = ..., created_at: _Optional[float] = ..., details_json: _Optional[str] = ...) -> None: ...
+    reused_from: str
+    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[str] = ..., pending: _Optional[bool] = ..., result: _Optional[str] = ..., exception: _Optional[str] = ..., completion_t: _Optional[str] = ..., function_id: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., task_group_id: _Optional[str] = ..., created_at: _Optional[float] = ..., details_json: _Optional[str] = ..., reused_from: _Optional[str] = ...) -> None: ...
 
 class GetBatchResultRequest(_message.Message):
     __slots__ = ("task_ids", "skip_unknown")

@@ -384,6 +384,7 @@ def _status_message(
             success=status.success,
             failed=status.failed,
             cancelled=status.cancelled,
+            reused=status.reused,
         ),
         store=pb.StoreStatus(
             size_bytes=store.size_bytes,
@@ -442,6 +443,7 @@ def _submission(
             ),
             user_runtime=parse_json_object(options.user_runtime_json, "options.user_runtime_json"),
             result_serializers=tuple(options.result_serializers),
+            reuse_results=options.reuse_results,
         ),
     )
 
@@ -474,6 +476,7 @@ def task_message(record: TaskRecord, *, include_results: bool = True) -> pb.Task
         task_group_id=record.task_group_id,
         created_at=record.created_at,
         details_json=json.dumps(record.details) if record.details else "",
+        reused_from=record.reused_from,
     )
     if include_results:
         message.result = record.result or ""

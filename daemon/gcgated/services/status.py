@@ -36,6 +36,8 @@ class DaemonStatus:
     success: int
     failed: int
     cancelled: int
+    #: Of ``success``, the tasks that reused a stored result instead of running.
+    reused: int
     #: (backend name, its ``describe()`` document), local first.
     backends: list[tuple[str, dict[str, Any]]]
     #: The Globus login a backend reports (``describe()["login"]``), if any.
@@ -77,6 +79,7 @@ class StatusService:
             success=counts["success"],
             failed=counts["failed"],
             cancelled=counts["cancelled"],
+            reused=counts["reused"],
             backends=backends,
             login=login,
             store=StoreInfo(

@@ -6,12 +6,22 @@
 - :mod:`.table`: the database and :class:`Table`, a named part of it;
 - :mod:`.sql`: every SQL statement run on diskcache's database;
 - :mod:`.jsondisk`: how values are stored (JSON text, never pickles);
+- :mod:`.reuse`: the result-reuse index (reuse key -> the task holding that result);
 - :mod:`.migrate`: a store of the old layout (a database per table) moved in;
 - :mod:`.recovery`: a damaged store moved aside at start.
 """
 
-from .records import NewTask, Store, function_id_for
+from .records import NewTask, ReusedTask, Store, function_id_for
+from .reuse import reuse_keys
 from .schema import DELETED_AT
 from .table import Table
 
-__all__ = ["DELETED_AT", "NewTask", "Store", "Table", "function_id_for"]
+__all__ = [
+    "DELETED_AT",
+    "NewTask",
+    "ReusedTask",
+    "Store",
+    "Table",
+    "function_id_for",
+    "reuse_keys",
+]

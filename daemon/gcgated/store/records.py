@@ -8,7 +8,8 @@ core's tables and those the backends own (:meth:`Store.table`):
 - ``inflight``: task id -> what is needed to run the task again (payload,
   result serializers); present exactly while the task is not final, so a
   restarted daemon resumes by reading this one table;
-- ``meta``: ``count:<status>`` -> completed tasks, for ``Status``.
+- ``meta``: ``count:<status>`` -> completed tasks (and ``count:reused``), for ``Status``;
+- ``reuse``: reuse key -> the task holding that result (:mod:`.reuse`).
 
 Each logical write is one transaction: a submission writes the records and run
 data of its tasks together; a completion writes the final records and the
@@ -42,7 +43,8 @@ from gcgated.errors import is_disk_full
 
 from . import migrate, sql
 from .jsondisk import encode
-from .schema import CORE_TABLES, DELETED_AT, RUN_DATA_LOST, count_key
+from .reuse import REUSE_TABLE, ReuseIndex
+from .schema import CORE_TABLES, DELETED_AT, REUSED_COUNT, RUN_DATA_LOST, count_key
 from .table import Table, open_database
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,22 @@ class NewTask:
     task_group_id: str
     payload: str
     result_serializers: tuple[str, ...]
+    #: Its reuse key (``store.reuse``) when submitted with ``reuse_results``: the
+    #: task is entered in the reuse index if it succeeds. "" otherwise.
+    reuse_key: str = ""
+
+
+@dataclass(frozen=True)
+class ReusedTask:
+    """A task accepted as a copy of a stored successful one (it does not run)."""
+
+    task_id: str
+    function_id: str
+    endpoint_id: str
+    task_group_id: str
+    reuse_key: str
+    #: The stored record whose result this task copies.
+    source: dict[str, Any]
 
 
 def function_id_for(registration: dict[str, Any]) -> str:
@@ -121,11 +139,16 @@ class Store:
         self._tasks = Table(self._cache, "tasks")
         self._inflight = Table(self._cache, "inflight")
         self._meta = Table(self._cache, "meta")
+        self.reuse = ReuseIndex(Table(self._cache, REUSE_TABLE), self._tasks)
+        #: Reuse keys of the unfinished tasks submitted with reuse_results (also
+        #: in their run data, for resuming): entered in the index if they succeed.
+        self._reuse_keys: dict[str, str] = {}
         #: The completion counters as committed (written in each completion's
         #: transaction). A store written before a status existed has no counter
         #: for it: it counts from 0.
-        counters = self._meta.get_many([count_key(s) for s in FINAL_STATUSES])
+        counters = self._meta.get_many([*(count_key(s) for s in FINAL_STATUSES), REUSED_COUNT])
         self._completed = {s: int(counters.get(count_key(s), 0)) for s in FINAL_STATUSES}
+        self._reused = int(counters.get(REUSED_COUNT, 0))
 
     def close(self) -> None:
         self._inflight.delete_many(self._finished_runs)
@@ -166,8 +189,12 @@ class Store:
 
     # ---------------------------------------------------------------- tasks
 
-    def add_tasks(self, tasks: Sequence[NewTask], status: str) -> list[dict[str, Any]]:
-        """Record newly accepted tasks and their run data, in one transaction."""
+    def add_tasks(
+        self, tasks: Sequence[NewTask], status: str, reused: Sequence[ReusedTask] = ()
+    ) -> list[dict[str, Any]]:
+        """Record newly accepted tasks and their run data, and the tasks of the same
+        submission that reuse a stored result (final at once), in one transaction;
+        the records of ``tasks``."""
         now = time.time()
         records = [
             {
@@ -188,16 +215,37 @@ class Store:
                     "function_id": task.function_id,
                     "payload": task.payload,
                     "result_serializers": list(task.result_serializers),
+                    **({"reuse_key": task.reuse_key} if task.reuse_key else {}),
                 },
             )
             for task in tasks
         ]
-        self._grew(sum(len(task.payload) for task in tasks), 2 * len(tasks))
+        copies = [_reused_record(task, now) for task in reused]
+        self._grew(
+            sum(len(task.payload) for task in tasks) + sum(len(r["result"]) for r in copies),
+            2 * len(tasks) + len(copies),
+        )
         with self._tasks.transact():
             self._inflight.set_many(run_data)
             self._tasks.set_many([(record["task_id"], record) for record in records])
+            if copies:
+                self._tasks.set_many([(copy["task_id"], copy) for copy in copies])
+                # The newest copy holds the result longest: later lookups find it
+                # after the source's retention ran out.
+                self.reuse.point([(task.reuse_key, task.task_id) for task in reused])
+                success = self._completed[TaskStatus.SUCCESS] + len(copies)
+                self._meta.set_many(
+                    [
+                        (count_key(TaskStatus.SUCCESS), success),
+                        (REUSED_COUNT, self._reused + len(copies)),
+                    ]
+                )
+        if copies:
+            self._completed[TaskStatus.SUCCESS] += len(copies)
+            self._reused += len(copies)
         for record in records:
             self._remember_pending(record)
+        self._reuse_keys.update((task.task_id, task.reuse_key) for task in tasks if task.reuse_key)
         return records
 
     def complete_tasks(self, outcomes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -233,11 +281,14 @@ class Store:
             len(self._finished_runs) + len(written) >= RUN_DATA_DROP_BATCH
             or time.monotonic() - self._dropped_at >= RUN_DATA_DROP_SECONDS
         )
+        reusable = self._reusable(written.values()) if self._reuse_keys else []
         with self._tasks.transact():
             self._tasks.set_many(list(written.items()))
             if drop:
                 self._inflight.delete_many([*self._finished_runs, *written])
             self._meta.set_many([(count_key(s), n) for s, n in completed.items()])
+            if reusable:
+                self.reuse.point(reusable)
         self._completed = completed
         if drop:
             self._finished_runs, self._dropped_at = [], time.monotonic()
@@ -246,7 +297,18 @@ class Store:
         for task_id in written:
             self._pending.pop(task_id, None)
             self._running.discard(task_id)
+            self._reuse_keys.pop(task_id, None)
         return list(written.values())
+
+    def _reusable(self, records: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
+        """``(reuse key, task id)`` of the successful ones among final ``records``
+        that were submitted with reuse_results (failures are never reused)."""
+        keys = self._reuse_keys
+        return [
+            (keys[r["task_id"]], r["task_id"])
+            for r in records
+            if r["status"] == TaskStatus.SUCCESS and r["task_id"] in keys
+        ]
 
     def mark_running(self, task_id: str) -> None:
         """An unfinished task started to run: its record reads "running" (see
@@ -318,6 +380,8 @@ class Store:
                     lost.append(task_id)
                 else:
                     self._remember_pending(record)
+                    if run.get("reuse_key"):
+                        self._reuse_keys[task_id] = run["reuse_key"]
                     yield record, run
         self._inflight.delete_many(leftovers)  # the finished runs among them
         self._finished_runs = []
@@ -418,6 +482,28 @@ class Store:
             "success": self._completed[TaskStatus.SUCCESS],
             "failed": self._completed[TaskStatus.FAILED],
             "cancelled": self._completed[TaskStatus.CANCELLED],
+            "reused": self._reused,
             "functions": len(self._functions),
             "task_records": len(self._tasks),
         }
+
+
+def _reused_record(task: ReusedTask, now: float) -> dict[str, Any]:
+    """The final record of a task that copies ``task.source``'s result: its own ids
+    and times, the source's result and details, and ``reused_from`` naming the task
+    that ran (the source's own ``reused_from`` when the source is a copy too)."""
+    source = task.source
+    record = {
+        "task_id": task.task_id,
+        "function_id": task.function_id,
+        "endpoint_id": task.endpoint_id,
+        "task_group_id": task.task_group_id,
+        "status": TaskStatus.SUCCESS,
+        "created_at": now,
+        "completion_t": repr(now),
+        "result": source["result"],
+        "reused_from": source.get("reused_from") or source["task_id"],
+    }
+    if source.get("details"):
+        record["details"] = source["details"]
+    return record

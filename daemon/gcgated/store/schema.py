@@ -5,8 +5,12 @@ from __future__ import annotations
 #: The core's own tables; backends name theirs otherwise (``Store.table``):
 #: ``functions`` (function id -> registration), ``tasks`` (task id -> record),
 #: ``inflight`` (task id -> run data, while the task is not final), ``meta``
-#: (the completion counters, ``count_key(status)`` -> tasks).
-CORE_TABLES = frozenset({"functions", "tasks", "inflight", "meta"})
+#: (the completion counters, ``count_key(status)`` -> tasks), ``reuse`` (reuse
+#: key -> the task holding that result, see ``store.reuse``).
+CORE_TABLES = frozenset({"functions", "tasks", "inflight", "meta", "reuse"})
+#: The ``meta`` key of the count of tasks that reused a stored result (they are
+#: counted under "success" too).
+REUSED_COUNT = "count:reused"
 #: The key of a ``functions`` record whose function was deleted: when, Unix time.
 #: The record stays, for the tasks accepted before (they run, and resume, with it).
 DELETED_AT = "deleted_at"
