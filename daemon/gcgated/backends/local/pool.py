@@ -53,6 +53,12 @@ RESPAWN_DELAY_MAX = 30.0
 
 #: What a cancelled task's record says, by what the cancel did to it.
 DROPPED = "Cancelled at a client's request while it waited for a local worker; it did not run."
+#: A task its worker had been sent but had not reported starting: the worker skips
+#: it, unless it was starting it just then (then it runs, and its outcome is ignored).
+SKIPPED = (
+    "Cancelled at a client's request before its local worker started it; it did not"
+    " run (had the worker been starting it at that moment, its outcome is ignored)."
+)
 KILLED = (
     "Cancelled at a client's request while it ran: its local worker process {pid}"
     " was killed (and replaced); the task did not finish."
@@ -568,10 +574,10 @@ class WorkerPool:
                     done[spec.task_id] = KILLED.format(pid=worker.pid)
                     self._kill_for_cancel(worker, spec.task_id)
                 elif position == 0:  # its worker is being killed for another task
-                    done[spec.task_id] = DROPPED
+                    done[spec.task_id] = SKIPPED
                     worker.skipping.add(spec.task_id)
                 else:
-                    done[spec.task_id] = DROPPED
+                    done[spec.task_id] = SKIPPED
                     worker.skipping.add(spec.task_id)
                     self._send_cancel(worker, spec.task_id)
         return done
