@@ -6,12 +6,23 @@
 - :mod:`.table`: the database and :class:`Table`, a named part of it;
 - :mod:`.sql`: every SQL statement run on diskcache's database;
 - :mod:`.jsondisk`: how values are stored (JSON text, never pickles);
+- :mod:`.lifecycle`: which results leave (retention, eviction, forget, purge);
 - :mod:`.migrate`: a store of the old layout (a database per table) moved in;
 - :mod:`.recovery`: a damaged store moved aside at start.
 """
 
+from .lifecycle import PurgeFilter, Removal, tombstone_message
 from .records import NewTask, Store, function_id_for
 from .schema import DELETED_AT
 from .table import Table
 
-__all__ = ["DELETED_AT", "NewTask", "Store", "Table", "function_id_for"]
+__all__ = [
+    "DELETED_AT",
+    "NewTask",
+    "PurgeFilter",
+    "Removal",
+    "Store",
+    "Table",
+    "function_id_for",
+    "tombstone_message",
+]

@@ -5,8 +5,9 @@ from __future__ import annotations
 #: The core's own tables; backends name theirs otherwise (``Store.table``):
 #: ``functions`` (function id -> registration), ``tasks`` (task id -> record),
 #: ``inflight`` (task id -> run data, while the task is not final), ``meta``
-#: (the completion counters, ``count_key(status)`` -> tasks).
-CORE_TABLES = frozenset({"functions", "tasks", "inflight", "meta"})
+#: (the completion counters, ``count_key(status)`` -> tasks), ``forgotten`` (task
+#: id -> tombstone of a task forgotten or purged, see ``lifecycle``).
+CORE_TABLES = frozenset({"functions", "tasks", "inflight", "meta", "forgotten"})
 #: The key of a ``functions`` record whose function was deleted: when, Unix time.
 #: The record stays, for the tasks accepted before (they run, and resume, with it).
 DELETED_AT = "deleted_at"
