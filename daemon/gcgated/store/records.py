@@ -538,10 +538,13 @@ class Store:
         sql.delete_rows(self._cache, "tasks", chosen)
         return removal
 
-    def expired_filter(self) -> PurgeFilter:
-        """What the retention settings let go now (for :meth:`purge_page`)."""
+    def expired_filter(self, now: float | None = None) -> PurgeFilter:
+        """What the retention settings let go at ``now`` (default: now), for
+        :meth:`purge_page`."""
         cutoffs = retention_cutoffs(
-            time.time(), self.retention_seconds, self.unread_retention_seconds
+            time.time() if now is None else now,
+            self.retention_seconds,
+            self.unread_retention_seconds,
         )
         return PurgeFilter(expired=cutoffs)
 
