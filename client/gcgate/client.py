@@ -819,7 +819,7 @@ class Client:
         :param status: ``"success"`` or ``"failed"``
         :param retrieved: only results already retrieved at least once
         :param dry_run: only count what would go
-        :returns: ``{"tasks", "by_status", "record_bytes", "bytes_freed",
+        :returns: ``{"tasks", "succeeded", "failed", "record_bytes", "bytes_freed",
             "size_bytes", "sample_task_ids", "dry_run"}``
         """
         request = pb.PurgeTasksRequest(

@@ -304,7 +304,7 @@ def cmd_purge(client: Client, args: argparse.Namespace) -> Output:
         retrieved=args.retrieved,
         dry_run=args.dry_run,
     )
-    by_status = ", ".join(f"{n} {s}" for s, n in sorted(answer["by_status"].items())) or "none"
+    by_status = f"{answer['succeeded']} succeeded, {answer['failed']} failed"
     if args.dry_run:
         text = (
             f"would purge {answer['tasks']} result(s) ({by_status}),"

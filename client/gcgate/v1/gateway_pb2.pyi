@@ -459,26 +459,21 @@ class PurgeTasksRequest(_message.Message):
     def __init__(self, older_than_seconds: _Optional[float] = ..., status: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., function_id: _Optional[str] = ..., task_group_id: _Optional[str] = ..., retrieved: _Optional[bool] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class PurgeTasksResponse(_message.Message):
-    __slots__ = ("tasks", "by_status", "record_bytes", "bytes_freed", "size_bytes", "sample_task_ids", "dry_run")
-    class ByStatusEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: int
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    __slots__ = ("tasks", "succeeded", "record_bytes", "bytes_freed", "size_bytes", "sample_task_ids", "dry_run", "failed")
     TASKS_FIELD_NUMBER: _ClassVar[int]
-    BY_STATUS_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
     RECORD_BYTES_FIELD_NUMBER: _ClassVar[int]
     BYTES_FREED_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
     tasks: int
-    by_status: _containers.ScalarMap[str, int]
+    succeeded: int
     record_bytes: int
     bytes_freed: int
     size_bytes: int
     sample_task_ids: _containers.RepeatedScalarFieldContainer[str]
     dry_run: bool
-    def __init__(self, tasks: _Optional[int] = ..., by_status: _Optional[_Mapping[str, int]] = ..., record_bytes: _Optional[int] = ..., bytes_freed: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sample_task_ids: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    failed: int
+    def __init__(self, tasks: _Optional[int] = ..., succeeded: _Optional[int] = ..., record_bytes: _Optional[int] = ..., bytes_freed: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sample_task_ids: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ..., failed: _Optional[int] = ...) -> None: ...

@@ -344,7 +344,8 @@ class GatewayServicer(pb_grpc.GatewayServicer):
         )
         return pb.PurgeTasksResponse(
             tasks=removal.tasks,
-            by_status=removal.by_status,
+            succeeded=removal.by_status.get("success", 0),
+            failed=removal.by_status.get("failed", 0),
             record_bytes=removal.record_bytes,
             bytes_freed=removal.bytes_freed,
             size_bytes=removal.size_bytes,
