@@ -797,8 +797,13 @@ class Client:
             "size_bytes"}``
         :raises FailedPrecondition: a task is in flight and ``in_flight`` is False
         """
-        request = pb.ForgetTasksRequest(task_ids=unique_ids(task_ids), in_flight=in_flight)
-        return message_dict(self._call("ForgetTasks", request))
+        wanted = unique_ids(task_ids)
+        answer = message_dict(
+            self._call("ForgetTasks", pb.ForgetTasksRequest(task_ids=wanted, in_flight=in_flight))
+        )
+        for task_id in wanted:  # this client's own copies go too
+            self._task_status_table.pop(task_id, None)
+        return answer
 
     def purge_tasks(
         self,
@@ -834,6 +839,8 @@ class Client:
             request.older_than_seconds = older_than
         state_dir = self._call("Status", pb.StatusRequest()).state_dir
         answer = self._call("PurgeTasks", request, metadata=owner_key_metadata(state_dir))
+        if not dry_run:  # which ids went is not all in the answer: drop this client's copies
+            self._task_status_table.clear()
         return message_dict(answer)
 
     # ----------------------------------------------------------------- endpoints
