@@ -7,6 +7,9 @@ for the retention rules, a real store on a temporary directory.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,11 +17,14 @@ from pathlib import Path
 
 import pytest
 from gcgate import Client
+from gcgate.constants import LOCAL_ENDPOINT_ID
 from gcgate.errors import FailedPrecondition, InvalidArgument, NotFound
 from gcgated.store import NewTask, Store
 from harness import Daemon, script_function, serve, wait_until
 
 WAIT = 60.0
+#: The installed console script, as a person runs it.
+GCGATE = shutil.which("gcgate", path=os.path.dirname(sys.executable)) or "gcgate"
 
 
 @script_function
@@ -222,3 +228,108 @@ def test_unread_results_go_after_their_own_retention_but_tasks_in_flight_never(
         assert store.get_task(pending.task_id) is not None
     finally:
         store.close()
+
+
+# ------------------------------------------------ kill -9 during a purge
+
+
+def _seed(store_dir: Path, n: int) -> list[str]:
+    """``n`` final results (``11\\n<i>``: JSON ``i``) written with the store's own API
+    before any daemon opens it, as a daemon that ran them would have left them."""
+    store = Store(store_dir, size_limit_bytes=1 << 40, retention_seconds=30 * 86400)
+    function_id, ids = str(uuid.uuid4()), []
+    try:
+        for start in range(0, n, 5_000):
+            tasks = [
+                NewTask(str(uuid.uuid4()), function_id, LOCAL_ENDPOINT_ID, "", "p", ("s",))
+                for _ in range(min(5_000, n - start))
+            ]
+            store.add_tasks(tasks, "waiting-for-ep")
+            store.complete_tasks(
+                {
+                    "task_id": t.task_id,
+                    "status": "success",
+                    "result": f"11\n{start + i}",
+                    "completion_t": "1",
+                }
+                for i, t in enumerate(tasks)
+            )
+            ids.extend(t.task_id for t in tasks)
+    finally:
+        store.close()
+    return ids
+
+
+def _kill_during_purge(tmp_path: Path, records: int, kill_below: int) -> None:
+    """Seed ``records`` results, start ``gcgate purge --older-than 0`` (the real CLI),
+    kill -9 the daemon once Status counts fewer than ``kill_below`` records (the
+    purge is under way: chunks commit one by one), then check the store it left."""
+    daemon = Daemon(tmp_path / "state", workers=1)
+    ids = _seed(daemon.state_dir / "store", records)
+    daemon.start()
+    try:
+        with Client(socket_path=daemon.socket_path) as gcc:
+            assert gcc.status()["store"]["task_records"] == records
+            purge = subprocess.Popen(
+                [GCGATE, "purge", "--older-than", "0"],
+                env=daemon.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            wait_until(
+                f"the purge below {kill_below} records",
+                lambda: gcc.status()["store"]["task_records"] < kill_below,
+                WAIT,
+            )
+        daemon.kill()
+        out, err = purge.communicate(timeout=WAIT)
+        assert purge.returncode == 3, (out, err)  # unreachable: the daemon went mid-call
+
+        # The store as the killed daemon left it: every id kept, or gone with its
+        # tombstone (a chunk deletes and buries in one transaction).
+        store = Store(daemon.state_dir / "store", size_limit_bytes=1 << 40, retention_seconds=1e9)
+        try:
+            kept = {t for t, r in store.get_tasks(ids).items() if r is not None}
+            buried = set(store.tombstones([t for t in ids if t not in kept]))
+            on_disk = store.counts()["task_records"]
+        finally:
+            store.close()
+        assert 0 < len(kept) < records, "the kill came before or after the purge, not during"
+        assert on_disk == len(kept)
+        assert kept | buried == set(ids) and not kept & buried
+
+        daemon.start()  # the same state dir
+        with Client(socket_path=daemon.socket_path) as gcc:
+            status = gcc.status()
+            assert status["tasks"]["pending"] == 0
+            assert status["store"]["task_records"] == len(kept)
+            assert status["store"]["damaged_moved_to"] == ""
+            results = gcc.get_batch_result(ids)
+            expected = {t: i for i, t in enumerate(ids) if t in kept}
+            assert {t: r["result"] for t, r in results.items() if "result" in r} == expected
+            for task_id in sorted(buried)[:50]:
+                with pytest.raises(NotFound, match="was purged"):
+                    gcc.get_result(task_id)
+
+            again = gcc.purge_tasks(older_than=0)  # finishes the job
+
+            assert again["tasks"] == len(kept)
+            assert gcc.status()["store"]["task_records"] == 0
+            assert gcc.purge_tasks(older_than=0, dry_run=True)["tasks"] == 0
+            with pytest.raises(NotFound, match="was purged"):
+                gcc.get_result(next(iter(kept)))
+        assert daemon.stop() == 0, daemon.log()
+    finally:
+        daemon.close()
+
+
+@pytest.mark.slow
+def test_a_purge_killed_midway_leaves_each_record_whole_or_gone(tmp_path: Path) -> None:
+    """kill -9 as soon as the first chunks committed (20,000 records, 40 chunks)."""
+    _kill_during_purge(tmp_path, 20_000, 20_000)
+
+
+@pytest.mark.soak
+def test_a_purge_killed_halfway_through_50k_records(tmp_path: Path) -> None:
+    _kill_during_purge(tmp_path, 50_000, 25_000)
