@@ -6,6 +6,7 @@ for the retention rules, a real store on a temporary directory.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,9 +19,9 @@ from pathlib import Path
 import pytest
 from gcgate import Client
 from gcgate.constants import LOCAL_ENDPOINT_ID
-from gcgate.errors import FailedPrecondition, InvalidArgument, NotFound
+from gcgate.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from gcgated.store import NewTask, Store
-from harness import Daemon, script_function, serve, wait_until
+from harness import ConfiguredDaemon, Daemon, script_function, serve, wait_until
 
 WAIT = 60.0
 #: The installed console script, as a person runs it.
@@ -333,3 +334,82 @@ def test_a_purge_killed_midway_leaves_each_record_whole_or_gone(tmp_path: Path) 
 @pytest.mark.soak
 def test_a_purge_killed_halfway_through_50k_records(tmp_path: Path) -> None:
     _kill_during_purge(tmp_path, 50_000, 25_000)
+
+
+# ------------------------------------------- a full store recovers by itself
+
+
+@script_function
+def blob(n):
+    import os
+
+    return os.urandom(n)  # incompressible: each result takes about n bytes stored
+
+
+#: Each result's size (about 106 KB stored) and the store's limit (2 MiB).
+BLOB, LIMIT_MB = 100_000, 2
+
+
+def _present(gcc: Client) -> set[str]:
+    """Ids of the records the store holds, read without retrieving any result."""
+    return {t["task_id"] for t in gcc.list_tasks(limit=1000)}
+
+
+def test_a_full_store_evicts_retrieved_results_oldest_first_and_never_unread_ones(
+    tmp_path: Path,
+) -> None:
+    daemon = ConfiguredDaemon(tmp_path / "state", {"store_size_limit_mb": LIMIT_MB}, workers=1)
+    limit = LIMIT_MB * 1024 * 1024
+    for _ in serve(daemon.start()):
+        with Client(socket_path=daemon.socket_path) as gcc:
+            big, small = gcc.register_function(blob), gcc.register_function(echo)
+
+            def fill(n: int, function_id: str = big) -> list[str]:
+                batch = gcc.create_batch()
+                for _ in range(n):
+                    batch.add(function_id, args=(BLOB,))
+                ids = gcc.batch_run("local", batch)["tasks"][function_id]
+                settle(gcc)
+                return ids
+
+            # One submission into an empty store; the results then pass the limit.
+            ids = fill(22)
+            retrieved, unread = ids[:16], ids[16:]  # retrieved: oldest first
+            for task_id in retrieved:  # first retrievals, in this order
+                assert len(gcc.get_result(task_id)) == BLOB
+            assert gcc.status()["store"]["size_bytes"] > limit
+
+            # A small submission that does not fit: room is made, and it runs.
+            first = gcc.run(1, endpoint_id="local", function_id=small)
+            assert gcc.get_result(first, wait=WAIT) == 1
+            kept = _present(gcc)
+            evicted = [t for t in retrieved if t not in kept]
+            assert evicted, "nothing was evicted"
+            assert evicted == retrieved[: len(evicted)]  # retrieved longest ago first
+            assert len(evicted) < len(retrieved)  # only what the room needed
+            assert set(unread) <= kept
+            assert gcc.status()["store"]["size_bytes"] <= limit
+
+            # Unread results alone fill it: eviction cannot help, the submission is
+            # refused, naming the way out.
+            more = fill(25)
+            with pytest.raises(ResourceExhausted) as refused:
+                gcc.run(2, endpoint_id="local", function_id=small)
+            assert "gcgate purge" in refused.value.message
+            assert "store_size_limit_mb" in refused.value.message
+            kept = _present(gcc)
+            assert set(unread + more) <= kept  # unread: never evicted
+            assert not {*retrieved, first} & kept  # every retrieved one went first
+
+            purge = subprocess.run(
+                [GCGATE, "purge", "--older-than", "0", "--json"],
+                env=daemon.env,
+                capture_output=True,
+                text=True,
+                timeout=WAIT,
+            )
+            assert purge.returncode == 0, purge.stderr
+            assert json.loads(purge.stdout)["tasks"] == len(unread) + len(more)
+            assert (
+                gcc.get_result(gcc.run(3, endpoint_id="local", function_id=small), wait=WAIT) == 3
+            )

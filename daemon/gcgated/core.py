@@ -477,12 +477,16 @@ class TaskLifecycle:
         swept = await self.sweep()
         target = self.store.size_limit_bytes * (1 - EVICT_HEADROOM) - incoming
         evicted = Removal()
-        while self.store.size_bytes() > target:
-            page = self.store.evict_page()
+        # Measured with SQLite's log checkpointed: a log full of recent writes (a
+        # copy of pages the database holds too) would make each page evict far
+        # more than the room needs.
+        size = self.store.release_space()
+        while size > target:
+            page = self.store.evict_page(int(size - target))
             if not page.tasks:
                 break
             evicted.add(page)
-            self.store.release_space()
+            size = self.store.release_space()
             await asyncio.sleep(0)
         if swept.tasks or evicted.tasks:
             log.warning(

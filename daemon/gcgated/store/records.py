@@ -526,13 +526,18 @@ class Store:
                     self._bury(removal_ids(rows, chosen), how)
         return removal, resume
 
-    def evict_page(self) -> Removal:
-        """Delete the ``sql.CHUNK`` retrieved results retrieved longest ago, in one
-        transaction (no tombstones: eviction is the store's own, like retention)."""
+    def evict_page(self, want_bytes: int) -> Removal:
+        """Delete the retrieved results retrieved longest ago, oldest first, until
+        their stored bytes reach ``want_bytes`` (at least one, at most ``sql.CHUNK``),
+        in one transaction (no tombstones: eviction is the store's own, like
+        retention). Stopping at ``want_bytes`` keeps eviction to what the room needs:
+        a whole page of large results could be far more."""
         rows = sql.oldest_retrieved(self._cache, "tasks")
         removal = Removal()
         chosen = []
         for row in rows:  # retrieved, so final (a value whose file was lost: None)
+            if chosen and removal.record_bytes >= want_bytes:
+                break
             chosen.append(row.rowid)
             removal.count(row.key, (row.value or {}).get("status", "unreadable"), row.size)
         sql.delete_rows(self._cache, "tasks", chosen)

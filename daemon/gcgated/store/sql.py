@@ -217,6 +217,12 @@ def clocks_from_expiry(cache: diskcache.Cache, table: str, retention_seconds: fl
         return int(cursor.rowcount)
 
 
+#: A row's stored bytes: diskcache's ``size`` counts only a value kept in a file
+#: of its own (0 for one in the database, most records); the value's length in
+#: the database is added.
+_STORED_BYTES = "size + IFNULL(length(value), 0)"
+
+
 @dataclass(frozen=True)
 class Row:
     """A row as a sweep sees it: key (unprefixed), rowid, retrieval time (None:
@@ -259,7 +265,7 @@ def sweep_page(
         where.append("((tag IS NOT NULL AND tag < ?) OR (tag IS NULL AND store_time < ?))")
         params.extend(expired)
     query = (
-        "SELECT key, rowid, tag, store_time, size, mode, filename, value FROM Cache"
+        f"SELECT key, rowid, tag, store_time, {_STORED_BYTES}, mode, filename, value FROM Cache"
         f" WHERE {' AND '.join(where)} ORDER BY key LIMIT ?"
     )
     rows = _connection(cache).execute(query, (*params, limit)).fetchall()
@@ -274,7 +280,7 @@ def oldest_retrieved(cache: diskcache.Cache, table: str, limit: int = CHUNK) -> 
     rows = (
         _connection(cache)
         .execute(
-            "SELECT key, rowid, tag, store_time, size, mode, filename, value FROM Cache"
+            f"SELECT key, rowid, tag, store_time, {_STORED_BYTES}, mode, filename, value FROM Cache"
             " WHERE tag IS NOT NULL AND key >= ? AND key < ? ORDER BY tag LIMIT ?",
             (low, high, limit),
         )
