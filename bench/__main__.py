@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import imports, latency, local, memory, remote, store
+from bench import imports, latency, local, memory, purge, remote, store
 from bench.common import Row, Settings, Shared
 from bench.machine import describe
 from bench.report import DOC, as_json, markdown, print_table, with_fresh_notes, write_doc
@@ -30,6 +30,7 @@ FIGURES: dict[str, Callable[[Settings], list[Row]]] = {
     "remote": remote.remote,
     "remote_latency": latency.remote_latency,
     "cached": store.cached,
+    "purge": purge.purge,
     "memory": memory.memory,
     "imports": imports.imports,
 }

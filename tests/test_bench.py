@@ -26,6 +26,7 @@ FIGURES = {
     "remote",
     "remote_latency",
     "cached",
+    "purge",
     "memory",
     "imports",
 }
