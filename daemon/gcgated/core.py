@@ -401,7 +401,7 @@ class TaskLifecycle:
         removal = Removal()
         for start in range(0, len(wanted), _CHUNK):
             removal.add(self.store.forget(wanted[start : start + _CHUNK]))
-            await asyncio.sleep(0)  # other calls are served between chunks
+            await _let_others_run()
         self._settle(removal, before)
         gone = [t for t in wanted if t not in set(removal.unknown_task_ids)]
         tombstones = self.store.tombstones(gone)
@@ -458,7 +458,7 @@ class TaskLifecycle:
         while after is not None:
             page, after = self.store.purge_page(what, after, dry_run=dry_run, how=how)
             removal.add(page)
-            await asyncio.sleep(0)  # other calls are served between chunks
+            await _let_others_run()
         if dry_run:
             removal.size_bytes = before
         else:
@@ -487,7 +487,7 @@ class TaskLifecycle:
                 break
             evicted.add(page)
             size = self.store.release_space()
-            await asyncio.sleep(0)
+            await _let_others_run()
         if swept.tasks or evicted.tasks:
             log.warning(
                 "store near its limit: %d result(s) past retention dropped, %d retrieved"
@@ -578,8 +578,19 @@ def _task_spec(
     )
 
 
-#: Task ids per forget transaction.
-_CHUNK = 500
+#: Task ids per forget transaction (about as long as a purge's page).
+_CHUNK = 100
+#: How long a forget, purge or eviction leaves the loop to other calls after
+#: each of its transactions. ``sleep(0)`` gives it one turn, and a call takes
+#: several (the request read, the handler, the answer written): a get_result
+#: then waited one page per turn (bench ``purge``: p50 430 ms, p99 1.4 s during
+#: a purge of 100,000 records; 7 and 39 ms with this and PURGE_PAGE).
+PAUSE_SECONDS = 0.001
+
+
+async def _let_others_run() -> None:
+    """Between two transactions of a long removal: other calls are served."""
+    await asyncio.sleep(PAUSE_SECONDS)
 
 
 def _stored_before(older_than_seconds: float | None) -> float | None:

@@ -45,6 +45,7 @@ from gcgated.errors import is_disk_full
 from . import migrate, sql
 from .jsondisk import encode
 from .lifecycle import (
+    PURGE_PAGE,
     TOMBSTONE_MAX,
     TOMBSTONE_SECONDS,
     TOMBSTONE_SLACK,
@@ -500,7 +501,7 @@ class Store:
         self, what: PurgeFilter, after: str, *, dry_run: bool = False, how: str = "purged"
     ) -> tuple[Removal, str | None]:
         """One short transaction of a purge: the matching final records among the
-        next ``sql.CHUNK`` candidates after key ``after`` (see ``sql.sweep_page``),
+        next ``PURGE_PAGE`` candidates after key ``after`` (see ``sql.sweep_page``),
         deleted with tombstones (``how``: "purged"; "" for the store's own
         retention sweep, which leaves none). Returns what went and where to resume
         (None: done). Tasks in flight are never touched."""
@@ -511,6 +512,7 @@ class Store:
             stored_before=what.stored_before,
             retrieved_only=what.retrieved,
             expired=what.expired,
+            limit=PURGE_PAGE,
         )
         removal = Removal()
         chosen = []
