@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import imports, latency, local, memory, remote, reuse, store
+from bench import imports, latency, local, memory, purge, remote, reuse, store
 from bench.common import Row, Settings, Shared
 from bench.machine import describe
 from bench.report import DOC, as_json, markdown, print_table, with_fresh_notes, write_doc
@@ -31,6 +31,7 @@ FIGURES: dict[str, Callable[[Settings], list[Row]]] = {
     "remote_latency": latency.remote_latency,
     "cached": store.cached,
     "reuse": reuse.reuse,
+    "purge": purge.purge,
     "memory": memory.memory,
     "imports": imports.imports,
 }

@@ -55,6 +55,14 @@ ALLOWED: dict[str, str] = {
         " daemon (no polling)"
     ),
     "Client.list_tasks": "gcgate extension: recent tasks from the daemon's store (gcgate tasks)",
+    "Client.forget_tasks": (
+        "gcgate extension: the daemon's store outlives clients; this deletes tasks'"
+        " records and results by id (gcgate forget)"
+    ),
+    "Client.purge_tasks": (
+        "gcgate extension: deletes the stored results matching filters (age, status,"
+        " endpoint, function, task group, retrieved) (gcgate purge)"
+    ),
     "Client.get_tasks": (
         "gcgate extension: get_batch_result's lookup with failures kept (under 'exception')"
         " and unknown ids refused, for code that must see every task"

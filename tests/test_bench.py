@@ -27,6 +27,7 @@ FIGURES = {
     "remote_latency",
     "cached",
     "reuse",
+    "purge",
     "memory",
     "imports",
 }

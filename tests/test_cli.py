@@ -7,6 +7,7 @@ shell -> console script -> thin client -> daemon.
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import json
 import os
@@ -24,9 +25,10 @@ from pathlib import Path
 
 import pytest
 from gcgate import Client, __version__
+from gcgate.cli.commands import duration
 from gcgate.cli.submit import TaskInput, chunks
 from gcgate.constants import LOCAL_ENDPOINT_ID
-from harness import Daemon
+from harness import Daemon, wait_until
 
 #: The installed console script (not ``python -m``): what users actually run.
 GCGATE = shutil.which("gcgate", path=os.path.dirname(sys.executable))
@@ -78,6 +80,8 @@ SUBCOMMANDS = (
     "wait",
     "tasks",
     "cache",
+    "forget",
+    "purge",
     "register-source",
     "batch",
     "completion",
@@ -660,6 +664,209 @@ def test_tasks_colours_only_on_a_terminal(env: dict[str, str], tasks: Tasks) -> 
 
 def strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+# ------------------------------------------------------------ forget and purge
+
+
+@dataclass
+class Group:
+    """Tasks of a task group of their own (purges name it: the module's other tasks
+    stay), two succeeded (the first retrieved) and one failed."""
+
+    task_group_id: str
+    pair_function: str
+    boom_function: str
+    succeeded: list[str]
+    failed: str
+
+
+@pytest.fixture
+def group(daemon: Daemon) -> Group:
+    with Client(socket_path=daemon.socket_path) as client:
+        pair_fn = client.register_source_code(SOURCE, "pair")
+        boom_fn = client.register_source_code(SOURCE, "boom")
+        task_group_id = str(uuid.uuid4())
+        batch = client.create_batch(task_group_id=task_group_id)
+        batch.add(pair_fn, args=(1,))
+        batch.add(pair_fn, args=(2,))
+        batch.add(boom_fn)
+        ids = client.batch_run("local", batch)["tasks"]
+        # Waited for without reading them (a read is a retrieval, which --retrieved sees).
+        wait_until("the group final", lambda: not client.list_tasks(status="pending"), 30)
+        assert client.get_result(ids[pair_fn][0]) == (1, 2)  # retrieved once
+    return Group(task_group_id, pair_fn, boom_fn, ids[pair_fn], ids[boom_fn][0])
+
+
+def test_forget_then_result_says_forgotten(env: dict[str, str], group: Group) -> None:
+    unknown = str(uuid.uuid4())
+    proc = gcgate("forget", group.succeeded[0], unknown, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("forgot 1 task(s), freed ")
+    assert f"not in the store: {unknown}" in proc.stdout
+
+    proc = gcgate("result", group.succeeded[0], env=env)
+    assert proc.returncode == 5
+    assert "was forgotten" in proc.stderr
+
+    doc = json.loads(gcgate("forget", "--json", group.succeeded[1], env=env).stdout)
+    assert (doc["forgotten"], doc["in_flight"], doc["unknown_task_ids"]) == (1, 0, [])
+    assert doc["size_bytes"] > 0
+
+
+def test_forget_a_task_in_flight_needs_the_flag(
+    env: dict[str, str], daemon: Daemon, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    with Client(socket_path=daemon.socket_path) as client:
+        fid = client.register_source_code(SOURCE, "gated")
+        task_id = client.run(str(release), endpoint_id="local", function_id=fid)
+    try:
+        proc = gcgate("forget", task_id, env=env)
+        assert proc.returncode == 1
+        assert "in flight" in proc.stderr and "--in-flight" in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+        proc = gcgate("forget", "--in-flight", "--json", task_id, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert (json.loads(proc.stdout)["forgotten"], json.loads(proc.stdout)["in_flight"]) == (
+            1,
+            1,
+        )
+    finally:
+        release.touch()
+    proc = gcgate("result", task_id, env=env)
+    assert proc.returncode == 5
+    assert "was forgotten" in proc.stderr
+
+
+def test_forget_bad_ids_exit_5(env: dict[str, str]) -> None:
+    proc = gcgate("forget", "not-a-task-id", env=env)
+    assert proc.returncode == 5
+    assert "not-a-task-id" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def purge_json(env: dict[str, str], *args: str) -> dict[str, object]:
+    proc = gcgate("purge", *args, "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_purge_dry_run_lists_and_deletes_nothing(env: dict[str, str], group: Group) -> None:
+    proc = gcgate("purge", "--task-group", group.task_group_id, "--dry-run", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("would purge 3 result(s) (2 succeeded, 1 failed),")
+    assert "nothing was deleted" in proc.stdout
+    for task_id in (*group.succeeded, group.failed):
+        assert task_id in proc.stdout
+
+    doc = purge_json(env, "--task-group", group.task_group_id, "--dry-run")
+    assert (doc["tasks"], doc["succeeded"], doc["failed"], doc["dry_run"]) == (3, 2, 1, True)
+    assert doc["bytes_freed"] == 0
+    assert doc["record_bytes"] > 0  # small records are in the database, still counted
+    assert purge_json(env, "--task-group", group.task_group_id, "--dry-run")["tasks"] == 3
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--status", "failed"], 1),
+        (["--status", "success"], 2),
+        (["--retrieved"], 1),
+        (["--endpoint", LOCAL_ENDPOINT_ID], 3),
+        (["--endpoint", "local"], 3),
+        (["--older-than", "0"], 3),
+        (["--older-than", "7d"], 0),
+        (["--older-than", "1.5h", "--status", "success"], 0),
+    ],
+)
+def test_purge_filters_parse(
+    env: dict[str, str], group: Group, flags: list[str], expected: int
+) -> None:
+    doc = purge_json(env, "--task-group", group.task_group_id, *flags, "--dry-run")
+    assert doc["tasks"] == expected
+
+
+def test_purge_by_function_then_by_group(env: dict[str, str], group: Group) -> None:
+    by_function = ["--task-group", group.task_group_id, "--function"]
+    assert purge_json(env, *by_function, group.boom_function, "--dry-run")["tasks"] == 1
+
+    proc = gcgate("purge", *by_function, group.boom_function, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("purged 1 result(s) (0 succeeded, 1 failed), freed ")
+    assert "store now" in proc.stdout
+    proc = gcgate("result", group.failed, env=env)
+    assert proc.returncode == 5
+    assert "was purged" in proc.stderr
+
+    doc = purge_json(env, "--task-group", group.task_group_id)
+    assert (doc["tasks"], doc["succeeded"], doc["dry_run"]) == (2, 2, False)
+    assert purge_json(env, "--task-group", group.task_group_id, "--dry-run")["tasks"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--older-than", "banana"], "not a duration: 'banana'"),
+        (["--older-than=-1"], "finite and >= 0"),
+        (["--status", "pending"], "invalid choice: 'pending'"),
+        (["--dry-run"], "name at least one filter"),
+    ],
+)
+def test_purge_usage_errors_exit_2(env: dict[str, str], args: list[str], says: str) -> None:
+    proc = gcgate("purge", *args, env=env)
+    assert proc.returncode == 2
+    assert says in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("0", 0),
+        ("45", 45),
+        ("45s", 45),
+        ("30m", 1800),
+        ("1.5h", 5400),
+        ("7d", 604800),
+        ("2w", 1209600),
+    ],
+)
+def test_purge_durations(text: str, seconds: float) -> None:
+    assert duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("banana", "not a duration"),
+        ("7y", "not a duration"),
+        ("", "not a duration"),
+        ("d", "not a duration"),
+        ("-1", "finite and >= 0"),
+        ("inf", "finite and >= 0"),
+        ("nan", "finite and >= 0"),
+    ],
+)
+def test_purge_bad_durations(text: str, says: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=says):
+        duration(text)
+
+
+@pytest.mark.parametrize(
+    ("flag", "says"),
+    [
+        ("--function", "function_id"),
+        ("--task-group", "task_group_id"),
+        ("--endpoint", "banana"),
+    ],
+)
+def test_purge_malformed_ids_exit_5(env: dict[str, str], flag: str, says: str) -> None:
+    proc = gcgate("purge", flag, "banana", "--dry-run", env=env)
+    assert proc.returncode == 5
+    assert says in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 # -------------------------------------------------------------------- completion

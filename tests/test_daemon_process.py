@@ -358,7 +358,13 @@ EMPTY_ENV = {
     ("args", "config", "env", "message"),
     [
         (["--workers", "-1"], None, {}, "command line: workers must be >= 0"),
-        (["--retention-days", "0"], None, {}, "command line: retention_days must be > 0"),
+        (["--retention-days", "-1"], None, {}, "command line: retention_days must be >= 0"),
+        (
+            ["--unread-retention-days", "0"],
+            None,
+            {},
+            "command line: unread_retention_days must be > 0 (inf keeps",
+        ),
         ([], "[gcgated]\nworkers = 1\nbogus = 2\n", {}, "unknown setting 'bogus'"),
         ([], "workers = 'many'\n", {}, "bad value for 'workers': 'many'"),
         ([], "workers = [1\n", {}, "cannot read config file"),
@@ -371,7 +377,8 @@ EMPTY_ENV = {
     ],
     ids=[
         "negative-workers",
-        "zero-retention",
+        "negative-retention",
+        "zero-unread-retention",
         "unknown-key",
         "bad-type",
         "bad-toml",

@@ -76,6 +76,9 @@ ALLOWED: dict[str, set[grpc.StatusCode]] = {
     "CompleteLogin": {C.INVALID_ARGUMENT, C.NOT_FOUND, C.FAILED_PRECONDITION, *_GLOBUS},
     # No owner key is sent: Logout is refused (test_sdk_methods sends it).
     "Logout": {C.PERMISSION_DENIED},
+    "ForgetTasks": {C.OK, C.INVALID_ARGUMENT, C.FAILED_PRECONDITION},
+    # No owner key is sent: PurgeTasks is refused before its filters are read.
+    "PurgeTasks": {C.PERMISSION_DENIED},
     "WhoAmI": {C.OK},
     "ListEndpoints": {C.OK, C.INVALID_ARGUMENT, *_GLOBUS},
     "DeleteFunction": {C.OK, C.INVALID_ARGUMENT, C.NOT_FOUND, *_GLOBUS},
@@ -470,6 +473,17 @@ def requests(world: World) -> dict[str, st.SearchStrategy[Any]]:
         "StartLogin": st.builds(pb.StartLoginRequest, force=st.booleans()),
         "CompleteLogin": st.builds(pb.CompleteLoginRequest, login_id=text(), auth_code=text()),
         "Logout": st.just(pb.LogoutRequest()),
+        "ForgetTasks": st.builds(
+            pb.ForgetTasksRequest,
+            task_ids=st.lists(st.uuids().map(str) | text(), max_size=5),
+            in_flight=st.booleans(),
+        ),
+        "PurgeTasks": st.builds(
+            pb.PurgeTasksRequest,
+            status=text("success", "failed", "pending"),
+            older_than_seconds=st.floats(),
+            dry_run=st.booleans(),
+        ),
         "WhoAmI": st.just(pb.WhoAmIRequest()),
         "ListEndpoints": st.builds(pb.ListEndpointsRequest, role=text("owner", "any")),
         "DeleteFunction": st.builds(

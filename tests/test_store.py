@@ -89,14 +89,19 @@ def store(tmp_path: Path) -> Iterator[Store]:
         s.close()
 
 
-def expire_time(store: Store, task_id: str) -> float | None:
-    [(_, when)] = store._tasks.get_many_expiring([task_id]).values()
+def retrieved_at(store: Store, task_id: str) -> float | None:
+    """When the task's result was first retrieved (None: never)."""
+    [(_, when)] = sql.get_many(store._cache, "tasks", [task_id], column="tag").values()
     return when
 
 
 def expire(store: Store, now: float) -> int:
-    """Cull as if it were ``now``."""
-    return sql.expire(store._cache, now=now)
+    """Sweep what retention lets go as if it were ``now``; how many results went."""
+    gone, after = 0, ""
+    while after is not None:
+        page, after = store.purge_page(store.expired_filter(now), after, how="")
+        gone += page.tasks
+    return gone
 
 
 # ------------------------------------------------------------------ functions
@@ -155,7 +160,7 @@ def test_add_complete_get_round_trip(store: Store) -> None:
     assert pending["endpoint_id"] == ENDPOINT
     assert pending["task_group_id"] == a.task_group_id
     assert "result" not in pending
-    assert expire_time(store, a.task_id) is None  # a pending read starts no clock
+    assert retrieved_at(store, a.task_id) is None  # a pending read starts no clock
 
     written = store.complete_tasks([success(a.task_id), failure(b.task_id)])
     assert [r["task_id"] for r in written] == [a.task_id, b.task_id]
@@ -248,20 +253,20 @@ def test_retention_clock_starts_at_first_retrieval(store: Store) -> None:
     before = time.time()
     assert store.get_task(retrieved.task_id) is not None
     assert store.get_task(pending.task_id) is not None
-    first = expire_time(store, retrieved.task_id)
+    first = retrieved_at(store, retrieved.task_id)
     assert first is not None
-    assert before + RETENTION <= first <= time.time() + RETENTION
-    assert expire_time(store, pending.task_id) is None
+    assert before <= first <= time.time()
+    assert retrieved_at(store, pending.task_id) is None
 
     # Later reads do not push the clock back.
     assert store.get_task(retrieved.task_id) is not None
-    assert expire_time(store, retrieved.task_id) == first
+    assert retrieved_at(store, retrieved.task_id) == first
 
     # Not culled before its retention ran out...
-    assert expire(store, first - 1) == 0
+    assert expire(store, first + RETENTION - 1) == 0
     assert store.get_task(retrieved.task_id) is not None
     # ...and culled after it; the unretrieved and the pending one stay.
-    assert expire(store, first + 1) == 1
+    assert expire(store, first + RETENTION + 1) == 1
     assert store.get_task(retrieved.task_id) is None
     assert store.get_task(unretrieved.task_id) is not None
     assert store.get_task(pending.task_id) is not None
@@ -270,24 +275,28 @@ def test_retention_clock_starts_at_first_retrieval(store: Store) -> None:
     assert (store.counts()["success"], store.counts()["failed"]) == (1, 1)
 
 
-def test_has_room_for_frees_only_retrieved_results(tmp_path: Path) -> None:
-    # A retention so short that it has run out by the time has_room_for looks.
-    store = open_store(tmp_path / "store", retention_seconds=1e-6)
+def test_a_swept_retrieved_result_frees_its_room(tmp_path: Path) -> None:
+    # Retention 0: a result goes once retrieved.
+    store = open_store(tmp_path / "store", retention_seconds=0)
     try:
         t = new_task()
         store.add_tasks([t], "waiting-for-ep")
         # Incompressible, so it takes real room on disk.
         big = "00\n" + base64.b64encode(os.urandom(300_000)).decode()
         store.complete_tasks([success(t.task_id, big)])
+        store.release_space()
         store.size_limit_bytes = store.size_bytes() + 1000
         assert store.has_room_for(100)
-        assert not store.has_room_for(200_000)  # the result was never retrieved: kept
+        assert not store.has_room_for(200_000)
+        assert expire(store, time.time()) == 0  # never retrieved: kept
 
         record = store.get_task(t.task_id)
         assert record is not None
         assert record["result"] == big
-        assert store.has_room_for(200_000)  # expired once retrieved, and dropped
-        assert store.get_task(t.task_id) is None
+        assert store.get_task(t.task_id) is None  # retrieved once: gone for readers
+        assert expire(store, time.time()) == 1  # and swept
+        store.release_space()
+        assert store.has_room_for(200_000)
         assert store.size_bytes() < store.size_limit_bytes - 200_000
     finally:
         store.close()
@@ -402,7 +411,7 @@ def test_reopened_store_keeps_everything(tmp_path: Path) -> None:
     store.add_tasks([done, retrieved, pending], "waiting-for-ep")
     store.complete_tasks([success(done.task_id), failure(retrieved.task_id)])
     store.get_task(retrieved.task_id)
-    clock = expire_time(store, retrieved.task_id)
+    clock = retrieved_at(store, retrieved.task_id)
     counts = store.counts()
     store.close()
 
@@ -411,8 +420,8 @@ def test_reopened_store_keeps_everything(tmp_path: Path) -> None:
         assert reopened.counts() == counts
         assert reopened.put_function(registration()) == (fid, False)
         assert DELETED_AT in (reopened.get_function(deleted) or {})
-        assert expire_time(reopened, retrieved.task_id) == clock
-        assert expire_time(reopened, done.task_id) is None
+        assert retrieved_at(reopened, retrieved.task_id) == clock
+        assert retrieved_at(reopened, done.task_id) is None
         record = reopened.get_task(done.task_id)
         assert record is not None
         assert record["result"] == "11\n4"

@@ -23,7 +23,7 @@ from typing import Any
 
 import diskcache
 import pytest
-from gcgated.store import Store, function_id_for
+from gcgated.store import Store, function_id_for, sql
 from gcgated.store.jsondisk import JSONTextDisk
 from gcgated.store.migrate import LEGACY_DATABASES, MIGRATED, REMOVING
 from gcgated.store.recovery import open_store
@@ -107,8 +107,12 @@ def check_migrated(store: Store, legacy: Legacy) -> None:
     assert first is not None and first["result"] == "11\n0"
     assert big is not None and big["result"] == LARGE
     assert last is not None and last["status"] == "success"
-    [(_, kept_clock)] = store._tasks.get_many_expiring([legacy.done[0]]).values()
-    assert kept_clock == pytest.approx(time.time() + RETENTION, abs=600)  # read before
+    # Read before: its expire time became a retrieval time (minus the retention).
+    [(_, retrieved_at)] = sql.get_many(
+        store._cache, "tasks", [legacy.done[0]], column="tag"
+    ).values()
+    assert retrieved_at == pytest.approx(time.time(), abs=600)
+    assert store._tasks.get_many_expiring([legacy.done[0]])[legacy.done[0]][1] is None
     resumed = {record["task_id"]: run for record, run in store.resumable()}
     assert set(resumed) == {legacy.pending, legacy.uncommitted}
     assert resumed[legacy.pending]["payload"] == f"p-{legacy.pending}"

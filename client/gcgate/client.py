@@ -105,7 +105,9 @@ def message_dict(msg: Message) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field in msg.DESCRIPTOR.fields:
         value = getattr(msg, field.name)
-        if field.message_type is not None and field.is_repeated:
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value = dict(value)
+        elif field.message_type is not None and field.is_repeated:
             value = [message_dict(v) for v in value]
         elif field.message_type is not None:
             value = message_dict(value)
@@ -838,6 +840,67 @@ class Client:
         request = pb.ListTasksRequest(limit=limit, status=status, include_results=include_results)
         records = self._call("ListTasks", request).tasks
         return [task_dict(r, self.fx_serializer, summary=True) for r in records]
+
+    # ------------------------------------------------------------ result cache
+
+    def forget_tasks(
+        self, task_ids: Iterable[UUID_LIKE_T], *, in_flight: bool = False
+    ) -> dict[str, Any]:
+        """Delete tasks' records and results from the daemon's store now; asking for
+        one afterwards raises NotFound saying it was forgotten.
+
+        :param in_flight: also forget tasks not yet final: each one's result is
+            discarded when it arrives, and it is not run again. Without it a task
+            in flight refuses the whole call (nothing is forgotten).
+        :returns: ``{"forgotten", "in_flight", "unknown_task_ids", "bytes_freed",
+            "size_bytes"}``
+        :raises FailedPrecondition: a task is in flight and ``in_flight`` is False
+        """
+        wanted = unique_ids(task_ids)
+        answer = message_dict(
+            self._call("ForgetTasks", pb.ForgetTasksRequest(task_ids=wanted, in_flight=in_flight))
+        )
+        for task_id in wanted:  # this client's own copies go too
+            self._task_status_table.pop(task_id, None)
+        return answer
+
+    def purge_tasks(
+        self,
+        *,
+        older_than: float | None = None,
+        status: str = "",
+        endpoint_id: UUID_LIKE_T | None = None,
+        function_id: UUID_LIKE_T | None = None,
+        task_group_id: UUID_LIKE_T | None = None,
+        retrieved: bool = False,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Delete the final results matching every filter given (at least one);
+        tasks in flight are never touched. It affects every client of the daemon,
+        so only its own user may purge (this client sends the daemon's owner key).
+
+        :param older_than: seconds: results stored at least this long ago (0: all)
+        :param status: ``"success"`` or ``"failed"``
+        :param retrieved: only results already retrieved at least once
+        :param dry_run: only count what would go
+        :returns: ``{"tasks", "succeeded", "failed", "record_bytes", "bytes_freed",
+            "size_bytes", "sample_task_ids", "dry_run"}``
+        """
+        request = pb.PurgeTasksRequest(
+            status=status,
+            endpoint_id=str(endpoint_id or ""),
+            function_id=str(function_id or ""),
+            task_group_id=str(task_group_id or ""),
+            retrieved=retrieved,
+            dry_run=dry_run,
+        )
+        if older_than is not None:
+            request.older_than_seconds = older_than
+        state_dir = self._call("Status", pb.StatusRequest()).state_dir
+        answer = self._call("PurgeTasks", request, metadata=owner_key_metadata(state_dir))
+        if not dry_run:  # which ids went is not all in the answer: drop this client's copies
+            self._task_status_table.clear()
+        return message_dict(answer)
 
     # ----------------------------------------------------------------- endpoints
 

@@ -33,6 +33,7 @@ ENV_VARS = {
     "workers": "GCGATE_WORKERS",
     "log_level": "GCGATE_LOG_LEVEL",
     "retention_days": "GCGATE_RETENTION_DAYS",
+    "unread_retention_days": "GCGATE_UNREAD_RETENTION_DAYS",
     "store_size_limit_mb": "GCGATE_STORE_SIZE_LIMIT_MB",
     "compute_url": "GCGATE_COMPUTE_URL",
     "group": "GCGATE_GROUP",
@@ -72,8 +73,12 @@ class Config:
     local_max_payload_mb: float = DEFAULT_LIMIT_MB
     local_max_result_mb: float = DEFAULT_LIMIT_MB
     log_level: str = "INFO"
-    #: Days a final result is kept after a client first retrieved it.
+    #: Days a final result is kept after a client first retrieved it (0: dropped
+    #: once retrieved: the retrieving call gets it, later ones NOT_FOUND).
     retention_days: float = 30.0
+    #: Days a final result nobody retrieved is kept after it was stored
+    #: (``inf``: until it is read, forgotten or purged).
+    unread_retention_days: float = 90.0
     #: The store refuses new submissions beyond this size (MB on disk).
     store_size_limit_mb: int = 4096
     #: Seconds in-flight RPCs get to finish on SIGTERM/SIGINT.
@@ -178,8 +183,16 @@ class Config:
         self.log_level = self.log_level.upper()
         if self.workers < 0:
             raise StartupError(f"{source}: workers must be >= 0 (0 means one per CPU)")
-        if self.retention_days <= 0:
-            raise StartupError(f"{source}: retention_days must be > 0")
+        if not self.retention_days >= 0:  # NaN too
+            raise StartupError(
+                f"{source}: retention_days must be >= 0 (0: a result is dropped once"
+                f" retrieved), not {self.retention_days}"
+            )
+        if not self.unread_retention_days > 0:
+            raise StartupError(
+                f"{source}: unread_retention_days must be > 0 (inf keeps unread results"
+                f" until they are read), not {self.unread_retention_days}"
+            )
         if self.store_size_limit_mb <= 0:
             raise StartupError(f"{source}: store_size_limit_mb must be > 0")
         for name in ("local_max_payload_mb", "local_max_result_mb"):

@@ -154,7 +154,13 @@ def remove_stale_socket(path: Path) -> None:
 STATUS_REFRESH_SECONDS = 5.0
 
 #: Settings a SIGHUP reload applies; any other change waits for a restart.
-RELOADABLE = ("log_level", "retention_days", "store_size_limit_mb", "shutdown_grace_seconds")
+RELOADABLE = (
+    "log_level",
+    "retention_days",
+    "unread_retention_days",
+    "store_size_limit_mb",
+    "shutdown_grace_seconds",
+)
 #: Not settings a reload compares (credentials are compared as a whole).
 NOT_COMPARED = ("client_id", "client_secret", "config_file")
 
@@ -231,6 +237,7 @@ async def _serve(
             config.store_dir,
             size_limit_bytes=config.store_size_limit_mb * 1024 * 1024,
             retention_seconds=config.retention_days * 86400,
+            unread_retention_seconds=config.unread_retention_days * 86400,
         )
         remote = build_globus_backend(config, store, credentials)
         local = LocalBackend(
@@ -391,6 +398,7 @@ class Service:
         logging.getLogger().setLevel(old.log_level)
         store = self.store
         store.retention_seconds = old.retention_days * 86400
+        store.unread_retention_seconds = old.unread_retention_days * 86400
         store.size_limit_bytes = old.store_size_limit_mb * 1024 * 1024
         # The Globus backend logged in with the credentials it started with:
         # new ones are checked now (a bad file fails the reload) and used after

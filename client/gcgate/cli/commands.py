@@ -3,7 +3,8 @@
 Commands: ``status`` (is the daemon up, and how is it doing), ``result`` (one
 task's result or failure), ``wait`` (a progress bar until tasks finish),
 ``tasks`` (recent tasks, status in colour), ``cancel`` (stop unfinished
-tasks), ``cache`` (result store usage),
+tasks), ``cache`` (result store usage), ``forget`` and ``purge`` (remove
+results from the store),
 ``register-source`` and ``batch`` (run a function from the shell, JSON in and
 out) and ``completion`` (a shell completion script). Every command talks to the
 daemon only through the thin client :class:`gcgate.Client`, exactly like user
@@ -252,10 +253,77 @@ def cmd_cache(client: Client, args: argparse.Namespace) -> Output:
         ("size", describe_store_usage(store)),
         ("functions", str(store["functions"])),
         ("task records", str(store["task_records"])),
-        ("retention", f"{store['retention_days']:g} days after a result is first retrieved"),
+        ("retention", describe_retention(store)),
         ("tasks", describe_counts(counts)),
     ]
     return Output(f"gcgate result store ({status['state_dir']})\n{key_value_block(rows)}", data)
+
+
+def describe_retention(store: dict[str, Any]) -> str:
+    """How long retrieved and unread results are kept, as two lines."""
+    days = store["retention_days"]
+    retrieved = (
+        "retrieved results: dropped once retrieved"
+        if days == 0
+        else f"retrieved results: {days:g} days after the first retrieval"
+    )
+    unread_days = store.get("unread_retention_days", math.inf)
+    unread = (
+        "unread results: until retrieved"
+        if math.isinf(unread_days)
+        else f"unread results: {unread_days:g} days after they were stored"
+    )
+    return f"{retrieved}\n{unread}"
+
+
+def describe_freed(answer: dict[str, Any]) -> str:
+    """``freed 1.2 MiB; store now 3.4 MiB`` for a forget or purge answer."""
+    freed, size = format_bytes(answer["bytes_freed"]), format_bytes(answer["size_bytes"])
+    return f"freed {freed}; store now {size}"
+
+
+def cmd_forget(client: Client, args: argparse.Namespace) -> Output:
+    """Forget tasks by id: records and results deleted now."""
+    answer = client.forget_tasks(args.task_ids, in_flight=args.in_flight)
+    text = f"forgot {answer['forgotten']} task(s)"
+    if answer["in_flight"]:
+        text += f" ({answer['in_flight']} in flight: their results are discarded when they arrive)"
+    text += f", {describe_freed(answer)}"
+    if answer["unknown_task_ids"]:
+        text += "\nnot in the store: " + " ".join(answer["unknown_task_ids"])
+    return Output(text, answer)
+
+
+def cmd_purge(client: Client, args: argparse.Namespace) -> Output:
+    """Delete (or with --dry-run list) the final results matching every filter."""
+    filters = (args.older_than, args.status, args.endpoint, args.function, args.task_group)
+    if all(f is None for f in filters) and not args.retrieved:
+        raise CliError(
+            "name at least one filter: --older-than, --status, --endpoint, --function,"
+            " --task-group or --retrieved (--older-than 0 matches every final result)",
+            Exit.USAGE,
+        )
+    answer = client.purge_tasks(
+        older_than=args.older_than,
+        status=args.status or "",
+        endpoint_id=args.endpoint,
+        function_id=args.function,
+        task_group_id=args.task_group,
+        retrieved=args.retrieved,
+        dry_run=args.dry_run,
+    )
+    by_status = f"{answer['succeeded']} succeeded, {answer['failed']} failed"
+    if args.dry_run:
+        text = (
+            f"would purge {answer['tasks']} result(s) ({by_status}),"
+            f" {format_bytes(answer['record_bytes'])} of records; nothing was deleted"
+        )
+        if answer["sample_task_ids"]:
+            shown = len(answer["sample_task_ids"])
+            text += f"\nfirst {shown}:\n  " + "\n  ".join(answer["sample_task_ids"])
+    else:
+        text = f"purged {answer['tasks']} result(s) ({by_status}), {describe_freed(answer)}"
+    return Output(text, answer)
 
 
 def cmd_result(client: Client, args: argparse.Namespace) -> Output:
@@ -381,6 +449,24 @@ def seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"seconds must be a finite number >= 0, not {text}")
+    return value
+
+
+#: Units ``--older-than`` takes, in seconds.
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration(text: str) -> float:
+    """argparse type: ``7d``, ``12h``, ``30m``, ``45s``, ``2w`` or plain seconds."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in DURATION_UNITS else (text, "s")
+    try:
+        value = float(number) * DURATION_UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (use e.g. 7d, 12h, 30m, 45s or seconds)"
+        ) from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"a duration must be finite and >= 0, not {text}")
     return value
 
 
@@ -561,6 +647,50 @@ def build_parser() -> argparse.ArgumentParser:
         "Size against the limit, registered functions, task records, how long\n"
         "results are kept, and task counts by state.",
     )
+
+    forget = add_command(
+        commands,
+        "forget",
+        cmd_forget,
+        "forget tasks: delete their records and results now",
+        "Each task's record and result leave the daemon's store at once; asking for\n"
+        "one afterwards says it was forgotten. A task still in flight refuses the\n"
+        "whole command (exit 1) unless --in-flight is given.\n\n"
+        "  gcgate forget 6c0f...e1 0b9d...42",
+    )
+    forget.add_argument("task_ids", nargs="+", metavar="TASK_ID", help="task UUIDs")
+    forget.add_argument(
+        "--in-flight",
+        action="store_true",
+        help="also forget tasks not yet final: each one's result is discarded when it"
+        " arrives, and it is not run again",
+    )
+
+    purge = add_command(
+        commands,
+        "purge",
+        cmd_purge,
+        "delete the final results matching every filter given",
+        "Frees the store's space now. Tasks in flight are never touched. Only the\n"
+        "daemon's own user may purge (it affects every client). --dry-run shows what\n"
+        "would go.\n\n"
+        "  gcgate purge --older-than 7d --dry-run\n"
+        "  gcgate purge --status failed --endpoint local",
+    )
+    purge.add_argument(
+        "--older-than",
+        type=duration,
+        metavar="AGE",
+        help="results stored at least AGE ago: 7d, 12h, 30m, 45s (0: every final result)",
+    )
+    purge.add_argument("--status", choices=("success", "failed"), help="only this final status")
+    purge.add_argument("--endpoint", metavar="ENDPOINT_ID", help="only this endpoint's tasks")
+    purge.add_argument("--function", metavar="FUNCTION_ID", help="only this function's tasks")
+    purge.add_argument("--task-group", metavar="TASK_GROUP_ID", help="only this task group")
+    purge.add_argument(
+        "--retrieved", action="store_true", help="only results already retrieved at least once"
+    )
+    purge.add_argument("--dry-run", action="store_true", help="show what would go; delete nothing")
 
     register = add_command(
         commands,

@@ -67,20 +67,22 @@ class TaskCounts(_message.Message):
     def __init__(self, pending: _Optional[int] = ..., success: _Optional[int] = ..., failed: _Optional[int] = ..., cancelled: _Optional[int] = ..., reused: _Optional[int] = ...) -> None: ...
 
 class StoreStatus(_message.Message):
-    __slots__ = ("size_bytes", "size_limit_bytes", "functions", "task_records", "retention_days", "damaged_moved_to")
+    __slots__ = ("size_bytes", "size_limit_bytes", "functions", "task_records", "retention_days", "damaged_moved_to", "unread_retention_days")
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SIZE_LIMIT_BYTES_FIELD_NUMBER: _ClassVar[int]
     FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
     TASK_RECORDS_FIELD_NUMBER: _ClassVar[int]
     RETENTION_DAYS_FIELD_NUMBER: _ClassVar[int]
     DAMAGED_MOVED_TO_FIELD_NUMBER: _ClassVar[int]
+    UNREAD_RETENTION_DAYS_FIELD_NUMBER: _ClassVar[int]
     size_bytes: int
     size_limit_bytes: int
     functions: int
     task_records: int
     retention_days: float
     damaged_moved_to: str
-    def __init__(self, size_bytes: _Optional[int] = ..., size_limit_bytes: _Optional[int] = ..., functions: _Optional[int] = ..., task_records: _Optional[int] = ..., retention_days: _Optional[float] = ..., damaged_moved_to: _Optional[str] = ...) -> None: ...
+    unread_retention_days: float
+    def __init__(self, size_bytes: _Optional[int] = ..., size_limit_bytes: _Optional[int] = ..., functions: _Optional[int] = ..., task_records: _Optional[int] = ..., retention_days: _Optional[float] = ..., damaged_moved_to: _Optional[str] = ..., unread_retention_days: _Optional[float] = ...) -> None: ...
 
 class FunctionMeta(_message.Message):
     __slots__ = ("python_version", "sdk_version", "serde_identifier")
@@ -447,3 +449,63 @@ class WhoAmIResponse(_message.Message):
     name: str
     email: str
     def __init__(self, login: _Optional[_Union[LoginState, _Mapping]] = ..., username: _Optional[str] = ..., name: _Optional[str] = ..., email: _Optional[str] = ...) -> None: ...
+
+class ForgetTasksRequest(_message.Message):
+    __slots__ = ("task_ids", "in_flight")
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    task_ids: _containers.RepeatedScalarFieldContainer[str]
+    in_flight: bool
+    def __init__(self, task_ids: _Optional[_Iterable[str]] = ..., in_flight: _Optional[bool] = ...) -> None: ...
+
+class ForgetTasksResponse(_message.Message):
+    __slots__ = ("forgotten", "in_flight", "unknown_task_ids", "bytes_freed", "size_bytes")
+    FORGOTTEN_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FREED_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    forgotten: int
+    in_flight: int
+    unknown_task_ids: _containers.RepeatedScalarFieldContainer[str]
+    bytes_freed: int
+    size_bytes: int
+    def __init__(self, forgotten: _Optional[int] = ..., in_flight: _Optional[int] = ..., unknown_task_ids: _Optional[_Iterable[str]] = ..., bytes_freed: _Optional[int] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class PurgeTasksRequest(_message.Message):
+    __slots__ = ("older_than_seconds", "status", "endpoint_id", "function_id", "task_group_id", "retrieved", "dry_run")
+    OLDER_THAN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    RETRIEVED_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    older_than_seconds: float
+    status: str
+    endpoint_id: str
+    function_id: str
+    task_group_id: str
+    retrieved: bool
+    dry_run: bool
+    def __init__(self, older_than_seconds: _Optional[float] = ..., status: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., function_id: _Optional[str] = ..., task_group_id: _Optional[str] = ..., retrieved: _Optional[bool] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class PurgeTasksResponse(_message.Message):
+    __slots__ = ("tasks", "succeeded", "record_bytes", "bytes_freed", "size_bytes", "sample_task_ids", "dry_run", "failed")
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    RECORD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FREED_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    tasks: int
+    succeeded: int
+    record_bytes: int
+    bytes_freed: int
+    size_bytes: int
+    sample_task_ids: _containers.RepeatedScalarFieldContainer[str]
+    dry_run: bool
+    failed: int
+    def __init__(self, tasks: _Optional[int] = ..., succeeded: _Optional[int] = ..., record_bytes: _Optional[int] = ..., bytes_freed: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sample_task_ids: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ..., failed: _Optional[int] = ...) -> None: ...

@@ -155,6 +155,16 @@ class GatewayStub:
                 request_serializer=gcgate_dot_v1_dot_gateway__pb2.CancelTasksRequest.SerializeToString,
                 response_deserializer=gcgate_dot_v1_dot_gateway__pb2.CancelTasksResponse.FromString,
                 _registered_method=True)
+        self.ForgetTasks = channel.unary_unary(
+                '/gcgate.v1.Gateway/ForgetTasks',
+                request_serializer=gcgate_dot_v1_dot_gateway__pb2.ForgetTasksRequest.SerializeToString,
+                response_deserializer=gcgate_dot_v1_dot_gateway__pb2.ForgetTasksResponse.FromString,
+                _registered_method=True)
+        self.PurgeTasks = channel.unary_unary(
+                '/gcgate.v1.Gateway/PurgeTasks',
+                request_serializer=gcgate_dot_v1_dot_gateway__pb2.PurgeTasksRequest.SerializeToString,
+                response_deserializer=gcgate_dot_v1_dot_gateway__pb2.PurgeTasksResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -365,6 +375,32 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForgetTasks(self, request, context):
+        """Forget tasks by id (`gcgate forget`): each one's record and result leave the
+        store at once, and a later GetResult answers NOT_FOUND saying it was
+        forgotten (the store keeps a small tombstone per id: see ForgetTasksRequest).
+        A task still in flight is refused with FAILED_PRECONDITION, naming it,
+        unless in_flight is set: then it is forgotten too, its result is discarded
+        when it arrives, and it is never run again (a worker that already has it may
+        still finish it once). Unknown ids are reported, not refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeTasks(self, request, context):
+        """Delete the final results that match every given filter (`gcgate purge`),
+        or with dry_run only count them. Tasks in flight are never touched. The
+        purge runs in short transactions so other calls are served meanwhile; the
+        space is returned to the file system before it answers. It affects every
+        client, so only the daemon's own user may purge: the call must carry the
+        metadata "gcgate-owner-key" as for Logout (PERMISSION_DENIED without it).
+        INVALID_ARGUMENT without any filter, or for a malformed one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -487,6 +523,16 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.CancelTasks,
                     request_deserializer=gcgate_dot_v1_dot_gateway__pb2.CancelTasksRequest.FromString,
                     response_serializer=gcgate_dot_v1_dot_gateway__pb2.CancelTasksResponse.SerializeToString,
+            ),
+            'ForgetTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetTasks,
+                    request_deserializer=gcgate_dot_v1_dot_gateway__pb2.ForgetTasksRequest.FromString,
+                    response_serializer=gcgate_dot_v1_dot_gateway__pb2.ForgetTasksResponse.SerializeToString,
+            ),
+            'PurgeTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeTasks,
+                    request_deserializer=gcgate_dot_v1_dot_gateway__pb2.PurgeTasksRequest.FromString,
+                    response_serializer=gcgate_dot_v1_dot_gateway__pb2.PurgeTasksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1138,6 +1184,60 @@ class Gateway:
             '/gcgate.v1.Gateway/CancelTasks',
             gcgate_dot_v1_dot_gateway__pb2.CancelTasksRequest.SerializeToString,
             gcgate_dot_v1_dot_gateway__pb2.CancelTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForgetTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gcgate.v1.Gateway/ForgetTasks',
+            gcgate_dot_v1_dot_gateway__pb2.ForgetTasksRequest.SerializeToString,
+            gcgate_dot_v1_dot_gateway__pb2.ForgetTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gcgate.v1.Gateway/PurgeTasks',
+            gcgate_dot_v1_dot_gateway__pb2.PurgeTasksRequest.SerializeToString,
+            gcgate_dot_v1_dot_gateway__pb2.PurgeTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -19,7 +19,7 @@ Settings come from defaults, then the TOML config file (--config, $GCGATE_CONFIG
 or the user config dir's gcgate/gcgated.toml), then GCGATE_* environment
 variables, then these flags. The embedded local endpoint is {LOCAL_ENDPOINT_ID}
 (alias "local"). Stop the daemon with SIGTERM or Ctrl-C; SIGHUP re-reads the
-config file and applies the log level, retention and store size limit (other
+config file and applies the log level, both retentions and store size limit (other
 changes, credentials included, are checked and take effect at the next start).
 
 Service-account credentials (a Globus client id and secret) come from systemd
@@ -46,7 +46,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--retention-days",
         dest="retention_days",
         type=float,
-        help="days a result is kept after it was first retrieved",
+        help="days a result is kept after it was first retrieved (0: until retrieved)",
+    )
+    parser.add_argument(
+        "--unread-retention-days",
+        dest="unread_retention_days",
+        type=float,
+        help="days a result nobody retrieved is kept after it was stored (inf: until read)",
     )
     parser.add_argument(
         "--store-size-limit-mb",

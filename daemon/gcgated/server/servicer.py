@@ -323,6 +323,50 @@ class GatewayServicer(pb_grpc.GatewayServicer):
             deleted_at_globus=deleted, json=json.dumps(answer) if deleted else ""
         )
 
+    # ------------------------------------------------------ cache life-cycle
+
+    @rpc
+    async def ForgetTasks(
+        self, request: pb.ForgetTasksRequest, context: Any
+    ) -> pb.ForgetTasksResponse:
+        if not request.task_ids:
+            raise InvalidArgument("task_ids is empty: name the tasks to forget")
+        removal = await self.services.tasks.forget(request.task_ids, in_flight=request.in_flight)
+        return pb.ForgetTasksResponse(
+            forgotten=removal.tasks,
+            in_flight=removal.in_flight,
+            unknown_task_ids=removal.unknown_task_ids,
+            bytes_freed=removal.bytes_freed,
+            size_bytes=removal.size_bytes,
+        )
+
+    @rpc
+    async def PurgeTasks(
+        self, request: pb.PurgeTasksRequest, context: Any
+    ) -> pb.PurgeTasksResponse:
+        self._require_owner(context, "PurgeTasks (it deletes results of every client)")
+        removal = await self.services.tasks.purge(
+            older_than_seconds=(
+                request.older_than_seconds if request.HasField("older_than_seconds") else None
+            ),
+            status=request.status,
+            endpoint_id=request.endpoint_id,
+            function_id=request.function_id,
+            task_group_id=request.task_group_id,
+            retrieved=request.retrieved,
+            dry_run=request.dry_run,
+        )
+        return pb.PurgeTasksResponse(
+            tasks=removal.tasks,
+            succeeded=removal.by_status.get("success", 0),
+            failed=removal.by_status.get("failed", 0),
+            record_bytes=removal.record_bytes,
+            bytes_freed=removal.bytes_freed,
+            size_bytes=removal.size_bytes,
+            sample_task_ids=removal.sample_task_ids,
+            dry_run=request.dry_run,
+        )
+
     # ---------------------------------------------------------------- login
 
     @rpc
@@ -392,6 +436,7 @@ def _status_message(
             functions=store.functions,
             task_records=store.task_records,
             retention_days=store.retention_seconds / 86400,
+            unread_retention_days=store.unread_retention_seconds / 86400,
             damaged_moved_to=store.damaged_moved_to,
         ),
     )

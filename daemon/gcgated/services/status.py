@@ -21,6 +21,7 @@ class StoreInfo:
     size_bytes: int
     size_limit_bytes: int
     retention_seconds: float
+    unread_retention_seconds: float
     functions: int
     task_records: int
     #: Where damaged databases were moved at start ("" when none were).
@@ -87,6 +88,7 @@ class StatusService:
                 size_bytes=store.size_bytes(),
                 size_limit_bytes=store.size_limit_bytes,
                 retention_seconds=store.retention_seconds,
+                unread_retention_seconds=store.unread_retention_seconds,
                 functions=counts["functions"],
                 task_records=counts["task_records"],
                 damaged_moved_to=store.damaged_moved_to,

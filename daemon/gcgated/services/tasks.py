@@ -8,6 +8,7 @@ from gcgated.backends.globus import GlobusBackend
 from gcgated.caller import Caller
 from gcgated.core import TaskLifecycle
 from gcgated.model import CancelResult, Receipt, Submission, TaskRecord
+from gcgated.store import Removal
 
 #: The longest a GetResult call may hold a connection waiting for a result.
 MAX_WAIT_SECONDS = 300.0
@@ -79,6 +80,32 @@ class TaskService:
     def in_group(self, task_group_id: str) -> tuple[str, list[str]]:
         """(canonical task group id, its tasks' ids oldest first); NOT_FOUND for none."""
         return self._core.task_ids_in_group(task_group_id)
+
+    async def forget(self, task_ids: Sequence[str], *, in_flight: bool) -> Removal:
+        """Forget tasks by id; those in flight only with ``in_flight``."""
+        return await self._core.forget(task_ids, in_flight=in_flight)
+
+    async def purge(
+        self,
+        *,
+        older_than_seconds: float | None,
+        status: str,
+        endpoint_id: str,
+        function_id: str,
+        task_group_id: str,
+        retrieved: bool,
+        dry_run: bool,
+    ) -> Removal:
+        """Delete (or count) the final results matching every filter given."""
+        return await self._core.purge(
+            older_than_seconds=older_than_seconds,
+            status=status,
+            endpoint_id=endpoint_id,
+            function_id=function_id,
+            task_group_id=task_group_id,
+            retrieved=retrieved,
+            dry_run=dry_run,
+        )
 
     def _adopt(self, task_ids: Iterable[str], caller: Caller) -> None:
         if caller.token is not None:

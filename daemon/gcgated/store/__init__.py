@@ -7,10 +7,12 @@
 - :mod:`.sql`: every SQL statement run on diskcache's database;
 - :mod:`.jsondisk`: how values are stored (JSON text, never pickles);
 - :mod:`.reuse`: the result-reuse index (reuse key -> the task holding that result);
+- :mod:`.lifecycle`: which results leave (retention, eviction, forget, purge);
 - :mod:`.migrate`: a store of the old layout (a database per table) moved in;
 - :mod:`.recovery`: a damaged store moved aside at start.
 """
 
+from .lifecycle import PurgeFilter, Removal, tombstone_message
 from .records import NewTask, ReusedTask, Store, function_id_for
 from .reuse import reuse_keys
 from .schema import DELETED_AT
@@ -19,9 +21,12 @@ from .table import Table
 __all__ = [
     "DELETED_AT",
     "NewTask",
+    "PurgeFilter",
+    "Removal",
     "ReusedTask",
     "Store",
     "Table",
     "function_id_for",
     "reuse_keys",
+    "tombstone_message",
 ]

@@ -29,6 +29,8 @@ import hashlib
 import itertools
 import json
 import logging
+import math
+import os
 import shutil
 import time
 import uuid
@@ -43,6 +45,15 @@ from gcgated.errors import is_disk_full
 
 from . import migrate, sql
 from .jsondisk import encode
+from .lifecycle import (
+    PURGE_PAGE,
+    TOMBSTONE_MAX,
+    TOMBSTONE_SECONDS,
+    TOMBSTONE_SLACK,
+    PurgeFilter,
+    Removal,
+    retention_cutoffs,
+)
 from .reuse import REUSE_TABLE, ReuseIndex
 from .schema import CORE_TABLES, DELETED_AT, REUSED_COUNT, RUN_DATA_LOST, count_key
 from .table import Table, open_database
@@ -108,11 +119,22 @@ def function_id_for(registration: dict[str, Any]) -> str:
 class Store:
     """Durable records of the daemon, shared by every client."""
 
-    def __init__(self, directory: Path, *, size_limit_bytes: int, retention_seconds: float):
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        size_limit_bytes: int,
+        retention_seconds: float,
+        unread_retention_seconds: float = math.inf,
+    ):
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.directory = directory
         self.size_limit_bytes = size_limit_bytes
+        #: Seconds a result is kept after its first retrieval (0: dropped once
+        #: retrieved), and one nobody retrieved after it was stored (inf: kept).
+        #: Read at every look, so a change (SIGHUP) applies to every record.
         self.retention_seconds = retention_seconds
+        self.unread_retention_seconds = unread_retention_seconds
         #: Where a damaged database was moved when this store was opened, if any
         #: (set by gcgated.store.recovery; shown by Status).
         self.damaged_moved_to = ""
@@ -135,11 +157,14 @@ class Store:
         self._volume, self._volume_at, self._growth = -1, 0.0, 0
         self._cache = open_database(directory)
         migrate.migrate_legacy(directory, self._cache)
+        # Results whose retention an older store kept as an expire time.
+        sql.clocks_from_expiry(self._cache, "tasks", retention_seconds)
         self._functions = Table(self._cache, "functions")
+        self._forgotten = Table(self._cache, "forgotten")
         self._tasks = Table(self._cache, "tasks")
         self._inflight = Table(self._cache, "inflight")
         self._meta = Table(self._cache, "meta")
-        self.reuse = ReuseIndex(Table(self._cache, REUSE_TABLE), self._tasks)
+        self.reuse = ReuseIndex(Table(self._cache, REUSE_TABLE), self._kept_records)
         #: Reuse keys of the unfinished tasks submitted with reuse_results (also
         #: in their run data, for resuming): entered in the index if they succeed.
         self._reuse_keys: dict[str, str] = {}
@@ -331,13 +356,14 @@ class Store:
         return self.get_tasks([task_id])[task_id]
 
     def get_tasks(self, task_ids: Iterable[str]) -> dict[str, dict[str, Any] | None]:
-        """Records by task id (None: unknown); see :meth:`get_task`."""
+        """Records by task id (None: unknown, or retrieved longer ago than the
+        retention now allows); see :meth:`get_task`."""
         task_ids = list(task_ids)
-        stored = self._tasks.get_many_expiring([t for t in task_ids if t not in self._pending])
+        stored = self._kept_with_retrieval([t for t in task_ids if t not in self._pending])
         first_reads = [
             task_id
-            for task_id, (record, expire_time) in stored.items()
-            if expire_time is None and record["status"] in FINAL_STATUSES
+            for task_id, (record, retrieved_at) in stored.items()
+            if retrieved_at is None and record["status"] in FINAL_STATUSES
         ]
         if first_reads:
             self._start_retention(first_reads)
@@ -350,11 +376,28 @@ class Store:
             found[task_id] = self._live(record) if record and task_id in running else record
         return found
 
+    def _kept_with_retrieval(
+        self, task_ids: list[str]
+    ) -> dict[str, tuple[dict[str, Any], float | None]]:
+        """Stored records and their first-retrieval times, without those retrieved
+        longer ago than the retention now allows (gone, though not yet swept)."""
+        stored = sql.get_many(self._cache, "tasks", task_ids, column="tag")
+        kept_since = time.time() - self.retention_seconds
+        return {
+            task_id: (record, retrieved_at)
+            for task_id, (record, retrieved_at) in stored.items()
+            if retrieved_at is None or retrieved_at >= kept_since
+        }
+
+    def _kept_records(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """:meth:`_kept_with_retrieval`'s records (for the reuse index)."""
+        return {t: record for t, (record, _) in self._kept_with_retrieval(task_ids).items()}
+
     def _start_retention(self, task_ids: Sequence[str]) -> None:
-        """Start the retention clocks of results read for the first time, in one
+        """Record the first retrieval of results read for the first time, in one
         transaction. Losing this write to a crash only keeps the results longer."""
         try:
-            self._tasks.expire_after(task_ids, self.retention_seconds)
+            sql.mark_retrieved(self._cache, "tasks", task_ids, time.time())
         except Exception as exc:
             if not is_disk_full(exc):
                 raise
@@ -444,16 +487,27 @@ class Store:
     # ------------------------------------------------------------- capacity
 
     def size_bytes(self) -> int:
-        self._volume = self._cache.volume()
+        """Bytes of every file under the store directory: the database, SQLite's
+        write-ahead log and its index, the files of large values (what ``du``
+        sees; diskcache's ``volume()`` leaves out the log, often the largest)."""
+        total = 0
+        for root, _, files in os.walk(self.directory):
+            for name in files:
+                try:
+                    total += os.stat(os.path.join(root, name)).st_size
+                except FileNotFoundError:  # removed while we looked
+                    continue
+        self._volume = total
         self._volume_at, self._growth = time.monotonic(), 0
-        return self._volume
+        return total
 
     def _grew(self, text_bytes: int, records: int) -> None:
         """Count a write in the bound of the growth since the last measurement."""
         self._growth += 2 * text_bytes + records * RECORD_OVERHEAD_BYTES
 
     def has_room_for(self, incoming_bytes: int) -> bool:
-        """Whether ``incoming_bytes`` more fit, after dropping expired results.
+        """Whether ``incoming_bytes`` more fit (making room is the caller's:
+        :meth:`purge_page` with the retention cut-offs, :meth:`evict_page`).
 
         Far from the limit, the last measurement plus the bound of the growth
         since answers without measuring (the check precedes every submission).
@@ -464,9 +518,6 @@ class Store:
             and self._volume + self._growth + incoming_bytes <= self.size_limit_bytes
         ):
             return True
-        if self.size_bytes() + incoming_bytes <= self.size_limit_bytes:
-            return True
-        sql.expire(self._cache)
         return self.size_bytes() + incoming_bytes <= self.size_limit_bytes
 
     def disk_has_room_for(self, incoming_bytes: int) -> bool:
@@ -486,6 +537,136 @@ class Store:
             "functions": len(self._functions),
             "task_records": len(self._tasks),
         }
+
+    # ---------------------------------------------------- forget and purge
+
+    def in_flight(self, task_ids: Iterable[str]) -> list[str]:
+        """Those of ``task_ids`` known here and not final, in the order given."""
+        task_ids = list(task_ids)
+        stored = self._tasks.get_many([t for t in task_ids if t not in self._pending])
+        return [
+            t
+            for t in task_ids
+            if t in self._pending or (t in stored and stored[t]["status"] not in FINAL_STATUSES)
+        ]
+
+    def forget(self, task_ids: Sequence[str]) -> Removal:
+        """Delete the records (and run data) of ``task_ids``, final or not, leaving
+        tombstones, in one transaction. The caller decided about tasks in flight
+        (an outcome that arrives for one later finds no record and is dropped)."""
+        stored = self._tasks.get_many([t for t in task_ids if t not in self._pending])
+        removal = Removal()
+        gone = []
+        for task_id in task_ids:
+            record = self._pending_record(task_id) or stored.get(task_id)
+            if record is None:
+                removal.unknown_task_ids.append(task_id)
+                continue
+            gone.append(task_id)
+            removal.count(task_id, record["status"], 0)
+            if record["status"] not in FINAL_STATUSES:
+                removal.in_flight += 1
+        with self._tasks.transact():
+            self._tasks.delete_many(gone)
+            self._inflight.delete_many(gone)
+            self._bury(gone, "forgotten")
+        finished = set(gone)
+        self._finished_runs = [t for t in self._finished_runs if t not in finished]
+        for task_id in gone:
+            self._pending.pop(task_id, None)
+            self._running.discard(task_id)
+        return removal
+
+    def purge_page(
+        self, what: PurgeFilter, after: str, *, dry_run: bool = False, how: str = "purged"
+    ) -> tuple[Removal, str | None]:
+        """One short transaction of a purge: the matching final records among the
+        next ``PURGE_PAGE`` candidates after key ``after`` (see ``sql.sweep_page``),
+        deleted with tombstones (``how``: "purged"; "" for the store's own
+        retention sweep, which leaves none). Returns what went and where to resume
+        (None: done). Tasks in flight are never touched."""
+        rows, resume = sql.sweep_page(
+            self._cache,
+            "tasks",
+            after,
+            stored_before=what.stored_before,
+            retrieved_only=what.retrieved,
+            expired=what.expired,
+            limit=PURGE_PAGE,
+        )
+        removal = Removal()
+        chosen = []
+        for row in rows:
+            if row.key in self._pending or not what.matches(row.value):
+                continue
+            chosen.append(row.rowid)
+            removal.count(row.key, row.value["status"], row.size)
+        if chosen and not dry_run:
+            with self._tasks.transact():
+                sql.delete_rows(self._cache, "tasks", chosen)
+                if how:
+                    self._bury(removal_ids(rows, chosen), how)
+        return removal, resume
+
+    def evict_page(self, want_bytes: int) -> Removal:
+        """Delete the retrieved results retrieved longest ago, oldest first, until
+        their stored bytes reach ``want_bytes`` (at least one, at most ``sql.CHUNK``),
+        in one transaction (no tombstones: eviction is the store's own, like
+        retention). Stopping at ``want_bytes`` keeps eviction to what the room needs:
+        a whole page of large results could be far more."""
+        rows = sql.oldest_retrieved(self._cache, "tasks")
+        removal = Removal()
+        chosen = []
+        for row in rows:  # retrieved, so final (a value whose file was lost: None)
+            if chosen and removal.record_bytes >= want_bytes:
+                break
+            chosen.append(row.rowid)
+            removal.count(row.key, (row.value or {}).get("status", "unreadable"), row.size)
+        sql.delete_rows(self._cache, "tasks", chosen)
+        return removal
+
+    def expired_filter(self, now: float | None = None) -> PurgeFilter:
+        """What the retention settings let go at ``now`` (default: now), for
+        :meth:`purge_page`."""
+        cutoffs = retention_cutoffs(
+            time.time() if now is None else now,
+            self.retention_seconds,
+            self.unread_retention_seconds,
+        )
+        return PurgeFilter(expired=cutoffs)
+
+    def drop_expired_rows(self) -> int:
+        """Rows of any table whose diskcache expire time passed (backends' records,
+        tombstones); how many."""
+        return sql.expire(self._cache)
+
+    def release_space(self) -> int:
+        """Return the pages deletions freed to the file system now (SQLite's log
+        checkpointed and truncated); the store's size afterwards."""
+        sql.checkpoint(self._cache)
+        return self.size_bytes()
+
+    def tombstones(self, task_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The tombstones of those of ``task_ids`` forgotten or purged (and still kept)."""
+        return self._forgotten.get_many(task_ids)
+
+    def _bury(self, task_ids: Sequence[str], how: str) -> None:
+        """Tombstones for ``task_ids`` (inside the caller's transaction), keeping
+        at most TOMBSTONE_MAX once TOMBSTONE_SLACK more piled up."""
+        if not task_ids:
+            return
+        now = time.time()
+        self._forgotten.set_many(
+            [(t, {"at": now, "how": how}) for t in task_ids], TOMBSTONE_SECONDS
+        )
+        if len(self._forgotten) > TOMBSTONE_MAX + TOMBSTONE_SLACK:
+            sql.trim_oldest(self._cache, "forgotten", TOMBSTONE_MAX)
+
+
+def removal_ids(rows: Sequence[sql.Row], rowids: Sequence[int]) -> list[str]:
+    """The keys of those of ``rows`` whose rowid is in ``rowids``."""
+    wanted = set(rowids)
+    return [row.key for row in rows if row.rowid in wanted]
 
 
 def _reused_record(task: ReusedTask, now: float) -> dict[str, Any]:

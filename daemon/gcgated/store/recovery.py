@@ -25,6 +25,7 @@ the migration makes up for it.
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import struct
 import time
@@ -148,12 +149,21 @@ def move_aside(store_dir: Path, damage: list[Damage]) -> Path:
     return aside
 
 
-def open_store(store_dir: Path, *, size_limit_bytes: int, retention_seconds: float) -> Store:
+def open_store(
+    store_dir: Path,
+    *,
+    size_limit_bytes: int,
+    retention_seconds: float,
+    unread_retention_seconds: float = math.inf,
+) -> Store:
     """The store, with any damaged database moved aside first (see the module doc)."""
 
     def store() -> Store:
         return Store(
-            store_dir, size_limit_bytes=size_limit_bytes, retention_seconds=retention_seconds
+            store_dir,
+            size_limit_bytes=size_limit_bytes,
+            retention_seconds=retention_seconds,
+            unread_retention_seconds=unread_retention_seconds,
         )
 
     damage = find_damage(store_dir)

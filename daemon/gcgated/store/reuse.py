@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gcgate.constants import TaskStatus
@@ -76,9 +76,14 @@ def reuse_keys(
 class ReuseIndex:
     """``reuse key -> task id`` over the store's ``reuse`` table (see the module doc)."""
 
-    def __init__(self, index: Table, tasks: Table) -> None:
+    def __init__(
+        self, index: Table, kept: Callable[[list[str]], dict[str, dict[str, Any]]]
+    ) -> None:
+        """``kept``: the task records of those ids the store still keeps (a result
+        retrieved longer ago than the retention now allows is not), read without
+        starting a retention clock."""
         self._index = index
-        self._tasks = tasks
+        self._kept = kept
 
     def lookup(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The stored successful task record for each of ``keys`` that has one.
@@ -90,7 +95,7 @@ class ReuseIndex:
         pointers: dict[str, str] = self._index.get_many(list(dict.fromkeys(keys)))
         if not pointers:
             return {}
-        records = self._tasks.get_many(list(set(pointers.values())))
+        records = self._kept(list(set(pointers.values())))
         found: dict[str, dict[str, Any]] = {}
         stale: list[str] = []
         for key, task_id in pointers.items():

@@ -6,8 +6,9 @@ from __future__ import annotations
 #: ``functions`` (function id -> registration), ``tasks`` (task id -> record),
 #: ``inflight`` (task id -> run data, while the task is not final), ``meta``
 #: (the completion counters, ``count_key(status)`` -> tasks), ``reuse`` (reuse
-#: key -> the task holding that result, see ``store.reuse``).
-CORE_TABLES = frozenset({"functions", "tasks", "inflight", "meta", "reuse"})
+#: key -> the task holding that result, see ``store.reuse``), ``forgotten`` (task
+#: id -> tombstone of a task forgotten or purged, see ``lifecycle``).
+CORE_TABLES = frozenset({"functions", "tasks", "inflight", "meta", "reuse", "forgotten"})
 #: The ``meta`` key of the count of tasks that reused a stored result (they are
 #: counted under "success" too).
 REUSED_COUNT = "count:reused"

@@ -49,6 +49,8 @@ from diskcache.core import DBNAME, MODE_PICKLE
 CHUNK = 500
 #: Our table of per-table row counts, next to diskcache's ``Cache`` and ``Settings``.
 TABLE_ROWS = "GcgateTableRows"
+#: Our index of rows by retrieval time (diskcache's ``tag`` column, see ``mark_retrieved``).
+RETRIEVED_INDEX = "GcgateCacheRetrieved"
 
 
 @dataclass
@@ -136,6 +138,9 @@ def _count(con: sqlite3.Connection, changes: dict[str, int]) -> None:
 def prepare(cache: diskcache.Cache) -> None:
     """Create the row-count table in a new database, counting what is there."""
     con = _connection(cache)
+    # Rows by retrieval time (``mark_retrieved``), for retention and eviction;
+    # partial, so rows never retrieved cost nothing in it.
+    con.execute(f"CREATE INDEX IF NOT EXISTS {RETRIEVED_INDEX} ON Cache(tag) WHERE tag IS NOT NULL")
     if con.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE_ROWS,)
     ).fetchone():
@@ -159,22 +164,192 @@ def count(cache: diskcache.Cache, table: str) -> int:
 
 
 def get_many(
-    cache: diskcache.Cache, table: str, keys: Sequence[str]
+    cache: diskcache.Cache, table: str, keys: Sequence[str], *, column: str = "expire_time"
 ) -> dict[str, tuple[Any, float | None]]:
-    """``{key: (value, expire_time)}`` for the keys present and not expired."""
+    """``{key: (value, column)}`` for the keys present and not expired: by default
+    each row's expire time; ``column="tag"``: its retrieval time (``mark_retrieved``)."""
+    if column not in ("expire_time", "tag"):
+        raise ValueError(f"not a column get_many reads: {column!r}")
     now = time.time()
     found: dict[str, tuple[Any, float | None]] = {}
     fetch = cache.disk.fetch
-    for key, expire_time, mode, filename, value in _rows(
-        cache, "expire_time, mode, filename, value", table, keys
+    for key, expire_time, extra, mode, filename, value in _rows(
+        cache, f"expire_time, {column}, mode, filename, value", table, keys
     ):
         if expire_time is not None and expire_time < now:
             continue
         try:
-            found[key] = (fetch(mode, filename, value, False), expire_time)
+            found[key] = (fetch(mode, filename, value, False), extra)
         except OSError:  # its file vanished: diskcache's get() treats that as absent
             continue
     return found
+
+
+def mark_retrieved(cache: diskcache.Cache, table: str, keys: Sequence[str], when: float) -> None:
+    """Record ``when`` as the first retrieval of the rows of ``keys`` not yet marked,
+    in diskcache's ``tag`` column (application metadata, unused by the store
+    otherwise; indexed by ``RETRIEVED_INDEX``), in one transaction."""
+    if not keys:
+        return
+    prefix = f"{table}:"
+    with transaction(cache):
+        con = _connection(cache)
+        for chunk in _chunks(keys):
+            marks = ",".join("?" * len(chunk))
+            con.execute(
+                f"UPDATE Cache SET tag = ? WHERE key IN ({marks}) AND raw = 1 AND tag IS NULL",
+                [when, *(prefix + key for key in chunk)],
+            )
+
+
+def clocks_from_expiry(cache: diskcache.Cache, table: str, retention_seconds: float) -> int:
+    """Rows of ``table`` whose retention an older store kept as an expire time
+    (first read + the retention then) get a retrieval time instead: the expire time
+    minus ``retention_seconds`` (the setting then is not known; the current one is
+    the best guess), and no expire time. One transaction; how many rows."""
+    low, high = _bounds(table)
+    with transaction(cache):
+        cursor = _connection(cache).execute(
+            "UPDATE Cache SET tag = expire_time - ?, expire_time = NULL"
+            " WHERE expire_time IS NOT NULL AND key >= ? AND key < ?",
+            (retention_seconds, low, high),
+        )
+        return int(cursor.rowcount)
+
+
+#: A row's stored bytes: diskcache's ``size`` counts only a value kept in a file
+#: of its own (0 for one in the database, most records); the value's length in
+#: the database is added.
+_STORED_BYTES = "size + IFNULL(length(value), 0)"
+
+
+@dataclass(frozen=True)
+class Row:
+    """A row as a sweep sees it: key (unprefixed), rowid, retrieval time (None:
+    never retrieved), when it was last written, stored size, decoded value."""
+
+    key: str
+    rowid: int
+    retrieved_at: float | None
+    stored_at: float
+    size: int
+    value: Any
+
+
+def sweep_page(
+    cache: diskcache.Cache,
+    table: str,
+    after: str,
+    *,
+    stored_before: float | None = None,
+    retrieved_only: bool = False,
+    expired: tuple[float, float] | None = None,
+    limit: int = CHUNK,
+) -> tuple[list[Row], str | None]:
+    """Up to ``limit`` rows of ``table`` after key ``after``, in key order, that
+    pass the filters SQLite can apply (written before ``stored_before``; retrieved;
+    ``expired=(retrieved_before, unread_stored_before)``: retrieved before the first
+    or, never retrieved, written before the second) and the key to resume from
+    (None: the table's end). Values are decoded here (a vanished file: None)."""
+    low, high = _bounds(table)
+    where, params = (
+        ["key > ?", "key >= ?", "key < ?", "raw = 1"],
+        [prefix_key(table, after), low, high],
+    )
+    if stored_before is not None:
+        where.append("store_time < ?")
+        params.append(stored_before)
+    if retrieved_only:
+        where.append("tag IS NOT NULL")
+    if expired is not None:
+        where.append("((tag IS NOT NULL AND tag < ?) OR (tag IS NULL AND store_time < ?))")
+        params.extend(expired)
+    query = (
+        f"SELECT key, rowid, tag, store_time, {_STORED_BYTES}, mode, filename, value FROM Cache"
+        f" WHERE {' AND '.join(where)} ORDER BY key LIMIT ?"
+    )
+    rows = _connection(cache).execute(query, (*params, limit)).fetchall()
+    return _decoded(cache, rows, len(low)), (
+        rows[-1][0][len(low) :] if len(rows) == limit else None
+    )
+
+
+def oldest_retrieved(cache: diskcache.Cache, table: str, limit: int = CHUNK) -> list[Row]:
+    """The ``limit`` rows of ``table`` retrieved longest ago (by ``RETRIEVED_INDEX``)."""
+    low, high = _bounds(table)
+    rows = (
+        _connection(cache)
+        .execute(
+            f"SELECT key, rowid, tag, store_time, {_STORED_BYTES}, mode, filename, value FROM Cache"
+            " WHERE tag IS NOT NULL AND key >= ? AND key < ? ORDER BY tag LIMIT ?",
+            (low, high, limit),
+        )
+        .fetchall()
+    )
+    return _decoded(cache, rows, len(low))
+
+
+def _decoded(cache: diskcache.Cache, rows: list[tuple[Any, ...]], cut: int) -> list[Row]:
+    fetch = cache.disk.fetch
+    found = []
+    for key, rowid, tag, store_time, size, mode, filename, value in rows:
+        try:
+            decoded = fetch(mode, filename, value, False)
+        except OSError:
+            decoded = None
+        found.append(Row(key[cut:], rowid, tag, store_time, size, decoded))
+    return found
+
+
+def prefix_key(table: str, key: str) -> str:
+    """``key`` of ``table`` as the ``Cache`` table holds it (``""``: before every key)."""
+    return f"{table}:{key}"
+
+
+def delete_rows(cache: diskcache.Cache, table: str, rowids: Sequence[int]) -> int:
+    """Delete rows of ``table`` by rowid, in one transaction (or the caller's); how many."""
+    if not rowids:
+        return 0
+    low, high = _bounds(table)
+    with transaction(cache) as files:
+        con = _connection(cache)
+        found = []
+        for chunk in _chunks(rowids):  # type: ignore[arg-type]
+            marks = ",".join("?" * len(chunk))
+            found.extend(
+                con.execute(
+                    f"SELECT rowid, filename FROM Cache WHERE rowid IN ({marks})"
+                    " AND key >= ? AND key < ?",
+                    (*chunk, low, high),
+                ).fetchall()
+            )
+        con.executemany("DELETE FROM Cache WHERE rowid = ?", [(rowid,) for rowid, _ in found])
+        _count(con, {table: -len(found)})
+        files.if_committed.extend(filename for _, filename in found)
+        return len(found)
+
+
+def trim_oldest(cache: diskcache.Cache, table: str, keep: int) -> int:
+    """Delete the oldest rows of ``table`` (by rowid) beyond the newest ``keep``; how many."""
+    excess = count(cache, table) - keep
+    if excess <= 0:
+        return 0
+    low, high = _bounds(table)
+    rowids = [
+        rowid
+        for (rowid,) in _connection(cache).execute(
+            "SELECT rowid FROM Cache WHERE key >= ? AND key < ? ORDER BY rowid LIMIT ?",
+            (low, high, excess),
+        )
+    ]
+    return delete_rows(cache, table, rowids)
+
+
+def checkpoint(cache: diskcache.Cache) -> None:
+    """Copy SQLite's write-ahead log into the database and truncate it to zero
+    bytes, so pages freed by deletions (returned to the file system at each commit:
+    the database's ``auto_vacuum`` is FULL) leave the files' size now."""
+    _connection(cache).execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
 def set_many(
