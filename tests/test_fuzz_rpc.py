@@ -77,6 +77,7 @@ ALLOWED: dict[str, set[grpc.StatusCode]] = {
     # No owner key is sent: Logout is refused (test_sdk_methods sends it).
     "Logout": {C.PERMISSION_DENIED},
     "ForgetTasks": {C.OK, C.INVALID_ARGUMENT, C.FAILED_PRECONDITION},
+    "CancelTasks": {C.OK, C.INVALID_ARGUMENT, C.NOT_FOUND},
     # No owner key is sent: PurgeTasks is refused before its filters are read.
     "PurgeTasks": {C.PERMISSION_DENIED},
     "WhoAmI": {C.OK},
@@ -467,7 +468,7 @@ def requests(world: World) -> dict[str, st.SearchStrategy[Any]]:
         "ListTasks": st.builds(
             pb.ListTasksRequest,
             limit=st.integers(-(2**31), 2**31 - 1),
-            status=text("pending", "success", "failed", "running", "waiting-for-ep"),
+            status=text("pending", "success", "failed", "cancelled", "running", "waiting-for-ep"),
             include_results=st.booleans(),
         ),
         "StartLogin": st.builds(pb.StartLoginRequest, force=st.booleans()),
@@ -477,6 +478,10 @@ def requests(world: World) -> dict[str, st.SearchStrategy[Any]]:
             pb.ForgetTasksRequest,
             task_ids=st.lists(st.uuids().map(str) | text(), max_size=5),
             in_flight=st.booleans(),
+        ),
+        # Ids of no task (or not ids): the world's tasks stay as they are.
+        "CancelTasks": st.builds(
+            pb.CancelTasksRequest, task_ids=st.lists(st.uuids().map(str) | text(), max_size=5)
         ),
         "PurgeTasks": st.builds(
             pb.PurgeTasksRequest,

@@ -171,7 +171,13 @@ def check_nothing_lost(daemon: Daemon, run: LoadRun) -> None:
     assert stored.keys() == run.tasks.keys()
     wrong = {t: s for t, s in stored.items() if s.get("result") != run.tasks[t][0] + 1}
     assert not wrong, list(wrong.items())[:10]
-    assert status["tasks"] == {"pending": 0, "success": len(run.tasks), "failed": 0}
+    assert status["tasks"] == {
+        "pending": 0,
+        "success": len(run.tasks),
+        "failed": 0,
+        "cancelled": 0,
+        "reused": 0,
+    }
 
 
 def serving(d: Daemon) -> Iterator[Daemon]:

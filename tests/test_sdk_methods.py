@@ -88,7 +88,7 @@ def test_reload_tasks_reattaches_to_a_task_group(client: Client, tmp_path: Path)
         assert first.task_group_id == uuid.UUID(group)
         assert [f.task_id for f in reloaded] == [*finished, blocked]
         assert [f.result(timeout=WAIT) for f in reloaded[:3]] == [2, 4, 6]
-        assert not reloaded[3].done() and not reloaded[3].cancel()
+        assert not reloaded[3].done()  # (cancel() would cancel it: test_cancel)
         # Tasks this executor has an unresolved future for are left out.
         assert [f.task_id for f in first.reload_tasks()] == finished
 

@@ -183,7 +183,7 @@ def test_ready_status_watchdog_and_stopping(tmp_path: Path) -> None:
         assert ready.socket_accepting, "READY=1 came before the socket accepted connections"
         assert ready.fields["STATUS"] == (
             f"serving on {d.socket_path}; login: not configured;"
-            " tasks: 0 pending, 0 succeeded, 0 failed"
+            " tasks: 0 pending, 0 succeeded, 0 failed, 0 cancelled"
         )
 
         # Pings at half of WATCHDOG_USEC, from the daemon itself.
