@@ -156,6 +156,27 @@ def test_queued_task_is_dropped_and_a_running_one_killed_and_replaced(
     assert {queued, sleeper} <= listed
 
 
+def test_a_skipped_task_that_brought_its_function_leaves_the_worker_able_to_run_it(
+    gcc: Client, tmp_path: Path
+) -> None:
+    """The first task of a function carries its code to the worker; cancelled
+    while the worker holds it, the worker still caches that code (the daemon
+    counts it as sent), so the function's next task runs on that same worker."""
+    marker, release = tmp_path / "started", tmp_path / "release"
+    blocker = gcc.register_function(block_until_released)
+    # A function no worker has seen: its first task carries the code.
+    name = f"fresh_{uuid.uuid4().hex}"
+    fresh = gcc.register_source_code(f"def {name}(x):\n    return x + 1\n", name)
+    running = gcc.run(str(marker), str(release), endpoint_id="local", function_id=blocker)
+    wait_until("the blocker to start", marker.exists)
+    held = gcc.run(1, endpoint_id="local", function_id=fresh)
+    assert gcc.cancel_tasks([held])[held]["cancelled"] is True
+    release.touch()
+    assert gcc.get_result(running, wait=WAIT) == "released"
+    again = gcc.run(2, endpoint_id="local", function_id=fresh)
+    assert gcc.get_result(again, wait=WAIT) == 3
+
+
 def test_cancelling_a_final_task_says_so_and_unknown_ids_are_not_found(gcc: Client) -> None:
     fid = gcc.register_function(double)
     done = gcc.run(4, endpoint_id="local", function_id=fid)

@@ -268,6 +268,13 @@ class TaskRunner:
         reply["completion_t"] = time.time()
         return reply
 
+    def keep_cache_in_step(self, msg: Message) -> None:
+        """The function cache bookkeeping of a task that is skipped, not run: the
+        daemon's mirror applied it when it sent the task (a function sent with it
+        is loaded and cached, as the next task of that function expects)."""
+        with contextlib.suppress(TaskError):
+            self.function(msg)
+
     def function(self, msg: Message) -> Callable[..., Any]:
         """The task's function: from the cache, or loaded from ``code`` and cached.
 
@@ -452,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         while (msg := inbox.next_task()) is not None:
             if msg["id"] in inbox.cancelled:
                 inbox.cancelled.discard(msg["id"])
+                runner.keep_cache_in_step(msg)
                 send(out, skipped(msg))
             else:
                 send(out, runner.run(msg))
