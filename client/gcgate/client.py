@@ -849,8 +849,8 @@ class Client:
         """Delete tasks' records and results from the daemon's store now; asking for
         one afterwards raises NotFound saying it was forgotten.
 
-        :param in_flight: also forget tasks not yet final: each one's result is
-            discarded when it arrives, and it is not run again. Without it a task
+        :param in_flight: also forget tasks not yet final: each one's work is
+            stopped as :meth:`cancel_tasks` would, and it is not run again. Without it a task
             in flight refuses the whole call (nothing is forgotten).
         :returns: ``{"forgotten", "in_flight", "unknown_task_ids", "bytes_freed",
             "size_bytes"}``

@@ -421,16 +421,7 @@ class TaskLifecycle:
         if self._outcomes:
             self._flush()
         records = {r["task_id"]: r for r in self._records(wanted)}
-        by_backend: dict[int, tuple[Backend, list[str]]] = {}
-        for task_id in wanted:
-            record = records[task_id]
-            if record["status"] not in FINAL_STATUSES:
-                _, backend = self.router.resolve(record["endpoint_id"])
-                by_backend.setdefault(id(backend), (backend, []))[1].append(task_id)
-        reasons: dict[str, str] = {}
-        for backend, ids in by_backend.values():
-            said = backend.cancel(ids)
-            reasons.update((task_id, said.get(task_id) or CANCELLED_REASON) for task_id in ids)
+        reasons = self._stop_work(records.values())
         now = repr(time.time())
         written = self.store.complete_tasks(
             {
@@ -448,6 +439,20 @@ class TaskLifecycle:
         if written:
             log.info("cancelled %d task(s) at a client's request", len(written))
         return [_cancel_result(records[t], t in reasons) for t in wanted]
+
+    def _stop_work(self, records: Iterable[dict[str, Any]]) -> dict[str, str]:
+        """Have the backends stop the unfinished tasks among ``records`` (drop,
+        kill, or stop waiting); what each did, by task id, as a record's text."""
+        by_backend: dict[int, tuple[Backend, list[str]]] = {}
+        for record in records:
+            if record["status"] not in FINAL_STATUSES:
+                _, backend = self.router.resolve(record["endpoint_id"])
+                by_backend.setdefault(id(backend), (backend, []))[1].append(record["task_id"])
+        reasons: dict[str, str] = {}
+        for backend, ids in by_backend.values():
+            said = backend.cancel(ids)
+            reasons.update((task_id, said.get(task_id) or CANCELLED_REASON) for task_id in ids)
+        return reasons
 
     def recent_tasks(self, limit: int, status: str) -> list[dict[str, Any]]:
         return self.store.recent_tasks(limit, status)
@@ -477,9 +482,10 @@ class TaskLifecycle:
             raise FailedPrecondition(
                 f"{len(running)} task(s) are still in flight: {shown}; nothing was forgotten."
                 " To forget them anyway pass in_flight=True (gcgate forget --in-flight):"
-                " their results are then discarded when they arrive, and they are not"
-                " run again"
+                " their work is stopped as a cancel would, and they are not run again"
             )
+        if running:  # stopped first: no worker keeps running a task nobody can ask about
+            self._stop_work(self._records(running))
         before = self.store.size_bytes()
         removal = Removal()
         for start in range(0, len(wanted), _CHUNK):

@@ -287,7 +287,7 @@ def cmd_forget(client: Client, args: argparse.Namespace) -> Output:
     answer = client.forget_tasks(args.task_ids, in_flight=args.in_flight)
     text = f"forgot {answer['forgotten']} task(s)"
     if answer["in_flight"]:
-        text += f" ({answer['in_flight']} in flight: their results are discarded when they arrive)"
+        text += f" ({answer['in_flight']} in flight: their work was stopped, as a cancel does)"
     text += f", {describe_freed(answer)}"
     if answer["unknown_task_ids"]:
         text += "\nnot in the store: " + " ".join(answer["unknown_task_ids"])
@@ -683,7 +683,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="AGE",
         help="results stored at least AGE ago: 7d, 12h, 30m, 45s (0: every final result)",
     )
-    purge.add_argument("--status", choices=("success", "failed"), help="only this final status")
+    purge.add_argument(
+        "--status", choices=("success", "failed", "cancelled"), help="only this final status"
+    )
     purge.add_argument("--endpoint", metavar="ENDPOINT_ID", help="only this endpoint's tasks")
     purge.add_argument("--function", metavar="FUNCTION_ID", help="only this function's tasks")
     purge.add_argument("--task-group", metavar="TASK_GROUP_ID", help="only this task group")

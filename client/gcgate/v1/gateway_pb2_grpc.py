@@ -380,9 +380,10 @@ class GatewayServicer:
         store at once, and a later GetResult answers NOT_FOUND saying it was
         forgotten (the store keeps a small tombstone per id: see ForgetTasksRequest).
         A task still in flight is refused with FAILED_PRECONDITION, naming it,
-        unless in_flight is set: then it is forgotten too, its result is discarded
-        when it arrives, and it is never run again (a worker that already has it may
-        still finish it once). Unknown ids are reported, not refused.
+        unless in_flight is set: then its work is stopped as CancelTasks would (a
+        local task dropped or its worker killed; a Globus one no longer waited for,
+        its result discarded should it arrive), it is forgotten too, and it is never
+        run again. Unknown ids are reported, not refused.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
