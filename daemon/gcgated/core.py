@@ -42,7 +42,14 @@ from gcgated.errors import (
     ShuttingDown,
     StoreFull,
 )
-from gcgated.model import CancelResult, Receipt, Registration, Submission, SubmitOptions
+from gcgated.model import (
+    CancelResult,
+    PurgeRequest,
+    Receipt,
+    Registration,
+    Submission,
+    SubmitOptions,
+)
 from gcgated.routing import Router
 from gcgated.store import (
     DELETED_AT,
@@ -502,26 +509,18 @@ class TaskLifecycle:
             log.info("forgot %d task(s) in flight; their results are discarded", removal.in_flight)
         return removal
 
-    async def purge(
-        self,
-        *,
-        older_than_seconds: float | None,
-        status: str,
-        endpoint_id: str,
-        function_id: str,
-        task_group_id: str,
-        retrieved: bool,
-        dry_run: bool,
-    ) -> Removal:
+    async def purge(self, request: PurgeRequest) -> Removal:
         """Delete (or with ``dry_run`` count) the final results matching every
         filter given; INVALID_ARGUMENT for none or a malformed one."""
+        endpoint_id, function_id = request.endpoint_id, request.function_id
+        task_group_id, dry_run = request.task_group_id, request.dry_run
         what = PurgeFilter(
-            stored_before=_stored_before(older_than_seconds),
-            status=_final_status(status),
+            stored_before=_stored_before(request.older_than_seconds),
+            status=_final_status(request.status),
             endpoint_id=self.router.resolve(endpoint_id)[0] if endpoint_id else "",
             function_id=parse_uuid(function_id, "function_id") if function_id else "",
             task_group_id=parse_uuid(task_group_id, "task_group_id") if task_group_id else "",
-            retrieved=retrieved,
+            retrieved=request.retrieved,
         )
         if what.is_empty():
             raise InvalidArgument(

@@ -73,6 +73,22 @@ class Receipt:
 
 
 @dataclass(frozen=True, slots=True)
+class PurgeRequest:
+    """A client's purge (PurgeTasks), as given: the core validates and resolves it.
+
+    Every filter that is set must match; ``older_than_seconds`` None: no age filter.
+    """
+
+    older_than_seconds: float | None = None
+    status: str = ""
+    endpoint_id: str = ""
+    function_id: str = ""
+    task_group_id: str = ""
+    retrieved: bool = False
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class CancelResult:
     """What a cancel did to one task (``CancelTasks`` answers one per id)."""
 

@@ -24,7 +24,7 @@ from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
 from gcgated.caller import Caller
 from gcgated.errors import GatewayError, InvalidArgument, PermissionDenied, is_disk_full
-from gcgated.model import Registration, Submission, SubmitOptions, TaskRecord
+from gcgated.model import PurgeRequest, Registration, Submission, SubmitOptions, TaskRecord
 from gcgated.owner import is_owner
 from gcgated.services import Services
 from gcgated.services.status import DaemonStatus
@@ -346,15 +346,17 @@ class GatewayServicer(pb_grpc.GatewayServicer):
     ) -> pb.PurgeTasksResponse:
         self._require_owner(context, "PurgeTasks (it deletes results of every client)")
         removal = await self.services.tasks.purge(
-            older_than_seconds=(
-                request.older_than_seconds if request.HasField("older_than_seconds") else None
-            ),
-            status=request.status,
-            endpoint_id=request.endpoint_id,
-            function_id=request.function_id,
-            task_group_id=request.task_group_id,
-            retrieved=request.retrieved,
-            dry_run=request.dry_run,
+            PurgeRequest(
+                older_than_seconds=(
+                    request.older_than_seconds if request.HasField("older_than_seconds") else None
+                ),
+                status=request.status,
+                endpoint_id=request.endpoint_id,
+                function_id=request.function_id,
+                task_group_id=request.task_group_id,
+                retrieved=request.retrieved,
+                dry_run=request.dry_run,
+            )
         )
         return pb.PurgeTasksResponse(
             tasks=removal.tasks,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from gcgated.backends.globus import GlobusBackend
 from gcgated.caller import Caller
 from gcgated.core import TaskLifecycle
-from gcgated.model import CancelResult, Receipt, Submission, TaskRecord
+from gcgated.model import CancelResult, PurgeRequest, Receipt, Submission, TaskRecord
 from gcgated.store import Removal
 
 #: The longest a GetResult call may hold a connection waiting for a result.
@@ -85,27 +85,9 @@ class TaskService:
         """Forget tasks by id; those in flight only with ``in_flight``."""
         return await self._core.forget(task_ids, in_flight=in_flight)
 
-    async def purge(
-        self,
-        *,
-        older_than_seconds: float | None,
-        status: str,
-        endpoint_id: str,
-        function_id: str,
-        task_group_id: str,
-        retrieved: bool,
-        dry_run: bool,
-    ) -> Removal:
+    async def purge(self, request: PurgeRequest) -> Removal:
         """Delete (or count) the final results matching every filter given."""
-        return await self._core.purge(
-            older_than_seconds=older_than_seconds,
-            status=status,
-            endpoint_id=endpoint_id,
-            function_id=function_id,
-            task_group_id=task_group_id,
-            retrieved=retrieved,
-            dry_run=dry_run,
-        )
+        return await self._core.purge(request)
 
     def _adopt(self, task_ids: Iterable[str], caller: Caller) -> None:
         if caller.token is not None:
