@@ -45,7 +45,7 @@ MAX_WAIT_SECONDS = 300.0
 #: ``reason`` of an id the daemon does not know, in get_batch_result (``{}``: the id).
 UNKNOWN_TASK_REASON = (
     "task {} is not known to this daemon (never submitted here,"
-    " or its result expired after retrieval)"
+    " or its result expired after retrieval, or was evicted)"
 )
 
 #: Resource server of Globus Compute tokens (``globus_sdk.scopes.ComputeScopes``).
