@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import asdict, replace
 from typing import Any
 
-from gcgate.constants import FINAL_STATUSES, TaskStatus
+from gcgate.constants import FINAL_STATUSES, PENDING_FILTER, TaskStatus
 
 from gcgated.backends.base import Backend, Outcome, SubmitGroup, TaskSpec
 from gcgated.caller import DAEMON, Caller
@@ -49,6 +49,7 @@ from gcgated.model import (
     Registration,
     Submission,
     SubmitOptions,
+    TaskQuery,
 )
 from gcgated.routing import Router
 from gcgated.store import (
@@ -58,10 +59,11 @@ from gcgated.store import (
     Removal,
     ReusedTask,
     Store,
+    TaskFilter,
     reuse_keys,
     tombstone_message,
 )
-from gcgated.validation import check_function_code, check_task_payload, parse_uuid
+from gcgated.validation import check_function_code, check_task_payload, parse_uuid, shown
 
 log = logging.getLogger(__name__)
 
@@ -461,8 +463,22 @@ class TaskLifecycle:
             reasons.update((task_id, said.get(task_id) or CANCELLED_REASON) for task_id in ids)
         return reasons
 
-    def recent_tasks(self, limit: int, status: str) -> list[dict[str, Any]]:
-        return self.store.recent_tasks(limit, status)
+    def recent_tasks(self, query: TaskQuery) -> list[dict[str, Any]]:
+        """Newest first, at most ``query.limit`` (at least 1), passing its filters;
+        INVALID_ARGUMENT naming a malformed filter."""
+        what = TaskFilter(
+            status=_task_status(query.status),
+            function_id=parse_uuid(query.function_id, "function_id") if query.function_id else "",
+            endpoint_id=self.router.resolve(query.endpoint_id)[0] if query.endpoint_id else "",
+            since=_since(query.since),
+        )
+        records = self.store.recent_tasks(max(query.limit, 1), what)
+        names = self.store.function_names(r["function_id"] for r in records)
+        return [{**r, "function_name": names.get(r["function_id"], "")} for r in records]
+
+    def functions(self, limit: int, name: str, *, deleted: bool) -> list[dict[str, Any]]:
+        """Registered functions, newest first (deleted ones only with ``deleted``)."""
+        return self.store.functions(max(limit, 1), name, deleted=deleted)
 
     def task_ids_in_group(self, task_group_id: str) -> tuple[str, list[str]]:
         """(canonical group id, its recorded tasks oldest first); NOT_FOUND when
@@ -739,6 +755,21 @@ def _final_status(status: str) -> str:
             f" touches tasks in flight), not {status!r}"
         )
     return status
+
+
+def _task_status(status: str) -> str:
+    """``status`` if it is a task status, "pending" or empty; INVALID_ARGUMENT otherwise."""
+    allowed = (PENDING_FILTER, *(s.value for s in TaskStatus))
+    if status and status not in allowed:
+        raise InvalidArgument(f"status must be one of {', '.join(allowed)}, not {shown(status)}")
+    return status
+
+
+def _since(since: float) -> float:
+    """``since`` if it is a Unix time (0: no bound); INVALID_ARGUMENT otherwise."""
+    if not math.isfinite(since) or since < 0:
+        raise InvalidArgument(f"since must be a Unix time >= 0 (0: any time), not {since}")
+    return since
 
 
 def _wanted_task_ids(task_ids: Iterable[str]) -> list[str]:

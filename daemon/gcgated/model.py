@@ -89,6 +89,19 @@ class PurgeRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskQuery:
+    """A client's listing of recent tasks (ListTasks), as given: the core validates
+    and resolves it. Every filter that is set must match ("" and 0: none)."""
+
+    limit: int = 0
+    status: str = ""
+    function_id: str = ""
+    endpoint_id: str = ""
+    #: Accepted at or after this Unix time.
+    since: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class CancelResult:
     """What a cancel did to one task (``CancelTasks`` answers one per id)."""
 
@@ -123,6 +136,8 @@ class TaskRecord:
     #: The task that ran and produced this result, when this one reused it ("" if
     #: this task ran).
     reused_from: str = ""
+    #: The function's registered name, where the caller looked it up ("" otherwise).
+    function_name: str = ""
 
     @property
     def pending(self) -> bool:
@@ -143,6 +158,7 @@ class TaskRecord:
             exception=doc.get("exception"),
             details=doc.get("details") or {},
             reused_from=doc.get("reused_from") or "",
+            function_name=doc.get("function_name") or "",
         )
 
 
@@ -161,7 +177,10 @@ class FunctionRecord:
     public: bool
     group: str
     created_at: float
+    #: Unix time it was deleted (DeleteFunction); 0 while it can run.
+    deleted_at: float = 0.0
 
     @classmethod
     def from_stored(cls, doc: Mapping[str, Any]) -> FunctionRecord:
-        return cls(**{name: doc[name] for name in cls.__dataclass_fields__})
+        fields = {name: doc[name] for name in cls.__dataclass_fields__ if name != "deleted_at"}
+        return cls(**fields, deleted_at=doc.get("deleted_at", 0.0))

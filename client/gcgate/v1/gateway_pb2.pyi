@@ -247,7 +247,7 @@ class GetResultRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
 
 class TaskRecord(_message.Message):
-    __slots__ = ("task_id", "status", "pending", "result", "exception", "completion_t", "function_id", "endpoint_id", "task_group_id", "created_at", "details_json", "reused_from")
+    __slots__ = ("task_id", "status", "pending", "result", "exception", "completion_t", "function_id", "endpoint_id", "task_group_id", "created_at", "details_json", "reused_from", "function_name")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
@@ -260,6 +260,7 @@ class TaskRecord(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
     REUSED_FROM_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     status: str
     pending: bool
@@ -272,7 +273,8 @@ class TaskRecord(_message.Message):
     created_at: float
     details_json: str
     reused_from: str
-    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[str] = ..., pending: _Optional[bool] = ..., result: _Optional[str] = ..., exception: _Optional[str] = ..., completion_t: _Optional[str] = ..., function_id: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., task_group_id: _Optional[str] = ..., created_at: _Optional[float] = ..., details_json: _Optional[str] = ..., reused_from: _Optional[str] = ...) -> None: ...
+    function_name: str
+    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[str] = ..., pending: _Optional[bool] = ..., result: _Optional[str] = ..., exception: _Optional[str] = ..., completion_t: _Optional[str] = ..., function_id: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., task_group_id: _Optional[str] = ..., created_at: _Optional[float] = ..., details_json: _Optional[str] = ..., reused_from: _Optional[str] = ..., function_name: _Optional[str] = ...) -> None: ...
 
 class GetBatchResultRequest(_message.Message):
     __slots__ = ("task_ids", "skip_unknown")
@@ -303,14 +305,20 @@ class TaskRecordBatch(_message.Message):
     def __init__(self, tasks: _Optional[_Iterable[_Union[TaskRecord, _Mapping]]] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
-    __slots__ = ("limit", "status", "include_results")
+    __slots__ = ("limit", "status", "include_results", "function_id", "since", "endpoint_id")
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     limit: int
     status: str
     include_results: bool
-    def __init__(self, limit: _Optional[int] = ..., status: _Optional[str] = ..., include_results: _Optional[bool] = ...) -> None: ...
+    function_id: str
+    since: float
+    endpoint_id: str
+    def __init__(self, limit: _Optional[int] = ..., status: _Optional[str] = ..., include_results: _Optional[bool] = ..., function_id: _Optional[str] = ..., since: _Optional[float] = ..., endpoint_id: _Optional[str] = ...) -> None: ...
 
 class ListTasksResponse(_message.Message):
     __slots__ = ("tasks",)
@@ -509,3 +517,37 @@ class PurgeTasksResponse(_message.Message):
     dry_run: bool
     failed: int
     def __init__(self, tasks: _Optional[int] = ..., succeeded: _Optional[int] = ..., record_bytes: _Optional[int] = ..., bytes_freed: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sample_task_ids: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ..., failed: _Optional[int] = ...) -> None: ...
+
+class ListFunctionsRequest(_message.Message):
+    __slots__ = ("limit", "name", "include_deleted")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DELETED_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    name: str
+    include_deleted: bool
+    def __init__(self, limit: _Optional[int] = ..., name: _Optional[str] = ..., include_deleted: _Optional[bool] = ...) -> None: ...
+
+class ListFunctionsResponse(_message.Message):
+    __slots__ = ("functions",)
+    FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    functions: _containers.RepeatedCompositeFieldContainer[FunctionSummary]
+    def __init__(self, functions: _Optional[_Iterable[_Union[FunctionSummary, _Mapping]]] = ...) -> None: ...
+
+class FunctionSummary(_message.Message):
+    __slots__ = ("function_id", "function_name", "registered_at", "description", "serialized", "deleted_at", "python_version")
+    FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SERIALIZED_FIELD_NUMBER: _ClassVar[int]
+    DELETED_AT_FIELD_NUMBER: _ClassVar[int]
+    PYTHON_VERSION_FIELD_NUMBER: _ClassVar[int]
+    function_id: str
+    function_name: str
+    registered_at: float
+    description: str
+    serialized: bool
+    deleted_at: float
+    python_version: str
+    def __init__(self, function_id: _Optional[str] = ..., function_name: _Optional[str] = ..., registered_at: _Optional[float] = ..., description: _Optional[str] = ..., serialized: _Optional[bool] = ..., deleted_at: _Optional[float] = ..., python_version: _Optional[str] = ...) -> None: ...

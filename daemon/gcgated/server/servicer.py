@@ -24,7 +24,14 @@ from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
 from gcgated.caller import Caller
 from gcgated.errors import GatewayError, InvalidArgument, PermissionDenied, is_disk_full
-from gcgated.model import PurgeRequest, Registration, Submission, SubmitOptions, TaskRecord
+from gcgated.model import (
+    PurgeRequest,
+    Registration,
+    Submission,
+    SubmitOptions,
+    TaskQuery,
+    TaskRecord,
+)
 from gcgated.owner import is_owner
 from gcgated.services import Services
 from gcgated.services.status import DaemonStatus
@@ -300,7 +307,15 @@ class GatewayServicer(pb_grpc.GatewayServicer):
 
     @rpc
     async def ListTasks(self, request: pb.ListTasksRequest, context: Any) -> pb.ListTasksResponse:
-        records = self.services.tasks.recent(request.limit, request.status)
+        records = self.services.tasks.recent(
+            TaskQuery(
+                limit=request.limit,
+                status=request.status,
+                function_id=request.function_id,
+                endpoint_id=request.endpoint_id,
+                since=request.since,
+            )
+        )
         return pb.ListTasksResponse(
             tasks=[task_message(r, include_results=request.include_results) for r in records]
         )
@@ -367,6 +382,28 @@ class GatewayServicer(pb_grpc.GatewayServicer):
             size_bytes=removal.size_bytes,
             sample_task_ids=removal.sample_task_ids,
             dry_run=request.dry_run,
+        )
+
+    @rpc
+    async def ListFunctions(
+        self, request: pb.ListFunctionsRequest, context: Any
+    ) -> pb.ListFunctionsResponse:
+        records = self.services.functions.list(
+            request.limit, request.name, deleted=request.include_deleted
+        )
+        return pb.ListFunctionsResponse(
+            functions=[
+                pb.FunctionSummary(
+                    function_id=r.function_id,
+                    function_name=r.function_name,
+                    registered_at=r.created_at,
+                    description=r.description,
+                    serialized=r.serialized,
+                    deleted_at=r.deleted_at,
+                    python_version=r.meta.get("python_version", ""),
+                )
+                for r in records
+            ]
         )
 
     # ---------------------------------------------------------------- login
@@ -524,6 +561,7 @@ def task_message(record: TaskRecord, *, include_results: bool = True) -> pb.Task
         created_at=record.created_at,
         details_json=json.dumps(record.details) if record.details else "",
         reused_from=record.reused_from,
+        function_name=record.function_name,
     )
     if include_results:
         message.result = record.result or ""

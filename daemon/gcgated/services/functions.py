@@ -9,6 +9,9 @@ from gcgated.caller import Caller
 from gcgated.core import TaskLifecycle
 from gcgated.model import FunctionRecord, Registration
 
+#: Bounds on ListFunctions, so one call cannot read every registration.
+DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT = 100, 10_000
+
 
 class FunctionService:
     """Registrations live in the daemon's store (content-addressed ids); a function
@@ -27,6 +30,14 @@ class FunctionService:
         """The registration record; NOT_FOUND when this daemon never saw it, or it
         was deleted."""
         return FunctionRecord.from_stored(self._core.get_function(function_id))
+
+    def list(self, limit: int, name: str, *, deleted: bool) -> list[FunctionRecord]:
+        """Newest registration first, at most ``limit`` (0: the default; capped at
+        MAX_LIST_LIMIT), those named ``name`` ("": any); deleted ones only with
+        ``deleted``."""
+        limit = min(limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
+        records = self._core.functions(limit, name, deleted=deleted)
+        return [FunctionRecord.from_stored(r) for r in records]
 
     async def delete(self, function_id: str, caller: Caller) -> tuple[bool, dict[str, Any]]:
         """Delete a function: ``caller``'s Globus registration of it, if any, then

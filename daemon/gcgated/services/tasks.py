@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import replace
 
 from gcgated.backends.globus import GlobusBackend
 from gcgated.caller import Caller
 from gcgated.core import TaskLifecycle
-from gcgated.model import CancelResult, PurgeRequest, Receipt, Submission, TaskRecord
+from gcgated.model import (
+    CancelResult,
+    PurgeRequest,
+    Receipt,
+    Submission,
+    TaskQuery,
+    TaskRecord,
+)
 from gcgated.store import Removal
 
 #: The longest a GetResult call may hold a connection waiting for a result.
@@ -72,10 +80,12 @@ class TaskService:
         unknown id, cancelling nothing). Durable once answered."""
         return self._core.cancel(task_ids)
 
-    def recent(self, limit: int, status: str) -> list[TaskRecord]:
-        """Newest first, at most ``limit`` (0: the default; capped at MAX_LIST_LIMIT)."""
-        limit = min(limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
-        return [TaskRecord.from_stored(r) for r in self._core.recent_tasks(max(limit, 1), status)]
+    def recent(self, query: TaskQuery) -> list[TaskRecord]:
+        """Newest first, at most ``query.limit`` (0: the default; capped at
+        MAX_LIST_LIMIT), with their functions' names; INVALID_ARGUMENT naming a
+        malformed filter."""
+        query = replace(query, limit=min(query.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT))
+        return [TaskRecord.from_stored(r) for r in self._core.recent_tasks(query)]
 
     def in_group(self, task_group_id: str) -> tuple[str, list[str]]:
         """(canonical task group id, its tasks' ids oldest first); NOT_FOUND for none."""

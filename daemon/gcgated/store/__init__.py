@@ -6,6 +6,7 @@
 - :mod:`.table`: the database and :class:`Table`, a named part of it;
 - :mod:`.sql`: every SQL statement run on diskcache's database;
 - :mod:`.jsondisk`: how values are stored (JSON text, never pickles);
+- :mod:`.query`: which task records a listing wants (:class:`TaskFilter`);
 - :mod:`.reuse`: the result-reuse index (reuse key -> the task holding that result);
 - :mod:`.lifecycle`: which results leave (retention, eviction, forget, purge);
 - :mod:`.migrate`: a store of the old layout (a database per table) moved in;
@@ -13,6 +14,7 @@
 """
 
 from .lifecycle import PurgeFilter, Removal, tombstone_message
+from .query import TaskFilter
 from .records import NewTask, ReusedTask, Store, function_id_for
 from .reuse import reuse_keys
 from .schema import DELETED_AT
@@ -26,6 +28,7 @@ __all__ = [
     "ReusedTask",
     "Store",
     "Table",
+    "TaskFilter",
     "function_id_for",
     "reuse_keys",
     "tombstone_message",

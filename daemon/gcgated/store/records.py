@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gcgate.constants import FINAL_STATUSES, PENDING_FILTER, TaskStatus
+from gcgate.constants import FINAL_STATUSES, TaskStatus
 
 from gcgated.errors import is_disk_full
 
@@ -54,6 +54,7 @@ from .lifecycle import (
     Removal,
     retention_cutoffs,
 )
+from .query import TaskFilter, fragment
 from .reuse import REUSE_TABLE, ReuseIndex
 from .schema import CORE_TABLES, DELETED_AT, REUSED_COUNT, RUN_DATA_LOST, count_key
 from .table import Table, open_database
@@ -468,16 +469,35 @@ class Store:
             if record is not None and record.get("task_group_id") == task_group_id
         ]
 
-    def recent_tasks(self, limit: int, status: str = "") -> list[dict[str, Any]]:
-        """Newest first; ``status="pending"`` matches every non-final status."""
+    def recent_tasks(self, limit: int, what: TaskFilter | None = None) -> list[dict[str, Any]]:
+        """Newest first, at most ``limit``, those passing ``what`` (see :mod:`.query`:
+        SQLite skips most records that cannot match, undecoded)."""
+        what = what or TaskFilter()
         found: list[dict[str, Any]] = []
-        for _, record in self._tasks.items(newest_first=True):
-            if record is None:
+        for _, record in self._tasks.items_matching(what.texts(), stored_since=what.stored_since):
+            if record is None or not what.matches(self._live(record)):
                 continue
-            self._live(record)
-            if status == PENDING_FILTER and record["status"] in FINAL_STATUSES:
+            found.append(record)
+            if len(found) >= limit:
+                break
+        return found
+
+    def function_names(self, function_ids: Iterable[str]) -> dict[str, str]:
+        """Each known function's registered name, by id (one lookup for them all)."""
+        records = self._functions.get_many(list(dict.fromkeys(function_ids)))
+        return {fid: record.get("function_name", "") for fid, record in records.items()}
+
+    def functions(
+        self, limit: int, name: str = "", *, deleted: bool = False
+    ) -> list[dict[str, Any]]:
+        """Registered functions, newest registration first, at most ``limit``:
+        those named ``name`` (any: ""), deleted ones only with ``deleted``."""
+        texts = [[fragment("function_name", name)]] if name else []
+        found: list[dict[str, Any]] = []
+        for _, record in self._functions.items_matching(texts):
+            if record is None or (name and record.get("function_name") != name):
                 continue
-            if status and status != PENDING_FILTER and record["status"] != status:
+            if DELETED_AT in record and not deleted:
                 continue
             found.append(record)
             if len(found) >= limit:

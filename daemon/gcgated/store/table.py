@@ -99,7 +99,17 @@ class Table:
     def items_containing(self, text: str) -> Iterator[tuple[str, Any]]:
         """Oldest first, the rows whose value may hold ``text`` in its JSON text
         (a superset: check the values), found by SQLite without decoding the others."""
-        return sql.scan_containing(self._cache, self.name, text)
+        return sql.scan_matching(self._cache, self.name, [[text]])
+
+    def items_matching(
+        self, texts: Sequence[Sequence[str]], *, stored_since: float | None = None
+    ) -> Iterator[tuple[str, Any]]:
+        """Newest first, the rows whose JSON text may hold one text of each group of
+        ``texts`` and that were last written at or after ``stored_since`` (a
+        superset: check the values), found by SQLite without decoding the others."""
+        return sql.scan_matching(
+            self._cache, self.name, texts, newest_first=True, stored_since=stored_since
+        )
 
     def __len__(self) -> int:
         return sql.count(self._cache, self.name)
