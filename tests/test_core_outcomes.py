@@ -21,7 +21,7 @@ from gcgated import core
 from gcgated.backends.base import Outcome
 from gcgated.caller import DAEMON
 from gcgated.core import TaskLifecycle
-from gcgated.model import Registration, Submission, SubmitOptions
+from gcgated.model import Registration, Submission, SubmitOptions, TaskQuery
 from gcgated.routing import Router
 from gcgated.store import Store
 from gcgated.validation import json_payload
@@ -184,11 +184,13 @@ def test_a_task_its_backend_runs_reads_running_until_it_is_final(tmp_path: Path)
             "running",
             "waiting-for-ep",
         ]
-        assert [r["task_id"] for r in lifecycle.recent_tasks(10, "running")] == [first]
+        assert [
+            r["task_id"] for r in lifecycle.recent_tasks(TaskQuery(limit=10, status="running"))
+        ] == [first]
         backend.report(Outcome(first, "success", result="r1"))
         final = await lifecycle.wait_for(first, TIMEOUT)
         assert (final["status"], final["result"]) == ("success", "r1")
-        assert lifecycle.recent_tasks(10, "running") == []
+        assert lifecycle.recent_tasks(TaskQuery(limit=10, status="running")) == []
         await lifecycle.stop()
         lifecycle.store.close()
 

@@ -59,7 +59,6 @@ from gcgated.store import (
     Removal,
     ReusedTask,
     Store,
-    TaskFilter,
     reuse_keys,
     tombstone_message,
 )
@@ -466,13 +465,13 @@ class TaskLifecycle:
     def recent_tasks(self, query: TaskQuery) -> list[dict[str, Any]]:
         """Newest first, at most ``query.limit`` (at least 1), passing its filters;
         INVALID_ARGUMENT naming a malformed filter."""
-        what = TaskFilter(
-            status=_task_status(query.status),
+        records = self.store.recent_tasks(
+            max(query.limit, 1),
+            _task_status(query.status),
             function_id=parse_uuid(query.function_id, "function_id") if query.function_id else "",
             endpoint_id=self.router.resolve(query.endpoint_id)[0] if query.endpoint_id else "",
             since=_since(query.since),
         )
-        records = self.store.recent_tasks(max(query.limit, 1), what)
         names = self.store.function_names(r["function_id"] for r in records)
         return [{**r, "function_name": names.get(r["function_id"], "")} for r in records]
 

@@ -410,8 +410,7 @@ class GatewayServicer:
     def ListFunctions(self, request, context):
         """The functions registered with this daemon, newest registration first
         (`gcgate functions`): a summary of each, without its code (GetFunction has
-        the code). Deleted functions only with include_deleted. INVALID_ARGUMENT for
-        a limit out of range.
+        the code). Deleted functions only with include_deleted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -14,7 +14,6 @@
 """
 
 from .lifecycle import PurgeFilter, Removal, tombstone_message
-from .query import TaskFilter
 from .records import NewTask, ReusedTask, Store, function_id_for
 from .reuse import reuse_keys
 from .schema import DELETED_AT
@@ -28,7 +27,6 @@ __all__ = [
     "ReusedTask",
     "Store",
     "Table",
-    "TaskFilter",
     "function_id_for",
     "reuse_keys",
     "tombstone_message",

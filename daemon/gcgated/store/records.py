@@ -469,10 +469,20 @@ class Store:
             if record is not None and record.get("task_group_id") == task_group_id
         ]
 
-    def recent_tasks(self, limit: int, what: TaskFilter | None = None) -> list[dict[str, Any]]:
-        """Newest first, at most ``limit``, those passing ``what`` (see :mod:`.query`:
-        SQLite skips most records that cannot match, undecoded)."""
-        what = what or TaskFilter()
+    def recent_tasks(
+        self,
+        limit: int,
+        status: str = "",
+        *,
+        function_id: str = "",
+        endpoint_id: str = "",
+        since: float = 0.0,
+    ) -> list[dict[str, Any]]:
+        """Newest first, at most ``limit``, those passing every filter given
+        (``status="pending"`` matches every non-final status; ids canonical; since:
+        accepted at or after, Unix time). SQLite skips most records that cannot
+        match, undecoded (see :mod:`.query`)."""
+        what = TaskFilter(status, function_id, endpoint_id, since)
         found: list[dict[str, Any]] = []
         for _, record in self._tasks.items_matching(what.texts(), stored_since=what.stored_since):
             if record is None or not what.matches(self._live(record)):
