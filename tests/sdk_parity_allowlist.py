@@ -55,6 +55,10 @@ ALLOWED: dict[str, str] = {
         " daemon (no polling)"
     ),
     "Client.list_tasks": "gcgate extension: recent tasks from the daemon's store (gcgate tasks)",
+    "Client.list_functions": (
+        "gcgate extension: the functions registered with the daemon (gcgate functions);"
+        " the SDK has no listing of functions"
+    ),
     "Client.forget_tasks": (
         "gcgate extension: the daemon's store outlives clients; this deletes tasks'"
         " records and results by id (gcgate forget)"

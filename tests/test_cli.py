@@ -637,7 +637,7 @@ def test_register_source_json_from_stdin(env: dict[str, str], stats_function: st
 
 
 def test_batch_splits_large_input_into_submissions() -> None:
-    tasks = [TaskInput(json.dumps([n]), "", n) for n in range(10)]
+    tasks = [TaskInput(json.dumps([n]), "") for n in range(10)]
     sizes = [t.size for t in tasks]
     limit = sum(sizes[:3])
     split = list(chunks(tasks, limit))

@@ -133,8 +133,8 @@ def task_dict(record: pb.TaskRecord, serializer: Serializer, *, summary: bool = 
     returned, not raised, so a caller handling many tasks loses none of them to
     one failure. :func:`sdk_task` makes the SDK's dict of it.
 
-    ``summary=True`` (for listings) adds the record's function, endpoint, group
-    and creation time, and omits result/exception if the daemon did not send them.
+    ``summary=True`` (for listings) adds the record's function (id and name),
+    endpoint, group and creation time, and omits result/exception if the daemon did not send them.
     """
     task: dict[str, Any] = {"task_id": record.task_id, "pending": record.pending}
     task["status"] = record.status.lower()
@@ -149,6 +149,7 @@ def task_dict(record: pb.TaskRecord, serializer: Serializer, *, summary: bool = 
             endpoint_id=record.endpoint_id,
             task_group_id=record.task_group_id,
             created_at=record.created_at,
+            function_name=record.function_name,
         )
     if record.pending:
         return task
@@ -829,17 +830,52 @@ class Client:
         }
 
     def list_tasks(
-        self, limit: int = 50, status: str = "", include_results: bool = False
+        self,
+        limit: int = 50,
+        status: str = "",
+        include_results: bool = False,
+        *,
+        function_id: UUID_LIKE_T | None = None,
+        endpoint_id: UUID_LIKE_T | None = None,
+        since: float | None = None,
     ) -> list[dict[str, Any]]:
-        """Recent tasks, newest first, with their function, endpoint and group ids.
+        """Recent tasks, newest first, with their function (id and name), endpoint
+        and group ids; every filter given must match.
 
         :param status: only tasks with this status (``"pending"`` matches every
             unfinished one)
         :param include_results: also fetch (and deserialize) results and exceptions
+        :param function_id: only this function's tasks
+        :param endpoint_id: only this endpoint's tasks (a UUID, or ``"local"``)
+        :param since: only tasks accepted at or after this Unix time
+        :raises InvalidArgument: a malformed filter (the message names it)
         """
-        request = pb.ListTasksRequest(limit=limit, status=status, include_results=include_results)
+        request = pb.ListTasksRequest(
+            limit=limit,
+            status=status,
+            include_results=include_results,
+            function_id=str(function_id or ""),
+            endpoint_id=str(endpoint_id or ""),
+            since=since or 0.0,
+        )
         records = self._call("ListTasks", request).tasks
         return [task_dict(r, self.fx_serializer, summary=True) for r in records]
+
+    def list_functions(
+        self, limit: int = 100, name: str = "", *, include_deleted: bool = False
+    ) -> list[dict[str, Any]]:
+        """Functions registered with the daemon, newest registration first, without
+        their code (:meth:`get_function` has it): ``{"function_id", "function_name",
+        "registered_at", "description", "serialized", "deleted_at",
+        "python_version"}`` each.
+
+        :param name: only functions registered under exactly this name
+        :param include_deleted: also deleted ones (``deleted_at`` > 0); their tasks
+            keep their records
+        """
+        request = pb.ListFunctionsRequest(limit=limit, name=name, include_deleted=include_deleted)
+        answer = self._call("ListFunctions", request)
+        return [message_dict(f) for f in answer.functions]
 
     # ------------------------------------------------------------ result cache
 

@@ -35,23 +35,27 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import IO, Any
+from typing import Any
 
 import shtab
 
 from gcgate import Client, __version__
+from gcgate.cli.argtypes import duration, input_file, seconds, since, task_limit
+from gcgate.cli.catalog import LOGGED_IN, add_catalog_commands, function_ids
 from gcgate.cli.login import add_login_commands
 from gcgate.cli.output import (
     CliError,
     Exit,
     Output,
     emit,
+    endpoint_label,
+    format_time,
     json_value,
     status_style,
     table,
 )
-from gcgate.cli.submit import cmd_batch, cmd_register_source
+from gcgate.cli.run import add_run_command
+from gcgate.cli.submit import add_submit_options, cmd_batch, cmd_register_source
 from gcgate.cli.waiting import cmd_wait
 from gcgate.constants import (
     LOCAL_ENDPOINT_ALIAS,
@@ -71,8 +75,18 @@ from gcgate.errors import (
 )
 from gcgate.paths import client_socket_path
 
-#: ``result --wait`` without a value waits this long (the daemon's own cap per call).
-DEFAULT_RESULT_WAIT_S = 300.0
+#: The Globus backend's name in Status, and its details that show it in use (see
+#: :func:`globus_in_use`).
+GLOBUS = "globus"
+GLOBUS_ACTIVITY = (
+    "in_flight",
+    "tasks_submitted",
+    "functions_at_globus",
+    "waiting_for_client_token",
+    "client_token_connections",
+    "last_error",
+    "login_error",
+)
 #: Statuses ``tasks --status`` accepts; "pending" matches every unfinished one.
 TASK_STATUSES = (PENDING_FILTER, *(status.value for status in TaskStatus))
 #: Retry delays while ``status --wait`` waits for a daemon to come up: short at
@@ -122,25 +136,6 @@ def format_bytes(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
-
-
-def format_time(unix_time: float | str | None) -> str:
-    """Local ISO 8601 time (seconds precision), or ``-`` for none.
-
-    Accepts the SDK's string completion times too; an unparsable value is shown
-    as is rather than hidden.
-    """
-    if unix_time in (None, "", 0):
-        return "-"
-    try:
-        return datetime.fromtimestamp(float(unix_time)).isoformat(timespec="seconds")
-    except (TypeError, ValueError, OverflowError, OSError):
-        return str(unix_time)
-
-
-def endpoint_label(endpoint_id: str) -> str:
-    """The local endpoint's alias instead of its UUID, which nobody recognises."""
-    return LOCAL_ENDPOINT_ALIAS if endpoint_id == LOCAL_ENDPOINT_ID else endpoint_id
 
 
 def usage_percent(store: dict[str, Any]) -> float | None:
@@ -226,22 +221,59 @@ def describe_store_usage(store: dict[str, Any]) -> str:
 
 
 def cmd_status(client: Client, args: argparse.Namespace) -> Output:
-    """The daemon's health at a glance; ``--json`` gives the client's status() dict."""
+    """The daemon's health at a glance; ``--json`` gives the client's status() dict.
+
+    Globus gets its lines only where it is in use (logged in, or tasks and
+    registrations of its own): a local-only user is not shown a remote service's
+    counters. ``--verbose`` shows every backend's details.
+    """
     status = client.status()
     header = (
         f"gcgate daemon {status['version']} (pid {status['pid']}), "
         f"up {format_duration(status['uptime_seconds'])}"
     )
+    globus = next((b for b in status["backends"] if b["name"] == GLOBUS), None)
+    shown = (
+        status["backends"] if args.verbose else [b for b in status["backends"] if b is not globus]
+    )
     rows = [
         ("socket", status["socket_path"]),
         ("state dir", status["state_dir"]),
-        ("backends", "\n".join(map(describe_backend, status["backends"])) or "none"),
-        ("login", describe_login(status["login"])),
-        *[("results", line) for line in map(describe_push, status["backends"]) if line],
+        ("backends", "\n".join(map(describe_backend, shown)) or "none"),
+    ]
+    if globus is not None and (args.verbose or globus_in_use(globus)):
+        rows += globus_rows(globus, status["login"])
+    rows += [
         ("tasks", describe_counts(status["tasks"])),
         ("store", describe_store_usage(status["store"])),
     ]
     return Output(f"{header}\n{key_value_block(rows)}", status)
+
+
+def globus_in_use(backend: dict[str, Any]) -> bool:
+    """Whether the Globus backend is in use: a login (user or service account), a
+    function registered with Globus from this store, tasks or client tokens in
+    this run, or an error to report."""
+    details = backend.get("details") or {}
+    login = details.get("login") or {}
+    return login.get("state") in LOGGED_IN or any(details.get(key) for key in GLOBUS_ACTIVITY)
+
+
+def globus_rows(backend: dict[str, Any], login: dict[str, Any]) -> list[tuple[str, str]]:
+    """Globus in a line or two: state, identity, tasks in flight; how results
+    arrive; the last error, if any."""
+    details = backend.get("details") or {}
+    text = f"{backend['state']}, {describe_login(login)}"
+    if details.get("in_flight"):
+        text += f", {details['in_flight']} task(s) in flight"
+    rows = [("globus", text)]
+    push = describe_push(backend)
+    if push:
+        rows.append(("results", push))
+    error = details.get("last_error") or details.get("login_error")
+    if error:
+        rows.append(("last error", str(error)))
+    return rows
 
 
 def cmd_cache(client: Client, args: argparse.Namespace) -> Output:
@@ -326,11 +358,19 @@ def cmd_purge(client: Client, args: argparse.Namespace) -> Output:
     return Output(text, answer)
 
 
+def result_wait(args: argparse.Namespace) -> float:
+    """Seconds ``result`` waits: none, ``--timeout``, or with ``--wait`` alone until
+    the task is final (the client asks again each time the daemon's per-call cap ends)."""
+    if args.timeout is not None:
+        return float(args.timeout)
+    return math.inf if args.wait else 0.0
+
+
 def cmd_result(client: Client, args: argparse.Namespace) -> Output:
     """One task's result (exit 0), failure (exit 1) or pending state (exit 4)."""
     data: dict[str, Any] = {"task_id": args.task_id}
     try:
-        task = client.get_task(args.task_id, wait=args.wait)
+        task = client.get_task(args.task_id, wait=result_wait(args))
     except TaskExecutionFailed as exc:
         data.update(
             status=TaskStatus.FAILED, pending=False, result=None, completion_t=exc.completion_t
@@ -354,7 +394,7 @@ def cmd_result(client: Client, args: argparse.Namespace) -> Output:
     if task.get("reused_from"):
         data["reused_from"] = task["reused_from"]
     if task["pending"]:
-        waited = f" after waiting {args.wait:g} s" if args.wait else ""
+        waited = f" after waiting {args.timeout:g} s" if args.timeout else ""
         message = f"task {args.task_id} is still pending ({task['status']}){waited}"
         return Output("", data, Exit.PENDING, message)
     data["result"] = json_value(task["result"])
@@ -380,7 +420,8 @@ def task_summary(task: dict[str, Any]) -> dict[str, Any]:
     """A listed task's JSON-safe fields (``details`` and exceptions are left out,
     but for a Globus task's id at the service, to find it in the Globus web app),
     and ``reused_from`` for a task that reused a stored result."""
-    keys = ("task_id", "status", "pending", "function_id", "endpoint_id", "task_group_id")
+    keys = ("task_id", "status", "pending", "function_id", "function_name", "endpoint_id")
+    keys += ("task_group_id",)
     summary = {key: task[key] for key in keys}
     summary.update(created_at=task["created_at"], completion_t=task.get("completion_t"))
     globus_task_id = (task.get("details") or {}).get("globus_task_id")
@@ -393,16 +434,16 @@ def task_summary(task: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_tasks(client: Client, args: argparse.Namespace) -> Output:
     """Recent tasks, newest first, as a table (status in colour on a terminal),
-    or a JSON list."""
-    tasks = client.list_tasks(limit=args.limit, status=args.status or "")
+    or a JSON list; every filter given must match."""
+    tasks = listed_tasks(client, args)
     data = [task_summary(t) for t in tasks]
     if not tasks:
-        return Output("no tasks" + (f" with status {args.status}" if args.status else ""), data)
+        return Output("no tasks" + describe_task_filters(args), data)
     rows = [
         (
             t["task_id"],
             f"{t['status']} (reused)" if t.get("reused_from") else t["status"],
-            t["function_id"],
+            t["function_name"] or t["function_id"],
             endpoint_label(t["endpoint_id"]),
             format_time(t["created_at"]),
             format_time(t.get("completion_t")),
@@ -412,6 +453,29 @@ def cmd_tasks(client: Client, args: argparse.Namespace) -> Output:
     headers = ("TASK ID", "STATUS", "FUNCTION", "ENDPOINT", "CREATED", "COMPLETED")
     styles = [[None, status_style(t["status"]), None, None, None, None] for t in tasks]
     return Output(table(headers, rows, styles), data)
+
+
+def listed_tasks(client: Client, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The tasks ``gcgate tasks`` shows: newest first, at most ``--limit``. A
+    function name may name several registrations (each edit of its code is a new
+    function): one listing each, merged."""
+    ids = function_ids(client, args.function, runnable=False) if args.function else [None]
+    filters = {"status": args.status or "", "endpoint_id": args.endpoint, "since": args.since}
+    found = [t for fid in ids for t in client.list_tasks(args.limit, function_id=fid, **filters)]
+    if len(ids) > 1:
+        found.sort(key=lambda t: t["created_at"], reverse=True)
+    return found[: args.limit]
+
+
+def describe_task_filters(args: argparse.Namespace) -> str:
+    """`` with status failed, of function f, on endpoint local, since ...`` for "no tasks"."""
+    parts = [
+        f" with status {args.status}" if args.status else "",
+        f" of function {args.function}" if args.function else "",
+        f" on endpoint {args.endpoint}" if args.endpoint else "",
+        f" since {format_time(args.since)}" if args.since else "",
+    ]
+    return ",".join(filter(None, parts))
 
 
 # ------------------------------------------------------------------ connecting
@@ -439,56 +503,6 @@ def connect(socket_path: str | None, wait: float = 0.0) -> Client:
 
 
 # ------------------------------------------------------------------ arguments
-
-
-def seconds(text: str) -> float:
-    """argparse type: a finite, non-negative number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"seconds must be a finite number >= 0, not {text}")
-    return value
-
-
-#: Units ``--older-than`` takes, in seconds.
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def duration(text: str) -> float:
-    """argparse type: ``7d``, ``12h``, ``30m``, ``45s``, ``2w`` or plain seconds."""
-    number, unit = (text[:-1], text[-1]) if text[-1:] in DURATION_UNITS else (text, "s")
-    try:
-        value = float(number) * DURATION_UNITS[unit]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a duration: {text!r} (use e.g. 7d, 12h, 30m, 45s or seconds)"
-        ) from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"a duration must be finite and >= 0, not {text}")
-    return value
-
-
-def task_limit(text: str) -> int:
-    """argparse type: how many tasks to list, within the daemon's bounds."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1 <= value <= 10_000:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 10000, not {value}")
-    return value
-
-
-def input_file(path: str) -> IO[str]:
-    """argparse type: a text file opened for reading, or stdin for ``-``."""
-    if path == "-":
-        return sys.stdin
-    try:
-        return open(path, encoding="utf-8")
-    except OSError as exc:
-        raise argparse.ArgumentTypeError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def completion_script(parser: argparse.ArgumentParser, shell: str) -> str:
@@ -550,8 +564,13 @@ def build_parser() -> argparse.ArgumentParser:
         "status",
         cmd_status,
         "show the daemon's status",
-        "Version, pid, uptime, socket, state dir, backends and their workers, Globus\n"
-        "login, task counts and store usage.",
+        "Version, pid, uptime, socket, state dir, the local endpoint's workers, task\n"
+        "counts and store usage; and where Globus is in use (a login, or Globus tasks)\n"
+        "its state, login, how results arrive and the last error. --verbose shows every\n"
+        "backend's counters; --json has everything.",
+    )
+    status.add_argument(
+        "-v", "--verbose", action="store_true", help="every backend's details and counters"
     )
     status.add_argument(
         "--wait",
@@ -569,18 +588,21 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_result,
         "print a task's result",
         "Prints the result's repr(); a failed task prints its remote traceback to\n"
-        "stderr and exits 1, a task still running exits 4.",
+        "stderr and exits 1, a task still running exits 4.\n\n"
+        "  gcgate result --wait TASK_ID\n"
+        "  gcgate result TASK_ID --timeout 60",
     )
     result.add_argument("task_id", metavar="TASK_ID", help="the task's UUID")
     result.add_argument(
         "--wait",
+        action="store_true",
+        help="wait until the task is final (Ctrl-C stops waiting; the task keeps running)",
+    )
+    result.add_argument(
+        "--timeout",
         type=seconds,
-        nargs="?",
-        const=DEFAULT_RESULT_WAIT_S,
-        default=0.0,
         metavar="SECONDS",
-        help="wait up to SECONDS for the task to finish (without a value: "
-        f"{DEFAULT_RESULT_WAIT_S:g}; then put --wait after TASK_ID)",
+        help="wait at most SECONDS (implies --wait), then exit 4 if the task is still pending",
     )
 
     wait = add_command(
@@ -612,8 +634,9 @@ def build_parser() -> argparse.ArgumentParser:
         "tasks",
         cmd_tasks,
         "list recent tasks",
-        "Newest first: task id, status, function, endpoint, created and completed\n"
-        "times (local time).",
+        "Newest first: task id, status, function name, endpoint, created and completed\n"
+        "times (local time); --json adds ids, task group and more. Filters combine.\n\n"
+        "  gcgate tasks --function stats --status failed --since 2h",
     )
     tasks.add_argument(
         "--limit", type=task_limit, default=50, metavar="N", help="at most N tasks (default 50)"
@@ -622,6 +645,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--status",
         choices=TASK_STATUSES,
         help="only tasks with this status (pending: every unfinished one)",
+    )
+    tasks.add_argument(
+        "--function",
+        metavar="NAME_OR_ID",
+        help="only tasks of this function: its id, or its name (every registration under it)",
+    )
+    tasks.add_argument(
+        "--endpoint", metavar="ENDPOINT_ID", help="only tasks of this endpoint (a UUID or local)"
+    )
+    tasks.add_argument(
+        "--since",
+        type=since,
+        metavar="WHEN",
+        help="only tasks accepted since WHEN: an age (2h, 30m, 7d) or an ISO date-time"
+        " (2026-12-01, 2026-12-01T09:30; local time)",
     )
 
     cancel = add_command(
@@ -729,31 +767,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--function-id", required=True, metavar="FUNCTION_ID", help="a registered function"
     )
     batch.add_argument(
-        "--endpoint",
-        default=LOCAL_ENDPOINT_ALIAS,
-        metavar="ENDPOINT_ID",
-        help=f"where to run (default: {LOCAL_ENDPOINT_ALIAS}, the daemon's own endpoint)",
-    )
-    batch.add_argument(
         "--args-json",
         type=input_file,
         required=True,
         metavar="FILE",
         help="JSON-lines file of task arguments; - reads stdin",
     ).complete = shtab.FILE  # type: ignore[attr-defined]
-    batch.add_argument("--no-wait", action="store_true", help="print the task ids and do not wait")
-    batch.add_argument(
-        "--reuse",
-        action="store_true",
-        help="answer a task identical to one that succeeded before with --reuse from the"
-        " daemon's store instead of running it (its JSON names the task that ran: reused_from)",
-    )
-    batch.add_argument(
-        "--timeout",
-        type=seconds,
-        metavar="SECONDS",
-        help="stop waiting after SECONDS and exit 4 if tasks are still pending",
-    )
+    add_submit_options(batch, many=True)
+
+    add_run_command(commands, add_command)
 
     completion = add_command(
         commands,
@@ -766,6 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  gcgate completion zsh > ~/.zfunc/_gcgate",
     )
     completion.add_argument("shell", choices=shtab.SUPPORTED_SHELLS, help="the shell")
+    add_catalog_commands(commands, add_command)
     add_login_commands(commands, add_command)
     return parser
 

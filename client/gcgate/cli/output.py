@@ -15,12 +15,13 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
-from gcgate.constants import TaskStatus
+from gcgate.constants import LOCAL_ENDPOINT_ALIAS, LOCAL_ENDPOINT_ID, TaskStatus
 
 
 class Exit(enum.IntEnum):
@@ -122,6 +123,25 @@ def table(
         line.rstrip()
         text.append_text(line)
     return text
+
+
+def format_time(unix_time: float | str | None) -> str:
+    """Local ISO 8601 time (seconds precision), or ``-`` for none.
+
+    Accepts the SDK's string completion times too; an unparsable value is shown
+    as is rather than hidden.
+    """
+    if unix_time in (None, "", 0):
+        return "-"
+    try:
+        return datetime.fromtimestamp(float(unix_time)).isoformat(timespec="seconds")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return str(unix_time)
+
+
+def endpoint_label(endpoint_id: str) -> str:
+    """The local endpoint's alias instead of its UUID, which nobody recognises."""
+    return LOCAL_ENDPOINT_ALIAS if endpoint_id == LOCAL_ENDPOINT_ID else endpoint_id
 
 
 def json_value(value: Any) -> Any:

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from gcgate import Client
+from gcgate.cli.argtypes import seconds
 from gcgate.cli.output import CliError, Exit, Output, Progress, json_value, progress_enabled
 from gcgate.cli.waiting import Tally, task_json, wait_for
 from gcgate.client import result_serializer_paths
-from gcgate.constants import MAX_SUBMISSION_BYTES
+from gcgate.constants import LOCAL_ENDPOINT_ALIAS, MAX_SUBMISSION_BYTES
 from gcgate.serialize import JSONData
 from gcgate.v1 import gateway_pb2 as pb
 
@@ -74,11 +75,10 @@ def cmd_register_source(client: Client, args: argparse.Namespace) -> Output:
 
 @dataclass
 class TaskInput:
-    """One task's JSON arguments, and where they came from (for messages)."""
+    """One task's JSON arguments."""
 
     args_json: str
     kwargs_json: str
-    line: int
 
     @property
     def size(self) -> int:
@@ -89,32 +89,40 @@ class TaskInput:
         return pb.JsonArguments(args_json=self.args_json, kwargs_json=self.kwargs_json)
 
 
-def parse_task_line(text: str, line: int, source: str) -> TaskInput:
-    """A JSON array of positional arguments, or ``{"args": [...], "kwargs": {...}}``.
+def parse_arguments(text: str, where: str) -> TaskInput:
+    """One task's arguments: a JSON array of positional arguments, or
+    ``{"args": [...], "kwargs": {...}}`` (``gcgate batch`` lines, ``gcgate run --args``).
 
-    :raises CliError: (exit 5) naming ``source:line`` and what is wrong
+    :raises CliError: (exit 5) naming ``where`` (``file:line``, ``--args``), what
+        is wrong, and the task over the submission limit
     """
 
     def invalid(problem: str) -> CliError:
-        return CliError(f"{source}:{line}: {problem}", Exit.INVALID)
+        return CliError(f"{where}: {problem}", Exit.INVALID)
 
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise invalid(f"not valid JSON: {exc}") from None
     if isinstance(value, list):
-        return TaskInput(json.dumps(value), "", line)
-    if not isinstance(value, dict):
+        task = TaskInput(json.dumps(value), "")
+    elif not isinstance(value, dict):
         raise invalid('expected a JSON array of arguments or {"args": [...], "kwargs": {...}}')
-    unknown = value.keys() - {"args", "kwargs"}
-    if unknown:
+    elif unknown := value.keys() - {"args", "kwargs"}:
         raise invalid(f"unknown keys {sorted(unknown)} (only args and kwargs)")
-    args, kwargs = value.get("args", []), value.get("kwargs", {})
-    if not isinstance(args, list):
-        raise invalid('"args" must be a JSON array')
-    if not isinstance(kwargs, dict):
-        raise invalid('"kwargs" must be a JSON object')
-    return TaskInput(json.dumps(args), json.dumps(kwargs) if kwargs else "", line)
+    else:
+        args, kwargs = value.get("args", []), value.get("kwargs", {})
+        if not isinstance(args, list):
+            raise invalid('"args" must be a JSON array')
+        if not isinstance(kwargs, dict):
+            raise invalid('"kwargs" must be a JSON object')
+        task = TaskInput(json.dumps(args), json.dumps(kwargs) if kwargs else "")
+    if task.size > MAX_SUBMISSION_BYTES:
+        raise invalid(
+            f"arguments of {task.size:,} bytes are over the {MAX_SUBMISSION_BYTES:,}-byte"
+            " submission limit; pass large data by reference"
+        )
+    return task
 
 
 def read_tasks(lines: Iterable[str], source: str) -> list[TaskInput]:
@@ -123,19 +131,12 @@ def read_tasks(lines: Iterable[str], source: str) -> list[TaskInput]:
     :raises CliError: a bad line, a task over the submission limit, or no tasks
     """
     tasks = [
-        parse_task_line(text, number, source)
+        parse_arguments(text, f"{source}:{number}")
         for number, text in enumerate(lines, start=1)
         if text.strip()
     ]
     if not tasks:
         raise CliError(f"{source}: no tasks (expected one JSON line per task)", Exit.INVALID)
-    for task in tasks:
-        if task.size > MAX_SUBMISSION_BYTES:
-            raise CliError(
-                f"{source}:{task.line}: arguments of {task.size:,} bytes are over the"
-                f" {MAX_SUBMISSION_BYTES:,}-byte submission limit; pass large data by reference",
-                Exit.INVALID,
-            )
     return tasks
 
 
@@ -188,6 +189,31 @@ def submit(
     return group, ids
 
 
+def add_submit_options(parser: argparse.ArgumentParser, *, many: bool) -> None:
+    """``--endpoint``, ``--no-wait``, ``--timeout`` and ``--reuse``, which ``batch``
+    (``many``) and ``run`` share."""
+    ids, are = ("the task ids", "tasks are") if many else ("the task id", "the task is")
+    parser.add_argument(
+        "--endpoint",
+        default=LOCAL_ENDPOINT_ALIAS,
+        metavar="ENDPOINT_ID",
+        help=f"where to run (default: {LOCAL_ENDPOINT_ALIAS}, the daemon's own endpoint)",
+    )
+    parser.add_argument("--no-wait", action="store_true", help=f"print {ids} and do not wait")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="answer a task identical to one that succeeded before with --reuse from the"
+        " daemon's store instead of running it (its JSON names the task that ran: reused_from)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=seconds,
+        metavar="SECONDS",
+        help=f"stop waiting after SECONDS and exit 4 if {are} still pending",
+    )
+
+
 def cmd_batch(client: Client, args: argparse.Namespace) -> Output:
     """Submit one task per input line; wait and print each result as a JSON line."""
     with args.args_json as file:
@@ -214,4 +240,14 @@ def result_line(task: dict[str, Any]) -> str:
     return json.dumps(json_value(task["result"]))
 
 
-__all__ = ["check_source", "chunks", "cmd_batch", "cmd_register_source", "read_tasks", "submit"]
+__all__ = [
+    "add_submit_options",
+    "check_source",
+    "chunks",
+    "cmd_batch",
+    "cmd_register_source",
+    "parse_arguments",
+    "read_tasks",
+    "result_line",
+    "submit",
+]

@@ -677,6 +677,8 @@ class GlobusBackend:
             "submit_answers_lost": self.pipeline.answers_lost,
             "poll_answers_lost": tracker.answers_lost if tracker else 0,
             "functions_registered": self.registry.registered,
+            # Registrations this store holds (from any run): Globus was used here.
+            "functions_at_globus": len(self.registry.table),
             "waiting_for_client_token": tracker.parked if tracker else 0,
             "polls": tracker.polls if tracker else 0,
             "poll_interval_seconds": round(tracker.interval, 3) if tracker else None,
