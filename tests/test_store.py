@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from diskcache.core import MODE_PICKLE
 from gcgated.store import NewTask, Store, function_id_for, records, sql
+from gcgated.store.jsondisk import COMPRESS_MIN_CHARS
 from gcgated.store.schema import DELETED_AT, RUN_DATA_LOST
 
 pytestmark = pytest.mark.fast
@@ -303,6 +304,67 @@ def test_a_swept_retrieved_result_frees_its_room(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------- listing, counts
+
+
+def test_recent_tasks_filters_by_function_endpoint_and_time(store: Store) -> None:
+    """Each filter, alone and together, on plain records and on one stored
+    compressed (a large result), which SQLite cannot search and Python checks."""
+    other_endpoint = str(uuid.uuid4())
+    f, g = str(uuid.uuid4()), str(uuid.uuid4())
+    early = [new_task(f), new_task(g)]
+    store.add_tasks(early, "waiting-for-ep")
+    cut = max(r["created_at"] for r in store.recent_tasks(10))
+    late_f, late_g = new_task(f), dataclasses.replace(new_task(g), endpoint_id=other_endpoint)
+    wait_for_clock_after(cut)
+    store.add_tasks([late_f, late_g], "waiting-for-ep")
+    big = base64.b64encode(os.urandom(COMPRESS_MIN_CHARS)).decode()
+    store.complete_tasks([success(late_f.task_id, "00\n" + big), failure(early[1].task_id)])
+    (kind,) = store._cache._con.execute(
+        "SELECT typeof(value) FROM Cache WHERE key = ?", (f"tasks:{late_f.task_id}",)
+    ).fetchone()
+    assert kind == "blob"  # compressed: SQLite cannot search it, Python checks it
+
+    def ids(**filters: Any) -> set[str]:
+        return {r["task_id"] for r in store.recent_tasks(10, **filters)}
+
+    assert ids(function_id=f) == {early[0].task_id, late_f.task_id}
+    assert ids(function_id=g) == {early[1].task_id, late_g.task_id}
+    assert ids(endpoint_id=other_endpoint) == {late_g.task_id}
+    assert ids(endpoint_id=ENDPOINT, function_id=g) == {early[1].task_id}
+    later = {late_f.task_id, late_g.task_id}
+    assert ids(since=cut + 1e-6) == later
+    assert ids(since=cut + 1e-6, status="success") == {late_f.task_id}
+    assert ids(function_id=g, status="failed") == {early[1].task_id}
+    assert ids(function_id=g, status="pending") == {late_g.task_id}
+    assert ids(function_id=str(uuid.uuid4())) == set()
+    assert [r["task_id"] for r in store.recent_tasks(1, function_id=f)] == [late_f.task_id]
+
+
+def wait_for_clock_after(moment: float) -> None:
+    """Return once time.time() is past ``moment`` (a few microseconds at most)."""
+    while time.time() <= moment:
+        pass
+
+
+def test_functions_listed_newest_first_by_name_and_deleted_on_request(store: Store) -> None:
+    first, _ = store.put_function(registration(function_name="double"))
+    other, _ = store.put_function(registration(function_name="other", function_code="x = 1\n"))
+    second, _ = store.put_function(
+        registration(function_name="double", function_code="def double(x):\n    return x + x\n")
+    )
+    store.delete_function(first)
+
+    def ids(limit: int = 10, name: str = "", **kw: Any) -> list[str]:
+        return [r["function_id"] for r in store.functions(limit, name, **kw)]
+
+    assert ids() == [second, other]
+    assert ids(deleted=True) == [second, other, first]
+    assert ids(name="double", deleted=True) == [second, first]
+    assert ids(name="double") == [second]
+    assert ids(name="doub") == []
+    assert ids(1) == [second]
+    assert store.function_names([first, other, "unknown"]) == {first: "double", other: "other"}
+
 
 
 def test_recent_tasks_newest_first_with_status_filter(store: Store) -> None:
