@@ -71,7 +71,7 @@ ALLOWED: dict[str, set[grpc.StatusCode]] = {
     "WatchTaskBatches": {C.OK, C.INVALID_ARGUMENT, C.NOT_FOUND},
     "GetEndpointStatus": {C.OK, C.INVALID_ARGUMENT, C.NOT_FOUND, *_GLOBUS},
     "GetEndpointMetadata": {C.OK, C.INVALID_ARGUMENT, C.NOT_FOUND, *_GLOBUS},
-    "ListTasks": {C.OK},
+    "ListTasks": {C.OK, C.INVALID_ARGUMENT},
     "StartLogin": {C.OK},
     "CompleteLogin": {C.INVALID_ARGUMENT, C.NOT_FOUND, C.FAILED_PRECONDITION, *_GLOBUS},
     # No owner key is sent: Logout is refused (test_sdk_methods sends it).
@@ -88,6 +88,7 @@ ALLOWED: dict[str, set[grpc.StatusCode]] = {
     "StopEndpoint": {C.INVALID_ARGUMENT, C.NOT_FOUND, C.FAILED_PRECONDITION, *_GLOBUS},
     "DeleteEndpoint": {C.INVALID_ARGUMENT, C.NOT_FOUND, C.FAILED_PRECONDITION, *_GLOBUS},
     "GetServiceVersion": {C.OK, *_GLOBUS},
+    "ListFunctions": {C.OK},
 }
 #: Raw bytes either parse as some message of the method or are refused as such.
 RAW_ALLOWED = {name: allowed | {C.INVALID_ARGUMENT} for name, allowed in ALLOWED.items()}
@@ -470,6 +471,9 @@ def requests(world: World) -> dict[str, st.SearchStrategy[Any]]:
             limit=st.integers(-(2**31), 2**31 - 1),
             status=text("pending", "success", "failed", "cancelled", "running", "waiting-for-ep"),
             include_results=st.booleans(),
+            function_id=text(*world.function_ids),
+            since=st.floats(),
+            endpoint_id=endpoints(world),
         ),
         "StartLogin": st.builds(pb.StartLoginRequest, force=st.booleans()),
         "CompleteLogin": st.builds(pb.CompleteLoginRequest, login_id=text(), auth_code=text()),
@@ -501,6 +505,12 @@ def requests(world: World) -> dict[str, st.SearchStrategy[Any]]:
         "StopEndpoint": st.builds(pb.EndpointRequest, endpoint_id=endpoints_to_spare(world)),
         "DeleteEndpoint": st.builds(pb.EndpointRequest, endpoint_id=endpoints_to_spare(world)),
         "GetServiceVersion": st.just(pb.ServiceVersionRequest()),
+        "ListFunctions": st.builds(
+            pb.ListFunctionsRequest,
+            limit=st.integers(-(2**31), 2**31 - 1),
+            name=text("echo", "f"),
+            include_deleted=st.booleans(),
+        ),
     }
 
 

@@ -366,7 +366,6 @@ def test_functions_listed_newest_first_by_name_and_deleted_on_request(store: Sto
     assert store.function_names([first, other, "unknown"]) == {first: "double", other: "other"}
 
 
-
 def test_recent_tasks_newest_first_with_status_filter(store: Store) -> None:
     first, second, third = new_task(), new_task(), new_task()
     for t in (first, second, third):
