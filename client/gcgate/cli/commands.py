@@ -2,11 +2,13 @@
 
 Commands: ``status`` (is the daemon up, and how is it doing), ``result`` (one
 task's result or failure), ``wait`` (a progress bar until tasks finish),
-``tasks`` (recent tasks, status in colour), ``cancel`` (stop unfinished
-tasks), ``cache`` (result store usage), ``forget`` and ``purge`` (remove
-results from the store),
-``register-source`` and ``batch`` (run a function from the shell, JSON in and
-out) and ``completion`` (a shell completion script). Every command talks to the
+``tasks`` (recent tasks, status in colour, by function, endpoint and time),
+``cancel`` (stop unfinished tasks), ``cache`` (result store usage), ``forget``
+and ``purge`` (remove results from the store), ``register-source``, ``run`` and
+``batch`` (run a function from the shell, JSON in and out; :mod:`.submit`,
+:mod:`.run`), ``endpoints`` and ``functions`` (what the daemon offers;
+:mod:`.catalog`), ``login``/``logout``/``whoami`` (:mod:`.login`) and
+``completion`` (a shell completion script). Every command talks to the
 daemon only through the thin client :class:`gcgate.Client`, exactly like user
 code does, so what the CLI shows is what a program would see. ``--json``
 switches any command to machine-readable output on stdout; messages about
