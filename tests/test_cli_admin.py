@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import globus_sdk
 import pytest
 from gcgate import Client, InvalidArgument
 from gcgate.cli.commands import build_parser
 from gcgate.constants import LOCAL_ENDPOINT_ID
-from harness import Daemon, GlobusDaemon, wait_until
+from harness import Daemon, GlobusDaemon, LoginlessDaemon, wait_until
 from standin import StandIn
 from test_cli import GCGATE, gcgate, run_gcgate
 
@@ -127,6 +128,24 @@ def test_status_shows_globus_in_a_line_where_it_is_logged_in(globus_env: dict[st
     assert line and line.group(1).endswith(f"client {login['identity']}"), text
     assert "requests_sent=" not in text  # the counters are for --verbose
     assert "requests_sent=" in ok("status", "--verbose", env=globus_env).stdout
+
+
+def test_status_shows_globus_once_the_store_holds_globus_work_without_a_login(
+    loginless_daemon: LoginlessDaemon, standin: StandIn
+) -> None:
+    """No login, but a client ran a Globus task with its own token: after a restart
+    (this run's counters at 0) the store's registrations still show Globus in use."""
+    status_env = {**loginless_daemon.env, "NO_COLOR": "1"}
+    assert not re.search(r"^  globus ", ok("status", env=status_env).stdout, re.M)
+    token = standin.auth.mint_token(standin.auth.add_user("carol@example.org"))
+    authorizer = globus_sdk.AccessTokenAuthorizer(token)
+    with Client(socket_path=loginless_daemon.socket_path, authorizer=authorizer) as client:
+        fid = client.register_source_code(SOURCE, "add")
+        task_id = client.run(1, 2, endpoint_id=standin.endpoint_id, function_id=fid)
+        assert client.get_result(task_id, wait=60) == 3
+    loginless_daemon.restart()
+    text = ok("status", env=status_env).stdout
+    assert re.search(r"^  globus +\w+, logged out$", text, re.M), text
 
 
 # -------------------------------------------------------------------- functions
