@@ -240,8 +240,20 @@ def cmd_status(client: Client, args: argparse.Namespace) -> Output:
         *[("results", line) for line in map(describe_push, status["backends"]) if line],
         ("tasks", describe_counts(status["tasks"])),
         ("store", describe_store_usage(status["store"])),
+        *[("reload", line) for line in [describe_reload(status.get("reload") or {})] if line],
     ]
     return Output(f"{header}\n{key_value_block(rows)}", status)
+
+
+def describe_reload(reload: dict[str, Any]) -> str:
+    """A failed SIGHUP reload, which the daemon otherwise only logs; "" when none failed."""
+    if reload.get("ok", True) or not reload.get("last_reload_at"):
+        return ""
+    at = datetime.fromtimestamp(reload["last_reload_at"])
+    when = at.strftime("%H:%M:%S" if at.date() == datetime.now().date() else "%Y-%m-%d %H:%M:%S")
+    return (
+        f"last reload failed at {when}: {reload['error']}; running with the previous configuration"
+    )
 
 
 def cmd_cache(client: Client, args: argparse.Namespace) -> Output:
