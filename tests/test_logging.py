@@ -236,7 +236,8 @@ def test_a_failed_reload_shows_in_status_until_a_good_one(
     fixed = status(d).reload
     assert fixed.error == "" and fixed.last_reload_at >= failed.last_reload_at
     assert "last reload failed" not in gcgate(d, "status")
-    assert "<4>gcgated.daemon: reload: poll_chunk changed (500 -> 100); it takes effect when" in d.log()
+    warning = "<4>gcgated.daemon: reload: poll_chunk changed (500 -> 100); it takes effect when"
+    assert warning in d.log()
 
 
 def status(daemon: Daemon) -> pb.StatusResponse:

@@ -104,15 +104,16 @@ def json_formatter() -> logging.Formatter:
     )
 
 
-def formatter(log_format: str, stream: TextIO) -> logging.Formatter:
-    """The formatter for ``log_format`` (``auto`` resolved against ``stream``)."""
+def formatter(log_format: str, stream: TextIO) -> tuple[str, logging.Formatter]:
+    """The format ``log_format`` means on ``stream`` (``auto`` resolved), and its formatter."""
     journal = on_journal(stream)
     if log_format == "json":
-        inner = json_formatter()
-        return JournalFormatter(inner) if journal else inner
+        if journal:
+            return "json with journald priorities", JournalFormatter(json_formatter())
+        return "json", json_formatter()
     if log_format == "journal" or (log_format == "auto" and journal):
-        return JournalFormatter(logging.Formatter(JOURNAL_FORMAT))
-    return logging.Formatter(TEXT_FORMAT)
+        return "journal", JournalFormatter(logging.Formatter(JOURNAL_FORMAT))
+    return "text", logging.Formatter(TEXT_FORMAT)
 
 
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -126,13 +127,20 @@ def configure(config: Config, stream: TextIO | None = None) -> None:
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)
     handler = _Handler(stream or sys.stderr)
-    handler.setFormatter(formatter(config.log_format, handler.stream))
+    shape, chosen = formatter(config.log_format, handler.stream)
+    handler.setFormatter(chosen)
     root.addHandler(handler)
     own = logging.getLevelName(config.log_level)
     libraries = logging.getLevelName(config.log_level_libraries)
     root.setLevel(max(own, libraries))
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(own)
+    logging.getLogger(__name__).debug(
+        "logging %s to stderr: gcgated at %s, libraries at %s",
+        shape,
+        config.log_level,
+        logging.getLevelName(root.level),
+    )
 
 
 def log_settings(log: logging.Logger, config: Config, searched: Path) -> None:
