@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -95,11 +96,21 @@ class JournalFormatter(logging.Formatter):
         return f"<{priority(record.levelno)}>{text}"
 
 
+class _JsonFormatter(JsonFormatter):
+    """python-json-logger's, with ``ts`` first (it appends its timestamp last),
+    so a person tailing the JSON log reads the time where a text line has it."""
+
+    def add_fields(
+        self, log_record: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        log_record["ts"] = datetime.fromtimestamp(record.created, timezone.utc).isoformat()
+        super().add_fields(log_record, record, message_dict)
+
+
 def json_formatter() -> logging.Formatter:
-    return JsonFormatter(
+    return _JsonFormatter(
         ["levelname", "name", "message"],
         rename_fields={"levelname": "level", "name": "logger"},
-        timestamp="ts",
         json_ensure_ascii=False,
     )
 

@@ -50,13 +50,18 @@ async def _abort(
         log_refusal(log, name, exc.code, str(exc), caller_of(context).key)
         await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
     if is_disk_full(exc):
-        log.error("%s refused: the store cannot be written: %s", name, exc)
+        log.error(
+            "%s refused: the store cannot be written: %s",
+            name,
+            exc,
+            extra={"rpc": name, "code": "RESOURCE_EXHAUSTED"},
+        )
         await context.abort(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"the result store at {servicer.services.status.store_directory} cannot be written: its"
             f" disk is full ({exc}); free space there, then retry",
         )
-    log.exception("%s failed", name)
+    log.exception("%s failed", name, extra={"rpc": name, "code": "INTERNAL"})
     await context.abort(
         grpc.StatusCode.INTERNAL, f"{name}: internal error in gcgated; its log has the details"
     )
