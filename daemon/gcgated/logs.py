@@ -108,6 +108,7 @@ class _JsonFormatter(JsonFormatter):
 
 
 def json_formatter() -> logging.Formatter:
+    """One object per line: ``ts``, ``level``, ``logger``, ``message``, then the extras."""
     return _JsonFormatter(
         ["levelname", "name", "message"],
         rename_fields={"levelname": "level", "name": "logger"},
@@ -131,13 +132,13 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """The daemon's stderr handler, recognisable when settings are applied again."""
 
 
-def configure(config: Config, stream: TextIO | None = None) -> None:
+def configure(config: Config) -> None:
     """Apply ``log_format``, ``log_level`` and ``log_level_libraries``: at start,
     and again on SIGHUP (the handler is replaced, not added to)."""
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)
-    handler = _Handler(stream or sys.stderr)
+    handler = _Handler(sys.stderr)
     shape, chosen = formatter(config.log_format, handler.stream)
     handler.setFormatter(chosen)
     root.addHandler(handler)
