@@ -57,7 +57,9 @@ class Functions:
 
 
 @pytest.fixture(scope="module")
-def env(daemon: Daemon) -> dict[str, str]:
+def env(daemon: Daemon, functions: Functions) -> dict[str, str]:
+    """The CLI's environment, once the module's functions are registered (the
+    ``run`` tests call them by name, whichever test runs first)."""
     return {k: v for k, v in daemon.env.items() if k not in ("FORCE_COLOR", "NO_COLOR")}
 
 

@@ -332,7 +332,8 @@ def test_sigterm_ends_open_waits_promptly(tmp_path: Path, short_dir: Path) -> No
 
 def test_log_level_debug_logs_debug_lines(served: Daemon) -> None:
     log = served.log()  # the harness runs every daemon with --log-level DEBUG
-    assert " DEBUG " in log
+    assert " DEBUG gcgated." in log  # gcgated's own; libraries stay at WARNING
+    assert " DEBUG grpc" not in log and " DEBUG asyncio" not in log
     assert f"INFO gcgated.daemon: gcgated serving on {served.socket_path}" in log
 
 

@@ -32,6 +32,8 @@ ENV_VARS = {
     "state_dir": "GCGATE_STATE_DIR",
     "workers": "GCGATE_WORKERS",
     "log_level": "GCGATE_LOG_LEVEL",
+    "log_level_libraries": "GCGATE_LOG_LEVEL_LIBRARIES",
+    "log_format": "GCGATE_LOG_FORMAT",
     "retention_days": "GCGATE_RETENTION_DAYS",
     "unread_retention_days": "GCGATE_UNREAD_RETENTION_DAYS",
     "store_size_limit_mb": "GCGATE_STORE_SIZE_LIMIT_MB",
@@ -46,6 +48,10 @@ FILE_ONLY = ("client_id", "client_secret")
 
 #: Accepted log levels (any case), as ``--log-level`` offers them.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: Accepted log formats (gcgated.logs describes each).
+LOG_FORMATS = ("auto", "text", "json", "journal")
+#: Where a setting came from, as the startup line and ``--check-config`` say.
+SOURCE_NAMES = {"environment": "env", "command line": "flag"}
 
 
 def default_state_dir() -> Path:
@@ -73,6 +79,11 @@ class Config:
     local_max_payload_mb: float = DEFAULT_LIMIT_MB
     local_max_result_mb: float = DEFAULT_LIMIT_MB
     log_level: str = "INFO"
+    #: The level of every other library's loggers (grpc, asyncio, aio_pika, ...),
+    #: never below ``log_level``: their DEBUG is noise unless asked for.
+    log_level_libraries: str = "WARNING"
+    #: auto (journal under systemd's journald, else text), text, json or journal.
+    log_format: str = "auto"
     #: Days a final result is kept after a client first retrieved it (0: dropped
     #: once retrieved: the retrieving call gets it, later ones NOT_FOUND).
     retention_days: float = 30.0
@@ -123,6 +134,8 @@ class Config:
     client_secret: Secret = field(default_factory=lambda: Secret(""))
     #: The config file that was read, if any (not a setting).
     config_file: Path | None = field(default=None, metadata={"setting": False})
+    #: Where each setting that is not a default came from: file, env or flag.
+    sources: dict[str, str] = field(default_factory=dict, metadata={"setting": False})
 
     @property
     def worker_count(self) -> int:
@@ -154,7 +167,8 @@ class Config:
                 continue
             if name not in known or not known[name].metadata.get("setting", True):
                 raise StartupError(f"{source}: unknown setting {name!r}")
-            if name in FILE_ONLY and not source.startswith("config file"):
+            from_file = source.startswith("config file")
+            if name in FILE_ONLY and not from_file:
                 raise StartupError(f"{source}: {name} can only be set in the config file")
             current = getattr(self, name)
             try:
@@ -172,15 +186,33 @@ class Config:
                 shown = "(hidden)" if name in FILE_ONLY else repr(raw)
                 raise StartupError(f"{source}: bad value for {name!r}: {shown} ({exc})") from None
             setattr(self, name, value)
+            self.sources[name] = "file" if from_file else SOURCE_NAMES.get(source, source)
         self.validate(source)
 
+    def effective_settings(self) -> dict[str, tuple[str, str]]:
+        """Every setting as (shown value, source: default, file, env or flag).
+        A Secret shows as its mask, so this is safe to log and print."""
+        return {
+            f.name: (str(getattr(self, f.name)), self.sources.get(f.name, "default"))
+            for f in fields(self)
+            if f.metadata.get("setting", True)
+        }
+
     def validate(self, source: str) -> None:
-        if self.log_level.upper() not in LOG_LEVELS:
+        for name in ("log_level", "log_level_libraries"):
+            level = getattr(self, name).upper()
+            if level not in LOG_LEVELS:
+                raise StartupError(
+                    f"{source}: {name} must be one of {', '.join(LOG_LEVELS)},"
+                    f" not {getattr(self, name)!r}"
+                )
+            setattr(self, name, level)
+        self.log_format = self.log_format.lower()
+        if self.log_format not in LOG_FORMATS:
             raise StartupError(
-                f"{source}: log_level must be one of {', '.join(LOG_LEVELS)},"
-                f" not {self.log_level!r}"
+                f"{source}: log_format must be one of {', '.join(LOG_FORMATS)},"
+                f" not {self.log_format!r}"
             )
-        self.log_level = self.log_level.upper()
         if self.workers < 0:
             raise StartupError(f"{source}: workers must be >= 0 (0 means one per CPU)")
         if not self.retention_days >= 0:  # NaN too
@@ -227,10 +259,15 @@ def _boolean(raw: Any) -> bool:
     raise ValueError("expected true or false")
 
 
+def config_file_path(config_file: Path | None) -> Path:
+    """The config file a start reads: ``--config``, ``$GCGATE_CONFIG``, or the default."""
+    return config_file or Path(os.environ.get("GCGATE_CONFIG", default_config_file()))
+
+
 def load_config(config_file: Path | None, flags: dict[str, Any]) -> Config:
     """Build the effective configuration from all sources."""
     config = Config()
-    path = config_file or Path(os.environ.get("GCGATE_CONFIG", default_config_file()))
+    path = config_file_path(config_file)
     try:
         found = path.exists()
     except OSError as exc:  # e.g. a directory on the way this user may not enter

@@ -42,6 +42,7 @@ from gcgated.errors import (
     ShuttingDown,
     StoreFull,
 )
+from gcgated.logs import log_task_failure
 from gcgated.model import (
     CancelResult,
     PurgeRequest,
@@ -259,9 +260,17 @@ class TaskLifecycle:
                 task_ids.append(task_id)
             receipt.tasks.append((function_id, task_ids))
         self.store.add_tasks(new_tasks, TaskStatus.WAITING_FOR_EP, reused)
+        log.debug(
+            "accepted %d task(s) for endpoint %s (request %s, %s)",
+            len(new_tasks) + len(reused),
+            endpoint_id,
+            request_id,
+            submission.caller,
+        )
         if reused:
             log.debug("%d task(s) reused a stored result", len(reused))
         if specs:
+            log.debug("dispatching %d task(s) to the %s backend", len(specs), backend.name)
             backend.dispatch(specs, submission.caller)
         return receipt
 
@@ -657,6 +666,11 @@ class TaskLifecycle:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_later(STORE_RETRY_SECONDS, self._flush)
             return
+        log.debug("stored %d outcome(s)", len(written))
+        for record in written:
+            if record["status"] == TaskStatus.FAILED:
+                backend = self.router.backend_of(record.get("endpoint_id", ""))
+                log_task_failure(log, record, backend.name)
         for callback in on_stored:
             try:
                 callback()

@@ -46,6 +46,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from gcgated import logs
 from gcgated.backends.globus import HEALTH_SERVICE as GLOBUS_HEALTH
 from gcgated.backends.globus import GlobusBackend, build_globus_backend
 from gcgated.backends.local import LocalBackend
@@ -104,22 +105,34 @@ def private_dir(path: Path, gid: int | None = None) -> None:
     tightened to exactly 0700, or 0750 with its group set to ``gid``.
     """
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = check_private_dir(path, gid)
+    wanted = private_mode(gid)
+    if gid is not None and info.st_gid != gid:
+        give_to_group(path, gid)
+    if stat.S_IMODE(info.st_mode) != wanted:
+        os.chmod(path, wanted)
+
+
+def private_mode(gid: int | None) -> int:
+    """A private directory's mode: 0700, or 0750 when a group may connect."""
+    return 0o700 if gid is None else 0o750
+
+
+def check_private_dir(path: Path, gid: int | None = None) -> os.stat_result:
+    """Refuse an existing ``path`` that is not ours or that others may write to
+    (``gcgated --check-config`` asks the same without creating anything)."""
     info = path.stat()
     if info.st_uid != os.getuid():
         raise StartupError(
             f"{path} belongs to uid {info.st_uid}, not to this user ({os.getuid()});"
             " refusing to put the socket or state there"
         )
-    wanted = 0o700 if gid is None else 0o750
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise StartupError(
             f"{path} is writable by other users (mode {stat.filemode(info.st_mode)});"
-            f" fix it with `chmod {wanted:o} {path}`"
+            f" fix it with `chmod {private_mode(gid):o} {path}`"
         )
-    if gid is not None and info.st_gid != gid:
-        give_to_group(path, gid)
-    if stat.S_IMODE(info.st_mode) != wanted:
-        os.chmod(path, wanted)
+    return info
 
 
 def give_to_group(path: Path, gid: int) -> None:
@@ -156,13 +169,15 @@ STATUS_REFRESH_SECONDS = 5.0
 #: Settings a SIGHUP reload applies; any other change waits for a restart.
 RELOADABLE = (
     "log_level",
+    "log_level_libraries",
+    "log_format",
     "retention_days",
     "unread_retention_days",
     "store_size_limit_mb",
     "shutdown_grace_seconds",
 )
 #: Not settings a reload compares (credentials are compared as a whole).
-NOT_COMPARED = ("client_id", "client_secret", "config_file")
+NOT_COMPARED = ("client_id", "client_secret", "config_file", "sources")
 
 Reloader = Callable[[], Config]
 
@@ -249,6 +264,7 @@ async def _serve(
         router = Router(local=local, remote=remote)
         core = TaskLifecycle(store, router)
         services = build_services(core, router, store)
+        services.status.config_file = config.config_file
         service = Service(
             config, services, store, socket_path, notifier, credentials, credential_env, reload
         )
@@ -288,7 +304,6 @@ class Service:
         self._reloader = reloader
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_status = ""
-        self._reload_error = ""
 
     @property
     def login(self) -> str:
@@ -303,8 +318,8 @@ class Service:
             f" tasks: {counts['pending']} pending, {counts['success']} succeeded,"
             f" {counts['failed']} failed, {counts['cancelled']} cancelled"
         )
-        if self._reload_error:
-            line += f"; last reload failed: {self._reload_error}"
+        if reload_error := self.services.status.last_reload.error:
+            line += f"; last reload failed: {reload_error}"
         return line
 
     def ready(self) -> None:
@@ -369,14 +384,15 @@ class Service:
             new = self._reloader()
             credentials = load_client_credentials(new, self._credential_env)
         except StartupError as exc:
-            self._reload_error = str(exc)
+            self.services.status.reloaded(str(exc))
             log.error("reload failed, keeping the running configuration: %s", exc)
         except Exception as exc:  # systemd waits for READY=1 whatever happened
-            self._reload_error = f"internal error ({type(exc).__name__}); see the log"
+            self.services.status.reloaded(f"internal error ({type(exc).__name__}); see the log")
             log.exception("reload failed, keeping the running configuration")
         else:
-            self._reload_error = ""
             self._apply(new, credentials)
+            self.services.status.config_file = new.config_file
+            self.services.status.reloaded()
         self._last_status = self.status_line()
         self.notifier.ready(self._last_status)
 
@@ -395,7 +411,7 @@ class Service:
         changed = [n for n in RELOADABLE if getattr(new, n) != getattr(old, n)]
         for name in changed:
             setattr(old, name, getattr(new, name))
-        logging.getLogger().setLevel(old.log_level)
+        logs.configure(old)
         store = self.store
         store.retention_seconds = old.retention_days * 86400
         store.unread_retention_seconds = old.unread_retention_days * 86400

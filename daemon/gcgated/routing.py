@@ -36,3 +36,7 @@ class Router:
         if canonical == LOCAL_ENDPOINT_ID:
             return canonical, self.local
         return canonical, self.remote
+
+    def backend_of(self, canonical_id: str) -> Backend:
+        """The backend of an endpoint id already resolved (a stored task's); never raises."""
+        return self.local if canonical_id == LOCAL_ENDPOINT_ID else self.remote

@@ -248,6 +248,7 @@ def cmd_status(client: Client, args: argparse.Namespace) -> Output:
     rows += [
         ("tasks", describe_counts(status["tasks"])),
         ("store", describe_store_usage(status["store"])),
+        *[("reload", line) for line in [describe_reload(status.get("reload") or {})] if line],
     ]
     return Output(f"{header}\n{key_value_block(rows)}", status)
 
@@ -276,6 +277,16 @@ def globus_rows(backend: dict[str, Any], login: dict[str, Any]) -> list[tuple[st
     if error:
         rows.append(("last error", str(error)))
     return rows
+
+
+def describe_reload(reload: dict[str, Any]) -> str:
+    """A failed SIGHUP reload, which the daemon otherwise only logs; "" when none failed."""
+    if reload.get("ok", True) or not reload.get("last_reload_at"):
+        return ""
+    when = format_time(reload["last_reload_at"])
+    return (
+        f"last reload failed at {when}: {reload['error']}; running with the previous configuration"
+    )
 
 
 def cmd_cache(client: Client, args: argparse.Namespace) -> Output:

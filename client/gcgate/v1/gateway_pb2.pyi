@@ -11,7 +11,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("version", "uptime_seconds", "pid", "socket_path", "state_dir", "backends", "login", "tasks", "store")
+    __slots__ = ("version", "uptime_seconds", "pid", "socket_path", "state_dir", "backends", "login", "tasks", "store", "reload", "config_file")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +21,8 @@ class StatusResponse(_message.Message):
     LOGIN_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     STORE_FIELD_NUMBER: _ClassVar[int]
+    RELOAD_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FILE_FIELD_NUMBER: _ClassVar[int]
     version: str
     uptime_seconds: float
     pid: int
@@ -30,7 +32,19 @@ class StatusResponse(_message.Message):
     login: LoginState
     tasks: TaskCounts
     store: StoreStatus
-    def __init__(self, version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., pid: _Optional[int] = ..., socket_path: _Optional[str] = ..., state_dir: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[BackendStatus, _Mapping]]] = ..., login: _Optional[_Union[LoginState, _Mapping]] = ..., tasks: _Optional[_Union[TaskCounts, _Mapping]] = ..., store: _Optional[_Union[StoreStatus, _Mapping]] = ...) -> None: ...
+    reload: ReloadState
+    config_file: str
+    def __init__(self, version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., pid: _Optional[int] = ..., socket_path: _Optional[str] = ..., state_dir: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[BackendStatus, _Mapping]]] = ..., login: _Optional[_Union[LoginState, _Mapping]] = ..., tasks: _Optional[_Union[TaskCounts, _Mapping]] = ..., store: _Optional[_Union[StoreStatus, _Mapping]] = ..., reload: _Optional[_Union[ReloadState, _Mapping]] = ..., config_file: _Optional[str] = ...) -> None: ...
+
+class ReloadState(_message.Message):
+    __slots__ = ("last_reload_at", "ok", "error")
+    LAST_RELOAD_AT_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    last_reload_at: float
+    ok: bool
+    error: str
+    def __init__(self, last_reload_at: _Optional[float] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class BackendStatus(_message.Message):
     __slots__ = ("name", "state", "endpoint_id", "details_json")

@@ -18,6 +18,8 @@ from typing import Any
 
 import grpc
 
+from gcgated.logs import log_refusal
+
 log = logging.getLogger(__name__)
 
 Check = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
@@ -52,12 +54,12 @@ class RequestDecoding(grpc.aio.ServerInterceptor):
 
         async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if isinstance(request, _Undecodable):
-                log.info("refused an undecodable request to %s: %s", method, request.reason)
-                await context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT,
+                message = (
                     f"{method}: the request is not a valid message for this method"
-                    f" ({request.reason})",
+                    f" ({request.reason})"
                 )
+                log_refusal(log, method, "INVALID_ARGUMENT", message, "")
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
             return request
 
         async def refuse_each(requests: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -24,6 +24,7 @@ from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
 from gcgated.caller import Caller
 from gcgated.errors import GatewayError, InvalidArgument, PermissionDenied, is_disk_full
+from gcgated.logs import log_refusal
 from gcgated.model import (
     PurgeRequest,
     Registration,
@@ -53,15 +54,21 @@ async def _abort(
     if isinstance(exc, grpc.aio.AbortError):  # the call was already ended with a status
         raise exc
     if isinstance(exc, GatewayError):
+        log_refusal(log, name, exc.code, str(exc), caller_of(context).key)
         await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
     if is_disk_full(exc):
-        log.error("%s refused: the store cannot be written: %s", name, exc)
+        log.error(
+            "%s refused: the store cannot be written: %s",
+            name,
+            exc,
+            extra={"rpc": name, "code": "RESOURCE_EXHAUSTED"},
+        )
         await context.abort(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"the result store at {servicer.services.status.store_directory} cannot be written: its"
             f" disk is full ({exc}); free space there, then retry",
         )
-    log.exception("%s failed", name)
+    log.exception("%s failed", name, extra={"rpc": name, "code": "INTERNAL"})
     await context.abort(
         grpc.StatusCode.INTERNAL, f"{name}: internal error in gcgated; its log has the details"
     )
@@ -478,6 +485,12 @@ def _status_message(
             unread_retention_days=store.unread_retention_seconds / 86400,
             damaged_moved_to=store.damaged_moved_to,
         ),
+        reload=pb.ReloadState(
+            last_reload_at=status.reload.at,
+            ok=not status.reload.error,
+            error=status.reload.error,
+        ),
+        config_file=status.config_file,
     )
 
 

@@ -29,6 +29,17 @@ class StoreInfo:
 
 
 @dataclass(frozen=True)
+class ReloadRecord:
+    """The last SIGHUP reload, so a failed one shows in Status, not only in the log."""
+
+    #: Unix time it finished; 0 before the first reload.
+    at: float = 0.0
+    #: Why it failed ("" when it applied, or none happened): the daemon runs on
+    #: with the configuration it had.
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class DaemonStatus:
     """One snapshot for the Status RPC."""
 
@@ -44,6 +55,9 @@ class DaemonStatus:
     #: The Globus login a backend reports (``describe()["login"]``), if any.
     login: dict[str, Any] | None
     store: StoreInfo
+    #: The config file the daemon loaded at start ("" when none was found).
+    config_file: str
+    reload: ReloadRecord
 
 
 class StatusService:
@@ -53,6 +67,13 @@ class StatusService:
         self._core = core
         self._router = router
         self._store = store
+        #: Set by the daemon at start; a reload re-reads this same file.
+        self.config_file: Path | None = None
+        self.last_reload = ReloadRecord()
+
+    def reloaded(self, error: str = "") -> None:
+        """Record a SIGHUP reload that applied (``error`` "") or failed."""
+        self.last_reload = ReloadRecord(time.time(), error)
 
     @property
     def store_directory(self) -> Path:
@@ -93,4 +114,6 @@ class StatusService:
                 task_records=counts["task_records"],
                 damaged_moved_to=store.damaged_moved_to,
             ),
+            config_file=str(self.config_file or ""),
+            reload=self.last_reload,
         )

@@ -435,6 +435,7 @@ class Pipeline:
         tasks = [task for unit in batch for task in unit.tasks]
         if own:
             self.ledger.sending(own)
+        log.debug("submitting %d task(s) to %s in one request", len(tasks), lane.endpoint_id)
         try:
             answer, globus_ids = await self._post(lane, tasks, slot)
             service_ids = _pair(answer, tasks, globus_ids)
@@ -461,7 +462,7 @@ class Pipeline:
         self.requests += 1
         self.tasks_submitted += len(tasks)
         self.held_error = ""
-        log.debug("submitted %d task(s) to %s in one request", len(tasks), lane.endpoint_id)
+        log.debug("Globus Compute accepted %d task(s) for %s", len(tasks), lane.endpoint_id)
         self._answer(batch, answer, service_ids, home=not lane.options.task_group_id)
 
     async def _post(

@@ -446,6 +446,7 @@ class ResultQueues:
         """Acknowledge (the outcome is in the store); a closed channel makes it moot:
         the broker delivers the message again, and it is then acknowledged as a
         duplicate."""
+        log.debug("result queues (%s): acknowledging a stored result", self.name)
         task = asyncio.get_running_loop().create_task(self._send_ack(message))
         self._acks.add(task)
         task.add_done_callback(self._acks.discard)

@@ -548,6 +548,7 @@ class Tracker:
 
     async def _poll(self, chunk: list[str], caller: Caller) -> tuple[bool, bool]:
         """One batch_status request as ``caller``: (any task final, request answered)."""
+        log.debug("polling %d task(s) (%s)", len(chunk), caller)
         try:
             answer = await self.api.call(
                 f"polling {len(chunk)} task(s)",
@@ -579,6 +580,7 @@ class Tracker:
         self.polls += 1
         progressed = False
         results = answer.get("results") or {}
+        log.debug("poll answered for %d of %d task(s)", len(results), len(chunk))
         for task_id in chunk:
             doc = results.get(task_id)
             if not isinstance(doc, dict) or task_id not in self._inflight:
