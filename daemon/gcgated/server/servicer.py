@@ -25,6 +25,7 @@ from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 from gcgated.caller import Caller
 from gcgated.errors import GatewayError, InvalidArgument, PermissionDenied, is_disk_full
 from gcgated.model import PurgeRequest, Registration, Submission, SubmitOptions, TaskRecord
+from gcgated.network import is_network_error, unreachable
 from gcgated.owner import is_owner
 from gcgated.services import Services
 from gcgated.services.status import DaemonStatus
@@ -42,9 +43,14 @@ async def _abort(
     servicer: GatewayServicer, name: str, exc: Exception, context: grpc.aio.ServicerContext
 ) -> None:
     """End the call with the status ``exc`` stands for; anything unexpected is
-    INTERNAL with the details in the log only (they may quote a client's data)."""
+    INTERNAL with the details in the log only (they may quote a client's data).
+    A Globus host that could not be reached is expected (an outage, no network):
+    UNAVAILABLE naming it, one log line, whichever path let it through."""
     if isinstance(exc, grpc.aio.AbortError):  # the call was already ended with a status
         raise exc
+    if is_network_error(exc):
+        exc = unreachable(exc, name)
+        log.warning("%s", exc)
     if isinstance(exc, GatewayError):
         await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
     if is_disk_full(exc):
