@@ -333,7 +333,7 @@ class Client:
     def _task_ids_in_group(self, task_group_id: UUID_LIKE_T) -> list[str]:
         """The ids of a task group's tasks the daemon holds, oldest first (for
         ``Executor.reload_tasks``); NotFound when it holds none."""
-        request = pb.GetTaskGroupRequest(task_group_id=str(as_uuid(task_group_id)))
+        request = pb.GetTaskGroupRequest(task_group_id=str(as_uuid(task_group_id, "task_group_id")))
         return list(self._call("GetTaskGroup", request).task_ids)
 
     def close(self) -> None:
@@ -531,7 +531,8 @@ class Client:
         :raises NotFound: the function is unknown to the daemon, or already deleted
         """
         answer = self._call(
-            "DeleteFunction", pb.DeleteFunctionRequest(function_id=str(as_uuid(function_id)))
+            "DeleteFunction",
+            pb.DeleteFunctionRequest(function_id=str(as_uuid(function_id, "function_id"))),
         )
         return json.loads(answer.json) if answer.json else {}
 
@@ -564,7 +565,7 @@ class Client:
         payload = self.fx_serializer.task_payload(args, kwargs)
         request = pb.RunRequest(
             endpoint_id=str(endpoint_id),
-            function_id=str(as_uuid(function_id)),
+            function_id=str(as_uuid(function_id, "function_id")),
             payload=payload,
             options=pb.SubmitOptions(
                 user_runtime_json=json.dumps(create_user_runtime()),

@@ -178,10 +178,11 @@ class TaskLifecycle:
         group = parse_uuid(registration.group, "group") if registration.group else ""
         return self.store.put_function({**asdict(registration), "group": group})
 
-    def get_function(self, function_id: str) -> dict[str, Any]:
+    def get_function(self, function_id: str, what: str = "function_id") -> dict[str, Any]:
         """A function's record; NOT_FOUND when unknown or deleted (no new tasks then,
-        as the service answers a deleted function with 404)."""
-        function_id = parse_uuid(function_id, "function_id")
+        as the service answers a deleted function with 404). ``what``: the
+        request's field that holds the id, for a malformed one."""
+        function_id = parse_uuid(function_id, what)
         record = self.store.get_function(function_id)
         if record is None:
             raise NotFound(f"function {function_id} is not registered with this daemon")
@@ -270,10 +271,12 @@ class TaskLifecycle:
             raise InvalidArgument("no tasks specified for this submission")
         groups = []
         all_payloads: list[str] = []
-        for function_id, payloads in submission.groups:
+        several = len(submission.groups) > 1
+        for index, (function_id, payloads) in enumerate(submission.groups):
             for payload in payloads:
                 check_task_payload(payload)
-            groups.append(SubmitGroup(self.get_function(function_id), payloads))
+            what = f"tasks[{index}].function_id" if several else "function_id"
+            groups.append(SubmitGroup(self.get_function(function_id, what), payloads))
             all_payloads.extend(payloads)
         backend.check_submission(all_payloads)
         return groups
@@ -742,5 +745,6 @@ def _final_status(status: str) -> str:
 
 
 def _wanted_task_ids(task_ids: Iterable[str]) -> list[str]:
-    """Task ids parsed (INVALID_ARGUMENT for one that is not a UUID), duplicates collapsed."""
-    return list(dict.fromkeys(parse_uuid(t, "task_id") for t in task_ids))
+    """Task ids parsed (INVALID_ARGUMENT naming ``task_ids[i]`` for one that is not
+    a UUID), duplicates collapsed."""
+    return list(dict.fromkeys(parse_uuid(t, f"task_ids[{i}]") for i, t in enumerate(task_ids)))
