@@ -16,16 +16,24 @@ handshake, nothing answers), and the reserved ``.invalid`` domain (RFC 2606).
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
+from gcgate import Client
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
-from harness import ConfiguredDaemon, Daemon, serve
+from harness import ConfiguredDaemon, Daemon, GlobusDaemon, script_function, serve, wait_until
+from standin import StandIn
+from test_held_tasks import Holder, hold, holder  # noqa: F401 - holder: a fixture
 
 #: A generous bound on each call: exceeding it fails the test as a hang (the
 #: point is "seconds, not 120"), not as a performance assertion.
@@ -45,6 +53,11 @@ def silent_host() -> Iterator[str]:
         listener.bind(("127.0.0.1", 0))
         listener.listen(64)
         yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@script_function
+def double_it(x):
+    return x * 2
 
 
 def refused_url() -> str:
@@ -139,3 +152,135 @@ def test_unreachable_compute_is_unavailable_in_seconds(
         assert words in err.details(), (rpc, err.details())
         assert "check this host's network connection" in err.details()
     assert "Traceback" not in daemon.log()
+
+
+# ------------------------------------------------------------- pending reasons
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``gcgate ARGS`` in a subprocess (a generous timeout: a hang fails the test)."""
+    return subprocess.run(
+        [sys.executable, "-m", "gcgate.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+
+
+def parent_of(pid: int) -> int:
+    """The parent process id of ``pid`` (from /proc)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+@pytest.fixture
+def one_worker(tmp_path: Path) -> Iterator[Daemon]:
+    yield from serve(Daemon(tmp_path / "state", workers=1).start())
+
+
+def test_local_pending_reasons_in_get_result_list_tasks_and_cli(
+    one_worker: Daemon,
+    holder: Holder,  # noqa: F811 - the fixture imported above
+) -> None:
+    with Client(socket_path=one_worker.socket_path) as client:
+        function_id = client.register_function(hold)
+        ids = [
+            client.run(holder.address, f"t{n}", endpoint_id="local", function_id=function_id)
+            for n in range(12)
+        ]
+        assert holder.accept() == "t0"  # runs; the rest wait behind it (one worker)
+        with grpc.insecure_channel(f"unix:{one_worker.socket_path}") as channel:
+            stub = pb_grpc.GatewayStub(channel)
+            last = stub.GetResult(pb.GetResultRequest(task_id=ids[-1]), timeout=HANG)
+            listed = {
+                t.task_id: t.pending_reason
+                for t in stub.ListTasks(pb.ListTasksRequest(limit=100), timeout=HANG).tasks
+            }
+        shown = cli("tasks", env=one_worker.env)
+        as_json = cli("--json", "tasks", env=one_worker.env)
+        for name in [f"t{n}" for n in range(12)]:
+            if name != "t0":
+                assert holder.accept() == name
+            holder.release(name)
+        done = client.get_batch_result(ids, wait=HANG)
+    assert all(not task["pending"] for task in done.values())
+    running = listed[ids[0]]
+    assert running.startswith("running on local worker pid "), running
+    pid = int(running.rsplit(" ", 1)[1])
+    assert parent_of(pid) == one_worker.process.pid  # a worker of this daemon
+    assert listed[ids[1]] == f"sent to local worker pid {pid}, behind 1 task(s)"
+    queued = [listed[t] for t in ids if listed[t].startswith("queued for a local worker (")]
+    assert (
+        queued
+        and queued[-1] == f"queued for a local worker ({len(queued)} of {len(queued)} in line)"
+    )
+    assert last.pending and last.pending_reason == queued[-1]
+    assert shown.returncode == 0, shown.stderr
+    assert "why pending:" in shown.stdout
+    assert f"  {ids[0]}: running on local worker pid {pid}" in shown.stdout
+    summaries = {t["task_id"]: t for t in json.loads(as_json.stdout)}
+    assert summaries[ids[0]]["pending_reason"] == running
+    # Final tasks have none (the field is empty, the key left out).
+    with Client(socket_path=one_worker.socket_path) as client:
+        final = {t["task_id"]: t for t in client.list_tasks(limit=100)}
+    assert all("pending_reason" not in final[t] for t in ids)
+
+
+@pytest.fixture
+def patient_daemon(standin: StandIn, tmp_path: Path) -> Iterator[GlobusDaemon]:
+    """A daemon logged in to the stand-in that retries a submit for 1 s before
+    holding its tasks (the default is 120 s)."""
+    yield from serve(GlobusDaemon(tmp_path / "state", standin, {"retry_seconds": 1}).start())
+
+
+def listed_reason(client: Client, task_id: str) -> str:
+    """``task_id``'s pending reason as ``Client.list_tasks`` has it ("" for none)."""
+    return next(
+        t.get("pending_reason", "") for t in client.list_tasks(limit=100) if t["task_id"] == task_id
+    )
+
+
+def test_held_globus_task_says_why_it_waits(standin: StandIn, patient_daemon: GlobusDaemon) -> None:
+    """Compute resets every connection: the task waits to be submitted, and says
+    so with the cause and since when; once Compute answers again it is submitted
+    and waits for its (offline) endpoint, and says that; then it runs."""
+    endpoint_id = standin.endpoint_id
+    outage = standin.faults.add(drop="before", reset=True)  # every Compute request, until removed
+    with Client(socket_path=patient_daemon.socket_path) as client:
+        function_id = client.register_function(double_it)
+        task_id = client.run(21, endpoint_id=endpoint_id, function_id=function_id)
+        compute = standin.compute_url.removeprefix("http://")
+        held = (
+            "waiting to be submitted to Globus Compute: Globus Compute at"
+            f" {compute}: connection reset by the host, since "
+        )
+        wait_until(
+            "the task to be held", lambda: listed_reason(client, task_id).startswith(held), HANG
+        )
+        reason = listed_reason(client, task_id)
+        assert re.fullmatch(re.escape(held) + r"\d\d:\d\d:\d\d UTC; gcgated keeps trying", reason)
+        shown = cli("tasks", env=patient_daemon.env)
+        assert f"  {task_id}: {reason}" in shown.stdout, shown.stdout
+
+        # Compute answers again, its endpoint is offline (and a status lookup said so).
+        standin.compute.set_endpoint_status(endpoint_id, "offline")
+        standin.faults.remove(outage)
+        assert client.get_endpoint_status(endpoint_id)["status"] == "offline"
+        sent = (
+            f"submitted to Globus Compute; waiting for endpoint {endpoint_id}"
+            " (offline at the last status lookup) to run it; "
+        )
+        wait_until(
+            "the task to be submitted",
+            lambda: listed_reason(client, task_id).startswith(sent),
+            HANG,
+        )
+        reason = listed_reason(client, task_id)
+        assert re.fullmatch(
+            re.escape(sent) + r"(its result is pushed to gcgated when it is done"
+            r"|gcgated polls for its result \(every \d+ s\))",
+            reason,
+        ), reason
+        standin.compute.set_endpoint_status(endpoint_id, "online")
+        assert client.get_result(task_id, wait=HANG) == 42

@@ -134,7 +134,10 @@ def task_dict(record: pb.TaskRecord, serializer: Serializer, *, summary: bool = 
     one failure. :func:`sdk_task` makes the SDK's dict of it.
 
     ``summary=True`` (for listings) adds the record's function, endpoint, group
-    and creation time, and omits result/exception if the daemon did not send them.
+    and creation time, for an unfinished task why it is not final yet
+    (``"pending_reason"``, when the daemon says), and omits result/exception if
+    the daemon did not send them. (Not in the SDK's dicts: ``get_task`` keeps
+    the SDK's keys.)
     """
     task: dict[str, Any] = {"task_id": record.task_id, "pending": record.pending}
     task["status"] = record.status.lower()
@@ -151,6 +154,8 @@ def task_dict(record: pb.TaskRecord, serializer: Serializer, *, summary: bool = 
             created_at=record.created_at,
         )
     if record.pending:
+        if summary and record.pending_reason:
+            task["pending_reason"] = record.pending_reason
         return task
     if task["status"] == TaskStatus.CANCELLED:
         if record.exception or not summary:

@@ -27,7 +27,7 @@ import math
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -450,19 +450,35 @@ class TaskLifecycle:
             log.info("cancelled %d task(s) at a client's request", len(written))
         return [_cancel_result(records[t], t in reasons) for t in wanted]
 
-    def _stop_work(self, records: Iterable[dict[str, Any]]) -> dict[str, str]:
+    def _stop_work(self, records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
         """Have the backends stop the unfinished tasks among ``records`` (drop,
         kill, or stop waiting); what each did, by task id, as a record's text."""
-        by_backend: dict[int, tuple[Backend, list[str]]] = {}
+        reasons: dict[str, str] = {}
+        for backend, tasks in self._unfinished_by_backend(records):
+            said = backend.cancel(list(tasks))
+            reasons.update((task_id, said.get(task_id) or CANCELLED_REASON) for task_id in tasks)
+        return reasons
+
+    def pending_reasons(self, records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+        """Why each unfinished one of ``records`` is not final yet, in words, by
+        task id: its backend's account (Backend.pending_reasons), asked once per
+        backend however many records there are."""
+        reasons: dict[str, str] = {}
+        for backend, tasks in self._unfinished_by_backend(records):
+            reasons.update(backend.pending_reasons(tasks))
+        return reasons
+
+    def _unfinished_by_backend(
+        self, records: Iterable[Mapping[str, Any]]
+    ) -> list[tuple[Backend, dict[str, str]]]:
+        """The unfinished tasks among ``records`` by backend: task id -> endpoint id."""
+        by_backend: dict[int, tuple[Backend, dict[str, str]]] = {}
         for record in records:
             if record["status"] not in FINAL_STATUSES:
-                _, backend = self.router.resolve(record["endpoint_id"])
-                by_backend.setdefault(id(backend), (backend, []))[1].append(record["task_id"])
-        reasons: dict[str, str] = {}
-        for backend, ids in by_backend.values():
-            said = backend.cancel(ids)
-            reasons.update((task_id, said.get(task_id) or CANCELLED_REASON) for task_id in ids)
-        return reasons
+                endpoint_id, backend = self.router.resolve(record["endpoint_id"])
+                tasks = by_backend.setdefault(id(backend), (backend, {}))[1]
+                tasks[record["task_id"]] = endpoint_id
+        return list(by_backend.values())
 
     def recent_tasks(self, limit: int, status: str) -> list[dict[str, Any]]:
         return self.store.recent_tasks(limit, status)

@@ -123,6 +123,8 @@ class TaskRecord:
     #: The task that ran and produced this result, when this one reused it ("" if
     #: this task ran).
     reused_from: str = ""
+    #: Why the task is not final yet, in words ("" when final, or not asked for).
+    pending_reason: str = ""
 
     @property
     def pending(self) -> bool:

@@ -530,6 +530,7 @@ def task_message(record: TaskRecord, *, include_results: bool = True) -> pb.Task
         created_at=record.created_at,
         details_json=json.dumps(record.details) if record.details else "",
         reused_from=record.reused_from,
+        pending_reason=record.pending_reason,
     )
     if include_results:
         message.result = record.result or ""

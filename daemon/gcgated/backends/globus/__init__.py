@@ -33,7 +33,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from itertools import repeat
 from typing import Any
@@ -676,6 +676,51 @@ class GlobusBackend:
 
     # --------------------------------------------------------------- status
 
+    def pending_reasons(self, tasks: Mapping[str, str]) -> dict[str, str]:
+        """Accepted, waiting to be submitted (and why, since when), being submitted,
+        or submitted and waiting for its endpoint (offline, if a status lookup
+        said so; how its result will come): one pass over the pipeline, no I/O."""
+        trouble = self._trouble()
+        offline = self._offline_endpoints()
+        states = self.pipeline.states(tasks.keys())
+        reasons = {}
+        for task_id, endpoint_id in tasks.items():
+            state = states.get(task_id)
+            if task_id in self._accepted:
+                reasons[task_id] = "accepted; about to be queued for Globus Compute"
+            elif state == QUEUED:
+                reasons[task_id] = f"waiting to be submitted to Globus Compute{trouble}"
+            elif state == SENDING:
+                reasons[task_id] = f"being submitted to Globus Compute{trouble}"
+            elif self.tracker is not None and self.tracker.waits_for_token(task_id):
+                reasons[task_id] = (
+                    "submitted to Globus Compute with a client's own token; gcgated asks for"
+                    " its result once that client asks about it again (with its token)"
+                )
+            elif self.tracker is not None:
+                seen = " (offline at the last status lookup)" if endpoint_id in offline else ""
+                reasons[task_id] = (
+                    f"submitted to Globus Compute; waiting for endpoint {endpoint_id}{seen}"
+                    f" to run it; {self.tracker.delivery()}"
+                )
+        return reasons
+
+    def _trouble(self) -> str:
+        """Why submits do not go out, if they do not: ": <cause>, since <time>; ..."."""
+        since = self.pipeline.held_since or self.api.failing_since
+        if since is None:
+            return ""
+        cause = self.api.last_error or self.pipeline.held_error
+        return f": {cause}, since {utc_clock(since)}; gcgated keeps trying"
+
+    def _offline_endpoints(self) -> set[str]:
+        """Endpoints whose last status lookup (by anyone, still cached) said offline."""
+        return {
+            key[1]
+            for key, (_, doc) in self._cache.items()
+            if key[0] == "status" and doc.get("status") == "offline"
+        }
+
     @property
     def held_error(self) -> str:
         """Why tasks still wait to be submitted, if a submit could not reach the service."""
@@ -709,6 +754,13 @@ class GlobusBackend:
             "login_error": self.api.auth_error,
             **(tracker.describe() if tracker else {}),
         }
+
+
+def utc_clock(when: float) -> str:
+    """A Unix time as a person reads it: ``12:03:04 UTC`` today, with the date before."""
+    moment = time.gmtime(when)
+    today = time.gmtime()[:3] == moment[:3]
+    return time.strftime("%H:%M:%S UTC" if today else "%Y-%m-%d %H:%M:%S UTC", moment)
 
 
 def _then(first: Callable[[], None] | None, second: Callable[[], None]) -> Callable[[], None]:
