@@ -19,16 +19,20 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from gcgate import Client
+from gcgate import Client, DaemonUnavailable
+from gcgate._diagnose import stopped_state
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 from harness import ConfiguredDaemon, Daemon, GlobusDaemon, script_function, serve, wait_until
@@ -284,3 +288,78 @@ def test_held_globus_task_says_why_it_waits(standin: StandIn, patient_daemon: Gl
         ), reason
         standin.compute.set_endpoint_status(endpoint_id, "online")
         assert client.get_result(task_id, wait=HANG) == 42
+
+
+# ------------------------------------------------------- connection messages
+
+
+def test_a_file_that_is_not_a_socket_is_named_as_such(tmp_path: Path) -> None:
+    regular = tmp_path / "not-a-socket"
+    regular.write_text("x")
+    shown = cli("status", env={**os.environ, "GCGATE_SOCKET": str(regular)})
+    assert shown.returncode == 3, shown.stderr
+    assert shown.stderr.strip() == (
+        f"gcgate: cannot reach the gcgate daemon: {regular} is not a socket (it is a regular"
+        " file), and GCGATE_SOCKET names it; set GCGATE_SOCKET to the daemon's socket"
+        " (`gcgated` logs it when it starts), or unset it to use the default"
+    )
+    with pytest.raises(DaemonUnavailable) as caught:
+        Client(socket_path=tmp_path)
+    assert str(caught.value) == (
+        f"cannot reach the gcgate daemon: {tmp_path} is not a socket (it is a directory);"
+        " give the path of the daemon's socket (`gcgated` logs it when it starts)"
+    )
+
+
+def test_stale_and_missing_sockets_say_start_the_daemon(tmp_path: Path) -> None:
+    short = Path(tempfile.mkdtemp(prefix="gcg-stale-", dir="/tmp"))
+    try:
+        stale = short / "stale.sock"
+        with socket.socket(socket.AF_UNIX) as gone:
+            gone.bind(str(stale))  # bound, never listening, closed: a stale socket file
+        for path, reason in ((stale, "nobody is listening"), (short / "none", "no such socket")):
+            with pytest.raises(DaemonUnavailable) as caught:
+                Client(socket_path=path)
+            assert str(caught.value).startswith(
+                f"cannot reach the gcgate daemon at {path}: {reason}; start it with `gcgated`"
+            )
+    finally:
+        shutil.rmtree(short)
+
+
+def test_a_listener_that_never_answers_is_named_by_pid() -> None:
+    short = Path(tempfile.mkdtemp(prefix="gcg-mute-", dir="/tmp"))
+    try:
+        path = short / "mute.sock"
+        with socket.socket(socket.AF_UNIX) as mute:
+            mute.bind(str(path))
+            mute.listen(8)  # the kernel takes connections; nothing ever answers
+            with pytest.raises(DaemonUnavailable) as caught:
+                Client(socket_path=path, connect_timeout=1)
+    finally:
+        shutil.rmtree(short)
+    pid = os.getpid()
+    assert str(caught.value) == (
+        f"the gcgate daemon at {path} (pid {pid}) is not answering (no reply within 1 s):"
+        f" it may be stopped (SIGSTOP) or overloaded; check it with `ps -o pid,stat,etime,cmd"
+        f" -p {pid}` (STAT T: stopped, resume it with `kill -CONT {pid}`) and look at its log"
+    )
+    assert "start it with" not in str(caught.value)
+
+
+def test_a_stopped_daemon_is_named_with_how_to_resume_it(one_worker: Daemon) -> None:
+    assert one_worker.process is not None
+    pid = one_worker.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_until("the daemon to stop", lambda: stopped_state(pid) == "stopped", HANG)
+        with pytest.raises(DaemonUnavailable) as caught:
+            Client(socket_path=one_worker.socket_path, connect_timeout=2)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert str(caught.value) == (
+        f"the gcgate daemon at {one_worker.socket_path} (pid {pid}) is not answering: it is"
+        f" stopped (SIGSTOP or Ctrl-Z); resume it with `kill -CONT {pid}`"
+    )
+    with Client(socket_path=one_worker.socket_path) as client:  # resumed: it answers
+        assert client.status()["pid"] == pid

@@ -23,7 +23,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from gcgate import errors, hardware, versions
-from gcgate._channel import Connection, unavailable_error
+from gcgate._channel import Connection, not_answering_error
 from gcgate.batch import UUID_LIKE_T, Batch, as_uuid, create_user_runtime, gcgate_version
 from gcgate.constants import OWNER_KEY_FILE, OWNER_KEY_METADATA, TaskStatus
 from gcgate.errors import TaskCancelled, TaskExecutionFailed, TaskPending
@@ -298,9 +298,7 @@ class Client:
                 versions.check_daemon(gcgate_version(), status.version, self.socket_path)
         except errors.DeadlineExceeded:
             self._conn.close()
-            raise unavailable_error(
-                self.socket_path, f"no answer within {connect_timeout:g} s (is it wedged?)"
-            ) from None
+            raise not_answering_error(self.socket_path, connect_timeout) from None
         except BaseException:
             self._conn.close()
             raise
