@@ -124,6 +124,12 @@ def test_offline_login_is_unavailable_naming_auth(offline_daemon: tuple[Daemon, 
     assert err.details().startswith("completing the Globus login: cannot reach Globus Auth at ")
     assert words in err.details()
     assert who.login.state == "logged_out"
+    # The command says the same, not that the daemon is unreachable.
+    shown = cli("login", env=daemon.env, stdin="a-code\n")
+    assert shown.returncode != 0
+    said = "gcgate: UNAVAILABLE: completing the Globus login: cannot reach Globus Auth at "
+    assert said in shown.stderr and words in shown.stderr, shown.stderr
+    assert "start it with" not in shown.stderr
     assert "Traceback" not in daemon.log()
     assert "cannot reach Globus Auth" in daemon.log()
 
@@ -161,11 +167,12 @@ def test_unreachable_compute_is_unavailable_in_seconds(
 # ------------------------------------------------------------- pending reasons
 
 
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
     """``gcgate ARGS`` in a subprocess (a generous timeout: a hang fails the test)."""
     return subprocess.run(
         [sys.executable, "-m", "gcgate.cli", *args],
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=HANG,

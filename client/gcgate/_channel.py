@@ -44,8 +44,12 @@ def _connect_failure(details: str, socket_path: Path) -> str | None:
     """Why gRPC could not connect, for a person; None if the connection was made.
 
     gRPC reports every transport failure as UNAVAILABLE and tells them apart only
-    in the details text, so this is the one place that text is read.
+    in the details text, so this is the one place that text is read. The daemon's
+    own UNAVAILABLE (stopping; Globus cannot be reached: "... connection refused")
+    is not one: gRPC's texts say "failed to connect" and name the socket.
     """
+    if "failed to connect" not in details and f"unix:{socket_path}" not in details:
+        return None
     if "Permission denied" in details:
         return "permission"
     if "timed out" in details:
