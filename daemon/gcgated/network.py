@@ -114,7 +114,7 @@ def unreachable(
     service: str = "Globus",
     url: str = "",
     timeout: float | None = None,
-    retried_for: float | None = None,
+    tried_for: float | None = None,
 ) -> ServiceUnavailable:
     """UNAVAILABLE for ``what`` (the operation, as the client asked for it):
     ``service`` at ``host:port`` (the failed request's, else ``url``'s) and why.
@@ -123,7 +123,5 @@ def unreachable(
     where = host_of(failed_url(exc) or url) or "its host"
     if words == "name resolution failed":
         where = where.rsplit(":", 1)[0]
-    retried = f" (retried for {retried_for:.0f} s)" if retried_for and retried_for >= 1 else ""
-    return ServiceUnavailable(
-        f"{what}: cannot reach {service} at {where}: {words}{retried}; {HINT}"
-    )
+    tried = f" (tried for {tried_for:.0f} s)" if tried_for and tried_for >= 1 else ""
+    return ServiceUnavailable(f"{what}: cannot reach {service} at {where}: {words}{tried}; {HINT}")

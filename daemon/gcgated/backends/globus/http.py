@@ -438,7 +438,7 @@ class ComputeAPI:
                         service=service,
                         url=self.describe_url(),
                         timeout=timeout,
-                        retried_for=time.monotonic() - started,
+                        tried_for=time.monotonic() - started,
                     )
                     log.warning("%s", error)
                     raise error from None
