@@ -8,7 +8,7 @@ by calling ``report``. The store under them is real.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gcgated.backends.base import (
@@ -72,6 +72,9 @@ class FakeBackend:
     def cancel(self, task_ids: Sequence[str]) -> dict[str, str]:
         self.cancelled.extend(task_ids)
         return {task_id: f"cancelled by {self.name}" for task_id in task_ids}
+
+    def pending_reasons(self, tasks: Mapping[str, str]) -> dict[str, str]:
+        return {task_id: f"held by {self.name} for {ep}" for task_id, ep in tasks.items()}
 
     async def endpoint_status(self, endpoint_id: str, caller: Caller) -> dict[str, Any]:
         return {"status": "online", "endpoint_id": endpoint_id}

@@ -333,7 +333,7 @@ def test_tasks_by_endpoint(env: dict[str, str]) -> None:
     proc = ok("tasks", "--endpoint", elsewhere, "--status", "failed", env=env)
     assert proc.stdout.strip() == f"no tasks with status failed, on endpoint {elsewhere}"
     proc = gcgate("tasks", "--endpoint", "bogus", env=env)
-    assert proc.returncode == 5 and "endpoint_id 'bogus' is not a UUID" in proc.stderr
+    assert proc.returncode == 5 and "endpoint_id: 'bogus' is not a UUID" in proc.stderr
 
 
 def test_tasks_unknown_function_name_exits_5(env: dict[str, str]) -> None:

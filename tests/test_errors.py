@@ -197,26 +197,56 @@ def test_executor_submission_errors_reach_the_futures(client: Client, double_id:
 # ----------------------------------------------------------------- malformed ids
 
 
-def test_malformed_function_id(client: Client) -> None:
-    with pytest.raises(InvalidArgument, match="function_id 'not-a-uuid' is not a UUID"):
+def test_malformed_function_id(client: Client, double_id: str) -> None:
+    with pytest.raises(InvalidArgument, match=r"function_id: 'not-a-uuid' is not a UUID$"):
         client.get_function("not-a-uuid")
-    # Client-side, as the SDK: run() checks the function id before sending.
-    with pytest.raises(ValueError):
+    # Client-side, as the SDK: run() checks the function id before sending
+    # (the SDK's ValueError, naming the argument).
+    with pytest.raises(ValueError, match=r"^function_id: 'not-a-uuid' is not a UUID$"):
         client.run(endpoint_id="local", function_id="not-a-uuid")
+    # A BatchRun of several functions names the group.
+    with grpc.insecure_channel(f"unix:{client.socket_path}") as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        payload = pack_buffers([SERDE.serialize((1,)), SERDE.serialize({})])
+        request = pb.BatchRunRequest(
+            endpoint_id="local",
+            tasks=[
+                pb.BatchTasks(function_id=double_id, payloads=[payload]),
+                pb.BatchTasks(function_id="nope", payloads=[payload]),
+            ],
+        )
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.BatchRun(request, timeout=WAIT)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == "tasks[1].function_id: 'nope' is not a UUID"
 
 
 def test_malformed_endpoint_id(client: Client, double_id: str) -> None:
-    with pytest.raises(InvalidArgument, match="endpoint_id 'not-a-uuid' is not a UUID"):
+    expected = (
+        "endpoint_id: 'not-a-uuid' is not a UUID; give a Globus Compute endpoint's UUID,"
+        " or 'local' for the daemon's own local endpoint$"
+    )
+    with pytest.raises(InvalidArgument, match=expected):
         client.get_endpoint_status("not-a-uuid")
-    with pytest.raises(InvalidArgument, match="endpoint_id 'not-a-uuid' is not a UUID"):
+    with pytest.raises(InvalidArgument, match=expected):
         client.run(1, endpoint_id="not-a-uuid", function_id=double_id)
+    # Client-side, as the SDK's Executor: a ValueError, here naming the argument.
+    with pytest.raises(ValueError, match="^" + expected.replace("not-a-uuid", "nope")):
+        Executor(endpoint_id="nope", client=client)
+    with pytest.raises(InvalidArgument, match="endpoint_id is required; give a Globus"):
+        client.get_endpoint_status("")
 
 
 def test_malformed_task_id(client: Client) -> None:
-    with pytest.raises(InvalidArgument, match="task_id 'not-a-uuid' is not a UUID"):
+    with pytest.raises(InvalidArgument, match=r"task_id: 'not-a-uuid' is not a UUID$"):
         client.get_result("not-a-uuid")
-    with pytest.raises(InvalidArgument, match="not a UUID"):
-        client.get_batch_result(["not-a-uuid"])
+    good = str(uuid.uuid4())
+    with pytest.raises(InvalidArgument, match=r"task_ids\[2\]: 'xyz' is not a UUID$"):
+        client.get_batch_result([good, good.upper(), "xyz"])
+    with pytest.raises(InvalidArgument, match=r"task_ids\[1\]: 'xyz' is not a UUID$"):
+        client.cancel_tasks([good, "xyz"])
+    with pytest.raises(ValueError, match=r"^task_group_id: 'xyz' is not a UUID$"):
+        Executor(endpoint_id="local", client=client, task_group_id="xyz")
 
 
 # ---------------------------------------------------------- raw malformed payloads
@@ -462,7 +492,10 @@ def test_batch_add_bad_function_id_like_the_sdk(client: Client) -> None:
         SdkBatch(task_group_id=None).add("not-a-uuid", args=(1,))
     with pytest.raises(ValueError) as ours:
         client.create_batch().add("not-a-uuid", args=(1,))
-    assert str(ours.value) == str(sdk.value)
+    # The SDK's class; the message names the argument and the value, where the
+    # SDK's says only "badly formed hexadecimal UUID string".
+    assert type(ours.value) is type(sdk.value)
+    assert str(ours.value) == "function_id: 'not-a-uuid' is not a UUID"
 
 
 def test_empty_batch_run(client: Client) -> None:

@@ -137,7 +137,10 @@ def test_stale_socket_says_nobody_is_listening(node_example, daemon) -> None:
 def test_daemon_refusal_prints_status_code_and_exits_4(node_example, daemon) -> None:
     done = run_node(node_example, "--endpoint", "not-an-endpoint", "1", env=daemon.env)
     assert done.returncode == 4, f"{done.stdout}\n{done.stderr}"
-    assert "BatchRun refused: INVALID_ARGUMENT: endpoint_id 'not-an-endpoint'" in done.stderr
+    assert (
+        "BatchRun refused: INVALID_ARGUMENT: endpoint_id: 'not-an-endpoint' is not a UUID"
+        in done.stderr
+    )
 
 
 def test_bad_command_line_exits_2(node_example, daemon) -> None:

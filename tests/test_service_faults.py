@@ -546,7 +546,7 @@ def test_compute_down_for_a_while(impatient: GlobusDaemon, service: StandIn) -> 
     waiting[client.run(10_002, endpoint_id=service.endpoint_id, function_id=fid)] = 10_002
     wait_for(
         "the refused connection noticed",
-        lambda: "ConnectionError" in backend(client)[1]["last_error"],
+        lambda: "connection refused" in backend(client)[1]["last_error"],
     )
     assert client.get_task(run.accepted[5])["pending"]
     assert all(client.get_task(t)["pending"] for t in waiting)

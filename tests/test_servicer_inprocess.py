@@ -279,3 +279,30 @@ def test_endpoint_operations_go_to_the_endpoints_backend(tmp_path: Path) -> None
         assert [caller.token for caller in gw.remote.callers] == ["tok-9"]
 
     in_process(scenario, tmp_path)
+
+
+def test_pending_records_carry_their_backends_reason(tmp_path: Path) -> None:
+    """Each unfinished record says why, in its own backend's words (asked of the
+    backend its endpoint routes to); a final one says nothing."""
+
+    async def scenario(gw: Gateway) -> None:
+        function_id = await gw.register()
+        local_id = await gw.run(function_id)
+        remote_id = await gw.run(function_id, endpoint_id=GLOBUS_ENDPOINT)
+        done_id = await gw.run(function_id)
+        gw.local.report(Outcome(done_id, TaskStatus.SUCCESS, result="11\n42"))
+        await gw.stub.GetResult(pb.GetResultRequest(task_id=done_id, wait_seconds=10))
+
+        listed = await gw.stub.ListTasks(pb.ListTasksRequest())
+        reasons = {t.task_id: t.pending_reason for t in listed.tasks}
+        assert reasons == {
+            local_id: f"held by fake for {LOCAL_ENDPOINT_ID}",
+            remote_id: f"held by globus for {GLOBUS_ENDPOINT}",
+            done_id: "",
+        }
+        one = await gw.stub.GetResult(pb.GetResultRequest(task_id=remote_id))
+        assert one.pending_reason == reasons[remote_id]
+        batch = await gw.stub.GetBatchResult(pb.GetBatchResultRequest(task_ids=[done_id, local_id]))
+        assert [t.pending_reason for t in batch.tasks] == ["", reasons[local_id]]
+
+    in_process(scenario, tmp_path)

@@ -16,11 +16,14 @@ from typing import Any, TypeVar
 import grpc
 
 from gcgate import errors
+from gcgate._diagnose import not_a_socket, not_answering
 from gcgate.constants import MAX_MESSAGE_BYTES, SOCKET_ENV
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
 _Resp = TypeVar("_Resp")
 
+#: Why gRPC could not connect: the socket took the connection, nothing answered.
+NO_ANSWER = "the socket accepted the connection but nothing answered"
 #: How to get a daemon running, appended to every "cannot reach the daemon" message.
 START_HINT = f"start it with `gcgated` (or `gcgated --socket PATH`), or set {SOCKET_ENV}"
 
@@ -41,12 +44,16 @@ def _connect_failure(details: str, socket_path: Path) -> str | None:
     """Why gRPC could not connect, for a person; None if the connection was made.
 
     gRPC reports every transport failure as UNAVAILABLE and tells them apart only
-    in the details text, so this is the one place that text is read.
+    in the details text, so this is the one place that text is read. The daemon's
+    own UNAVAILABLE (stopping; Globus cannot be reached: "... connection refused")
+    is not one: gRPC's texts say "failed to connect" and name the socket.
     """
+    if "failed to connect" not in details and f"unix:{socket_path}" not in details:
+        return None
     if "Permission denied" in details:
         return "permission"
     if "timed out" in details:
-        return "the socket accepted the connection but nothing answered"
+        return NO_ANSWER
     if "failed to connect" in details or "No such file" in details or "refused" in details:
         return "no such socket" if not socket_path.exists() else "nobody is listening"
     return None
@@ -57,6 +64,25 @@ def unavailable_error(socket_path: Path, reason: str) -> errors.DaemonUnavailabl
     return errors.DaemonUnavailable(
         f"cannot reach the gcgate daemon at {socket_path}: {reason}; {START_HINT}"
     )
+
+
+def connect_error(socket_path: Path, reason: str) -> errors.DaemonUnavailable:
+    """The :class:`DaemonUnavailable` for a failed connection, once the path was
+    looked at: not a socket (fix the path), a daemon that accepted and did not
+    answer (stopped or wedged: no use starting another), else ``reason`` with
+    how to start the daemon."""
+    wrong_path = not_a_socket(socket_path)
+    if wrong_path is not None:
+        return errors.DaemonUnavailable(f"cannot reach the gcgate daemon: {wrong_path}")
+    if reason == NO_ANSWER:
+        return not_answering_error(socket_path, None)
+    return unavailable_error(socket_path, reason)
+
+
+def not_answering_error(socket_path: Path, waited: float | None) -> errors.DaemonUnavailable:
+    """A :class:`DaemonUnavailable` for a daemon that took the connection and did
+    not answer (within ``waited`` seconds, if known): its pid and how to check it."""
+    return errors.DaemonUnavailable(not_answering(socket_path, waited))
 
 
 def translate(err: grpc.RpcError, socket_path: Path) -> errors.GcgateError:
@@ -81,7 +107,7 @@ def translate(err: grpc.RpcError, socket_path: Path) -> errors.GcgateError:
                 f" the socket's group, or run your own daemon: {START_HINT}"
             )
         if reason is not None:
-            return unavailable_error(socket_path, reason)
+            return connect_error(socket_path, reason)
         # The connection was made and then lost, or the daemon said it is stopping.
         return errors.Unavailable(f"{details} (daemon socket {socket_path})")
     if code is None:

@@ -22,14 +22,25 @@ from gcgate.serialize import Serializer
 UUID_LIKE_T = uuid.UUID | str
 
 
-def as_uuid(uuid_like: UUID_LIKE_T) -> uuid.UUID:
-    """The SDK's ``as_uuid``: same checks, same exceptions for bad input."""
-    return uuid_like if isinstance(uuid_like, uuid.UUID) else uuid.UUID(uuid_like)
+def as_uuid(uuid_like: UUID_LIKE_T, name: str = "", hint: str = "") -> uuid.UUID:
+    """The SDK's ``as_uuid``: same checks, same exception classes for bad input
+    (``ValueError`` for a malformed string, ``TypeError``/``AttributeError`` for
+    another type), the message naming the argument ``name`` and the value."""
+    if isinstance(uuid_like, uuid.UUID):
+        return uuid_like
+    try:
+        return uuid.UUID(uuid_like)
+    except ValueError:
+        if not name:
+            raise
+        raise ValueError(f"{name}: {uuid_like!r} is not a UUID{hint}") from None
 
 
-def as_optional_uuid(optional_uuid_like: UUID_LIKE_T | None) -> uuid.UUID | None:
+def as_optional_uuid(
+    optional_uuid_like: UUID_LIKE_T | None, name: str = "", hint: str = ""
+) -> uuid.UUID | None:
     """The SDK's ``as_optional_uuid``: falsy means "none"."""
-    return as_uuid(optional_uuid_like) if optional_uuid_like else None
+    return as_uuid(optional_uuid_like, name, hint) if optional_uuid_like else None
 
 
 def gcgate_version() -> str:
@@ -149,7 +160,7 @@ class Batch:
 
     @task_group_id.setter
     def task_group_id(self, new_id: UUID_LIKE_T | None) -> None:
-        self._task_group_id = as_optional_uuid(new_id)
+        self._task_group_id = as_optional_uuid(new_id, "task_group_id")
 
     def add(
         self,
@@ -168,7 +179,7 @@ class Batch:
         # Serialize first and validate the id after, in the SDK's order, so a call
         # with several problems raises the same error as the SDK would.
         payload = self._serde.task_payload(args, kwargs)
-        self.tasks[as_uuid(function_id)].append(payload)
+        self.tasks[as_uuid(function_id, "function_id")].append(payload)
 
     def prepare(self) -> dict[str, Any]:
         """The submission document, in the SDK's (and the Compute service's) shape."""

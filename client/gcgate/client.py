@@ -23,7 +23,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from gcgate import errors, hardware, versions
-from gcgate._channel import Connection, unavailable_error
+from gcgate._channel import Connection, not_answering_error
 from gcgate.batch import UUID_LIKE_T, Batch, as_uuid, create_user_runtime, gcgate_version
 from gcgate.constants import OWNER_KEY_FILE, OWNER_KEY_METADATA, TaskStatus
 from gcgate.errors import TaskCancelled, TaskExecutionFailed, TaskPending
@@ -134,7 +134,10 @@ def task_dict(record: pb.TaskRecord, serializer: Serializer, *, summary: bool = 
     one failure. :func:`sdk_task` makes the SDK's dict of it.
 
     ``summary=True`` (for listings) adds the record's function (id and name),
-    endpoint, group and creation time, and omits result/exception if the daemon did not send them.
+    endpoint, group and creation time, for an unfinished task why it is not final
+    yet (``"pending_reason"``, when the daemon says), and omits result/exception
+    if the daemon did not send them. (Not in the SDK's dicts: ``get_task`` keeps
+    the SDK's keys.)
     """
     task: dict[str, Any] = {"task_id": record.task_id, "pending": record.pending}
     task["status"] = record.status.lower()
@@ -152,6 +155,8 @@ def task_dict(record: pb.TaskRecord, serializer: Serializer, *, summary: bool = 
             function_name=record.function_name,
         )
     if record.pending:
+        if summary and record.pending_reason:
+            task["pending_reason"] = record.pending_reason
         return task
     if task["status"] == TaskStatus.CANCELLED:
         if record.exception or not summary:
@@ -294,9 +299,7 @@ class Client:
                 versions.check_daemon(gcgate_version(), status.version, self.socket_path)
         except errors.DeadlineExceeded:
             self._conn.close()
-            raise unavailable_error(
-                self.socket_path, f"no answer within {connect_timeout:g} s (is it wedged?)"
-            ) from None
+            raise not_answering_error(self.socket_path, connect_timeout) from None
         except BaseException:
             self._conn.close()
             raise
@@ -334,7 +337,7 @@ class Client:
     def _task_ids_in_group(self, task_group_id: UUID_LIKE_T) -> list[str]:
         """The ids of a task group's tasks the daemon holds, oldest first (for
         ``Executor.reload_tasks``); NotFound when it holds none."""
-        request = pb.GetTaskGroupRequest(task_group_id=str(as_uuid(task_group_id)))
+        request = pb.GetTaskGroupRequest(task_group_id=str(as_uuid(task_group_id, "task_group_id")))
         return list(self._call("GetTaskGroup", request).task_ids)
 
     def close(self) -> None:
@@ -532,7 +535,8 @@ class Client:
         :raises NotFound: the function is unknown to the daemon, or already deleted
         """
         answer = self._call(
-            "DeleteFunction", pb.DeleteFunctionRequest(function_id=str(as_uuid(function_id)))
+            "DeleteFunction",
+            pb.DeleteFunctionRequest(function_id=str(as_uuid(function_id, "function_id"))),
         )
         return json.loads(answer.json) if answer.json else {}
 
@@ -565,7 +569,7 @@ class Client:
         payload = self.fx_serializer.task_payload(args, kwargs)
         request = pb.RunRequest(
             endpoint_id=str(endpoint_id),
-            function_id=str(as_uuid(function_id)),
+            function_id=str(as_uuid(function_id, "function_id")),
             payload=payload,
             options=pb.SubmitOptions(
                 user_runtime_json=json.dumps(create_user_runtime()),

@@ -11,6 +11,11 @@ LOCAL_ENDPOINT_ID = "9c278244-27d0-5cb4-bbcf-085144a7a70e"
 
 #: Alias accepted wherever an endpoint id is, for the local endpoint.
 LOCAL_ENDPOINT_ALIAS = "local"
+#: Appended to a refused endpoint id, client side and in the daemon's INVALID_ARGUMENT.
+ENDPOINT_ID_HINT = (
+    f"; give a Globus Compute endpoint's UUID, or {LOCAL_ENDPOINT_ALIAS!r} for the"
+    " daemon's own local endpoint"
+)
 
 #: The Globus Compute service's per-submission payload limit (one task or one
 #: batch). The daemon refuses larger submissions before storing anything, so a

@@ -31,7 +31,12 @@ from gcgate import errors, hardware
 from gcgate._channel import translate
 from gcgate.batch import UUID_LIKE_T, as_optional_uuid, as_uuid
 from gcgate.client import Client, as_serializer, result_serializer_paths, task_dict
-from gcgate.constants import LOCAL_ENDPOINT_ALIAS, LOCAL_ENDPOINT_ID, TaskStatus
+from gcgate.constants import (
+    ENDPOINT_ID_HINT,
+    LOCAL_ENDPOINT_ALIAS,
+    LOCAL_ENDPOINT_ID,
+    TaskStatus,
+)
 from gcgate.serialize import Serializer, Strategylike
 from gcgate.v1 import gateway_pb2 as pb
 
@@ -240,7 +245,7 @@ class Executor(concurrent.futures.Executor):
     def endpoint_id(self, endpoint_id: UUID_LIKE_T | None) -> None:
         if endpoint_id == LOCAL_ENDPOINT_ALIAS:
             endpoint_id = LOCAL_ENDPOINT_ID
-        self._endpoint_id = as_optional_uuid(endpoint_id)
+        self._endpoint_id = as_optional_uuid(endpoint_id, "endpoint_id", ENDPOINT_ID_HINT)
 
     @property
     def task_group_id(self) -> uuid.UUID | None:
@@ -249,7 +254,7 @@ class Executor(concurrent.futures.Executor):
 
     @task_group_id.setter
     def task_group_id(self, task_group_id: UUID_LIKE_T | None) -> None:
-        tg_id = as_optional_uuid(task_group_id)
+        tg_id = as_optional_uuid(task_group_id, "task_group_id")
         self._task_group_id = tg_id
         if tg_id:
             Executor._default_task_group_ids[self.endpoint_id] = tg_id
@@ -634,12 +639,14 @@ def _canonical_json(value: dict[str, Any] | None) -> str:
 def _function_uuid(function_id: UUID_LIKE_T) -> uuid.UUID:
     """``as_uuid``, remembered for strings: an executor submits the same few
     functions again and again (a bad id raises every time: errors are not cached)."""
-    return _uuid_of(function_id) if type(function_id) is str else as_uuid(function_id)
+    return (
+        _uuid_of(function_id) if type(function_id) is str else as_uuid(function_id, "function_id")
+    )
 
 
 @functools.lru_cache(maxsize=256)
 def _uuid_of(text: str) -> uuid.UUID:
-    return as_uuid(text)
+    return as_uuid(text, "function_id")
 
 
 def _check_json_dict(val: Any, type_msg: str, json_msg: str) -> None:

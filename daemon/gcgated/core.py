@@ -27,7 +27,7 @@ import math
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -180,10 +180,11 @@ class TaskLifecycle:
         group = parse_uuid(registration.group, "group") if registration.group else ""
         return self.store.put_function({**asdict(registration), "group": group})
 
-    def get_function(self, function_id: str) -> dict[str, Any]:
+    def get_function(self, function_id: str, what: str = "function_id") -> dict[str, Any]:
         """A function's record; NOT_FOUND when unknown or deleted (no new tasks then,
-        as the service answers a deleted function with 404)."""
-        function_id = parse_uuid(function_id, "function_id")
+        as the service answers a deleted function with 404). ``what``: the
+        request's field that holds the id, for a malformed one."""
+        function_id = parse_uuid(function_id, what)
         record = self.store.get_function(function_id)
         if record is None:
             raise NotFound(f"function {function_id} is not registered with this daemon")
@@ -280,10 +281,12 @@ class TaskLifecycle:
             raise InvalidArgument("no tasks specified for this submission")
         groups = []
         all_payloads: list[str] = []
-        for function_id, payloads in submission.groups:
+        several = len(submission.groups) > 1
+        for index, (function_id, payloads) in enumerate(submission.groups):
             for payload in payloads:
                 check_task_payload(payload)
-            groups.append(SubmitGroup(self.get_function(function_id), payloads))
+            what = f"tasks[{index}].function_id" if several else "function_id"
+            groups.append(SubmitGroup(self.get_function(function_id, what), payloads))
             all_payloads.extend(payloads)
         backend.check_submission(all_payloads)
         return groups
@@ -457,19 +460,35 @@ class TaskLifecycle:
             log.info("cancelled %d task(s) at a client's request", len(written))
         return [_cancel_result(records[t], t in reasons) for t in wanted]
 
-    def _stop_work(self, records: Iterable[dict[str, Any]]) -> dict[str, str]:
+    def _stop_work(self, records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
         """Have the backends stop the unfinished tasks among ``records`` (drop,
         kill, or stop waiting); what each did, by task id, as a record's text."""
-        by_backend: dict[int, tuple[Backend, list[str]]] = {}
+        reasons: dict[str, str] = {}
+        for backend, tasks in self._unfinished_by_backend(records):
+            said = backend.cancel(list(tasks))
+            reasons.update((task_id, said.get(task_id) or CANCELLED_REASON) for task_id in tasks)
+        return reasons
+
+    def pending_reasons(self, records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+        """Why each unfinished one of ``records`` is not final yet, in words, by
+        task id: its backend's account (Backend.pending_reasons), asked once per
+        backend however many records there are."""
+        reasons: dict[str, str] = {}
+        for backend, tasks in self._unfinished_by_backend(records):
+            reasons.update(backend.pending_reasons(tasks))
+        return reasons
+
+    def _unfinished_by_backend(
+        self, records: Iterable[Mapping[str, Any]]
+    ) -> list[tuple[Backend, dict[str, str]]]:
+        """The unfinished tasks among ``records`` by backend: task id -> endpoint id."""
+        by_backend: dict[int, tuple[Backend, dict[str, str]]] = {}
         for record in records:
             if record["status"] not in FINAL_STATUSES:
-                _, backend = self.router.resolve(record["endpoint_id"])
-                by_backend.setdefault(id(backend), (backend, []))[1].append(record["task_id"])
-        reasons: dict[str, str] = {}
-        for backend, ids in by_backend.values():
-            said = backend.cancel(ids)
-            reasons.update((task_id, said.get(task_id) or CANCELLED_REASON) for task_id in ids)
-        return reasons
+                endpoint_id, backend = self.router.resolve(record["endpoint_id"])
+                tasks = by_backend.setdefault(id(backend), (backend, {}))[1]
+                tasks[record["task_id"]] = endpoint_id
+        return list(by_backend.values())
 
     def recent_tasks(self, query: TaskQuery) -> list[dict[str, Any]]:
         """Newest first, at most ``query.limit`` (at least 1), passing its filters;
@@ -786,5 +805,6 @@ def _since(since: float) -> float:
 
 
 def _wanted_task_ids(task_ids: Iterable[str]) -> list[str]:
-    """Task ids parsed (INVALID_ARGUMENT for one that is not a UUID), duplicates collapsed."""
-    return list(dict.fromkeys(parse_uuid(t, "task_id") for t in task_ids))
+    """Task ids parsed (INVALID_ARGUMENT naming ``task_ids[i]`` for one that is not
+    a UUID), duplicates collapsed."""
+    return list(dict.fromkeys(parse_uuid(t, f"task_ids[{i}]") for i, t in enumerate(task_ids)))

@@ -138,6 +138,8 @@ class TaskRecord:
     reused_from: str = ""
     #: The function's registered name, where the caller looked it up ("" otherwise).
     function_name: str = ""
+    #: Why the task is not final yet, in words ("" when final, or not asked for).
+    pending_reason: str = ""
 
     @property
     def pending(self) -> bool:

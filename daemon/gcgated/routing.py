@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gcgate.constants import LOCAL_ENDPOINT_ALIAS, LOCAL_ENDPOINT_ID
+from gcgate.constants import ENDPOINT_ID_HINT, LOCAL_ENDPOINT_ALIAS, LOCAL_ENDPOINT_ID
 
 from gcgated.backends.base import Backend
 
@@ -32,7 +32,7 @@ class Router:
         """The canonical endpoint id and its backend, or INVALID_ARGUMENT."""
         if endpoint_id == LOCAL_ENDPOINT_ALIAS:
             return LOCAL_ENDPOINT_ID, self.local
-        canonical = parse_uuid(endpoint_id, "endpoint_id")
+        canonical = parse_uuid(endpoint_id, "endpoint_id", ENDPOINT_ID_HINT)
         if canonical == LOCAL_ENDPOINT_ID:
             return canonical, self.local
         return canonical, self.remote

@@ -41,16 +41,17 @@ def shown(value: str, limit: int = 80) -> str:
     return f"{value[:limit]!r}... ({len(value):,} characters)"
 
 
-def parse_uuid(value: str, what: str) -> str:
-    """The canonical form of a UUID, or INVALID_ARGUMENT naming the field."""
+def parse_uuid(value: str, what: str, hint: str = "") -> str:
+    """The canonical form of a UUID, or INVALID_ARGUMENT naming the field ``what``
+    (``task_ids[3]`` for a list's item) and the value, then ``hint`` if any."""
     if not value:
-        raise InvalidArgument(f"{what} is required")
+        raise InvalidArgument(f"{what} is required{hint}")
     if type(value) is str and _CANONICAL_UUID.fullmatch(value):
         return value
     try:
         return str(uuid.UUID(value))
     except (ValueError, AttributeError, TypeError):
-        raise InvalidArgument(f"{what} {shown(value)} is not a UUID") from None
+        raise InvalidArgument(f"{what}: {shown(value)} is not a UUID{hint}") from None
 
 
 def check_endpoint_role(role: str) -> str:

@@ -442,7 +442,15 @@ def task_summary(task: dict[str, Any]) -> dict[str, Any]:
         summary["globus_task_id"] = globus_task_id
     if task.get("reused_from"):
         summary["reused_from"] = task["reused_from"]
+    if task.get("pending_reason"):
+        summary["pending_reason"] = task["pending_reason"]
     return summary
+
+
+def pending_notes(tasks: list[dict[str, Any]]) -> str:
+    """Lines after the table saying why each unfinished task waits ("" for none)."""
+    notes = [f"  {t['task_id']}: {t['pending_reason']}" for t in tasks if t.get("pending_reason")]
+    return "\nwhy pending:\n" + "\n".join(notes) if notes else ""
 
 
 def cmd_tasks(client: Client, args: argparse.Namespace) -> Output:
@@ -465,7 +473,7 @@ def cmd_tasks(client: Client, args: argparse.Namespace) -> Output:
     ]
     headers = ("TASK ID", "STATUS", "FUNCTION", "ENDPOINT", "CREATED", "COMPLETED")
     styles = [[None, status_style(t["status"]), None, None, None, None] for t in tasks]
-    return Output(table(headers, rows, styles), data)
+    return Output(table(headers, rows, styles) + pending_notes(tasks), data)
 
 
 def listed_tasks(client: Client, args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ handing it over and persists every outcome the backend reports.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -145,6 +145,12 @@ class Backend(Protocol):
         task, what was stopped: the text the core stores as the cancelled task's
         ``exception``. The core records the tasks as cancelled right after (a
         later outcome of theirs is ignored: they are final)."""
+
+    def pending_reasons(self, tasks: Mapping[str, str]) -> dict[str, str]:
+        """Why each of these unfinished tasks (task id -> endpoint id) of this
+        backend's is not final yet, in words a person reads in ``gcgate tasks``
+        (queued, running where, waiting for what since when). From memory only:
+        ListTasks asks for thousands at once. Tasks it knows nothing of are left out."""
 
     def describe(self) -> dict[str, Any]:
         """State and details for the daemon's Status RPC."""

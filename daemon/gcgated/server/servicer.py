@@ -33,6 +33,7 @@ from gcgated.model import (
     TaskQuery,
     TaskRecord,
 )
+from gcgated.network import is_network_error, unreachable
 from gcgated.owner import is_owner
 from gcgated.services import Services
 from gcgated.services.status import DaemonStatus
@@ -50,9 +51,14 @@ async def _abort(
     servicer: GatewayServicer, name: str, exc: Exception, context: grpc.aio.ServicerContext
 ) -> None:
     """End the call with the status ``exc`` stands for; anything unexpected is
-    INTERNAL with the details in the log only (they may quote a client's data)."""
+    INTERNAL with the details in the log only (they may quote a client's data).
+    A Globus host that could not be reached is expected (an outage, no network):
+    UNAVAILABLE naming it, one log line, whichever path let it through."""
     if isinstance(exc, grpc.aio.AbortError):  # the call was already ended with a status
         raise exc
+    if is_network_error(exc):
+        exc = unreachable(exc, name)
+        log.warning("%s", exc)
     if isinstance(exc, GatewayError):
         log_refusal(log, name, exc.code, str(exc), caller_of(context).key)
         await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
@@ -575,6 +581,7 @@ def task_message(record: TaskRecord, *, include_results: bool = True) -> pb.Task
         details_json=json.dumps(record.details) if record.details else "",
         reused_from=record.reused_from,
         function_name=record.function_name,
+        pending_reason=record.pending_reason,
     )
     if include_results:
         message.result = record.result or ""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from gcgated.backends.globus import GlobusBackend
 from gcgated.caller import Caller
@@ -45,7 +46,7 @@ class TaskService:
         at MAX_WAIT_SECONDS; 0 answers at once)."""
         self._adopt([task_id], caller)
         wait = min(max(wait_seconds, 0.0), MAX_WAIT_SECONDS)
-        return TaskRecord.from_stored(await self._core.wait_for(task_id, wait))
+        return self._explained([await self._core.wait_for(task_id, wait)])[0]
 
     def get_many(
         self, task_ids: Sequence[str], caller: Caller, *, skip_unknown: bool = False
@@ -59,7 +60,7 @@ class TaskService:
             records, unknown = self._core.find_tasks(task_ids)
         else:
             records, unknown = self._core.get_tasks(task_ids), []
-        return [TaskRecord.from_stored(r) for r in records], unknown
+        return self._explained(records), unknown
 
     async def watch(self, task_ids: Sequence[str], caller: Caller) -> AsyncIterator[TaskRecord]:
         """Each task's final record once, as it completes."""
@@ -82,10 +83,10 @@ class TaskService:
 
     def recent(self, query: TaskQuery) -> list[TaskRecord]:
         """Newest first, at most ``query.limit`` (0: the default; capped at
-        MAX_LIST_LIMIT), with their functions' names; INVALID_ARGUMENT naming a
-        malformed filter."""
+        MAX_LIST_LIMIT), with their functions' names and pending reasons;
+        INVALID_ARGUMENT naming a malformed filter."""
         query = replace(query, limit=min(query.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT))
-        return [TaskRecord.from_stored(r) for r in self._core.recent_tasks(query)]
+        return self._explained(self._core.recent_tasks(query))
 
     def in_group(self, task_group_id: str) -> tuple[str, list[str]]:
         """(canonical task group id, its tasks' ids oldest first); NOT_FOUND for none."""
@@ -98,6 +99,14 @@ class TaskService:
     async def purge(self, request: PurgeRequest) -> Removal:
         """Delete (or count) the final results matching every filter given."""
         return await self._core.purge(request)
+
+    def _explained(self, records: Sequence[Mapping[str, Any]]) -> list[TaskRecord]:
+        """Stored records as TaskRecords, the unfinished ones with their pending reason."""
+        reasons = self._core.pending_reasons(records)
+        return [
+            replace(TaskRecord.from_stored(r), pending_reason=reasons.get(r["task_id"], ""))
+            for r in records
+        ]
 
     def _adopt(self, task_ids: Iterable[str], caller: Caller) -> None:
         if caller.token is not None:

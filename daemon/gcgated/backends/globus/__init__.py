@@ -33,7 +33,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from itertools import repeat
 from typing import Any
@@ -51,6 +51,7 @@ from gcgated.config import Config
 from gcgated.credentials import ClientCredentials
 from gcgated.errors import FailedPrecondition, NotFound, StartupError, Unauthenticated
 from gcgated.model import SubmitOptions
+from gcgated.network import NETWORK_ERRORS, unreachable
 from gcgated.store import Store
 from gcgated.validation import check_submission_size
 
@@ -513,7 +514,9 @@ class GlobusBackend:
     ) -> dict[str, Any]:
         """One request that changes an endpoint; what was cached of endpoints is stale."""
         self._require_login(endpoint_id, caller)
-        answer = await self.api.call(f"{what} endpoint {endpoint_id}", request, token=caller.token)
+        answer = await self.api.call(
+            f"{what} endpoint {endpoint_id}", request, token=caller.token, interactive=True
+        )
         self._cache.clear()
         return answer
 
@@ -557,6 +560,7 @@ class GlobusBackend:
                 f"deleting function {function_id}",
                 lambda v2, _v3: v2.delete_function(globus_id),
                 token=caller.token,
+                interactive=True,
             )
         except NotFound:
             answer = None  # already gone at the service
@@ -585,7 +589,7 @@ class GlobusBackend:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._lookups[key] = future
         try:
-            doc = await self.api.call(what, request, token=caller.token)
+            doc = await self.api.call(what, request, token=caller.token, interactive=True)
             self._cache[key] = (time.monotonic() + self.settings.endpoint_cache_seconds, doc)
             future.set_result(doc)
             return doc
@@ -628,11 +632,13 @@ class GlobusBackend:
     async def start_login(self, force: bool) -> tuple[str, str]:
         """(login id, authorize URL) of a new native-app login."""
         login = self._user_login()
-        return await self.api.in_thread(lambda: login.start(force))
+        return await self._with_auth("starting a Globus login", lambda: login.start(force))
 
     async def complete_login(self, login_id: str, code: str) -> dict[str, str]:
         login = self._user_login()
-        who = await self.api.in_thread(lambda: login.complete(login_id, code))
+        who = await self._with_auth(
+            "completing the Globus login", lambda: login.complete(login_id, code)
+        )
         self._cache.clear()  # a new login sees endpoints afresh
         self.api.auth_error = ""
         self._notify_health()
@@ -640,10 +646,27 @@ class GlobusBackend:
 
     async def logout(self) -> dict[str, str]:
         login = self._user_login()
-        who = await self.api.in_thread(login.logout)
+        who = await self._with_auth("logging out of Globus", login.logout)
         self._cache.clear()
         self._notify_health()
         return who
+
+    async def _with_auth(self, what: str, fn: Callable[[], Any]) -> Any:
+        """``fn`` (which talks to Globus Auth, a person waiting) in a worker thread,
+        each request within the interactive timeout; an unreachable Auth host is
+        UNAVAILABLE naming it, logged as one line."""
+        try:
+            return await self.api.in_thread(fn, interactive=True)
+        except NETWORK_ERRORS as exc:
+            error = unreachable(
+                exc,
+                what,
+                service="Globus Auth",
+                url=globus_sdk.config.get_service_url("auth"),
+                timeout=self.api.interactive_timeout,
+            )
+            log.warning("%s", error)
+            raise error from None
 
     def whoami(self) -> dict[str, Any]:
         info = self.login.describe()
@@ -652,6 +675,51 @@ class GlobusBackend:
         return info
 
     # --------------------------------------------------------------- status
+
+    def pending_reasons(self, tasks: Mapping[str, str]) -> dict[str, str]:
+        """Accepted, waiting to be submitted (and why, since when), being submitted,
+        or submitted and waiting for its endpoint (offline, if a status lookup
+        said so; how its result will come): one pass over the pipeline, no I/O."""
+        trouble = self._trouble()
+        offline = self._offline_endpoints()
+        states = self.pipeline.states(tasks.keys())
+        reasons = {}
+        for task_id, endpoint_id in tasks.items():
+            state = states.get(task_id)
+            if task_id in self._accepted:
+                reasons[task_id] = "accepted; about to be queued for Globus Compute"
+            elif state == QUEUED:
+                reasons[task_id] = f"waiting to be submitted to Globus Compute{trouble}"
+            elif state == SENDING:
+                reasons[task_id] = f"being submitted to Globus Compute{trouble}"
+            elif self.tracker is not None and self.tracker.waits_for_token(task_id):
+                reasons[task_id] = (
+                    "submitted to Globus Compute with a client's own token; gcgated asks for"
+                    " its result once that client asks about it again (with its token)"
+                )
+            elif self.tracker is not None:
+                seen = " (offline at the last status lookup)" if endpoint_id in offline else ""
+                reasons[task_id] = (
+                    f"submitted to Globus Compute; waiting for endpoint {endpoint_id}{seen}"
+                    f" to run it; {self.tracker.delivery()}"
+                )
+        return reasons
+
+    def _trouble(self) -> str:
+        """Why submits do not go out, if they do not: ": <cause>, since <time>; ..."."""
+        since = self.pipeline.held_since or self.api.failing_since
+        if since is None:
+            return ""
+        cause = self.api.last_error or self.pipeline.held_error
+        return f": {cause}, since {utc_clock(since)}; gcgated keeps trying"
+
+    def _offline_endpoints(self) -> set[str]:
+        """Endpoints whose last status lookup (by anyone, still cached) said offline."""
+        return {
+            key[1]
+            for key, (_, doc) in self._cache.items()
+            if key[0] == "status" and doc.get("status") == "offline"
+        }
 
     @property
     def held_error(self) -> str:
@@ -688,6 +756,13 @@ class GlobusBackend:
             "login_error": self.api.auth_error,
             **(tracker.describe() if tracker else {}),
         }
+
+
+def utc_clock(when: float) -> str:
+    """A Unix time as a person reads it: ``12:03:04 UTC`` today, with the date before."""
+    moment = time.gmtime(when)
+    today = time.gmtime()[:3] == moment[:3]
+    return time.strftime("%H:%M:%S UTC" if today else "%Y-%m-%d %H:%M:%S UTC", moment)
 
 
 def _then(first: Callable[[], None] | None, second: Callable[[], None]) -> Callable[[], None]:

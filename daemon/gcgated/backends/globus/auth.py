@@ -186,10 +186,15 @@ class UserLogin(Login):
         self.client_id = client_id
         self.state_dir = state_dir
         self.lock = threading.RLock()
+        # No retries inside globus-sdk (5, with back-off, by default): a person
+        # waits on CompleteLogin and Logout, which should fail in seconds when
+        # Auth cannot be reached; token refreshes happen inside Compute calls,
+        # which ComputeAPI retries.
         self.login_client = globus_sdk.NativeAppAuthClient(
             client_id,
             app_name=APP_NAME,
             transport=LimitedTransport(limiter, http_timeout),
+            retry_config=no_retries(),
         )
         self.storage = open_token_storage(state_dir, "user")
         self.app = self._new_app()

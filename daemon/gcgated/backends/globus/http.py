@@ -45,6 +45,7 @@ from gcgated.errors import (
     ServiceUnavailable,
     Unauthenticated,
 )
+from gcgated.network import cause, chain, failed_url, host_of, unreachable
 
 from .limiter import RateLimiter
 
@@ -82,6 +83,19 @@ class Slot:
 _PREPAID: contextvars.ContextVar[Slot | None] = contextvars.ContextVar(
     "gcgate_prepaid_slot", default=None
 )
+#: Seconds each request sent in this context may take, when shorter than the
+#: transport's own ``http_timeout`` (a caller is waiting: see INTERACTIVE_TIMEOUT).
+_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "gcgate_request_timeout", default=None
+)
+
+#: A caller waits for the answer (an endpoint lookup, a login): one request may
+#: take this long at most (or http_timeout_seconds when that is shorter) ...
+INTERACTIVE_TIMEOUT = 10.0
+#: ... and a host that cannot be reached is tried again for this long at most,
+#: so the caller hears UNAVAILABLE naming the host in seconds. Work the daemon
+#: does on its own (submits of held tasks, result polls) keeps retry_seconds.
+INTERACTIVE_NETWORK_SECONDS = 3.0
 
 #: HTTP statuses worth retrying: throttling and server-side trouble.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -106,27 +120,6 @@ class AnswerLost(ServiceUnavailable):
         self.kind = kind
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and what it wraps (args, ``reason``, causes), requests' and
-    urllib3's nesting included."""
-    seen: list[BaseException] = []
-    todo: list[object] = [exc]
-    while todo:
-        item = todo.pop()
-        if not isinstance(item, BaseException) or any(item is s for s in seen):
-            continue
-        seen.append(item)
-        todo.extend(item.args)
-        todo.extend((getattr(item, "reason", None), item.__cause__, item.__context__))
-    return seen
-
-
-def failed_url(exc: globus_sdk.NetworkError) -> str:
-    """The URL of the request that failed ('' if unknown)."""
-    request = getattr(exc.underlying_exception, "request", None)
-    return str(getattr(request, "url", "") or "")
-
-
 def maybe_delivered(exc: globus_sdk.NetworkError) -> bool:
     """Whether the failed request may have reached the service: False only when
     no connection was made (refused, unresolvable, connect timeout)."""
@@ -135,7 +128,7 @@ def maybe_delivered(exc: globus_sdk.NetworkError) -> bool:
     # NameResolutionError is a NewConnectionError too.
     return not any(
         isinstance(e, urllib3.exceptions.NewConnectionError)
-        for e in _chain(exc.underlying_exception)
+        for e in chain(exc.underlying_exception)
     )
 
 
@@ -161,6 +154,9 @@ class LimitedSession(requests.Session):
         if slot is None or not slot.take():
             self._limiter.acquire_blocking()
         self._limiter.note_sent()
+        timeout = _TIMEOUT.get()
+        if timeout is not None:
+            kwargs["timeout"] = timeout
         return super().send(request, **kwargs)
 
 
@@ -292,11 +288,21 @@ class ComputeAPI:
             client.authorizer = authorizer
         return pair  # type: ignore[return-value]
 
-    async def in_thread(self, fn: Callable[[], Any], slot: Slot | None = None) -> Any:
-        """Run ``fn`` in a worker thread; ``slot`` pays for its first request."""
+    @property
+    def interactive_timeout(self) -> float:
+        """Seconds one request may take while a caller waits for it."""
+        return min(INTERACTIVE_TIMEOUT, self.http_timeout)
+
+    async def in_thread(
+        self, fn: Callable[[], Any], slot: Slot | None = None, *, interactive: bool = False
+    ) -> Any:
+        """Run ``fn`` in a worker thread; ``slot`` pays for its first request;
+        ``interactive``: each of its requests within :attr:`interactive_timeout`."""
         context = contextvars.copy_context()
         if slot is not None:
             context.run(_PREPAID.set, slot)
+        if interactive:
+            context.run(_TIMEOUT.set, self.interactive_timeout)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, context.run, fn)
 
@@ -309,9 +315,14 @@ class ComputeAPI:
         retry_seconds: float | None = None,
         resend: bool = True,
         token: str | None = None,
+        interactive: bool = False,
     ) -> dict[str, Any]:
         """One logical call: retried on 429/5xx/network errors within the retry
         budget, re-authorised once on 401; the answer's JSON, or a GatewayError.
+
+        ``interactive``: a client waits for this answer, so each request gets
+        :attr:`interactive_timeout` and an unreachable host INTERACTIVE_NETWORK_SECONDS
+        of retries before UNAVAILABLE (the service's own 429/5xx keep the budget).
 
         ``resend=False``: the request must not reach the service twice (a
         submit); once it may have arrived without an answer, :class:`AnswerLost`.
@@ -327,6 +338,7 @@ class ComputeAPI:
                 slot=slot,
                 retry_seconds=retry_seconds,
                 resend=resend,
+                interactive=interactive,
             )
         except Unauthenticated as exc:
             if token is not None:  # the client's token, not the daemon's login
@@ -355,11 +367,17 @@ class ComputeAPI:
         slot: Slot | None,
         retry_seconds: float | None,
         resend: bool,
+        interactive: bool,
     ) -> dict[str, Any]:
         if self._closed:
             raise ServiceUnavailable("gcgated is shutting down; retry once it is back")
         budget = self.retry_seconds if retry_seconds is None else retry_seconds
-        deadline = time.monotonic() + budget
+        started = time.monotonic()
+        deadline = started + budget
+        network_deadline = (
+            min(deadline, started + INTERACTIVE_NETWORK_SECONDS) if interactive else deadline
+        )
+        timeout = self.interactive_timeout if interactive else self.http_timeout
         attempt = 0
         reauthorized = 0
         while True:
@@ -368,7 +386,9 @@ class ComputeAPI:
                 await self.limiter.acquire()
                 slot = Slot()
             try:
-                response = await self.in_thread(lambda: request(*self.clients(authorizer)), slot)
+                response = await self.in_thread(
+                    lambda: request(*self.clients(authorizer)), slot, interactive=interactive
+                )
             except globus_sdk.GlobusAPIError as exc:
                 status = exc.http_status
                 auth = isinstance(exc, globus_sdk.AuthAPIError)
@@ -406,17 +426,24 @@ class ComputeAPI:
                 url = failed_url(exc)
                 compute = not url or url.startswith(self.describe_url())
                 service = "Globus Compute" if compute else "Globus Auth"
-                self._note_failure(f"{service}: network: {kind}")
+                where = host_of(url or self.describe_url())
+                self._note_failure(f"{service} at {where}: {cause(exc, timeout)}")
                 if not resend and compute and maybe_delivered(exc):
                     raise self._answer_lost(what, kind) from None
-                wait = min(self._backoff(attempt), deadline - time.monotonic())
+                wait = min(self._backoff(attempt), network_deadline - time.monotonic())
                 if wait < 0:
-                    where = self.describe_url() if compute else url.split("?")[0]
-                    raise ServiceUnavailable(
-                        f"{what}: cannot reach {service} at {where} ({kind}) within the"
-                        f" retry budget ({budget:g} s); retry later"
-                    ) from None
-                log.warning(
+                    error = unreachable(
+                        exc,
+                        what,
+                        service=service,
+                        url=self.describe_url(),
+                        timeout=timeout,
+                        tried_for=time.monotonic() - started,
+                    )
+                    log.warning("%s", error)
+                    raise error from None
+                log.log(
+                    logging.INFO if interactive else logging.WARNING,
                     "%s: network error talking to %s (%s, attempt %d); retrying",
                     what,
                     service,

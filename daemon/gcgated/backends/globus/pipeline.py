@@ -59,7 +59,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import repeat
 from typing import Any
@@ -71,7 +72,7 @@ from gcgated.model import SubmitOptions
 
 from .groups import HomeGroups
 from .http import AnswerLost, Slot
-from .ledger import Ledger
+from .ledger import QUEUED, SENDING, Ledger
 from .limiter import RateLimiter
 from .submit import BODY_OVERHEAD, FunctionRegistry, json_size, post_submit
 
@@ -241,6 +242,10 @@ class Pipeline:
         #: service; cleared by the next submit that does. Kept here because
         #: other requests (polls, URL fetches) may succeed meanwhile.
         self.held_error = ""
+        #: Unix time tasks started to be held (None while none is).
+        self.held_since: float | None = None
+        #: The daemon's own tasks in a submit request on its way.
+        self._in_request: set[str] = set()
 
     def sending(self, caller_key: str) -> bool:
         """Whether a submit of this caller's is on its way (its task ids not known yet)."""
@@ -250,6 +255,19 @@ class Pipeline:
     def waiting(self) -> int:
         """Tasks accepted and not yet taken by the service (queued or on their way)."""
         return sum(lane.queued + lane.sending for lane in self._lanes.values())
+
+    def states(self, task_ids: Collection[str]) -> dict[str, str]:
+        """Which of the daemon's ``task_ids`` the pipeline holds: QUEUED in a lane,
+        or SENDING in a request on its way (one pass over the lanes, none when
+        nothing waits)."""
+        wanted = set(task_ids)
+        found = dict.fromkeys(self._in_request & wanted, SENDING)
+        if not self.waiting:
+            return found
+        for lane in self._lanes.values():
+            for unit in lane.units:
+                found.update((t, QUEUED) for t in unit.task_ids if t in wanted)
+        return found
 
     def enqueue(self, doc: dict[str, Any], tasks: Sequence[Queued]) -> None:
         """Queue tasks the daemon accepted under its own ids, with its own login,
@@ -406,6 +424,8 @@ class Pipeline:
             self.ledger.queued([(task_id, doc) for task_id in requeued])
         if lane.units:
             self.held_error = str(exc)
+            if self.held_since is None:
+                self.held_since = time.time()
             log.warning(
                 "%d task(s) wait to be submitted (retry in %.0fs): %s",
                 lane.queued,
@@ -436,6 +456,7 @@ class Pipeline:
         if own:
             self.ledger.sending(own)
         log.debug("submitting %d task(s) to %s in one request", len(tasks), lane.endpoint_id)
+        self._in_request.update(own)
         try:
             answer, globus_ids = await self._post(lane, tasks, slot)
             service_ids = _pair(answer, tasks, globus_ids)
@@ -459,9 +480,12 @@ class Pipeline:
             log.exception("submitting to Globus Compute failed unexpectedly")
             self._fail(batch, _internal_error(), MAY_HAVE_RUN.format(why=INTERNAL))
             return
+        finally:
+            self._in_request.difference_update(own)
         self.requests += 1
         self.tasks_submitted += len(tasks)
         self.held_error = ""
+        self.held_since = None
         log.debug("Globus Compute accepted %d task(s) for %s", len(tasks), lane.endpoint_id)
         self._answer(batch, answer, service_ids, home=not lane.options.task_group_id)
 

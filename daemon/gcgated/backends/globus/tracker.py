@@ -465,6 +465,17 @@ class Tracker:
         for queues in self._queues.values():
             await queues.close()  # unacknowledged messages go back to their queues
 
+    def waits_for_token(self, task_id: str) -> bool:
+        """Whether ``task_id`` (a client-token task) waits for its client's token."""
+        return task_id in self._parked
+
+    def delivery(self) -> str:
+        """How the daemon's results come now, in words, for a pending reason."""
+        own = self._queues.get("")
+        if self.push and own is not None and own.state == "connected":
+            return "its result is pushed to gcgated when it is done"
+        return f"gcgated polls for its result (every {self.interval:.0f} s)"
+
     def describe(self) -> dict[str, Any]:
         """The push side, for ``gcgate status``."""
         own = self._queues.get("")

@@ -13,7 +13,7 @@ import os
 import platform
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,6 +207,10 @@ class LocalBackend:
             f"the local endpoint ({LOCAL_ENDPOINT_ID}) is part of gcgated and cannot be"
             " deleted; only Globus Compute endpoints can"
         )
+
+    def pending_reasons(self, tasks: Mapping[str, str]) -> dict[str, str]:
+        """Queued, or running on which worker (see WorkerPool.pending_reasons)."""
+        return self._pool.pending_reasons(tasks.keys()) if self._pool is not None else {}
 
     def describe(self) -> dict[str, Any]:
         """State and load, for the daemon's Status RPC."""

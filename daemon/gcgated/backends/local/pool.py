@@ -28,7 +28,7 @@ import signal
 import sys
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -599,6 +599,28 @@ class WorkerPool:
         stdin = worker.proc.stdin
         if stdin is not None and not stdin.is_closing():
             stdin.write(_encode_message({"op": "cancel", "id": task_id}).encode() + b"\n")
+
+    def pending_reasons(self, task_ids: Collection[str]) -> dict[str, str]:
+        """Why each of ``task_ids`` the pool holds is not done, in words: running
+        on a worker, sent to one behind others, or queued (and where in line);
+        one pass over the queue and the workers, whatever the number asked."""
+        wanted = set(task_ids)
+        reasons: dict[str, str] = {}
+        for worker in self._workers.values():
+            for position, spec in enumerate(worker.inflight):
+                if spec.task_id in wanted:
+                    reasons[spec.task_id] = (
+                        f"running on local worker pid {worker.pid}"
+                        if position == 0
+                        else f"sent to local worker pid {worker.pid}, behind {position} task(s)"
+                    )
+        trouble = "" if self.state == READY else f"; the worker pool is {self.state}"
+        for position, spec in enumerate(self._queue, 1):
+            if spec.task_id in wanted:
+                reasons[spec.task_id] = (
+                    f"queued for a local worker ({position} of {len(self._queue)} in line){trouble}"
+                )
+        return reasons
 
     # -------------------------------------------------------------------- dispatch
 
