@@ -27,6 +27,7 @@ from gcgated.errors import GatewayError, InvalidArgument, PermissionDenied, is_d
 from gcgated.model import PurgeRequest, Registration, Submission, SubmitOptions, TaskRecord
 from gcgated.owner import is_owner
 from gcgated.services import Services
+from gcgated.services.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gcgated.services.status import DaemonStatus
 from gcgated.validation import json_payload, parse_json_object
 
@@ -367,6 +368,16 @@ class GatewayServicer(pb_grpc.GatewayServicer):
             size_bytes=removal.size_bytes,
             sample_task_ids=removal.sample_task_ids,
             dry_run=request.dry_run,
+        )
+
+    # -------------------------------------------------------------- metrics
+
+    @rpc
+    async def GetMetrics(
+        self, request: pb.GetMetricsRequest, context: Any
+    ) -> pb.GetMetricsResponse:
+        return pb.GetMetricsResponse(
+            text=self.services.metrics.exposition(), content_type=METRICS_CONTENT_TYPE
         )
 
     # ---------------------------------------------------------------- login

@@ -465,6 +465,14 @@ class Tracker:
         for queues in self._queues.values():
             await queues.close()  # unacknowledged messages go back to their queues
 
+    def push_counts(self) -> Counter[str]:
+        """Messages received, acknowledged and rejected, and connects, summed over
+        every AMQP connection (the daemon's and each client token's)."""
+        totals: Counter[str] = Counter()
+        for queues in self._queues.values():
+            totals.update(queues.counts())
+        return totals
+
     def describe(self) -> dict[str, Any]:
         """The push side, for ``gcgate status``."""
         own = self._queues.get("")
