@@ -21,6 +21,7 @@ from prometheus_client import (
     Info,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 
@@ -70,6 +71,10 @@ class MetricsService:
     """The registry of one daemon and its text exposition."""
 
     def __init__(self, core: TaskLifecycle, router: Router, store: Store) -> None:
+        # No ``*_created`` series (a setting of the library, process-wide): the
+        # process start time says when every counter began, and they would double
+        # what a scrape carries.
+        disable_created_metrics()
         self.registry = CollectorRegistry()
         self.registry.register(DaemonCollector(core, router, store))
         ProcessCollector(registry=self.registry)
