@@ -76,6 +76,7 @@ class Tasks:
 #: Every ``gcgate`` command.
 SUBCOMMANDS = (
     "status",
+    "metrics",
     "result",
     "wait",
     "tasks",
