@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from gcgate import Client
 from gcgate.errors import TaskExecutionFailed
+from gcgated.cli.daemon import main as daemon_main
 from gcgated.metrics_listener import parse_listen
 from harness import Daemon, GlobusDaemon, script_function, serve, wait_until
 from prometheus_client.parser import text_string_to_metric_families
@@ -254,31 +255,23 @@ def test_http_listener_on_a_unix_socket_is_private_and_replaces_a_stale_one(
     [("flag", "0.0.0.0:9464"), ("env", "192.168.1.10:9464"), ("flag", "example.org:9464")],
 )
 def test_a_non_loopback_address_is_refused_at_start(
-    tmp_path: Path, source: str, address: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    source: str,
+    address: str,
 ) -> None:
-    args = ["--metrics-listen", address] if source == "flag" else []
-    env = {**os.environ, "GCGATE_METRICS_LISTEN": address} if source == "env" else os.environ
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gcgated.cli.daemon",
-            "--socket",
-            str(tmp_path / "s.sock"),
-            "--state-dir",
-            str(tmp_path / "state"),
-            *args,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 2
-    assert "metrics_listen" in proc.stderr and "not a loopback address" in proc.stderr
-    assert address in proc.stderr
-    assert ("command line" if source == "flag" else "environment") in proc.stderr
-    assert not (tmp_path / "s.sock").exists()
+    args = ["--socket", str(tmp_path / "s.sock"), "--state-dir", str(tmp_path / "state")]
+    if source == "flag":
+        args += ["--metrics-listen", address]
+    else:
+        monkeypatch.setenv("GCGATE_METRICS_LISTEN", address)
+    assert daemon_main(args) == 2
+    error = capsys.readouterr().err
+    assert "metrics_listen" in error and "not a loopback address" in error
+    assert address in error
+    assert ("command line" if source == "flag" else "environment") in error
+    assert not (tmp_path / "state").exists(), "refused before anything was started"
 
 
 @pytest.mark.fast

@@ -12,75 +12,74 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
 import grpc
 
 from gcgated.services.metrics import RpcInstruments
 
-KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+from .handlers import KINDS, MethodInterceptor, behavior_of, is_async
 
 
-class RpcMetrics(grpc.aio.ServerInterceptor):
+class RpcMetrics(MethodInterceptor):
     """Feeds :class:`~gcgated.services.metrics.RpcInstruments` with each call."""
 
     def __init__(self, instruments: RpcInstruments) -> None:
         self._instruments = instruments
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        behavior = behavior_of(handler)
+        if not is_async(behavior):
             return handler
-        kind = next(k for k in KINDS if getattr(handler, k) is not None)
-        behavior = getattr(handler, kind)
-        if not (inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior)):
-            return handler  # synchronous servicers run elsewhere; none on this server
-        method = handler_call_details.method
-        timed = _timed(behavior, lambda code, start: self._observe(method, code, start))
-        return handler._replace(**{kind: timed})
-
-    def _observe(self, method: str, code: grpc.StatusCode, start: float) -> None:
-        self._instruments.observe(method, code, time.perf_counter() - start)
+        kind = next(k for k in KINDS if getattr(handler, k) is behavior)
+        return handler._replace(**{kind: _timed(behavior, method, self._instruments)})
 
 
-Observe = Callable[[grpc.StatusCode, float], None]
+class _Timing:
+    """One call, timed from entry to exit, then observed with the status it ended with."""
+
+    __slots__ = ("_context", "_instruments", "_method", "_start")
+
+    def __init__(
+        self, method: str, instruments: RpcInstruments, context: grpc.aio.ServicerContext
+    ) -> None:
+        self._method = method
+        self._instruments = instruments
+        self._context = context
+        self._start = 0.0
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        code = _code(self._context) if exc is None else _failure(exc, self._context)
+        self._instruments.observe(self._method, code, time.perf_counter() - self._start)
 
 
-def _timed(behavior: Callable[..., Any], observe: Observe) -> Callable[..., Any]:
-    """``behavior`` reporting its status code and start time when it ends, as the
-    same kind of function (the aio server picks how to drive it by its type)."""
+def _timed(
+    behavior: Callable[..., Any], method: str, instruments: RpcInstruments
+) -> Callable[..., Any]:
+    """``behavior`` timed, as the same kind of function (the aio server picks how to
+    drive a handler by its function type)."""
     if inspect.isasyncgenfunction(behavior):
 
         async def streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            start, code = time.perf_counter(), grpc.StatusCode.UNKNOWN
-            try:
+            with _Timing(method, instruments, context):
                 async for response in behavior(request, context):
                     yield response
-                code = _code(context)
-            except BaseException as exc:
-                code = _failure(exc, context)
-                raise
-            finally:
-                observe(code, start)
 
         return streaming
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        start, code = time.perf_counter(), grpc.StatusCode.UNKNOWN
-        try:
-            response = await behavior(request, context)
-            code = _code(context)
-            return response
-        except BaseException as exc:
-            code = _failure(exc, context)
-            raise
-        finally:
-            observe(code, start)
+        with _Timing(method, instruments, context):
+            return await behavior(request, context)
 
     return unary
 
