@@ -92,8 +92,8 @@ class DaemonCollector:
                 labels=["backend", "state"],
             ),
             {
-                ("local", "queued"): local.get("queued", 0),
-                ("local", "running"): local.get("running", 0),
+                ("local", "queued"): local["queued"],
+                ("local", "running"): local["running"],
                 ("globus", "submitting"): globus.submitting,
                 ("globus", "in_flight"): globus.in_flight,
                 ("globus", "parked"): globus.parked,
@@ -108,7 +108,7 @@ class DaemonCollector:
             ),
             {**dict.fromkeys(COMPLETIONS, 0), **self._core.completions},
         )
-        states = {"local": str(local.get("state", "")), "globus": globus.state}
+        states = {"local": str(local["state"]), "globus": globus.state}
         yield labelled(
             GaugeMetricFamily(
                 "gcgate_backend_state",
