@@ -50,6 +50,9 @@ ALLOWED: dict[str, str] = {
     "Client.close": "gcgate extension: releases the channel; the daemon and its tasks stay",
     "Client.socket_path": "gcgate extension: the daemon socket this client talks to",
     "Client.status": "gcgate extension: the daemon's Status (version, backends, counts)",
+    "Client.get_metrics": (
+        "gcgate extension: the daemon's Prometheus metrics as text (gcgate metrics)"
+    ),
     "Client.watch": (
         "gcgate extension: yields each task's result as it completes, pushed by the"
         " daemon (no polling)"

@@ -80,6 +80,7 @@ ALLOWED: dict[str, set[grpc.StatusCode]] = {
     "CancelTasks": {C.OK, C.INVALID_ARGUMENT, C.NOT_FOUND},
     # No owner key is sent: PurgeTasks is refused before its filters are read.
     "PurgeTasks": {C.PERMISSION_DENIED},
+    "GetMetrics": {C.OK},
     "WhoAmI": {C.OK},
     "ListEndpoints": {C.OK, C.INVALID_ARGUMENT, *_GLOBUS},
     "DeleteFunction": {C.OK, C.INVALID_ARGUMENT, C.NOT_FOUND, *_GLOBUS},
@@ -493,6 +494,7 @@ def requests(world: World) -> dict[str, st.SearchStrategy[Any]]:
             older_than_seconds=st.floats(),
             dry_run=st.booleans(),
         ),
+        "GetMetrics": st.just(pb.GetMetricsRequest()),
         "WhoAmI": st.just(pb.WhoAmIRequest()),
         "ListEndpoints": st.builds(pb.ListEndpointsRequest, role=text("owner", "any")),
         "DeleteFunction": st.builds(

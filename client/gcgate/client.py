@@ -357,6 +357,11 @@ class Client:
         """The daemon's Status (version, uptime, backends, login, counts) as a dict."""
         return message_dict(self._call("Status", pb.StatusRequest()))
 
+    def get_metrics(self) -> str:
+        """The daemon's Prometheus metrics, in the text exposition format 0.0.4
+        (``gcgate metrics``; docs/service.md#metrics names them)."""
+        return str(self._call("GetMetrics", pb.GetMetricsRequest()).text)
+
     def version_check(self, endpoint_version: str | None = None) -> None:
         """Check that this client works with its daemon and, given an endpoint's
         version, that the Compute service still accepts that endpoint.

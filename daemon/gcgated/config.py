@@ -19,6 +19,7 @@ from gcgate.paths import daemon_socket_path
 
 from gcgated.backends.local.limits import DEFAULT_LIMIT_MB, MAX_LIMIT_MB
 from gcgated.errors import StartupError
+from gcgated.metrics_listener import parse_listen
 from gcgated.secret import Secret
 
 if sys.version_info >= (3, 11):
@@ -41,6 +42,7 @@ ENV_VARS = {
     "group": "GCGATE_GROUP",
     "local_max_payload_mb": "GCGATE_LOCAL_MAX_PAYLOAD_MB",
     "local_max_result_mb": "GCGATE_LOCAL_MAX_RESULT_MB",
+    "metrics_listen": "GCGATE_METRICS_LISTEN",
 }
 
 #: Settings only a config file may give (never argv, where `ps` shows them).
@@ -128,6 +130,9 @@ class Config:
     #: Group (name or number) whose members may connect: socket 0660 and its
     #: directory 0750, both owned by this group. Empty: the daemon's user only.
     group: str = ""
+    #: Where to serve Prometheus metrics over HTTP (GET /metrics) besides the
+    #: GetMetrics RPC: a loopback HOST:PORT or unix:/path. Empty: nowhere.
+    metrics_listen: str = ""
     #: Service-account credentials (see gcgated.credentials, which also reads
     #: systemd credentials and the environment). The secret is masked in repr.
     client_id: str = ""
@@ -238,6 +243,11 @@ class Config:
                 f"{source}: socket path {self.socket_path} is longer than the 107 bytes"
                 " a Unix socket address allows; choose a shorter --socket"
             )
+        if self.metrics_listen:
+            try:
+                parse_listen(self.metrics_listen)
+            except ValueError as exc:
+                raise StartupError(f"{source}: metrics_listen: {exc}") from None
         try:
             self.group_id  # noqa: B018 - resolves the name, or raises
         except KeyError:

@@ -26,7 +26,7 @@ import logging
 import math
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import asdict, replace
 from typing import Any
@@ -82,6 +82,8 @@ SWEEP_SECONDS = 600.0
 #: Eviction frees room for a refused submission and this share of the limit more,
 #: so the next submissions do not each evict a chunk.
 EVICT_HEADROOM = 0.05
+#: The status a task answered from a stored result is counted under in ``completions``.
+REUSED = "reused"
 #: The one command that frees a full store, named in its error.
 PURGE_HINT = "gcgate purge --older-than 7d (--dry-run first shows what would go)"
 
@@ -106,6 +108,9 @@ class TaskLifecycle:
         #: One eviction at a time (concurrent submissions wait for its outcome).
         self._making_room = asyncio.Lock()
         self._sweeper: asyncio.Task[None] | None = None
+        #: Tasks that became final since the start, by (backend name, status), the
+        #: status "reused" for those answered from the store (for the metrics).
+        self.completions: Counter[tuple[str, str]] = Counter()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -268,6 +273,7 @@ class TaskLifecycle:
             request_id,
             submission.caller,
         )
+        self.completions[(backend.name, REUSED)] += len(reused)
         if reused:
             log.debug("%d task(s) reused a stored result", len(reused))
         if specs:
@@ -452,6 +458,7 @@ class TaskLifecycle:
             }
             for task_id, reason in reasons.items()
         )
+        self._count_completions(written)
         for record in written:
             records[record["task_id"]] = record
             for queue in self._waiters.get(record["task_id"], ()):
@@ -659,6 +666,10 @@ class TaskLifecycle:
             else:
                 loop.call_soon(self._flush)
 
+    def _count_completions(self, records: Iterable[dict[str, Any]]) -> None:
+        name_of = self.router.name_of
+        self.completions.update((name_of(r.get("endpoint_id", "")), r["status"]) for r in records)
+
     def _flush(self) -> None:
         """Persist queued outcomes, then tell their backends (``on_stored``) and
         whoever waits on them."""
@@ -695,6 +706,7 @@ class TaskLifecycle:
                 callback()
             except Exception:  # a backend's bookkeeping must not stop the others'
                 log.exception("a backend's on_stored callback failed")
+        self._count_completions(written)
         for record in written:
             for queue in self._waiters.get(record["task_id"], ()):
                 queue.put_nowait(record)

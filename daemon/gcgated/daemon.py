@@ -54,12 +54,15 @@ from gcgated.config import Config
 from gcgated.core import TaskLifecycle
 from gcgated.credentials import ClientCredentials, credential_environment, load_client_credentials
 from gcgated.errors import StartupError
+from gcgated.metrics_listener import MetricsListener, parse_listen
 from gcgated.notify import Notifier
 from gcgated.owner import create_owner_key
 from gcgated.routing import Router
 from gcgated.server.decoding import RequestDecoding
+from gcgated.server.rpcmetrics import RpcMetrics
 from gcgated.server.servicer import GatewayServicer
 from gcgated.services import Services, build_services
+from gcgated.services.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gcgated.store import Store
 from gcgated.store.recovery import open_store
 
@@ -145,6 +148,14 @@ def give_to_group(path: Path, gid: int) -> None:
             f" user (uid {os.getuid()}) must be a member of that group; under the"
             " gcgated.service unit it must be the unit's Group="
         ) from None
+
+
+def restrict_socket(path: Path, gid: int | None) -> None:
+    """A socket file the daemon's user alone may connect to (0600), or its group
+    too (0660, owned by ``gid``)."""
+    if gid is not None and path.stat().st_gid != gid:
+        give_to_group(path, gid)
+    os.chmod(path, 0o600 if gid is None else 0o660)
 
 
 def group_name(gid: int) -> str:
@@ -450,6 +461,20 @@ def report_globus_health(globus: GlobusBackend, health: HealthServicer) -> None:
     globus.on_health(report)
 
 
+async def start_metrics_listener(config: Config, services: Services) -> MetricsListener | None:
+    """The HTTP metrics listener ``metrics_listen`` asks for (None when unset); a Unix
+    socket gets the main socket's permissions."""
+    if not config.metrics_listen:
+        return None
+    listener = MetricsListener(
+        parse_listen(config.metrics_listen), services.metrics.exposition, METRICS_CONTENT_TYPE
+    )
+    await listener.start()
+    if listener.address.path is not None:
+        restrict_socket(listener.address.path, config.group_id)
+    return listener
+
+
 async def _serve_grpc(
     service: Service,
     core: TaskLifecycle,
@@ -458,7 +483,11 @@ async def _serve_grpc(
     ready: asyncio.Event | None,
 ) -> None:
     config, socket_path = service.config, service.socket_path
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[RequestDecoding()])
+    # First: a listener that cannot start stops the daemon before anything else ran.
+    metrics = await start_metrics_listener(config, service.services)
+    # RpcMetrics outermost: it also counts the calls RequestDecoding refuses.
+    interceptors = [RpcMetrics(service.services.metrics.rpc), RequestDecoding()]
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
     servicer = GatewayServicer(
         service.services, socket_path=socket_path, state_dir=config.state_dir, owner_key=owner_key
     )
@@ -480,9 +509,7 @@ async def _serve_grpc(
         os.umask(old_umask)
     gid = config.group_id
     await server.start()
-    if gid is not None and socket_path.stat().st_gid != gid:
-        give_to_group(socket_path, gid)
-    os.chmod(socket_path, 0o600 if gid is None else 0o660)
+    restrict_socket(socket_path, gid)
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     report_globus_health(globus, health)
@@ -512,6 +539,8 @@ async def _serve_grpc(
         core.begin_shutdown()
         loop.remove_signal_handler(signal.SIGHUP)
         service.cancel()
+        if metrics is not None:
+            await metrics.close()
         await server.stop(config.shutdown_grace_seconds)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

@@ -28,6 +28,10 @@ class Router:
     def backends(self) -> list[Backend]:
         return [self.local, self.remote]
 
+    def name_of(self, endpoint_id: str) -> str:
+        """The name of the backend of a stored task's (canonical) endpoint id."""
+        return self.local.name if endpoint_id == LOCAL_ENDPOINT_ID else self.remote.name
+
     def resolve(self, endpoint_id: str) -> tuple[str, Backend]:
         """The canonical endpoint id and its backend, or INVALID_ARGUMENT."""
         if endpoint_id == LOCAL_ENDPOINT_ALIAS:

@@ -1,6 +1,7 @@
 """``gcgate``: the user's command line for a running gcgate daemon.
 
-Commands: ``status`` (is the daemon up, and how is it doing), ``result`` (one
+Commands: ``status`` (is the daemon up, and how is it doing), ``metrics`` (its
+Prometheus metrics, see :mod:`gcgate.cli.metrics`), ``result`` (one
 task's result or failure), ``wait`` (a progress bar until tasks finish),
 ``tasks`` (recent tasks, status in colour, by function, endpoint and time),
 ``cancel`` (stop unfinished tasks), ``cache`` (result store usage), ``forget``
@@ -24,8 +25,9 @@ Exit codes, so scripts can branch without parsing text:
   2  usage error (bad command line, no task ids)
   3  the daemon is not reachable (the message names the socket and how to start it)
   4  a task is still pending (``result --wait``, ``wait``/``batch --timeout``)
-  5  not found (unknown task or function id) or invalid input (a malformed id,
-     a bad ``batch`` input line, source that does not define the function)
+  5  not found (unknown task or function id, no metric matching ``--match``) or
+     invalid input (a malformed id, a bad ``batch`` input line, source that does
+     not define the function)
   130  interrupted (Ctrl-C; tasks keep running in the daemon)
 """
 
@@ -45,6 +47,7 @@ from gcgate import Client, __version__
 from gcgate.cli.argtypes import duration, input_file, seconds, since, task_limit
 from gcgate.cli.catalog import LOGGED_IN, add_catalog_commands, function_ids
 from gcgate.cli.login import add_login_commands
+from gcgate.cli.metrics import add_metrics_command
 from gcgate.cli.output import (
     CliError,
     Exit,
@@ -602,6 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep trying to reach the daemon for up to SECONDS (for scripts that "
         "have just started gcgated); exit 3 if it never answers",
     )
+
+    add_metrics_command(commands, add_command)
 
     result = add_command(
         commands,

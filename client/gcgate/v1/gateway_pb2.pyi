@@ -534,6 +534,18 @@ class PurgeTasksResponse(_message.Message):
     failed: int
     def __init__(self, tasks: _Optional[int] = ..., succeeded: _Optional[int] = ..., record_bytes: _Optional[int] = ..., bytes_freed: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sample_task_ids: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ..., failed: _Optional[int] = ...) -> None: ...
 
+class GetMetricsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetMetricsResponse(_message.Message):
+    __slots__ = ("text", "content_type")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    content_type: str
+    def __init__(self, text: _Optional[str] = ..., content_type: _Optional[str] = ...) -> None: ...
+
 class ListFunctionsRequest(_message.Message):
     __slots__ = ("limit", "name", "include_deleted")
     LIMIT_FIELD_NUMBER: _ClassVar[int]

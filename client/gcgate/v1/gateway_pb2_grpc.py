@@ -165,6 +165,11 @@ class GatewayStub:
                 request_serializer=gcgate_dot_v1_dot_gateway__pb2.PurgeTasksRequest.SerializeToString,
                 response_deserializer=gcgate_dot_v1_dot_gateway__pb2.PurgeTasksResponse.FromString,
                 _registered_method=True)
+        self.GetMetrics = channel.unary_unary(
+                '/gcgate.v1.Gateway/GetMetrics',
+                request_serializer=gcgate_dot_v1_dot_gateway__pb2.GetMetricsRequest.SerializeToString,
+                response_deserializer=gcgate_dot_v1_dot_gateway__pb2.GetMetricsResponse.FromString,
+                _registered_method=True)
         self.ListFunctions = channel.unary_unary(
                 '/gcgate.v1.Gateway/ListFunctions',
                 request_serializer=gcgate_dot_v1_dot_gateway__pb2.ListFunctionsRequest.SerializeToString,
@@ -407,6 +412,16 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMetrics(self, request, context):
+        """The daemon's Prometheus metrics (tasks, completions, Globus requests and
+        rate budget, store, RPC latency) as one text exposition, for `gcgate
+        metrics` and for scrapers that cannot reach the optional HTTP listener.
+        Answered from counters the daemon keeps anyway: cheap to call often.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListFunctions(self, request, context):
         """The functions registered with this daemon, newest registration first
         (`gcgate functions`): a summary of each, without its code (GetFunction has
@@ -548,6 +563,11 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.PurgeTasks,
                     request_deserializer=gcgate_dot_v1_dot_gateway__pb2.PurgeTasksRequest.FromString,
                     response_serializer=gcgate_dot_v1_dot_gateway__pb2.PurgeTasksResponse.SerializeToString,
+            ),
+            'GetMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMetrics,
+                    request_deserializer=gcgate_dot_v1_dot_gateway__pb2.GetMetricsRequest.FromString,
+                    response_serializer=gcgate_dot_v1_dot_gateway__pb2.GetMetricsResponse.SerializeToString,
             ),
             'ListFunctions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListFunctions,
@@ -1258,6 +1278,33 @@ class Gateway:
             '/gcgate.v1.Gateway/PurgeTasks',
             gcgate_dot_v1_dot_gateway__pb2.PurgeTasksRequest.SerializeToString,
             gcgate_dot_v1_dot_gateway__pb2.PurgeTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gcgate.v1.Gateway/GetMetrics',
+            gcgate_dot_v1_dot_gateway__pb2.GetMetricsRequest.SerializeToString,
+            gcgate_dot_v1_dot_gateway__pb2.GetMetricsResponse.FromString,
             options,
             channel_credentials,
             insecure,

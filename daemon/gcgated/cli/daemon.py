@@ -83,6 +83,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " owned by the group (default: only the daemon's user)",
     )
     parser.add_argument(
+        "--metrics-listen",
+        dest="metrics_listen",
+        metavar="ADDRESS",
+        help="also serve Prometheus metrics over HTTP at ADDRESS/metrics: a loopback"
+        " HOST:PORT (127.0.0.1:9464, [::1]:9464, localhost:9464) or unix:/path"
+        " (default: only the GetMetrics RPC, `gcgate metrics`)",
+    )
+    parser.add_argument(
         "--log-level", dest="log_level", choices=LOG_LEVELS, type=str.upper, help="gcgated's own"
     )
     parser.add_argument(

@@ -20,6 +20,8 @@ import grpc
 
 from gcgated.logs import log_refusal
 
+from .handlers import MethodInterceptor, behavior_of, is_async
+
 log = logging.getLogger(__name__)
 
 Check = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
@@ -32,18 +34,12 @@ class _Undecodable:
         self.reason = reason
 
 
-class RequestDecoding(grpc.aio.ServerInterceptor):
+class RequestDecoding(MethodInterceptor):
     """Wraps each method's deserializer and behaviour; see the module docstring."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.request_deserializer is None:
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        if handler.request_deserializer is None:
             return handler
-        method = handler_call_details.method
         decode = handler.request_deserializer
 
         def tolerant(data: bytes) -> Any:
@@ -70,9 +66,9 @@ class RequestDecoding(grpc.aio.ServerInterceptor):
             return checked()
 
         streaming_in, streaming_out = handler.request_streaming, handler.response_streaming
-        behavior = _behavior(handler)
-        if not _is_async(behavior):
-            return handler  # synchronous servicers run elsewhere; none on this server
+        behavior = behavior_of(handler)
+        if not is_async(behavior):
+            return handler
         factory = {
             (False, False): grpc.unary_unary_rpc_method_handler,
             (False, True): grpc.unary_stream_rpc_method_handler,
@@ -84,16 +80,6 @@ class RequestDecoding(grpc.aio.ServerInterceptor):
             request_deserializer=tolerant,
             response_serializer=handler.response_serializer,
         )
-
-
-def _behavior(handler: grpc.RpcMethodHandler) -> Callable[..., Any]:
-    return (
-        handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
-    )
-
-
-def _is_async(behavior: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior)
 
 
 def _checked(behavior: Callable[..., Any], check: Check) -> Callable[..., Any]:

@@ -36,6 +36,7 @@ from gcgated.model import (
 from gcgated.network import is_network_error, unreachable
 from gcgated.owner import is_owner
 from gcgated.services import Services
+from gcgated.services.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gcgated.services.status import DaemonStatus
 from gcgated.validation import json_payload, parse_json_object
 
@@ -417,6 +418,16 @@ class GatewayServicer(pb_grpc.GatewayServicer):
                 )
                 for r in records
             ]
+        )
+
+    # -------------------------------------------------------------- metrics
+
+    @rpc
+    async def GetMetrics(
+        self, request: pb.GetMetricsRequest, context: Any
+    ) -> pb.GetMetricsResponse:
+        return pb.GetMetricsResponse(
+            text=self.services.metrics.exposition(), content_type=METRICS_CONTENT_TYPE
         )
 
     # ---------------------------------------------------------------- login

@@ -18,6 +18,7 @@ from gcgated.store import Store
 from .endpoints import EndpointService
 from .functions import FunctionService
 from .login import LoginService
+from .metrics import MetricsService
 from .status import StatusService
 from .tasks import TaskService
 
@@ -31,6 +32,7 @@ class Services:
     endpoints: EndpointService
     login: LoginService
     status: StatusService
+    metrics: MetricsService
 
 
 def build_services(core: TaskLifecycle, router: Router, store: Store) -> Services:
@@ -41,4 +43,5 @@ def build_services(core: TaskLifecycle, router: Router, store: Store) -> Service
         endpoints=EndpointService(router),
         login=LoginService(router.remote),
         status=StatusService(core, router, store),
+        metrics=MetricsService(core, router, store),
     )

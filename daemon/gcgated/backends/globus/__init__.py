@@ -64,6 +64,7 @@ from .limiter import RateLimiter
 from .pipeline import INTERRUPTED, Pipeline, Queued, lane_doc
 from .submit import FUNCTIONS_TABLE, FunctionRegistry
 from .tracker import Tracker
+from .traffic import Traffic
 
 __all__ = ["HEALTH_SERVICE", "GlobusBackend", "GlobusSettings", "build_globus_backend"]
 
@@ -726,15 +727,47 @@ class GlobusBackend:
         """Why tasks still wait to be submitted, if a submit could not reach the service."""
         return self.pipeline.held_error if self.pipeline.waiting else ""
 
+    @property
+    def shown_state(self) -> str:
+        """``state``, or "unavailable" (no login) or "degraded" (failing) when ready."""
+        if self.state == "ready" and not self.healthy:
+            return "unavailable"
+        if self.state == "ready" and (self.api.failing_since is not None or self.held_error):
+            return "degraded"
+        return self.state
+
+    def traffic(self) -> Traffic:
+        """Counts and gauges for the daemon's metrics; cheap (unlike :meth:`describe`,
+        nothing here walks the tasks in flight)."""
+        tracker, pipeline, limiter = self.tracker, self.pipeline, self.limiter
+        rate = limiter.describe()
+        return Traffic(
+            state=self.shown_state,
+            submitting=pipeline.waiting,
+            in_flight=tracker.in_flight - tracker.parked if tracker else 0,
+            parked=tracker.parked if tracker else 0,
+            submit_requests=pipeline.requests,
+            tasks_submitted=pipeline.tasks_submitted,
+            submit_answers_lost=pipeline.answers_lost,
+            polls=tracker.polls if tracker else 0,
+            poll_answers_lost=tracker.answers_lost if tracker else 0,
+            results_pushed=tracker.pushed if tracker else 0,
+            push_repeats=tracker.duplicates if tracker else 0,
+            push=dict(tracker.push_counts()) if tracker else {},
+            requests=limiter.answers.snapshot(),
+            retries=dict(self.api.retries),
+            rate_limit=limiter.limit,
+            rate_window_seconds=limiter.window,
+            rate_used=rate["sent_in_window"],
+            rate_paused_seconds=rate["paused_seconds"],
+            throttled=limiter.throttled,
+            rate_wait_seconds=limiter.waited,
+        )
+
     def describe(self) -> dict[str, Any]:
         tracker = self.tracker
-        state = self.state
-        if state == "ready" and not self.healthy:
-            state = "unavailable"
-        elif state == "ready" and (self.api.failing_since is not None or self.held_error):
-            state = "degraded"
         return {
-            "state": state,
+            "state": self.shown_state,
             "endpoint_id": "",
             "compute_url": self.api.describe_url(),
             "login": self.login.describe(),

@@ -28,6 +28,7 @@ import logging
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -157,7 +158,13 @@ class LimitedSession(requests.Session):
         timeout = _TIMEOUT.get()
         if timeout is not None:
             kwargs["timeout"] = timeout
-        return super().send(request, **kwargs)
+        try:
+            response = super().send(request, **kwargs)
+        except Exception:
+            self._limiter.answers.count(request.method, request.url, None)
+            raise
+        self._limiter.answers.count(request.method, request.url, response.status_code)
+        return response
 
 
 class LimitedTransport(RequestsTransport):
@@ -265,6 +272,8 @@ class ComputeAPI:
         self.auth_error = ""
         #: Called (on the event loop) whenever ``auth_error`` changes.
         self.on_auth_change: Callable[[], None] | None = None
+        #: Attempts sent again, by why: the HTTP status ("429", "401") or "network".
+        self.retries: Counter[str] = Counter()
 
     def clients(
         self, authorizer: globus_sdk.authorizers.GlobusAuthorizer
@@ -394,6 +403,7 @@ class ComputeAPI:
                 auth = isinstance(exc, globus_sdk.AuthAPIError)
                 if status == 401 and reauthorized < MAX_REAUTHORIZATIONS and not auth:
                     reauthorized += 1
+                    self.retries["401"] += 1
                     log.info("%s: HTTP 401; fetching a new access token", what)
                     if not await self.in_thread(authorizer.handle_missing_authorization):
                         raise map_api_error(exc, what) from None  # a client's token
@@ -418,6 +428,7 @@ class ComputeAPI:
                 wait = min(wait, deadline - time.monotonic())
                 if wait < 0:
                     raise map_api_error(exc, what) from None
+                self.retries[str(status)] += 1
                 log.warning(
                     "%s: HTTP %s from %s (attempt %d); retrying", what, status, service, attempt
                 )
@@ -442,6 +453,7 @@ class ComputeAPI:
                     )
                     log.warning("%s", error)
                     raise error from None
+                self.retries["network"] += 1
                 log.log(
                     logging.INFO if interactive else logging.WARNING,
                     "%s: network error talking to %s (%s, attempt %d); retrying",

@@ -28,6 +28,8 @@ import time
 from collections import deque
 from typing import Any
 
+from .traffic import RequestCounts
+
 
 class RateLimiter:
     """``limit`` requests per ``window`` seconds, at most ``burst`` back to back."""
@@ -57,6 +59,10 @@ class RateLimiter:
         #: Requests actually sent (counted by the transport), and 429s seen.
         self.sent = 0
         self.throttled = 0
+        #: Requests sent, by method, path template and answer (every request passes here).
+        self.answers = RequestCounts()
+        #: Seconds callers were told to wait for their slot, in total.
+        self.waited = 0.0
         self._sent_times: deque[float] = deque(maxlen=4 * limit)
 
     # ------------------------------------------------------------ reserving
@@ -70,6 +76,7 @@ class RateLimiter:
                 start = max(start, self._starts[0] + self.window + self.GUARD)
             self._tat = max(self._tat, start) + self.interval
             self._starts.append(start)
+            self.waited += start - now
             return start
 
     def _paused(self, start: float) -> bool:

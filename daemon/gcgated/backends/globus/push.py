@@ -166,6 +166,7 @@ class ResultQueues:
         self.connects = 0
         self.delivered = 0
         self.rejected = 0
+        self.acked = 0
 
     # ------------------------------------------------------------ interface
 
@@ -231,6 +232,15 @@ class ResultQueues:
             self._runner = None
         for task in list(self._acks):
             task.cancel()
+
+    def counts(self) -> dict[str, int]:
+        """Messages received, acknowledged and rejected, and connects, for the metrics."""
+        return {
+            "received": self.delivered,
+            "acked": self.acked,
+            "rejected": self.rejected,
+            "connects": self.connects,
+        }
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -451,7 +461,7 @@ class ResultQueues:
         self._acks.add(task)
         task.add_done_callback(self._acks.discard)
 
-    @staticmethod
-    async def _send_ack(message: AbstractIncomingMessage) -> None:
+    async def _send_ack(self, message: AbstractIncomingMessage) -> None:
         with contextlib.suppress(Exception):
             await message.ack()
+            self.acked += 1

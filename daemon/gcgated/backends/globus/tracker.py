@@ -476,6 +476,14 @@ class Tracker:
             return "its result is pushed to gcgated when it is done"
         return f"gcgated polls for its result (every {self.interval:.0f} s)"
 
+    def push_counts(self) -> Counter[str]:
+        """Messages received, acknowledged and rejected, and connects, summed over
+        every AMQP connection (the daemon's and each client token's)."""
+        totals: Counter[str] = Counter()
+        for queues in self._queues.values():
+            totals.update(queues.counts())
+        return totals
+
     def describe(self) -> dict[str, Any]:
         """The push side, for ``gcgate status``."""
         own = self._queues.get("")
