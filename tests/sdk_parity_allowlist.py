@@ -167,6 +167,7 @@ ALLOWED: dict[str, str] = {
             "OutOfRange",
             "PermissionDenied",
             "ResourceExhausted",
+            "ServiceUnavailable",
             "Unauthenticated",
             "Unavailable",
             "Unimplemented",

@@ -33,8 +33,11 @@ import grpc
 import pytest
 from gcgate import Client, DaemonUnavailable
 from gcgate._diagnose import stopped_state
+from gcgate.constants import UPSTREAM_UNAVAILABLE_METADATA
+from gcgate.errors import ServiceUnavailable
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
+from globus_sdk import AccessTokenAuthorizer
 from harness import ConfiguredDaemon, Daemon, GlobusDaemon, script_function, serve, wait_until
 from standin import StandIn
 from test_held_tasks import Holder, hold, holder  # noqa: F401 - holder: a fixture
@@ -124,12 +127,14 @@ def test_offline_login_is_unavailable_naming_auth(offline_daemon: tuple[Daemon, 
     assert err.details().startswith("completing the Globus login: cannot reach Globus Auth at ")
     assert words in err.details()
     assert who.login.state == "logged_out"
-    # The command says the same, not that the daemon is unreachable.
+    assert dict(err.trailing_metadata() or ()).get(UPSTREAM_UNAVAILABLE_METADATA) == "globus"
+    # The command says the same, not that the daemon is unreachable: exit 1 (an
+    # error), not 3 (the daemon cannot be reached), and no daemon-socket advice.
     shown = cli("login", env=daemon.env, stdin="a-code\n")
-    assert shown.returncode != 0
+    assert shown.returncode == 1, shown.stderr
     said = "gcgate: UNAVAILABLE: completing the Globus login: cannot reach Globus Auth at "
     assert said in shown.stderr and words in shown.stderr, shown.stderr
-    assert "start it with" not in shown.stderr
+    assert "start it with" not in shown.stderr and "daemon socket" not in shown.stderr
     assert "Traceback" not in daemon.log()
     assert "cannot reach Globus Auth" in daemon.log()
 
@@ -162,6 +167,15 @@ def test_unreachable_compute_is_unavailable_in_seconds(
         assert words in err.details(), (rpc, err.details())
         assert "check this host's network connection" in err.details()
     assert "Traceback" not in daemon.log()
+    # The client raises what the daemon meant: Globus is down, the daemon is not.
+    token = AccessTokenAuthorizer("test-token-not-a-secret")
+    with (
+        Client(socket_path=daemon.socket_path, authorizer=token) as client,
+        pytest.raises(ServiceUnavailable) as caught,
+    ):
+        client.get_endpoint_status(str(uuid.UUID(int=7)))
+    assert not isinstance(caught.value, DaemonUnavailable)
+    assert "cannot reach Globus Compute at " in str(caught.value)
 
 
 # ------------------------------------------------------------- pending reasons

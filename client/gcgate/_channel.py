@@ -17,7 +17,7 @@ import grpc
 
 from gcgate import errors
 from gcgate._diagnose import not_a_socket, not_answering
-from gcgate.constants import MAX_MESSAGE_BYTES, SOCKET_ENV
+from gcgate.constants import MAX_MESSAGE_BYTES, SOCKET_ENV, UPSTREAM_UNAVAILABLE_METADATA
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
 _Resp = TypeVar("_Resp")
@@ -57,6 +57,12 @@ def _connect_failure(details: str, socket_path: Path) -> str | None:
     if "failed to connect" in details or "No such file" in details or "refused" in details:
         return "no such socket" if not socket_path.exists() else "nobody is listening"
     return None
+
+
+def _from_upstream(err: grpc.RpcError) -> bool:
+    """Whether the daemon answered UNAVAILABLE for Globus, not for itself."""
+    trailing = err.trailing_metadata() if isinstance(err, grpc.Call) else None
+    return any(key == UPSTREAM_UNAVAILABLE_METADATA for key, _ in trailing or ())
 
 
 def unavailable_error(socket_path: Path, reason: str) -> errors.DaemonUnavailable:
@@ -108,6 +114,8 @@ def translate(err: grpc.RpcError, socket_path: Path) -> errors.GcgateError:
             )
         if reason is not None:
             return connect_error(socket_path, reason)
+        if _from_upstream(err):
+            return errors.ServiceUnavailable(details)
         # The connection was made and then lost, or the daemon said it is stopping.
         return errors.Unavailable(f"{details} (daemon socket {socket_path})")
     if code is None:

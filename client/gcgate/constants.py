@@ -37,6 +37,11 @@ SOCKET_ENV = "GCGATE_SOCKET"
 OWNER_KEY_FILE = "owner.key"
 OWNER_KEY_METADATA = "gcgate-owner-key"
 
+#: Trailing metadata on an UNAVAILABLE the daemon answers because Globus (the
+#: service behind it) cannot be reached or keeps refusing: the daemon itself is up.
+#: Without it, UNAVAILABLE means the daemon could not be reached or is stopping.
+UPSTREAM_UNAVAILABLE_METADATA = "gcgate-upstream-unavailable"
+
 
 class TaskStatus(str, enum.Enum):
     """A task's status, as ``TaskRecord.status`` carries it and the daemon stores it.

@@ -52,6 +52,7 @@ __all__ = [
     "ResultDeserializationError",
     "SerdeError",
     "SerializationError",
+    "ServiceUnavailable",
     "TaskCancelled",
     "TaskExecutionFailed",
     "TaskPending",
@@ -473,6 +474,17 @@ class Unavailable(GatewayError, DaemonUnavailable):
 
     code = "UNAVAILABLE"
     http_status = 503
+
+
+class ServiceUnavailable(GatewayError):
+    """The daemon is up, but Globus (the service behind it) could not be reached
+    or kept refusing (429/5xx) within its budget; the message names the host and
+    the cause. Retry later. Not a :class:`DaemonUnavailable`: nothing is wrong
+    with the daemon or the socket."""
+
+    code = "UNAVAILABLE"
+    http_status = 503
+    _sdk_counterpart = _COMPUTE_API_ERROR
 
 
 class DataLoss(GatewayError):

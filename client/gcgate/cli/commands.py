@@ -23,7 +23,8 @@ Exit codes, so scripts can branch without parsing text:
      line, is on stderr; a failure outranks tasks still pending), its result
      cannot be deserialized here, or another error
   2  usage error (bad command line, no task ids)
-  3  the daemon is not reachable (the message names the socket and how to start it)
+  3  the daemon is not reachable (the message names the socket and how to start it);
+     a daemon that cannot reach Globus is exit 1
   4  a task is still pending (``result --wait``, ``wait``/``batch --timeout``)
   5  not found (unknown task or function id, no metric matching ``--match``) or
      invalid input (a malformed id, a bad ``batch`` input line, source that does

@@ -18,12 +18,18 @@ from typing import Any, TypeVar
 
 import grpc
 from gcgate import __version__
-from gcgate.constants import OWNER_KEY_FILE
+from gcgate.constants import OWNER_KEY_FILE, UPSTREAM_UNAVAILABLE_METADATA
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
 from gcgated.caller import Caller
-from gcgated.errors import GatewayError, InvalidArgument, PermissionDenied, is_disk_full
+from gcgated.errors import (
+    GatewayError,
+    InvalidArgument,
+    PermissionDenied,
+    ServiceUnavailable,
+    is_disk_full,
+)
 from gcgated.logs import log_refusal
 from gcgated.model import (
     PurgeRequest,
@@ -62,6 +68,8 @@ async def _abort(
         log.warning("%s", exc)
     if isinstance(exc, GatewayError):
         log_refusal(log, name, exc.code, str(exc), caller_of(context).key)
+        if isinstance(exc, ServiceUnavailable):  # Globus is down, not the daemon
+            context.set_trailing_metadata(((UPSTREAM_UNAVAILABLE_METADATA, "globus"),))
         await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
     if is_disk_full(exc):
         log.error(
