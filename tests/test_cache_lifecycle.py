@@ -116,6 +116,34 @@ def test_a_task_in_flight_is_forgotten_only_when_asked_and_its_result_is_dropped
     assert gcc.status()["tasks"]["pending"] == 0
 
 
+def test_a_result_handed_over_by_a_stream_counts_as_retrieved(
+    gcc: Client, lone_daemon: Daemon, tmp_path: Path
+) -> None:
+    """A result a client got as it completed (a watch stream, as an Executor's
+    futures get theirs, or a waiting GetResult) starts its retention clock as a
+    plain read does; else it would be kept as never read and never evicted."""
+    gate = tmp_path / "gate"
+    quick, gated = gcc.register_function(echo), gcc.register_function(wait_for_file)
+    batch = gcc.create_batch()
+    batch.add(quick, args=(1,))
+    batch.add(gated, args=(str(gate),))  # one worker: runs after quick
+    answer = gcc.batch_run("local", batch)
+    group = answer["task_group_id"]
+    done, later = answer["tasks"][quick][0], answer["tasks"][gated][0]
+    wait_until(
+        "the quick task final",
+        lambda: done not in {t["task_id"] for t in gcc.list_tasks(status="pending")},
+        WAIT,
+    )
+    with Client(socket_path=lone_daemon.socket_path) as watcher:  # no cached results
+        stream = watcher.watch([done, later], timeout=WAIT)
+        assert next(stream)["task_id"] == done  # read from the store: the stream is set up
+        gate.touch()
+        assert next(stream)["task_id"] == later  # handed over as it completed
+    retrieved = gcc.purge_tasks(task_group_id=group, retrieved=True, dry_run=True)
+    assert retrieved["tasks"] == 2, retrieved
+
+
 def test_purge_by_each_filter_with_a_dry_run_first(gcc: Client, lone_daemon: Daemon) -> None:
     ok, bad = gcc.register_function(echo), gcc.register_function(fail)
     group = str(uuid.uuid4())

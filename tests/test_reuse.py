@@ -478,6 +478,9 @@ def test_an_index_entry_whose_record_is_gone_is_dropped_and_the_task_runs(
 
         second = await run_once()
         assert second in backend.dispatched  # ran again
+        # From here results are kept an hour after their first read (a reload), so
+        # this one, read as wait_for hands it over, stays reusable.
+        store.retention_seconds = 3600.0
         record = await core.wait_for(second, WAIT)
         assert record["status"] == "success" and "reused_from" not in record
         assert len(store.reuse) == 1  # the stale entry dropped, the new one in

@@ -419,6 +419,8 @@ class TaskLifecycle:
                     except asyncio.QueueEmpty:
                         break
                 if batch:
+                    # Handed to a client now, as a read would be: retention starts.
+                    self.store.note_delivered([r["task_id"] for r in batch])
                     yield batch
                 if stopping:
                     raise ShuttingDown("gcgated is shutting down; reconnect once it is back")

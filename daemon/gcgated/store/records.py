@@ -394,6 +394,12 @@ class Store:
         """:meth:`_kept_with_retrieval`'s records (for the reuse index)."""
         return {t: record for t, (record, _) in self._kept_with_retrieval(task_ids).items()}
 
+    def note_delivered(self, task_ids: Sequence[str]) -> None:
+        """Start the retention clock of final results a client got as they
+        completed (a waiting GetResult, a watch stream: an Executor's futures),
+        not through :meth:`get_tasks`; else they would be kept as never read."""
+        self._start_retention(task_ids)
+
     def _start_retention(self, task_ids: Sequence[str]) -> None:
         """Record the first retrieval of results read for the first time, in one
         transaction. Losing this write to a crash only keeps the results longer."""
