@@ -37,6 +37,7 @@ from gcgate.cli.commands import task_summary
 from gcgate.constants import LOCAL_ENDPOINT_ID, MAX_SUBMISSION_BYTES
 from gcgate.errors import Unauthenticated
 from gcgate.v1 import gateway_pb2 as pb
+from gcgate.v1.gateway_pb2_grpc import GatewayStub
 from globus_compute_sdk.sdk.client import FunctionRegistrationData
 from harness import GlobusDaemon, script_function
 from standin import StandIn
@@ -192,6 +193,38 @@ def test_executor_on_the_remote_endpoint(gcc: Client, standin: StandIn) -> None:
         futures = [gce.submit(generate_collatz_sequence, n) for n in (1, 6, 27)]
         assert [f.result(timeout=WAIT)[-1] for f in futures] == [1, 1, 1]
         assert len(futures[2].result()) == len(generate_collatz_sequence(27))
+
+
+def test_json_arguments_get_json_results_from_a_globus_endpoint(
+    remote: GlobusDaemon, standin: StandIn
+) -> None:
+    """JSON in, JSON out by default there too: the daemon names JSONData in the
+    submission, since the endpoint picks the result's format from it."""
+    with grpc.insecure_channel(f"unix:{remote.socket_path}") as channel:
+        stub = GatewayStub(channel)
+        fid = stub.RegisterFunction(
+            pb.RegisterFunctionRequest(
+                function_name="pair", function_code="def pair(a, b=0):\n    return [a, b]\n"
+            ),
+            timeout=WAIT,
+        ).function_id
+        task = stub.Run(
+            pb.RunRequest(
+                endpoint_id=standin.endpoint_id,
+                function_id=fid,
+                json_arguments=pb.JsonArguments(args_json='["x"]', kwargs_json='{"b": 2}'),
+            ),
+            timeout=WAIT,
+        )
+        record = stub.GetResult(
+            pb.GetResultRequest(task_id=task.task_id, wait_seconds=WAIT), timeout=WAIT + 5
+        )
+    assert record.status == "success", record.exception
+    assert json.loads(record.result_json) == ["x", 2]
+    ran = json.loads(record.details_json)["globus_task_id"]
+    assert standin.compute.tasks[ran].result_serializers == [
+        "globus_compute_sdk.serialize.JSONData"
+    ]
 
 
 def test_endpoint_status_and_metadata_are_the_services(gcc: Client, standin: StandIn) -> None:
@@ -780,9 +813,7 @@ def test_secret_and_tokens_never_reach_the_log(
 def test_grpc_status_codes_for_refusals(standin: StandIn, remote: GlobusDaemon) -> None:
     channel = grpc.insecure_channel(f"unix:{remote.socket_path}")
     try:
-        from gcgate.v1 import gateway_pb2_grpc
-
-        stub = gateway_pb2_grpc.GatewayStub(channel)
+        stub = GatewayStub(channel)
         with pytest.raises(grpc.RpcError) as info:
             stub.GetEndpointMetadata(pb.EndpointRequest(endpoint_id=str(uuid.uuid4())), timeout=30)
         assert info.value.code() == grpc.StatusCode.NOT_FOUND

@@ -60,6 +60,81 @@ def test_run_with_json_arguments_returns_json(stub, function_id) -> None:
     assert json_result(record) == {"count": 3, "total": sum(items) * 2, "first": 3}
 
 
+def test_json_arguments_alone_get_json_results_by_default(stub, function_id) -> None:
+    """A client that sets nothing but json_arguments reads the result as plain JSON."""
+    items = [2, 9]
+    task = stub.Run(
+        pb.RunRequest(
+            endpoint_id="local",
+            function_id=function_id,
+            json_arguments=pb.JsonArguments(args_json=json.dumps([items])),
+        )
+    )
+    record = stub.GetResult(pb.GetResultRequest(task_id=task.task_id, wait_seconds=30))
+    expected = {"count": 2, "total": sum(items), "first": 2}
+    assert json_result(record) == expected
+    assert json.loads(record.result_json) == expected
+    assert record.result_json == record.result.removeprefix("11\n")
+
+
+def test_batch_of_json_arguments_alone_gets_json_results(stub, function_id) -> None:
+    batch = stub.BatchRun(
+        pb.BatchRunRequest(
+            endpoint_id="local",
+            tasks=[
+                pb.BatchTasks(
+                    function_id=function_id,
+                    json_arguments=[pb.JsonArguments(args_json=json.dumps([[n]])) for n in (5, 6)],
+                )
+            ],
+        )
+    )
+    ids = list(batch.tasks[0].task_ids)
+    records = {
+        r.task_id: r for r in stub.WatchTasks(pb.WatchTasksRequest(task_ids=ids), timeout=60)
+    }
+    assert [json.loads(records[t].result_json)["total"] for t in ids] == [5, 6]
+
+
+def test_named_result_serializers_win_over_the_json_default(stub, function_id) -> None:
+    """Asking for dill still gets dill; then result_json stays empty."""
+    task = stub.Run(
+        pb.RunRequest(
+            endpoint_id="local",
+            function_id=function_id,
+            json_arguments=pb.JsonArguments(args_json="[[4]]"),
+            options=pb.SubmitOptions(
+                result_serializers=["globus_compute_sdk.serialize.DillDataBase64"]
+            ),
+        )
+    )
+    record = stub.GetResult(pb.GetResultRequest(task_id=task.task_id, wait_seconds=30))
+    assert record.status == "success", record.exception
+    assert Serializer().deserialize(record.result) == {"count": 1, "total": 4, "first": 4}
+    assert record.result.startswith("00\n") and record.result_json == ""
+
+
+def test_a_batch_with_payloads_keeps_the_dill_default(stub, function_id) -> None:
+    """A Python payload in the batch means a Python client: results stay dill."""
+    payload = Serializer().task_payload(([3],), {})
+    batch = stub.BatchRun(
+        pb.BatchRunRequest(
+            endpoint_id="local",
+            tasks=[
+                pb.BatchTasks(
+                    function_id=function_id,
+                    payloads=[payload],
+                    json_arguments=[pb.JsonArguments(args_json="[[7]]")],
+                )
+            ],
+        )
+    )
+    ids = list(batch.tasks[0].task_ids)
+    records = list(stub.WatchTasks(pb.WatchTasksRequest(task_ids=ids), timeout=60))
+    assert sorted(Serializer().deserialize(r.result)["total"] for r in records) == [3, 7]
+    assert all(r.result.startswith("00\n") and r.result_json == "" for r in records)
+
+
 def test_batch_mixes_payloads_and_json_arguments_in_order(stub, function_id) -> None:
     payload = Serializer().task_payload(([1, 1],), {})
     batch = stub.BatchRun(

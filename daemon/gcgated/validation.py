@@ -10,6 +10,7 @@ import json
 import re
 import sys
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from gcgate.constants import MAX_SUBMISSION_BYTES
@@ -26,6 +27,10 @@ CODE_HEADERS = frozenset({"01\n", "02\n", "03\n", "04\n", "10\n", "12\n", "st\n"
 #: code recurses per level; without a fixed bound a deep document fails with a
 #: RecursionError at a depth that depends on the stack, here or on the endpoint.
 MAX_JSON_DEPTH = 200
+#: The result_serializers of a submission whose tasks all came with JSON arguments and
+#: that named none: a client that cannot send pickle cannot read it either, so it gets
+#: JSON back. The SDK's import path, as real endpoints resolve it.
+JSON_RESULT_SERIALIZERS = (JSONData().sdk_import_path,)
 #: Roles GET /v2/endpoints takes (the SDK's get_endpoints(role=...)).
 ENDPOINT_ROLES = ("owner", "any")
 #: A UUID already in canonical form (as clients send ids back): no parsing needed.
@@ -195,3 +200,11 @@ def json_payload(args_json: str, kwargs_json: str) -> str:
         raise InvalidArgument("json_arguments.kwargs_json must be a JSON object")
     strategy = JSONData()
     return pack_buffers([strategy.serialize(args), strategy.serialize(kwargs)])
+
+
+def result_serializers(names: Sequence[str], *, json_only: bool) -> tuple[str, ...]:
+    """A submission's result_serializers: as given, or JSONData when every task
+    came with JSON arguments and none were named (JSON in, JSON out)."""
+    if not names and json_only:
+        return JSON_RESULT_SERIALIZERS
+    return tuple(names)

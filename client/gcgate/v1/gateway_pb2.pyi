@@ -261,7 +261,7 @@ class GetResultRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
 
 class TaskRecord(_message.Message):
-    __slots__ = ("task_id", "status", "pending", "result", "exception", "completion_t", "function_id", "endpoint_id", "task_group_id", "created_at", "details_json", "reused_from", "pending_reason", "function_name")
+    __slots__ = ("task_id", "status", "pending", "result", "exception", "completion_t", "function_id", "endpoint_id", "task_group_id", "created_at", "details_json", "reused_from", "pending_reason", "function_name", "result_json")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
@@ -276,6 +276,7 @@ class TaskRecord(_message.Message):
     REUSED_FROM_FIELD_NUMBER: _ClassVar[int]
     PENDING_REASON_FIELD_NUMBER: _ClassVar[int]
     FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     status: str
     pending: bool
@@ -290,7 +291,8 @@ class TaskRecord(_message.Message):
     reused_from: str
     pending_reason: str
     function_name: str
-    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[str] = ..., pending: _Optional[bool] = ..., result: _Optional[str] = ..., exception: _Optional[str] = ..., completion_t: _Optional[str] = ..., function_id: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., task_group_id: _Optional[str] = ..., created_at: _Optional[float] = ..., details_json: _Optional[str] = ..., reused_from: _Optional[str] = ..., pending_reason: _Optional[str] = ..., function_name: _Optional[str] = ...) -> None: ...
+    result_json: str
+    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[str] = ..., pending: _Optional[bool] = ..., result: _Optional[str] = ..., exception: _Optional[str] = ..., completion_t: _Optional[str] = ..., function_id: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., task_group_id: _Optional[str] = ..., created_at: _Optional[float] = ..., details_json: _Optional[str] = ..., reused_from: _Optional[str] = ..., pending_reason: _Optional[str] = ..., function_name: _Optional[str] = ..., result_json: _Optional[str] = ...) -> None: ...
 
 class GetBatchResultRequest(_message.Message):
     __slots__ = ("task_ids", "skip_unknown")

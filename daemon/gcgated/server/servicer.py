@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import grpc
 from gcgate import __version__
 from gcgate.constants import OWNER_KEY_FILE, UPSTREAM_UNAVAILABLE_METADATA
+from gcgate.serialize import JSONData
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
@@ -44,7 +45,7 @@ from gcgated.owner import is_owner
 from gcgated.services import Services
 from gcgated.services.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gcgated.services.status import DaemonStatus
-from gcgated.validation import json_payload, parse_json_object
+from gcgated.validation import json_payload, parse_json_object, result_serializers
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
                 [(request.function_id, [_run_payload(request)])],
                 request.options,
                 caller_of(context),
+                json_only=request.HasField("json_arguments"),
             )
         )
         return pb.RunResponse(
@@ -221,6 +223,8 @@ class GatewayServicer(pb_grpc.GatewayServicer):
                 [(group.function_id, _batch_payloads(group)) for group in request.tasks],
                 request.options,
                 caller_of(context),
+                json_only=bool(request.tasks)
+                and not any(group.payloads for group in request.tasks),
             )
         )
         return pb.BatchRunResponse(
@@ -550,7 +554,11 @@ def _submission(
     groups: list[tuple[str, list[str]]],
     options: pb.SubmitOptions,
     caller: Caller,
+    *,
+    json_only: bool,
 ) -> Submission:
+    """A decoded submission; ``json_only`` when every task came with JSON arguments
+    (its results then default to JSON)."""
     return Submission(
         endpoint_id=endpoint_id,
         groups=groups,
@@ -564,7 +572,7 @@ def _submission(
                 options.user_endpoint_config_json, "options.user_endpoint_config_json"
             ),
             user_runtime=parse_json_object(options.user_runtime_json, "options.user_runtime_json"),
-            result_serializers=tuple(options.result_serializers),
+            result_serializers=result_serializers(options.result_serializers, json_only=json_only),
             reuse_results=options.reuse_results,
         ),
     )
@@ -586,6 +594,13 @@ def wire_chunks(records: list[TaskRecord]) -> Iterator[list[TaskRecord]]:
         yield chunk
 
 
+def json_body(result: str) -> str:
+    """A JSONData result's JSON text (its "11\\n" header stripped), so clients in
+    other languages need not know the Compute framing; "" for any other result."""
+    header = JSONData.identifier
+    return result[len(header) :] if result.startswith(header) else ""
+
+
 def task_message(record: TaskRecord, *, include_results: bool = True) -> pb.TaskRecord:
     """A task record as the wire TaskRecord."""
     message = pb.TaskRecord(
@@ -605,4 +620,5 @@ def task_message(record: TaskRecord, *, include_results: bool = True) -> pb.Task
     if include_results:
         message.result = record.result or ""
         message.exception = record.exception or ""
+        message.result_json = json_body(message.result)
     return message
