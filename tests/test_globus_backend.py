@@ -227,6 +227,36 @@ def test_json_arguments_get_json_results_from_a_globus_endpoint(
     ]
 
 
+def test_a_nan_result_from_a_globus_endpoint_fails_the_task(
+    remote: GlobusDaemon, standin: StandIn
+) -> None:
+    """The endpoint writes JSONData's NaN as Python does; the daemon refuses it as
+    it does the local endpoint's, since other languages cannot parse it."""
+    with grpc.insecure_channel(f"unix:{remote.socket_path}") as channel:
+        stub = GatewayStub(channel)
+        fid = stub.RegisterFunction(
+            pb.RegisterFunctionRequest(
+                function_name="nan", function_code="def nan():\n    return float('nan')\n"
+            ),
+            timeout=WAIT,
+        ).function_id
+        task = stub.Run(
+            pb.RunRequest(
+                endpoint_id=standin.endpoint_id,
+                function_id=fid,
+                json_arguments=pb.JsonArguments(),
+            ),
+            timeout=WAIT,
+        )
+        record = stub.GetResult(
+            pb.GetResultRequest(task_id=task.task_id, wait_seconds=WAIT), timeout=WAIT + 5
+        )
+    assert record.status == "failed"
+    assert "float NaN, which JSON cannot represent" in record.exception
+    ran = json.loads(record.details_json)["globus_task_id"]
+    assert standin.compute.tasks[ran].result == "11\nNaN"
+
+
 def test_endpoint_status_and_metadata_are_the_services(gcc: Client, standin: StandIn) -> None:
     status = gcc.get_endpoint_status(standin.endpoint_id)
     metadata = gcc.get_endpoint_metadata(standin.endpoint_id)

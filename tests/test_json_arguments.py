@@ -180,6 +180,59 @@ def test_unserializable_result_is_a_clear_task_error(stub) -> None:
     assert "JSONData" in record.exception and "set" in record.exception
 
 
+RETURNS_SOURCE = "import json\n\ndef returns(text):\n    return json.loads(text)\n"
+
+
+@pytest.fixture(scope="module")
+def returns_id(daemon) -> str:
+    """A function returning the Python value of the JSON text it is given: Python's
+    parser reads NaN and Infinity, so results holding them can be produced."""
+    with grpc.insecure_channel(f"unix:{daemon.socket_path}") as channel:
+        return (
+            GatewayStub(channel)
+            .RegisterFunction(
+                pb.RegisterFunctionRequest(function_name="returns", function_code=RETURNS_SOURCE)
+            )
+            .function_id
+        )
+
+
+def run_returns(stub, returns_id: str, value_text: str) -> pb.TaskRecord:
+    task = stub.Run(
+        pb.RunRequest(
+            endpoint_id="local",
+            function_id=returns_id,
+            json_arguments=pb.JsonArguments(args_json=json.dumps([value_text])),
+        )
+    )
+    return stub.GetResult(pb.GetResultRequest(task_id=task.task_id, wait_seconds=30))
+
+
+@pytest.mark.parametrize(
+    ("value_text", "word"),
+    [("NaN", "NaN"), ('[1, {"x": Infinity}]', "Infinity"), ("-Infinity", "-Infinity")],
+)
+def test_a_result_json_cannot_hold_fails_the_task(stub, returns_id, value_text, word) -> None:
+    record = run_returns(stub, returns_id, value_text)
+    assert record.status == "failed"
+    assert f"float {word}, which JSON cannot represent" in record.exception
+    assert record.result == record.result_json == ""
+
+
+def test_strings_naming_nan_are_results_like_any_other(stub, returns_id) -> None:
+    value = {"NaN": "Infinity", "n": [1.5, None]}
+    record = run_returns(stub, returns_id, json.dumps(value))
+    assert record.status == "success", record.exception
+    assert json.loads(record.result_json) == value
+
+
+def test_integers_beyond_2_to_the_53_keep_every_digit(stub, returns_id) -> None:
+    """Exact in the JSON text, as documented; a JavaScript number would round it."""
+    big = 2**64 + 1
+    record = run_returns(stub, returns_id, str(big))
+    assert record.result_json == str(big)
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [

@@ -63,6 +63,7 @@ from gcgated.store import (
     reuse_keys,
     tombstone_message,
 )
+from gcgated.strict_json import non_json_result
 from gcgated.validation import check_function_code, check_task_payload, parse_uuid, shown
 
 log = logging.getLogger(__name__)
@@ -656,6 +657,9 @@ class TaskLifecycle:
         document = dict(vars(outcome))  # shallow: the backend hands each outcome over once
         on_stored = document.pop("on_stored")  # the backend's, not part of the record
         document["completion_t"] = repr(outcome.completion_t or time.time())
+        problem = non_json_result(outcome.result or "")
+        if problem:
+            document.update(status=TaskStatus.FAILED, result=None, exception=problem)
         self._outcomes.append(document)
         if on_stored is not None:
             self._on_stored.append(on_stored)
