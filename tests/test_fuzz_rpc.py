@@ -166,8 +166,12 @@ def world(standin_service: StandIn, tmp_path_factory: pytest.TempPathFactory) ->
                 pb.RegisterFunctionRequest(
                     function_name="f", function_code="def f(*a, **k):\n    return a, k\n"
                 ),
-                # Accepted (it names f) but cannot run: its tasks must fail, not hang.
-                pb.RegisterFunctionRequest(function_name="f", function_code="def f(:\n  ]"),
+                # Accepted (it parses and defines f) but cannot run: its tasks must
+                # fail, not hang.
+                pb.RegisterFunctionRequest(
+                    function_name="f",
+                    function_code="import no_such_module_gcgate\n\ndef f(*a, **k):\n    pass\n",
+                ),
             )
         ]
         run = stub.Run(
@@ -365,6 +369,7 @@ RESULT_SERIALIZERS = st.lists(
             [
                 "globus_compute_sdk.serialize.JSONData",
                 "globus_compute_sdk.serialize.DillDataBase64",
+                "JSONData",
                 "os.system",
                 "no.such.Module",
                 "",

@@ -250,15 +250,89 @@ def test_bad_json_arguments_are_invalid_argument(stub, function_id, arguments, m
     assert message in err.value.details()
 
 
-def test_payload_and_json_arguments_together_are_refused(stub, function_id) -> None:
+def refusal(call, request) -> str:
+    """The details of the INVALID_ARGUMENT ``call(request)`` must answer."""
     with pytest.raises(grpc.RpcError) as err:
-        stub.Run(
-            pb.RunRequest(
-                endpoint_id="local",
-                function_id=function_id,
-                payload="x",
-                json_arguments=pb.JsonArguments(),
-            )
+        call(request)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    return err.value.details()
+
+
+def test_a_run_without_arguments_names_both_ways_to_give_them(stub, function_id) -> None:
+    for request in (
+        pb.RunRequest(endpoint_id="local", function_id=function_id),
+        pb.RunRequest(endpoint_id="local", function_id=function_id, payload=""),
+    ):
+        message = refusal(stub.Run, request)
+        assert "json_arguments" in message and "payload" in message
+        assert "{} calls the function without arguments" in message
+
+
+def test_payload_and_json_arguments_are_one_oneof() -> None:
+    """Wire-compatible: the fields keep their numbers, and setting one clears the other."""
+    fields = pb.RunRequest.DESCRIPTOR.oneofs_by_name["arguments"].fields
+    assert {(f.name, f.number) for f in fields} == {("payload", 3), ("json_arguments", 5)}
+    request = pb.RunRequest(payload="x")
+    request.json_arguments.SetInParent()
+    assert request.WhichOneof("arguments") == "json_arguments" and request.payload == ""
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("z = 5\n", "function_code does not define 'q' at top level"),
+        ("# def q():\n#     return 1\n", "function_code does not define 'q' at top level"),
+        ("def x(:\n    pass\n", "function_code:1: "),
+        ("def outer():\n    def q():\n        return 1\n", "does not define 'q' at top level"),
+    ],
+)
+def test_source_that_does_not_define_the_function_is_refused(stub, source, message) -> None:
+    request = pb.RegisterFunctionRequest(function_name="q", function_code=source)
+    details = refusal(stub.RegisterFunction, request)
+    assert message in details and "parsed, not run" in details
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["def q():\n    return 1\n", "import math\nq = math.sqrt\n", "class q:\n    pass\n"],
+)
+def test_source_defining_the_function_at_top_level_registers(stub, source) -> None:
+    request = pb.RegisterFunctionRequest(function_name="q", function_code=source)
+    assert stub.RegisterFunction(request).function_id
+
+
+def test_unknown_result_serializers_are_refused_at_submit(stub, function_id) -> None:
+    request = pb.RunRequest(
+        endpoint_id="local",
+        function_id=function_id,
+        json_arguments=pb.JsonArguments(args_json="[[1]]"),
+        options=pb.SubmitOptions(result_serializers=["JSONData", "json"]),
+    )
+    message = refusal(stub.Run, request)
+    assert "options.result_serializers[1]: 'json' is not a serialization strategy" in message
+    assert "JSONData" in message and "DillDataBase64" in message
+    listed = stub.ListTasks(pb.ListTasksRequest(function_id=function_id, limit=10000))
+    assert all(t.status == "success" for t in listed.tasks)  # nothing was stored
+
+
+def test_result_serializers_take_short_names(stub, function_id) -> None:
+    task = stub.Run(
+        pb.RunRequest(
+            endpoint_id="local",
+            function_id=function_id,
+            json_arguments=pb.JsonArguments(args_json="[[6]]"),
+            options=pb.SubmitOptions(result_serializers=["DillDataBase64"]),
         )
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "not both" in err.value.details()
+    )
+    record = stub.GetResult(pb.GetResultRequest(task_id=task.task_id, wait_seconds=30))
+    assert Serializer().deserialize(record.result)["total"] == 6
+
+
+@pytest.mark.parametrize("alias", ["Local", "LOCAL", " local"])
+def test_a_misspelt_local_alias_names_the_alias(stub, function_id, alias) -> None:
+    request = pb.RunRequest(
+        endpoint_id=alias, function_id=function_id, json_arguments=pb.JsonArguments()
+    )
+    assert "alias of the daemon's own local endpoint is 'local', in lower case" in refusal(
+        stub.Run, request
+    )

@@ -559,6 +559,10 @@ assert all(
     len(s.identifier) == IDENTIFIER_LENGTH and s.identifier.endswith("\n") for s in _ALL_STRATEGIES
 )
 
+#: Names of the strategies that can be chosen (result_serializers takes them as
+#: short names or import paths), sorted.
+STRATEGY_NAMES: tuple[str, ...] = tuple(sorted(s.name for s in _ALL_STRATEGIES if s.selectable))
+
 #: The code strategy used when none is given (as in the SDK).
 DEFAULT_STRATEGY_CODE: SerializationStrategy = _BY_NAME["DillCode"]
 #: The data strategy used when none is given (as in the SDK).
@@ -601,9 +605,8 @@ def resolve_strategy(value: Strategylike, *, for_code: bool | None = None) -> Se
         name = type(value).__name__
     strategy = _BY_NAME.get(name)
     if strategy is None or not strategy.selectable:
-        known = ", ".join(sorted(s.name for s in _ALL_STRATEGIES if s.selectable))
         raise SerdeError(
-            f"{value!r} is not a known serialization strategy (known: {known};"
+            f"{value!r} is not a known serialization strategy (known: {', '.join(STRATEGY_NAMES)};"
             f" give a class, an instance, or an import path such as"
             f" '{SDK_SERIALIZE_MODULE}.JSONData')"
         )

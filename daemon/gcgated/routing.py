@@ -14,7 +14,8 @@ from gcgated.backends.base import Backend
 
 if TYPE_CHECKING:
     from gcgated.backends.globus import GlobusBackend
-from gcgated.validation import parse_uuid
+from gcgated.errors import InvalidArgument
+from gcgated.validation import parse_uuid, shown
 
 
 class Router:
@@ -36,6 +37,11 @@ class Router:
         """The canonical endpoint id and its backend, or INVALID_ARGUMENT."""
         if endpoint_id == LOCAL_ENDPOINT_ALIAS:
             return LOCAL_ENDPOINT_ID, self.local
+        if endpoint_id.strip().lower() == LOCAL_ENDPOINT_ALIAS:
+            raise InvalidArgument(
+                f"endpoint_id: {shown(endpoint_id)} is not a UUID; the alias of the daemon's"
+                f" own local endpoint is {LOCAL_ENDPOINT_ALIAS!r}, in lower case"
+            )
         canonical = parse_uuid(endpoint_id, "endpoint_id", ENDPOINT_ID_HINT)
         if canonical == LOCAL_ENDPOINT_ID:
             return canonical, self.local

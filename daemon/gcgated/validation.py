@@ -14,8 +14,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from gcgate.constants import MAX_SUBMISSION_BYTES
-from gcgate.errors import DeserializationError
-from gcgate.serialize import JSONData, pack_buffers, unpack_buffers
+from gcgate.errors import DeserializationError, SerdeError
+from gcgate.serialize import (
+    STRATEGY_NAMES,
+    JSONData,
+    pack_buffers,
+    resolve_strategy,
+    unpack_buffers,
+)
+from gcgate.source import SourceError, check_source
 
 from gcgated.errors import InvalidArgument
 
@@ -82,6 +89,12 @@ def unpack_frames(packed: str, what: str) -> list[str]:
 
 def check_task_payload(payload: str) -> None:
     """A task payload is two data buffers: serialized args and kwargs."""
+    if not payload:
+        raise InvalidArgument(
+            "the task's arguments are missing: set json_arguments (JSON, e.g."
+            ' {"args_json": "[1, 2]"}; {} calls the function without arguments) or payload'
+            " (pack_buffers of the Compute-serialized args and kwargs, for Python clients)"
+        )
     frames = unpack_frames(payload, "task payload")
     if len(frames) != 2:
         raise InvalidArgument(
@@ -96,7 +109,8 @@ def check_task_payload(payload: str) -> None:
 
 
 def check_function_code(code: str, serialized: bool, name: str) -> None:
-    """Serialized code is one code buffer; source text must at least name the function.
+    """Serialized code is one code buffer; source text must parse and define the
+    function at top level (parsed with ``ast``, never run).
 
     The name of serialized code is only a label (the SDK sends the callable's
     ``__name__``, ``"<lambda>"`` for a lambda, and the endpoint calls whatever the
@@ -106,8 +120,10 @@ def check_function_code(code: str, serialized: bool, name: str) -> None:
     if not serialized:
         if not name.isidentifier():
             raise InvalidArgument(f"function_name {shown(name)} is not a Python identifier")
-        if f"def {name}" not in code and f"{name} =" not in code:
-            raise InvalidArgument(f"function source does not define {shown(name)}")
+        try:
+            check_source(code, name, "function_code", shown)
+        except SourceError as exc:
+            raise InvalidArgument(f"{exc} (the source is parsed, not run)") from None
         return
     frames = unpack_frames(code, "function_code")
     if len(frames) != 1 or frames[0][:3] not in CODE_HEADERS:
@@ -203,8 +219,24 @@ def json_payload(args_json: str, kwargs_json: str) -> str:
 
 
 def result_serializers(names: Sequence[str], *, json_only: bool) -> tuple[str, ...]:
-    """A submission's result_serializers: as given, or JSONData when every task
-    came with JSON arguments and none were named (JSON in, JSON out)."""
+    """A submission's result_serializers: JSONData when every task came with JSON
+    arguments and none were named (JSON in, JSON out); else each one checked now
+    (an unknown one would fail every task later, at the endpoint) and written as
+    the SDK's import path, the form real endpoints resolve ("JSONData" is not)."""
     if not names and json_only:
         return JSON_RESULT_SERIALIZERS
-    return tuple(names)
+    return tuple(
+        _result_serializer(name, f"options.result_serializers[{index}]")
+        for index, name in enumerate(names)
+    )
+
+
+def _result_serializer(name: str, what: str) -> str:
+    try:
+        return resolve_strategy(name).sdk_import_path
+    except SerdeError:
+        raise InvalidArgument(
+            f"{what}: {shown(name)} is not a serialization strategy; give one of"
+            f" {', '.join(STRATEGY_NAMES)}, by name or as an import path such as"
+            f" {JSON_RESULT_SERIALIZERS[0]!r}"
+        ) from None

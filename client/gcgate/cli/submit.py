@@ -9,7 +9,6 @@ and every result prints as a line of JSON.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from gcgate.cli.waiting import Tally, task_json, wait_for
 from gcgate.client import result_serializer_paths
 from gcgate.constants import LOCAL_ENDPOINT_ALIAS, MAX_SUBMISSION_BYTES
 from gcgate.serialize import JSONData
+from gcgate.source import SourceError, check_source
 from gcgate.v1 import gateway_pb2 as pb
 
 #: One submission carries at most this much (estimated) payload: below the
@@ -36,36 +36,14 @@ JSON_RESULTS = result_serializer_paths([JSONData])
 # ------------------------------------------------------------------- functions
 
 
-def check_source(source: str, name: str, filename: str) -> None:
-    """Refuse source that does not parse, or does not define ``name`` at top level.
-
-    Both would otherwise show up only when a task runs, as a remote traceback.
-
-    :raises CliError: (exit 5) naming the file and line
-    """
-    try:
-        tree = ast.parse(source, filename)
-    except SyntaxError as exc:
-        where = f"{filename}:{exc.lineno}" if exc.lineno else filename
-        raise CliError(f"{where}: {exc.msg}", Exit.INVALID) from None
-    defined: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            defined.add(node.name)
-        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            defined.update(t.id for t in targets if isinstance(t, ast.Name))
-        elif isinstance(node, ast.Import | ast.ImportFrom):
-            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
-    if name not in defined:
-        raise CliError(f"{filename} does not define {name!r} at top level", Exit.INVALID)
-
-
 def cmd_register_source(client: Client, args: argparse.Namespace) -> Output:
     """Register a file's Python source as a function; prints the function id."""
     with args.file as file:
         source = file.read()
-    check_source(source, args.name, file.name)
+    try:
+        check_source(source, args.name, file.name)
+    except SourceError as exc:
+        raise CliError(str(exc), Exit.INVALID) from None
     function_id = client.register_source_code(source, args.name, description=args.description)
     return Output(function_id, {"function_id": function_id, "function_name": args.name})
 
@@ -242,7 +220,6 @@ def result_line(task: dict[str, Any]) -> str:
 
 __all__ = [
     "add_submit_options",
-    "check_source",
     "chunks",
     "cmd_batch",
     "cmd_register_source",

@@ -187,18 +187,18 @@ class JsonArguments(_message.Message):
     def __init__(self, args_json: _Optional[str] = ..., kwargs_json: _Optional[str] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("endpoint_id", "function_id", "payload", "options", "json_arguments")
+    __slots__ = ("endpoint_id", "function_id", "options", "payload", "json_arguments")
     ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
-    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     JSON_ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
     endpoint_id: str
     function_id: str
-    payload: str
     options: SubmitOptions
+    payload: str
     json_arguments: JsonArguments
-    def __init__(self, endpoint_id: _Optional[str] = ..., function_id: _Optional[str] = ..., payload: _Optional[str] = ..., options: _Optional[_Union[SubmitOptions, _Mapping]] = ..., json_arguments: _Optional[_Union[JsonArguments, _Mapping]] = ...) -> None: ...
+    def __init__(self, endpoint_id: _Optional[str] = ..., function_id: _Optional[str] = ..., options: _Optional[_Union[SubmitOptions, _Mapping]] = ..., payload: _Optional[str] = ..., json_arguments: _Optional[_Union[JsonArguments, _Mapping]] = ...) -> None: ...
 
 class RunResponse(_message.Message):
     __slots__ = ("task_id", "task_group_id", "endpoint_id", "request_id")

@@ -524,10 +524,9 @@ def _status_message(
 
 
 def _run_payload(request: pb.RunRequest) -> str:
-    """The task payload of a Run: given, or framed from JSON arguments."""
+    """The task payload of a Run: given, or framed from JSON arguments (the
+    ``arguments`` oneof; with neither, "", which the core refuses naming both)."""
     if request.HasField("json_arguments"):
-        if request.payload:
-            raise InvalidArgument("give either payload or json_arguments, not both")
         return json_payload(request.json_arguments.args_json, request.json_arguments.kwargs_json)
     return request.payload
 
