@@ -235,6 +235,7 @@ class GatewayServicer:
     def WatchTasks(self, request, context):
         """Stream the final record of each named task as it completes (at once for
         tasks already final); the stream ends when every named task has been sent.
+        One message per task: simplest for a few tasks; for many, WatchTaskBatches.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -244,6 +245,7 @@ class GatewayServicer:
         """WatchTasks with the records that are final together sent in one message:
         those already final first, then each set completed at once. Per task, far
         cheaper than one message each when many tasks complete; the clients use it.
+        Prefer it from tens of tasks on (a 100-task batch: one message or a few).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
