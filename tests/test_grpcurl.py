@@ -44,8 +44,11 @@ EOF"""
 RUN = """\
 grpcurl -plaintext -unix -d @ "$GCGATE_SOCKET" gcgate.v1.Gateway/Run <<EOF
 {"endpoint_id": "local", "function_id": "$FID",
- "json_arguments": {"args_json": "[7]", "kwargs_json": "{\\"offset\\": 1}"},
- "options": {"result_serializers": ["globus_compute_sdk.serialize.JSONData"]}}
+ "json_arguments": {"args_json": "[7]", "kwargs_json": "{\\"offset\\": 1}"}}
+EOF"""
+NO_ARGUMENTS = """\
+grpcurl -plaintext -unix -d @ "$GCGATE_SOCKET" gcgate.v1.Gateway/Run <<EOF
+{"endpoint_id": "local", "function_id": "$FID"}
 EOF"""
 GET_RESULT = """\
 grpcurl -plaintext -unix -d @ "$GCGATE_SOCKET" gcgate.v1.Gateway/GetResult <<EOF
@@ -71,6 +74,7 @@ COMMANDS = [
     GET_RESULT,
     WATCH,
     NOT_FOUND,
+    NO_ARGUMENTS,
 ]
 
 
@@ -150,11 +154,21 @@ def test_register_source_run_with_json_arguments_and_get_the_json_result(daemon,
 
     record = json.loads(ok(GET_RESULT, daemon, TID=tid))
     assert record["status"] == "success", record
-    assert record["result"] == "11\n50"  # JSONData: 7 * 7 + 1
+    # JSON arguments alone, so a JSON result: JSONData framing, and the bare JSON.
+    assert record["result"] == "11\n50"  # 7 * 7 + 1
+    assert json.loads(record["result_json"]) == 50
     assert "pending" not in record  # proto3 JSON leaves false out
 
     [streamed] = [json.loads(doc) for doc in split_json_stream(ok(WATCH, daemon, TID=tid))]
-    assert (streamed["task_id"], streamed["result"]) == (tid, "11\n50")
+    assert (streamed["task_id"], streamed["result_json"]) == (tid, "50")
+
+
+def test_a_run_without_arguments_is_refused_naming_both_fields(daemon, stub) -> None:
+    fid = json.loads(ok(REGISTER, daemon))["function_id"]
+    done = sh(NO_ARGUMENTS, daemon, FID=fid)
+    assert done.returncode == 64 + 3  # INVALID_ARGUMENT
+    assert "Code: InvalidArgument" in done.stderr
+    assert "set json_arguments" in done.stderr and "payload" in done.stderr
 
 
 def test_unknown_task_is_not_found_with_grpcurls_exit_code(daemon) -> None:

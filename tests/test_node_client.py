@@ -21,6 +21,7 @@ import pytest
 from gcgate.v1 import gateway_pb2 as pb
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "node"
+CHECKS = Path(__file__).resolve().parent / "node" / "checks.js"
 STAMP = EXAMPLE / "node_modules" / ".gcgate-npm-ci.sha256"
 TASK = r"\[task (?P<task>[-0-9a-f]{36})\]"
 RESULT = re.compile(rf"^result: square\((?P<args>.*)\) = (?P<value>.*) {TASK}$")
@@ -100,6 +101,53 @@ def test_squares_are_printed_and_match_the_daemons_records(node_example, daemon,
         assert record.status == "success"
         assert record.result.startswith("11\n")
         assert json.loads(record.result[3:]) == results[record.task_id][1]
+
+
+@pytest.fixture(scope="module")
+def node_checks(node_example, daemon) -> dict[str, dict]:
+    """What tests/node/checks.js saw, by step (it uses examples/node's packages)."""
+    env = {**daemon.env, "NODE_PATH": str(EXAMPLE / "node_modules")}
+    done = run_node(CHECKS, env=env)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    return {step["check"]: step for step in map(json.loads, done.stdout.splitlines())}
+
+
+def test_node_gets_json_back_from_json_arguments_alone(node_checks) -> None:
+    step = node_checks["object"]
+    assert step["status"] == "success", step["exception"]
+    assert step["parsed"] == {"a": [1, 2.5, None], "s": "NaN"}
+
+
+def test_node_sees_integers_beyond_2_to_the_53_as_documented(node_checks) -> None:
+    """The JSON text keeps every digit; JSON.parse rounds it, as api.md warns."""
+    big = 2**64 + 1
+    step = node_checks["big_integer"]
+    assert step["result_json"] == str(big)
+    assert step["parsed"] != big and float(step["parsed"]) == float(big)
+
+
+@pytest.mark.parametrize(("step", "word"), [("nan", "NaN"), ("infinity", "Infinity")])
+def test_node_gets_a_clear_failure_for_a_result_json_cannot_hold(node_checks, step, word) -> None:
+    seen = node_checks[step]
+    assert (seen["status"], seen["result_json"], seen["parsed"]) == ("failed", "", None)
+    assert f"float {word}, which JSON cannot represent" in seen["exception"]
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ("source_without_function", "function_code does not define 'q' at top level"),
+        ("source_commented_out", "function_code does not define 'q' at top level"),
+        ("source_syntax_error", "function_code:1: "),
+        ("run_without_arguments", "set json_arguments"),
+        ("unknown_result_serializer", "'json' is not a serialization strategy; give one of"),
+        ("capitalised_local", "endpoint is 'local', in lower case"),
+    ],
+)
+def test_node_is_refused_at_the_door_with_a_message(node_checks, step, message) -> None:
+    seen = node_checks[step]
+    assert seen["code"] == "INVALID_ARGUMENT"
+    assert message in seen["details"]
 
 
 def test_a_failing_task_is_reported_and_sets_exit_code_1(node_example, daemon) -> None:

@@ -3,7 +3,7 @@
 //
 // It registers a Python function from its source text (Node cannot pickle
 // Python), runs it with JSON arguments -- several tasks in one BatchRun and one
-// Run with a keyword argument -- asks for JSON results, watches the batch's
+// Run with a keyword argument -- gets JSON results by default, watches the batch's
 // completions on the WatchTasks stream, waits for the Run's result with
 // GetResult, and prints every result.
 //
@@ -44,9 +44,6 @@ const PROTO_FILE = 'gcgate/v1/gateway.proto';
 // The daemon accepts 10 MB submissions and may answer with large results; gRPC's
 // default 4 MiB receive limit would refuse them. Same limit as the Python client.
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
-
-// Ask the endpoint to serialize results as JSON ("11\n<json>") instead of dill.
-const JSON_RESULTS = ['globus_compute_sdk.serialize.JSONData'];
 
 const FUNCTION_NAME = 'square';
 const FUNCTION_SOURCE = `\
@@ -113,6 +110,7 @@ function loadGateway() {
     longs: String, // int64 counters as strings, as in the proto3 JSON mapping
     enums: String,
     defaults: true, // unset fields read as their zero value ("" / false / 0)
+    oneofs: true, // RunRequest.arguments names the argument field that is set
   });
   return grpc.loadPackageDefinition(definition).gcgate.v1.Gateway;
 }
@@ -135,16 +133,16 @@ function rpcFailure(socketPath, method, err) {
   return new Fatal(`${method} refused: ${code}: ${err.details || err.message}`, EXIT.REFUSED);
 }
 
-// A result in the Compute wire format: "11\n" is the JSONData strategy.
-function parseJsonResult(result) {
-  const header = result.slice(0, 3);
-  if (header !== '11\n') {
+// Tasks given json_arguments return JSON by default: result_json is the result as
+// strict JSON text (record.result keeps it in the Compute format, "11\n<json>").
+function parseJsonResult(record) {
+  if (record.result_json === '') {
     throw new Fatal(
-      `result is not JSON (strategy header ${JSON.stringify(header)}); ask for JSONData results`,
+      `result is not JSON (it begins ${JSON.stringify(record.result.slice(0, 3))})`,
       EXIT.TASK_FAILED,
     );
   }
-  return JSON.parse(result.slice(3));
+  return JSON.parse(record.result_json);
 }
 
 function lastLine(text) {
@@ -155,7 +153,7 @@ function lastLine(text) {
 // Print one final task record; returns true when it succeeded.
 function report(record, label) {
   if (record.status === 'success') {
-    const value = parseJsonResult(record.result);
+    const value = parseJsonResult(record);
     console.log(`result: ${label} = ${JSON.stringify(value)} [task ${record.task_id}]`);
     return true;
   }
@@ -223,8 +221,7 @@ async function main() {
     const functionId = registered.function_id;
     console.log(`function: ${FUNCTION_NAME} ${functionId}`);
 
-    // 2. One BatchRun: a task per input, arguments as JSON, results as JSON.
-    const options = { result_serializers: JSON_RESULTS };
+    // 2. One BatchRun: a task per input, arguments as JSON (so results are JSON).
     const batch = await call('BatchRun', {
       endpoint_id: endpointId,
       tasks: [
@@ -233,7 +230,6 @@ async function main() {
           json_arguments: inputs.map((x) => ({ args_json: JSON.stringify([x]) })),
         },
       ],
-      options,
     });
     const batchIds = batch.tasks[0].task_ids;
     const labels = new Map(batchIds.map((id, i) => [id, `square(${JSON.stringify(inputs[i])})`]));
@@ -244,7 +240,6 @@ async function main() {
       endpoint_id: endpointId,
       function_id: functionId,
       json_arguments: { args_json: '[10]', kwargs_json: JSON.stringify({ offset: 1 }) },
-      options,
     });
     console.log(`run: task ${run.task_id}`);
 
