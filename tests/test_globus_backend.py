@@ -195,30 +195,29 @@ def test_executor_on_the_remote_endpoint(gcc: Client, standin: StandIn) -> None:
         assert len(futures[2].result()) == len(generate_collatz_sequence(27))
 
 
+def run_source_remotely(
+    remote: GlobusDaemon, endpoint_id: str, name: str, source: str, arguments: pb.JsonArguments
+) -> pb.TaskRecord:
+    """Register ``source`` and run it once with JSON arguments alone, as a client
+    without Python would; the task's final record."""
+    with grpc.insecure_channel(f"unix:{remote.socket_path}") as channel:
+        stub = GatewayStub(channel)
+        request = pb.RegisterFunctionRequest(function_name=name, function_code=source)
+        fid = stub.RegisterFunction(request, timeout=WAIT).function_id
+        run = pb.RunRequest(endpoint_id=endpoint_id, function_id=fid, json_arguments=arguments)
+        task = stub.Run(run, timeout=WAIT)
+        wait = pb.GetResultRequest(task_id=task.task_id, wait_seconds=WAIT)
+        return stub.GetResult(wait, timeout=WAIT + 5)
+
+
 def test_json_arguments_get_json_results_from_a_globus_endpoint(
     remote: GlobusDaemon, standin: StandIn
 ) -> None:
     """JSON in, JSON out by default there too: the daemon names JSONData in the
     submission, since the endpoint picks the result's format from it."""
-    with grpc.insecure_channel(f"unix:{remote.socket_path}") as channel:
-        stub = GatewayStub(channel)
-        fid = stub.RegisterFunction(
-            pb.RegisterFunctionRequest(
-                function_name="pair", function_code="def pair(a, b=0):\n    return [a, b]\n"
-            ),
-            timeout=WAIT,
-        ).function_id
-        task = stub.Run(
-            pb.RunRequest(
-                endpoint_id=standin.endpoint_id,
-                function_id=fid,
-                json_arguments=pb.JsonArguments(args_json='["x"]', kwargs_json='{"b": 2}'),
-            ),
-            timeout=WAIT,
-        )
-        record = stub.GetResult(
-            pb.GetResultRequest(task_id=task.task_id, wait_seconds=WAIT), timeout=WAIT + 5
-        )
+    arguments = pb.JsonArguments(args_json='["x"]', kwargs_json='{"b": 2}')
+    source = "def pair(a, b=0):\n    return [a, b]\n"
+    record = run_source_remotely(remote, standin.endpoint_id, "pair", source, arguments)
     assert record.status == "success", record.exception
     assert json.loads(record.result_json) == ["x", 2]
     ran = json.loads(record.details_json)["globus_task_id"]
@@ -232,25 +231,8 @@ def test_a_nan_result_from_a_globus_endpoint_fails_the_task(
 ) -> None:
     """The endpoint writes JSONData's NaN as Python does; the daemon refuses it as
     it does the local endpoint's, since other languages cannot parse it."""
-    with grpc.insecure_channel(f"unix:{remote.socket_path}") as channel:
-        stub = GatewayStub(channel)
-        fid = stub.RegisterFunction(
-            pb.RegisterFunctionRequest(
-                function_name="nan", function_code="def nan():\n    return float('nan')\n"
-            ),
-            timeout=WAIT,
-        ).function_id
-        task = stub.Run(
-            pb.RunRequest(
-                endpoint_id=standin.endpoint_id,
-                function_id=fid,
-                json_arguments=pb.JsonArguments(),
-            ),
-            timeout=WAIT,
-        )
-        record = stub.GetResult(
-            pb.GetResultRequest(task_id=task.task_id, wait_seconds=WAIT), timeout=WAIT + 5
-        )
+    source = "def nan():\n    return float('nan')\n"
+    record = run_source_remotely(remote, standin.endpoint_id, "nan", source, pb.JsonArguments())
     assert record.status == "failed"
     assert "float NaN, which JSON cannot represent" in record.exception
     ran = json.loads(record.details_json)["globus_task_id"]

@@ -37,6 +37,37 @@ def function_id(daemon) -> str:
         )
 
 
+def run_local(stub, function_id: str, args_json: str, **fields: object) -> pb.TaskRecord:
+    """Run on the local endpoint with JSON arguments (and ``fields``); its final record."""
+    task = stub.Run(
+        pb.RunRequest(
+            endpoint_id="local",
+            function_id=function_id,
+            json_arguments=pb.JsonArguments(args_json=args_json),
+            **fields,
+        )
+    )
+    return stub.GetResult(pb.GetResultRequest(task_id=task.task_id, wait_seconds=30))
+
+
+def run_batch(
+    stub, function_id: str, payloads: list[str], arguments: list[str], **fields: object
+) -> list[pb.TaskRecord]:
+    """One BatchRun of ``payloads`` then tasks with these args_json; the final
+    records, in task order."""
+    tasks = pb.BatchTasks(
+        function_id=function_id,
+        payloads=payloads,
+        json_arguments=[pb.JsonArguments(args_json=a) for a in arguments],
+    )
+    batch = stub.BatchRun(pb.BatchRunRequest(endpoint_id="local", tasks=[tasks], **fields))
+    ids = list(batch.tasks[0].task_ids)
+    assert len(ids) == len(payloads) + len(arguments)
+    watch = stub.WatchTasks(pb.WatchTasksRequest(task_ids=ids), timeout=60)
+    records = {r.task_id: r for r in watch}
+    return [records[t] for t in ids]
+
+
 def json_result(record: pb.TaskRecord) -> object:
     assert record.status == "success", record.exception
     header, _, body = record.result.partition("\n")
@@ -63,14 +94,7 @@ def test_run_with_json_arguments_returns_json(stub, function_id) -> None:
 def test_json_arguments_alone_get_json_results_by_default(stub, function_id) -> None:
     """A client that sets nothing but json_arguments reads the result as plain JSON."""
     items = [2, 9]
-    task = stub.Run(
-        pb.RunRequest(
-            endpoint_id="local",
-            function_id=function_id,
-            json_arguments=pb.JsonArguments(args_json=json.dumps([items])),
-        )
-    )
-    record = stub.GetResult(pb.GetResultRequest(task_id=task.task_id, wait_seconds=30))
+    record = run_local(stub, function_id, json.dumps([items]))
     expected = {"count": 2, "total": sum(items), "first": 2}
     assert json_result(record) == expected
     assert json.loads(record.result_json) == expected
@@ -78,37 +102,14 @@ def test_json_arguments_alone_get_json_results_by_default(stub, function_id) -> 
 
 
 def test_batch_of_json_arguments_alone_gets_json_results(stub, function_id) -> None:
-    batch = stub.BatchRun(
-        pb.BatchRunRequest(
-            endpoint_id="local",
-            tasks=[
-                pb.BatchTasks(
-                    function_id=function_id,
-                    json_arguments=[pb.JsonArguments(args_json=json.dumps([[n]])) for n in (5, 6)],
-                )
-            ],
-        )
-    )
-    ids = list(batch.tasks[0].task_ids)
-    records = {
-        r.task_id: r for r in stub.WatchTasks(pb.WatchTasksRequest(task_ids=ids), timeout=60)
-    }
-    assert [json.loads(records[t].result_json)["total"] for t in ids] == [5, 6]
+    records = run_batch(stub, function_id, [], [json.dumps([[n]]) for n in (5, 6)])
+    assert [json.loads(r.result_json)["total"] for r in records] == [5, 6]
 
 
 def test_named_result_serializers_win_over_the_json_default(stub, function_id) -> None:
     """Asking for dill still gets dill; then result_json stays empty."""
-    task = stub.Run(
-        pb.RunRequest(
-            endpoint_id="local",
-            function_id=function_id,
-            json_arguments=pb.JsonArguments(args_json="[[4]]"),
-            options=pb.SubmitOptions(
-                result_serializers=["globus_compute_sdk.serialize.DillDataBase64"]
-            ),
-        )
-    )
-    record = stub.GetResult(pb.GetResultRequest(task_id=task.task_id, wait_seconds=30))
+    dill = pb.SubmitOptions(result_serializers=["globus_compute_sdk.serialize.DillDataBase64"])
+    record = run_local(stub, function_id, "[[4]]", options=dill)
     assert record.status == "success", record.exception
     assert Serializer().deserialize(record.result) == {"count": 1, "total": 4, "first": 4}
     assert record.result.startswith("00\n") and record.result_json == ""
@@ -116,49 +117,16 @@ def test_named_result_serializers_win_over_the_json_default(stub, function_id) -
 
 def test_a_batch_with_payloads_keeps_the_dill_default(stub, function_id) -> None:
     """A Python payload in the batch means a Python client: results stay dill."""
-    payload = Serializer().task_payload(([3],), {})
-    batch = stub.BatchRun(
-        pb.BatchRunRequest(
-            endpoint_id="local",
-            tasks=[
-                pb.BatchTasks(
-                    function_id=function_id,
-                    payloads=[payload],
-                    json_arguments=[pb.JsonArguments(args_json="[[7]]")],
-                )
-            ],
-        )
-    )
-    ids = list(batch.tasks[0].task_ids)
-    records = list(stub.WatchTasks(pb.WatchTasksRequest(task_ids=ids), timeout=60))
-    assert sorted(Serializer().deserialize(r.result)["total"] for r in records) == [3, 7]
+    records = run_batch(stub, function_id, [Serializer().task_payload(([3],), {})], ["[[7]]"])
+    assert [Serializer().deserialize(r.result)["total"] for r in records] == [3, 7]
     assert all(r.result.startswith("00\n") and r.result_json == "" for r in records)
 
 
 def test_batch_mixes_payloads_and_json_arguments_in_order(stub, function_id) -> None:
     payload = Serializer().task_payload(([1, 1],), {})
-    batch = stub.BatchRun(
-        pb.BatchRunRequest(
-            endpoint_id="local",
-            tasks=[
-                pb.BatchTasks(
-                    function_id=function_id,
-                    payloads=[payload],
-                    json_arguments=[
-                        pb.JsonArguments(args_json=json.dumps([[n] * n])) for n in (2, 4)
-                    ],
-                )
-            ],
-            options=JSON_RESULTS,
-        )
-    )
-    ids = list(batch.tasks[0].task_ids)
-    assert len(ids) == 3
-    records = {
-        r.task_id: r for r in stub.WatchTasks(pb.WatchTasksRequest(task_ids=ids), timeout=60)
-    }
-    totals = [json_result(records[t])["total"] for t in ids]
-    assert totals == [2, 4, 16]
+    arguments = [json.dumps([[n] * n]) for n in (2, 4)]
+    records = run_batch(stub, function_id, [payload], arguments, options=JSON_RESULTS)
+    assert [json_result(r)["total"] for r in records] == [2, 4, 16]
 
 
 def test_unserializable_result_is_a_clear_task_error(stub) -> None:
@@ -197,23 +165,12 @@ def returns_id(daemon) -> str:
         )
 
 
-def run_returns(stub, returns_id: str, value_text: str) -> pb.TaskRecord:
-    task = stub.Run(
-        pb.RunRequest(
-            endpoint_id="local",
-            function_id=returns_id,
-            json_arguments=pb.JsonArguments(args_json=json.dumps([value_text])),
-        )
-    )
-    return stub.GetResult(pb.GetResultRequest(task_id=task.task_id, wait_seconds=30))
-
-
 @pytest.mark.parametrize(
     ("value_text", "word"),
     [("NaN", "NaN"), ('[1, {"x": Infinity}]', "Infinity"), ("-Infinity", "-Infinity")],
 )
 def test_a_result_json_cannot_hold_fails_the_task(stub, returns_id, value_text, word) -> None:
-    record = run_returns(stub, returns_id, value_text)
+    record = run_local(stub, returns_id, json.dumps([value_text]))
     assert record.status == "failed"
     assert f"float {word}, which JSON cannot represent" in record.exception
     assert record.result == record.result_json == ""
@@ -221,7 +178,7 @@ def test_a_result_json_cannot_hold_fails_the_task(stub, returns_id, value_text, 
 
 def test_strings_naming_nan_are_results_like_any_other(stub, returns_id) -> None:
     value = {"NaN": "Infinity", "n": [1.5, None]}
-    record = run_returns(stub, returns_id, json.dumps(value))
+    record = run_local(stub, returns_id, json.dumps([json.dumps(value)]))
     assert record.status == "success", record.exception
     assert json.loads(record.result_json) == value
 
@@ -229,7 +186,7 @@ def test_strings_naming_nan_are_results_like_any_other(stub, returns_id) -> None
 def test_integers_beyond_2_to_the_53_keep_every_digit(stub, returns_id) -> None:
     """Exact in the JSON text, as documented; a JavaScript number would round it."""
     big = 2**64 + 1
-    record = run_returns(stub, returns_id, str(big))
+    record = run_local(stub, returns_id, json.dumps([str(big)]))
     assert record.result_json == str(big)
 
 
@@ -316,15 +273,8 @@ def test_unknown_result_serializers_are_refused_at_submit(stub, function_id) -> 
 
 
 def test_result_serializers_take_short_names(stub, function_id) -> None:
-    task = stub.Run(
-        pb.RunRequest(
-            endpoint_id="local",
-            function_id=function_id,
-            json_arguments=pb.JsonArguments(args_json="[[6]]"),
-            options=pb.SubmitOptions(result_serializers=["DillDataBase64"]),
-        )
-    )
-    record = stub.GetResult(pb.GetResultRequest(task_id=task.task_id, wait_seconds=30))
+    short = pb.SubmitOptions(result_serializers=["DillDataBase64"])
+    record = run_local(stub, function_id, "[[6]]", options=short)
     assert Serializer().deserialize(record.result)["total"] == 6
 
 
