@@ -7,10 +7,12 @@ serialized as JSON. These tests use only the raw stub, as such a client would.
 
 from __future__ import annotations
 
+import functools
 import json
 
 import grpc
 import pytest
+from gcgate.client import owner_key_metadata
 from gcgate.serialize import Serializer
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1.gateway_pb2_grpc import GatewayStub
@@ -286,3 +288,16 @@ def test_a_misspelt_local_alias_names_the_alias(stub, function_id, alias) -> Non
     assert "alias of the daemon's own local endpoint is 'local', in lower case" in refusal(
         stub.Run, request
     )
+
+
+@pytest.mark.parametrize("rpc", ["ListTasks", "PurgeTasks"])
+def test_filters_by_endpoint_name_the_local_alias_too(daemon, stub, function_id, rpc) -> None:
+    """The endpoint filters of ListTasks and PurgeTasks take the same ids and alias as Run."""
+    request = getattr(pb, f"{rpc}Request")(endpoint_id="Local")
+    owner = owner_key_metadata(str(daemon.state_dir))
+    assert "alias of the daemon's own local endpoint is 'local'" in refusal(
+        functools.partial(getattr(stub, rpc), metadata=owner), request
+    )
+    task_id = run_local(stub, function_id, "[[1]]").task_id
+    listed = stub.ListTasks(pb.ListTasksRequest(endpoint_id="local", limit=1000))
+    assert task_id in {t.task_id for t in listed.tasks}
