@@ -4,7 +4,8 @@
 caller) and queues it. A submitter thread drains the queue into ``BatchRun``
 calls as soon as there is something to send, and hands the new task ids to a
 :class:`_ResultWatcher`, which resolves the futures from ``WatchTaskBatches`` server
-streams: results are pushed by the daemon, never polled for.
+streams: results are pushed by the daemon, never polled for. At interpreter
+exit, every executor is shut down and its futures waited for, as in the SDK.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import queue
 import threading
 import time
 import uuid
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import _base
@@ -95,6 +97,30 @@ class ComputeFuture(concurrent.futures.Future):
                 return True
         self._invoke_callbacks()
         return True
+
+
+#: Every executor whose submitter thread may still be running. Its threads are
+#: daemon threads (an executor nobody shuts down must not keep a program alive
+#: forever), so without this a program that ends without ``shutdown()`` would
+#: drop the tasks still queued in ``submit()`` unsent and never run the callbacks
+#: of those sent: see :func:`_shutdown_at_exit`.
+_LIVE_EXECUTORS: weakref.WeakSet[Executor] = weakref.WeakSet()
+
+
+def _shutdown_at_exit() -> None:
+    """At interpreter exit, shut down every executor and wait for its futures, as
+    the SDK does (its exit thread calls ``shutdown()`` on each executor left open)
+    and as ``concurrent.futures`` promises: the program exits once every pending
+    future is done, whatever ``wait`` an earlier ``shutdown()`` was given, unless
+    ``cancel_futures`` cancelled them."""
+    for executor in list(_LIVE_EXECUTORS):
+        executor.shutdown(wait=True)
+
+
+# Run by threading._shutdown, before the interpreter stops threads and while new
+# ones (a stream for the last batch) can still start; concurrent.futures'
+# ThreadPoolExecutor waits for its work here too. atexit would be too late.
+threading._register_atexit(_shutdown_at_exit)  # type: ignore[attr-defined]
 
 
 #: At most this many tasks, for at most this many seconds, wait for the next
@@ -226,6 +252,7 @@ class Executor(concurrent.futures.Executor):
             target=self._submitter_loop, name=f"gcgate-submitter-{id(self):x}", daemon=True
         )
         self._submitter.start()
+        _LIVE_EXECUTORS.add(self)
 
     def __repr__(self) -> str:
         label = f"{self.label}; " if self.label else ""
@@ -605,7 +632,8 @@ class Executor(concurrent.futures.Executor):
         """Stop accepting tasks; safe to call more than once.
 
         :param wait: return only when every future of this executor is resolved
-            and its threads have exited
+            and its threads have exited (without it, the program's exit still
+            waits for them, as in the SDK)
         :param cancel_futures: cancel the tasks not yet sent to the daemon (sent
             tasks still resolve; ``future.cancel()`` cancels one at the daemon)
         """
