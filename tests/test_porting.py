@@ -9,6 +9,9 @@ import sys
 import textwrap
 
 import pytest
+from gcgate.errors import SERDE_TASK_EXECUTION_FAILED_HELP_MESSAGE, TaskExecutionFailed
+from gcgated.backends.local.limits import result_too_large
+from globus_compute_sdk.errors import TaskExecutionFailed as SdkTaskExecutionFailed
 from harness import Daemon
 
 #: A script that submits, asks for a callback per result, and simply ends: no
@@ -52,3 +55,14 @@ def test_program_exit_sends_queued_tasks_and_waits_for_their_futures(
     assert proc.returncode == 0, proc.stderr
     results = sorted(int(line.split()[1]) for line in proc.stdout.splitlines() if "result" in line)
     assert results == sorted(i * i for i in range(20)), proc.stdout + proc.stderr
+
+
+def test_a_result_over_the_size_limit_gets_no_serialization_advice() -> None:
+    """``str(TaskExecutionFailed)`` appends the SDK's "use a different serialization
+    strategy" help to any failure text that mentions serializing; an endpoint's
+    MaxResultSizeExceeded text does not, and the local endpoint's must not either
+    (it said "31.5 MB serialized": the advice was wrong for a size limit)."""
+    text = result_too_large(31_457_289, 10_000_000)
+    for cls in (TaskExecutionFailed, SdkTaskExecutionFailed):
+        assert SERDE_TASK_EXECUTION_FAILED_HELP_MESSAGE not in str(cls(text)), cls
+    assert "31.5 MB" in text and "local_max_result_mb" in text
