@@ -9,10 +9,19 @@ import sys
 import textwrap
 
 import pytest
-from gcgate.errors import SERDE_TASK_EXECUTION_FAILED_HELP_MESSAGE, TaskExecutionFailed
+from gcgate import Client, Executor
+from gcgate.errors import (
+    SERDE_TASK_EXECUTION_FAILED_HELP_MESSAGE,
+    NotFound,
+    TaskExecutionFailed,
+)
 from gcgated.backends.local.limits import result_too_large
 from globus_compute_sdk.errors import TaskExecutionFailed as SdkTaskExecutionFailed
 from harness import Daemon
+
+#: The SDK guide's public "Hello, World!" function, registered at Globus Compute
+#: (its ``submit_to_registered_function`` example): an id this daemon never made.
+SDK_GUIDE_PUBLIC_FUNCTION = "b0a5d1a0-2b22-4381-b899-ba73321e41e0"
 
 #: A script that submits, asks for a callback per result, and simply ends: no
 #: ``with`` block, no ``shutdown()`` (or one given by the parametrization).
@@ -66,3 +75,23 @@ def test_a_result_over_the_size_limit_gets_no_serialization_advice() -> None:
     for cls in (TaskExecutionFailed, SdkTaskExecutionFailed):
         assert SERDE_TASK_EXECUTION_FAILED_HELP_MESSAGE not in str(cls(text)), cls
     assert "31.5 MB" in text and "local_max_result_mb" in text
+
+
+def test_a_function_id_registered_at_globus_directly_is_refused_saying_what_to_do(
+    daemon: Daemon,
+) -> None:
+    """The SDK guide submits a public function by its id; code ported from it (or
+    holding ids its SDK runs registered) gets ids the daemon never made. The
+    refusal says why, and how to get an id that works, instead of only "not
+    registered with this daemon"."""
+    with (
+        Client(socket_path=daemon.socket_path) as client,
+        Executor(endpoint_id="local", client=client) as gce,
+    ):
+        future = gce.submit_to_registered_function(SDK_GUIDE_PUBLIC_FUNCTION)
+        with pytest.raises(NotFound) as info:
+            future.result(timeout=60)
+    message = str(info.value)
+    assert SDK_GUIDE_PUBLIC_FUNCTION in message
+    assert "registered at Globus Compute directly" in message
+    assert "Client.register_function" in message
