@@ -7,17 +7,21 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
+from typing import Any
 
 import pytest
-from gcgate import Client, Executor
+from gcgate import Batch, Client, Executor
+from gcgate.constants import MAX_SUBMISSION_BYTES
 from gcgate.errors import (
     SERDE_TASK_EXECUTION_FAILED_HELP_MESSAGE,
+    InvalidArgument,
     NotFound,
     TaskExecutionFailed,
 )
 from gcgated.backends.local.limits import result_too_large
 from globus_compute_sdk.errors import TaskExecutionFailed as SdkTaskExecutionFailed
-from harness import Daemon
+from harness import Daemon, script_function
 
 #: The SDK guide's public "Hello, World!" function, registered at Globus Compute
 #: (its ``submit_to_registered_function`` example): an id this daemon never made.
@@ -95,3 +99,56 @@ def test_a_function_id_registered_at_globus_directly_is_refused_saying_what_to_d
     assert SDK_GUIDE_PUBLIC_FUNCTION in message
     assert "registered at Globus Compute directly" in message
     assert "Client.register_function" in message
+
+
+@script_function
+def length(blob):
+    return len(blob)
+
+
+class FirstBatchHeld(Client):
+    """A client whose first BatchRun waits until ``go`` is set, so the tasks
+    submitted meanwhile queue up and go out together, as a burst does on a busy
+    machine; records each BatchRun's payload bytes."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.entered, self.go = threading.Event(), threading.Event()
+        self.sent: list[list[int]] = []
+
+    def _batch_run(self, endpoint_id: Any, batch: Batch, **kwargs: Any) -> dict[str, Any]:
+        self.sent.append([len(p) for payloads in batch.tasks.values() for p in payloads])
+        if len(self.sent) == 1:
+            self.entered.set()
+            self.go.wait(60)
+        return super()._batch_run(endpoint_id, batch, **kwargs)
+
+
+def test_a_burst_is_sent_in_submissions_within_the_limit_and_a_task_too_large_fails_alone(
+    daemon: Daemon,
+) -> None:
+    """Tasks gathered into one BatchRun are one submission, accepted or refused
+    together. The Executor gathered up to ``batch_size`` whatever their size: a
+    burst of 2 MB tasks went out as one call over gRPC's 64 MiB ("Sent message
+    larger than max") or the service's 10 MB, failing tasks each fine alone, and
+    one task over the limit failed the tasks gathered with it. Now each call
+    carries at most MAX_SUBMISSION_BYTES, and a larger task goes alone."""
+    two_mb, too_large = b"a" * 2_000_000, b"b" * 11_000_000
+    with (
+        FirstBatchHeld(socket_path=daemon.socket_path) as client,
+        Executor(endpoint_id="local", client=client) as gce,
+    ):
+        first = gce.submit(length, b"")
+        assert client.entered.wait(60)
+        burst = [gce.submit(length, two_mb) for _ in range(3)]
+        refused = gce.submit(length, too_large)
+        burst += [gce.submit(length, two_mb) for _ in range(3)]
+        client.go.set()
+        assert first.result(timeout=60) == 0
+        assert [f.result(timeout=120) for f in burst] == [len(two_mb)] * 6
+        with pytest.raises(InvalidArgument, match="TASK_PAYLOAD_TOO_LARGE"):
+            refused.result(timeout=60)
+    together = [sizes for sizes in client.sent if len(sizes) > 1]
+    assert together, client.sent  # the burst was gathered: the test tests something
+    assert all(sum(sizes) <= MAX_SUBMISSION_BYTES for sizes in together), client.sent
+    assert all(len(sizes) == 1 for sizes in client.sent if sum(sizes) > MAX_SUBMISSION_BYTES)

@@ -22,7 +22,7 @@ import time
 import uuid
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import _base
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -37,6 +37,7 @@ from gcgate.constants import (
     ENDPOINT_ID_HINT,
     LOCAL_ENDPOINT_ALIAS,
     LOCAL_ENDPOINT_ID,
+    MAX_SUBMISSION_BYTES,
     TaskStatus,
 )
 from gcgate.serialize import Serializer, Strategylike
@@ -145,6 +146,8 @@ class _QueuedTask:
     options: _SubmitOptions
     function_id: uuid.UUID
     payload: str
+    #: The payload's size as the daemon counts it against a submission's limit.
+    size: int
 
 
 class Executor(concurrent.futures.Executor):
@@ -196,7 +199,8 @@ class Executor(concurrent.futures.Executor):
         :param user_endpoint_config: user endpoint configuration values, a
             JSON-serializable dict
         :param label: a name for this executor, shown in its repr
-        :param batch_size: most tasks sent in one BatchRun call [min: 1]
+        :param batch_size: most tasks sent in one BatchRun call [min: 1]; a call
+            also carries at most 10 MB of arguments (a larger task goes alone)
         :param amqp_port: kept as :attr:`amqp_port`; results come from the daemon
             over its socket, so no result queue is opened here
         :param api_burst_limit: kept, clamped to 1..8 as in the SDK; the daemon
@@ -444,7 +448,13 @@ class Executor(concurrent.futures.Executor):
                 "    gce.endpoint_id = <ep_id>    # alternative"
             )
         payload = self.serializer.task_payload(args, kwargs)
-        task = _QueuedTask(ComputeFuture(), self._options(), _function_uuid(function_id), payload)
+        task = _QueuedTask(
+            ComputeFuture(),
+            self._options(),
+            _function_uuid(function_id),
+            payload,
+            len(payload) if payload.isascii() else len(payload.encode()),
+        )
         # Checked again under the lock: a task queued behind shutdown's sentinel
         # would never be sent, and its future never resolved.
         with self._shutdown_lock:
@@ -528,12 +538,13 @@ class Executor(concurrent.futures.Executor):
             if task.future.set_running_or_notify_cancel():
                 groups[task.options].append(task)
         for options, tasks in groups.items():
-            try:
-                unwatched.update(self._send_group(options, tasks))
-            except Exception as exc:  # keep the submitter alive for later batches
-                for task in tasks:
-                    if not task.future.done():
-                        task.future.set_exception(exc)
+            for chunk in _by_submission_size(tasks):
+                try:
+                    unwatched.update(self._send_group(options, chunk))
+                except Exception as exc:  # keep the submitter alive for later batches
+                    for task in chunk:
+                        if not task.future.done():
+                            task.future.set_exception(exc)
 
     def _send_group(
         self, options: _SubmitOptions, tasks: list[_QueuedTask]
@@ -658,6 +669,28 @@ class Executor(concurrent.futures.Executor):
     def _on_own_thread(self) -> bool:
         current = threading.current_thread()
         return current is self._submitter or self._watcher.owns(current)
+
+
+def _by_submission_size(tasks: list[_QueuedTask]) -> Iterator[list[_QueuedTask]]:
+    """``tasks`` in order, in runs whose payloads total at most MAX_SUBMISSION_BYTES
+    (a larger task alone).
+
+    The tasks of one BatchRun are one submission: all accepted or all refused. A
+    burst gathered up to ``batch_size`` could exceed what one call may carry (the
+    service's 10 MB per submission for a Globus endpoint, gRPC's 64 MiB message
+    for any), failing every task in it though each alone was fine; and a task
+    too large would take the tasks that happened to be gathered with it down too.
+    """
+    chunk: list[_QueuedTask] = []
+    size = 0
+    for task in tasks:
+        if chunk and size + task.size > MAX_SUBMISSION_BYTES:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(task)
+        size += task.size
+    if chunk:
+        yield chunk
 
 
 def _canonical_json(value: dict[str, Any] | None) -> str:
