@@ -17,6 +17,7 @@ from gcgate.errors import (
     SERDE_TASK_EXECUTION_FAILED_HELP_MESSAGE,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
     TaskExecutionFailed,
 )
 from gcgated.backends.local.limits import result_too_large
@@ -152,3 +153,20 @@ def test_a_burst_is_sent_in_submissions_within_the_limit_and_a_task_too_large_fa
     assert together, client.sent  # the burst was gathered: the test tests something
     assert all(sum(sizes) <= MAX_SUBMISSION_BYTES for sizes in together), client.sent
     assert all(len(sizes) == 1 for sizes in client.sent if sum(sizes) > MAX_SUBMISSION_BYTES)
+
+
+def test_a_batch_over_the_message_limit_is_refused_saying_what_to_do(daemon: Daemon) -> None:
+    """A ``Batch`` of 30 arguments of 2 MB is over the 64 MiB one call to the
+    daemon can carry (the SDK's service would refuse anything over 10 MB). gRPC
+    refuses to send it with "CLIENT: Sent message larger than max (... vs. ...)";
+    the error now says how large, what the limit is, and what to do."""
+    with Client(socket_path=daemon.socket_path) as client:
+        function_id = client.register_function(length)
+        batch = client.create_batch()
+        for _ in range(30):
+            batch.add(function_id, (b"c" * 2_000_000,))
+        with pytest.raises(ResourceExhausted) as info:
+            client.batch_run("local", batch)
+    message = str(info.value)
+    assert "81.1 MB, over the 64 MiB" in message
+    assert "smaller ones" in message and "by reference" in message
