@@ -21,6 +21,7 @@ from gcgate.errors import (
     TaskExecutionFailed,
 )
 from gcgated.backends.local.limits import result_too_large
+from globus_compute_sdk import Client as SdkClient
 from globus_compute_sdk.errors import TaskExecutionFailed as SdkTaskExecutionFailed
 from harness import Daemon, script_function
 
@@ -170,3 +171,13 @@ def test_a_batch_over_the_message_limit_is_refused_saying_what_to_do(daemon: Dae
     message = str(info.value)
     assert "81.1 MB, over the 64 MiB" in message
     assert "smaller ones" in message and "by reference" in message
+
+
+def test_an_sdk_client_given_to_a_gcgate_executor_is_a_type_error_naming_the_fix() -> None:
+    """A script ported by halves (``Executor`` from gcgate, ``Client`` still from
+    globus_compute_sdk) failed with "'Client' object has no attribute
+    'reuse_results'"; now a TypeError says which Client is needed."""
+    sdk_client = SdkClient.__new__(SdkClient)  # no login, no service: only its type matters
+    with pytest.raises(TypeError, match=r"gcgate\.Client, not globus_compute_sdk\.") as info:
+        Executor(endpoint_id="local", client=sdk_client)
+    assert "from gcgate import Client" in str(info.value)

@@ -220,6 +220,15 @@ class Executor(concurrent.futures.Executor):
         for key in kwargs:
             raise TypeError(f"'{key}' is an invalid argument for {type(self).__name__}")
 
+        if client is not None and not isinstance(client, Client):
+            # A half-ported script (this Executor from gcgate, its Client still
+            # from globus_compute_sdk) would otherwise fail on some missing attribute.
+            kind = f"{type(client).__module__}.{type(client).__qualname__}"
+            raise TypeError(
+                f"client must be a gcgate.Client, not {kind}: an Executor from gcgate talks"
+                " to the gcgate daemon through a gcgate Client. Build it with"
+                " `from gcgate import Client` (or leave client out for a default one)"
+            )
         self._owns_client = client is None
         self.client = client if client is not None else Client()
         if serializer is not None:
