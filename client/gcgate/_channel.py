@@ -9,6 +9,7 @@ own refusal as a :class:`~gcgate.errors.GatewayError` subclass.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,7 +18,12 @@ import grpc
 
 from gcgate import errors
 from gcgate._diagnose import not_a_socket, not_answering
-from gcgate.constants import MAX_MESSAGE_BYTES, SOCKET_ENV, UPSTREAM_UNAVAILABLE_METADATA
+from gcgate.constants import (
+    MAX_MESSAGE_BYTES,
+    MAX_SUBMISSION_BYTES,
+    SOCKET_ENV,
+    UPSTREAM_UNAVAILABLE_METADATA,
+)
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
 _Resp = TypeVar("_Resp")
@@ -118,9 +124,34 @@ def translate(err: grpc.RpcError, socket_path: Path) -> errors.GcgateError:
             return errors.ServiceUnavailable(details)
         # The connection was made and then lost, or the daemon said it is stopping.
         return errors.Unavailable(f"{details} (daemon socket {socket_path})")
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and (too_big := _too_large_to_send(details)):
+        return errors.ResourceExhausted(too_big)
     if code is None:
         return errors.GatewayError(details)
     return errors.error_for(code.name, details)
+
+
+#: gRPC's text when a request is over the channel's send limit; the request never left.
+_SEND_LIMIT = re.compile(r"^CLIENT: Sent message larger than max \((\d+) vs\. (\d+)\)")
+
+
+def _too_large_to_send(details: str) -> str | None:
+    """What to do about a request over the message limit (a batch of big
+    arguments, a function closing over big data), instead of gRPC's bare
+    "CLIENT: Sent message larger than max (81055102 vs. 67108864)"; None for
+    any other RESOURCE_EXHAUSTED (the daemon's store is full, its answer too big)."""
+    match = _SEND_LIMIT.match(details)
+    if match is None:
+        return None
+    size, limit = (int(n) for n in match.groups())
+    return (
+        f"this request to the gcgate daemon is {size / 1e6:.1f} MB, over the"
+        f" {limit / 2**20:g} MiB ({limit:,} bytes) one call can carry, so it was not"
+        " sent. Submit a large batch in smaller ones (Globus Compute takes at most"
+        f" {MAX_SUBMISSION_BYTES / 1e6:g} MB per submission anyway; an Executor splits"
+        " its own), and pass large data by reference (e.g. a file path the task"
+        f" reads) rather than as arguments or in a function's closure. ({details})"
+    )
 
 
 class _CallDetails(grpc.ClientCallDetails):  # type: ignore[misc]

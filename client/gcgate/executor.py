@@ -4,7 +4,8 @@
 caller) and queues it. A submitter thread drains the queue into ``BatchRun``
 calls as soon as there is something to send, and hands the new task ids to a
 :class:`_ResultWatcher`, which resolves the futures from ``WatchTaskBatches`` server
-streams: results are pushed by the daemon, never polled for.
+streams: results are pushed by the daemon, never polled for. At interpreter
+exit, every executor is shut down and its futures waited for, as in the SDK.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import queue
 import threading
 import time
 import uuid
+import weakref
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import _base
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -35,6 +37,7 @@ from gcgate.constants import (
     ENDPOINT_ID_HINT,
     LOCAL_ENDPOINT_ALIAS,
     LOCAL_ENDPOINT_ID,
+    MAX_SUBMISSION_BYTES,
     TaskStatus,
 )
 from gcgate.serialize import Serializer, Strategylike
@@ -97,6 +100,30 @@ class ComputeFuture(concurrent.futures.Future):
         return True
 
 
+#: Every executor whose submitter thread may still be running. Its threads are
+#: daemon threads (an executor nobody shuts down must not keep a program alive
+#: forever), so without this a program that ends without ``shutdown()`` would
+#: drop the tasks still queued in ``submit()`` unsent and never run the callbacks
+#: of those sent: see :func:`_shutdown_at_exit`.
+_LIVE_EXECUTORS: weakref.WeakSet[Executor] = weakref.WeakSet()
+
+
+def _shutdown_at_exit() -> None:
+    """At interpreter exit, shut down every executor and wait for its futures, as
+    the SDK does (its exit thread calls ``shutdown()`` on each executor left open)
+    and as ``concurrent.futures`` promises: the program exits once every pending
+    future is done, whatever ``wait`` an earlier ``shutdown()`` was given, unless
+    ``cancel_futures`` cancelled them."""
+    for executor in list(_LIVE_EXECUTORS):
+        executor.shutdown(wait=True)
+
+
+# Run by threading._shutdown, before the interpreter stops threads and while new
+# ones (a stream for the last batch) can still start; concurrent.futures'
+# ThreadPoolExecutor waits for its work here too. atexit would be too late.
+threading._register_atexit(_shutdown_at_exit)  # type: ignore[attr-defined]
+
+
 #: At most this many tasks, for at most this many seconds, wait for the next
 #: BatchRun call before their results are watched (see _submitter_loop).
 WATCH_GATHER, WATCH_GATHER_SECONDS = 1024, 0.05
@@ -119,6 +146,8 @@ class _QueuedTask:
     options: _SubmitOptions
     function_id: uuid.UUID
     payload: str
+    #: The payload's size as the daemon counts it against a submission's limit.
+    size: int
 
 
 class Executor(concurrent.futures.Executor):
@@ -170,7 +199,8 @@ class Executor(concurrent.futures.Executor):
         :param user_endpoint_config: user endpoint configuration values, a
             JSON-serializable dict
         :param label: a name for this executor, shown in its repr
-        :param batch_size: most tasks sent in one BatchRun call [min: 1]
+        :param batch_size: most tasks sent in one BatchRun call [min: 1]; a call
+            also carries at most 10 MB of arguments (a larger task goes alone)
         :param amqp_port: kept as :attr:`amqp_port`; results come from the daemon
             over its socket, so no result queue is opened here
         :param api_burst_limit: kept, clamped to 1..8 as in the SDK; the daemon
@@ -190,6 +220,15 @@ class Executor(concurrent.futures.Executor):
         for key in kwargs:
             raise TypeError(f"'{key}' is an invalid argument for {type(self).__name__}")
 
+        if client is not None and not isinstance(client, Client):
+            # A half-ported script (this Executor from gcgate, its Client still
+            # from globus_compute_sdk) would otherwise fail on some missing attribute.
+            kind = f"{type(client).__module__}.{type(client).__qualname__}"
+            raise TypeError(
+                f"client must be a gcgate.Client, not {kind}: an Executor from gcgate talks"
+                " to the gcgate daemon through a gcgate Client. Build it with"
+                " `from gcgate import Client` (or leave client out for a default one)"
+            )
         self._owns_client = client is None
         self.client = client if client is not None else Client()
         if serializer is not None:
@@ -226,6 +265,7 @@ class Executor(concurrent.futures.Executor):
             target=self._submitter_loop, name=f"gcgate-submitter-{id(self):x}", daemon=True
         )
         self._submitter.start()
+        _LIVE_EXECUTORS.add(self)
 
     def __repr__(self) -> str:
         label = f"{self.label}; " if self.label else ""
@@ -417,7 +457,13 @@ class Executor(concurrent.futures.Executor):
                 "    gce.endpoint_id = <ep_id>    # alternative"
             )
         payload = self.serializer.task_payload(args, kwargs)
-        task = _QueuedTask(ComputeFuture(), self._options(), _function_uuid(function_id), payload)
+        task = _QueuedTask(
+            ComputeFuture(),
+            self._options(),
+            _function_uuid(function_id),
+            payload,
+            len(payload) if payload.isascii() else len(payload.encode()),
+        )
         # Checked again under the lock: a task queued behind shutdown's sentinel
         # would never be sent, and its future never resolved.
         with self._shutdown_lock:
@@ -501,12 +547,13 @@ class Executor(concurrent.futures.Executor):
             if task.future.set_running_or_notify_cancel():
                 groups[task.options].append(task)
         for options, tasks in groups.items():
-            try:
-                unwatched.update(self._send_group(options, tasks))
-            except Exception as exc:  # keep the submitter alive for later batches
-                for task in tasks:
-                    if not task.future.done():
-                        task.future.set_exception(exc)
+            for chunk in _by_submission_size(tasks):
+                try:
+                    unwatched.update(self._send_group(options, chunk))
+                except Exception as exc:  # keep the submitter alive for later batches
+                    for task in chunk:
+                        if not task.future.done():
+                            task.future.set_exception(exc)
 
     def _send_group(
         self, options: _SubmitOptions, tasks: list[_QueuedTask]
@@ -605,7 +652,8 @@ class Executor(concurrent.futures.Executor):
         """Stop accepting tasks; safe to call more than once.
 
         :param wait: return only when every future of this executor is resolved
-            and its threads have exited
+            and its threads have exited (without it, the program's exit still
+            waits for them, as in the SDK)
         :param cancel_futures: cancel the tasks not yet sent to the daemon (sent
             tasks still resolve; ``future.cancel()`` cancels one at the daemon)
         """
@@ -630,6 +678,28 @@ class Executor(concurrent.futures.Executor):
     def _on_own_thread(self) -> bool:
         current = threading.current_thread()
         return current is self._submitter or self._watcher.owns(current)
+
+
+def _by_submission_size(tasks: list[_QueuedTask]) -> Iterator[list[_QueuedTask]]:
+    """``tasks`` in order, in runs whose payloads total at most MAX_SUBMISSION_BYTES
+    (a larger task alone).
+
+    The tasks of one BatchRun are one submission: all accepted or all refused. A
+    burst gathered up to ``batch_size`` could exceed what one call may carry (the
+    service's 10 MB per submission for a Globus endpoint, gRPC's 64 MiB message
+    for any), failing every task in it though each alone was fine; and a task
+    too large would take the tasks that happened to be gathered with it down too.
+    """
+    chunk: list[_QueuedTask] = []
+    size = 0
+    for task in tasks:
+        if chunk and size + task.size > MAX_SUBMISSION_BYTES:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(task)
+        size += task.size
+    if chunk:
+        yield chunk
 
 
 def _canonical_json(value: dict[str, Any] | None) -> str:

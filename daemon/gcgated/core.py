@@ -193,7 +193,16 @@ class TaskLifecycle:
         function_id = parse_uuid(function_id, what)
         record = self.store.get_function(function_id)
         if record is None:
-            raise NotFound(f"function {function_id} is not registered with this daemon")
+            # Ported SDK code often holds ids registered at Globus Compute directly
+            # (saved from an earlier SDK run, or a public function): say why those
+            # are unknown here and what gives a usable id.
+            raise NotFound(
+                f"function {function_id} is not registered with this daemon. Function ids"
+                " are the daemon's own: one registered at Globus Compute directly (by the"
+                " SDK, or another user's public function) is not known here; register the"
+                " function through gcgate (Client.register_function or"
+                " register_source_code) and use the id it returns"
+            )
         if DELETED_AT in record:
             raise NotFound(
                 f"function {function_id} was deleted (delete_function); register it again to run it"

@@ -66,10 +66,15 @@ def payload_too_large(size: int, limit: int, position: str = "") -> str:
 
 def result_too_large(size: int, limit: int) -> str:
     """The failure text of a task whose result is over ``local_max_result_mb``;
-    it starts with the SDK's MaxResultSizeExceeded words, which endpoints use."""
+    it starts with the SDK's MaxResultSizeExceeded words, which endpoints use.
+
+    It must not match the SDK's ``TaskExecutionFailed.SERDE_REGEX`` (``dill``,
+    ``pickle``, ``serializ``) as the endpoints' text does not: ``str()`` of the
+    error would then append the SDK's advice to change serialization strategy,
+    which cannot help a result that is too large."""
     return (
         f"MaxResultSizeExceeded: Task result of {size}B exceeded current limit of"
-        f" {limit}B: the result is {shown_mb(size)} serialized, over the local"
+        f" {limit}B: the result is {shown_mb(size)} as sent back, over the local"
         f" endpoint's limit of {limit / MB:g} MB (setting local_max_result_mb,"
         f" environment GCGATE_LOCAL_MAX_RESULT_MB; at most {MAX_LIMIT_MB:g}). Raise"
         " the setting, or return large data by reference (e.g. write a file and"
