@@ -301,8 +301,11 @@ def test_a_port_another_process_listens_on_is_refused_at_start(tmp_path: Path) -
             done = refused_start(daemon)
         finally:
             daemon.close()
-        assert f"metrics_listen: cannot listen on http://127.0.0.1:{port}/metrics" in done.stderr
-        assert "address already in use" in done.stderr.lower()
+        assert (
+            f"metrics_listen: cannot listen on http://127.0.0.1:{port}/metrics (Address already"
+            f" in use: another process listens on port {port} (`ss -ltnp 'sport = :{port}'`"
+            " names it)); choose another address or port, or leave metrics_listen unset"
+        ) in done.stderr
         assert "choose another address or port, or leave metrics_listen unset" in done.stderr
         # The other process keeps its port.
         with socket.create_connection(("127.0.0.1", port), timeout=10):
