@@ -375,6 +375,8 @@ EMPTY_ENV = {
         (["--config", "{tmp}/missing.toml"], None, {}, "missing.toml does not exist"),
         # An empty variable is unset: the flag's error, not "bad value ''".
         (["--workers", "-1"], None, EMPTY_ENV, "command line: workers must be >= 0"),
+        # The Globus backend's tunables: refused as the file's, before anything starts.
+        ([], "rate_limit_requests = 0\n", {}, ".toml: rate_limit_requests must be > 0, not 0"),
     ],
     ids=[
         "negative-workers",
@@ -388,6 +390,7 @@ EMPTY_ENV = {
         "env-workers",
         "missing-config",
         "empty-env-is-unset",
+        "globus-tunable",
     ],
 )
 def test_bad_config_exits_2_with_a_message(

@@ -308,8 +308,19 @@ def test_check_config_prints_the_settings_and_creates_nothing(tmp_path: Path) ->
             0o644,
             "is readable by its group and others",
         ),
+        # The Globus backend's tunables are settings like any other.
+        ("[gcgated]\npoll_chunk = 0\n", 0o600, "poll_chunk must be > 0, not 0"),
+        ("compute_url = 'ftp://compute'\n", 0o600, "'ftp://compute' is not an http(s) URL"),
     ],
-    ids=["format", "library-level", "group", "half-a-pair", "readable-secret"],
+    ids=[
+        "format",
+        "library-level",
+        "group",
+        "half-a-pair",
+        "readable-secret",
+        "globus-tunable",
+        "compute-url",
+    ],
 )
 def test_check_config_names_each_problem(
     tmp_path: Path, config: str, mode: int, problem: str

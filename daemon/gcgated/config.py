@@ -249,12 +249,56 @@ class Config:
             except ValueError as exc:
                 raise StartupError(f"{source}: metrics_listen: {exc}") from None
         try:
+            check_globus_settings(self)
+        except ValueError as exc:
+            raise StartupError(f"{source}: {exc}") from None
+        try:
             self.group_id  # noqa: B018 - resolves the name, or raises
         except KeyError:
             raise StartupError(
                 f"{source}: group {self.group!r} does not exist (create it, e.g. with"
                 " `groupadd`, or set group to an existing one)"
             ) from None
+
+
+#: Globus backend settings that must be > 0, and those that must be >= 0.
+GLOBUS_POSITIVE = (
+    "rate_limit_requests",
+    "rate_limit_window_seconds",
+    "rate_limit_burst",
+    "submit_max_tasks",
+    "submit_max_bytes",
+    "poll_chunk",
+    "poll_min_seconds",
+    "push_overdue_seconds",
+    "http_timeout_seconds",
+)
+GLOBUS_NON_NEGATIVE = ("submit_window_ms", "endpoint_cache_seconds", "retry_seconds")
+
+
+def check_globus_settings(settings: Any) -> None:
+    """ValueError naming the first Globus backend setting of ``settings`` (a Config
+    or the backend's GlobusSettings) that cannot work.
+
+    Checked when the configuration is loaded, like every other setting, so a start
+    refuses it as a configuration error (exit 2) before anything runs, and
+    ``--check-config`` and a SIGHUP reload find it too; the backend checks again
+    for settings built without the loader.
+    """
+    for name in GLOBUS_POSITIVE:
+        if not getattr(settings, name) > 0:  # NaN too
+            raise ValueError(f"{name} must be > 0, not {getattr(settings, name)!r}")
+    for name in GLOBUS_NON_NEGATIVE:
+        if not getattr(settings, name) >= 0:
+            raise ValueError(f"{name} must be >= 0, not {getattr(settings, name)!r}")
+    if settings.poll_max_seconds < settings.poll_min_seconds:
+        raise ValueError("poll_max_seconds must be >= poll_min_seconds")
+    if settings.submit_max_bytes > MAX_SUBMISSION_BYTES:
+        raise ValueError(
+            f"submit_max_bytes must be at most {MAX_SUBMISSION_BYTES:,} (the service's limit)"
+        )
+    if settings.compute_url and not settings.compute_url.startswith(("https://", "http://")):
+        raise ValueError(f"compute_url {settings.compute_url!r} is not an http(s) URL")
 
 
 def _boolean(raw: Any) -> bool:
