@@ -375,6 +375,12 @@ EMPTY_ENV = {
         (["--config", "{tmp}/missing.toml"], None, {}, "missing.toml does not exist"),
         # An empty variable is unset: the flag's error, not "bad value ''".
         (["--workers", "-1"], None, EMPTY_ENV, "command line: workers must be >= 0"),
+        # A TOML value of another kind is refused, not converted (to 2 workers, 1 day, 100 MB).
+        ([], "workers = 2.7\n", {}, "bad value for 'workers': 2.7 (expected a whole number)"),
+        ([], "retention_days = true\n", {}, "(expected a number, not a TOML boolean)"),
+        ([], "store_size_limit_mb = 100.5\n", {}, "(expected a whole number)"),
+        ([], "result_push = 1\n", {}, "bad value for 'result_push': 1 (expected true or false)"),
+        ([], "log_format = ['json']\n", {}, "(expected a string, not a TOML array)"),
         # The Globus backend's tunables: refused as the file's, before anything starts.
         ([], "rate_limit_requests = 0\n", {}, ".toml: rate_limit_requests must be > 0, not 0"),
     ],
@@ -390,6 +396,11 @@ EMPTY_ENV = {
         "env-workers",
         "missing-config",
         "empty-env-is-unset",
+        "fractional-int",
+        "boolean-number",
+        "fractional-size",
+        "number-boolean",
+        "array-string",
         "globus-tunable",
     ],
 )

@@ -175,18 +175,8 @@ class Config:
             from_file = source.startswith("config file")
             if name in FILE_ONLY and not from_file:
                 raise StartupError(f"{source}: {name} can only be set in the config file")
-            current = getattr(self, name)
             try:
-                if isinstance(current, Path):
-                    value: Any = Path(raw).expanduser()
-                elif isinstance(current, Secret):
-                    if not isinstance(raw, str):
-                        raise TypeError("expected a string")
-                    value = Secret(raw.strip())
-                elif isinstance(current, bool):
-                    value = _boolean(raw)
-                else:
-                    value = type(current)(raw)
+                value = _coerce(getattr(self, name), raw)
             except (TypeError, ValueError) as exc:
                 shown = "(hidden)" if name in FILE_ONLY else repr(raw)
                 raise StartupError(f"{source}: bad value for {name!r}: {shown} ({exc})") from None
@@ -301,11 +291,43 @@ def check_globus_settings(settings: Any) -> None:
         raise ValueError(f"compute_url {settings.compute_url!r} is not an http(s) URL")
 
 
+#: What TOML calls the values no setting takes, for messages.
+TOML_KINDS = {bool: "boolean", list: "array", dict: "table"}
+
+
+def _coerce(current: Any, raw: Any) -> Any:
+    """``raw`` as a value of ``current``'s type; TypeError or ValueError saying what
+    was expected.
+
+    Text (the environment, flags, a quoted TOML value) is converted. A TOML value of
+    another kind is refused rather than converted: ``workers = 2.7`` or
+    ``retention_days = true`` is a mistake, and running with 2 workers or 1 day
+    would hide it.
+    """
+    if isinstance(current, Path):
+        return Path(raw).expanduser()
+    if isinstance(current, Secret):
+        if not isinstance(raw, str):
+            raise TypeError("expected a string")
+        return Secret(raw.strip())
+    if isinstance(current, bool):
+        return _boolean(raw)
+    if isinstance(raw, (bool, list, dict)):
+        kind = "a string" if isinstance(current, str) else "a number"
+        raise TypeError(f"expected {kind}, not a TOML {TOML_KINDS[type(raw)]}")
+    if isinstance(current, int) and isinstance(raw, float) and not raw.is_integer():
+        raise ValueError("expected a whole number")
+    return type(current)(raw)
+
+
 def _boolean(raw: Any) -> bool:
-    """A TOML boolean, or true/false, yes/no, on/off, 1/0 from the environment or a flag."""
+    """A TOML boolean, or true/false, yes/no, on/off, 1/0 as text (the environment,
+    a flag); a TOML number is refused, as for any other setting of another kind."""
     if isinstance(raw, bool):
         return raw
-    text = str(raw).strip().lower()
+    if not isinstance(raw, str):
+        raise TypeError("expected true or false")
+    text = raw.strip().lower()
     if text in ("true", "yes", "on", "1"):
         return True
     if text in ("false", "no", "off", "0"):
