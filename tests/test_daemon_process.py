@@ -381,6 +381,14 @@ EMPTY_ENV = {
         ([], "store_size_limit_mb = 100.5\n", {}, "(expected a whole number)"),
         ([], "result_push = 1\n", {}, "bad value for 'result_push': 1 (expected true or false)"),
         ([], "log_format = ['json']\n", {}, "(expected a string, not a TOML array)"),
+        # With a [gcgated] table nothing else is read: refused, not silently ignored.
+        (
+            [],
+            "workers = 2\n[gcgated]\nretention_days = 3\n",
+            {},
+            "'workers' outside the [gcgated] table would be ignored; move it into [gcgated]",
+        ),
+        ([], "gcgated = 5\n", {}, "gcgated must be the [gcgated] table, not 5"),
         # The Globus backend's tunables: refused as the file's, before anything starts.
         ([], "rate_limit_requests = 0\n", {}, ".toml: rate_limit_requests must be > 0, not 0"),
     ],
@@ -401,6 +409,8 @@ EMPTY_ENV = {
         "fractional-size",
         "number-boolean",
         "array-string",
+        "setting-beside-table",
+        "table-not-a-table",
         "globus-tunable",
     ],
 )

@@ -335,6 +335,25 @@ def _boolean(raw: Any) -> bool:
     raise ValueError("expected true or false")
 
 
+def _settings_table(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """A config file's settings: its ``[gcgated]`` table, or its top level if it has
+    none. Beside the table nothing is read, so anything there is refused rather
+    than silently ignored (``workers = 4`` above ``[gcgated]`` would not apply)."""
+    if "gcgated" not in data:
+        return data
+    table = data["gcgated"]
+    if not isinstance(table, dict):
+        raise StartupError(f"{source}: gcgated must be the [gcgated] table, not {table!r}")
+    outside = [name for name in data if name != "gcgated"]
+    if outside:
+        raise StartupError(
+            f"{source}: {', '.join(map(repr, outside))} outside the [gcgated] table would"
+            " be ignored; move it into [gcgated] (or drop the [gcgated] line and keep"
+            " every setting at the top level)"
+        )
+    return table
+
+
 def config_file_path(config_file: Path | None) -> Path:
     """The config file a start reads: ``--config``, ``$GCGATE_CONFIG``, or the default."""
     return config_file or Path(os.environ.get("GCGATE_CONFIG", default_config_file()))
@@ -354,7 +373,8 @@ def load_config(config_file: Path | None, flags: dict[str, Any]) -> Config:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise StartupError(f"cannot read config file {path}: {exc}") from exc
         config.config_file = path
-        config.update(data.get("gcgated", data), f"config file {path}")
+        source = f"config file {path}"
+        config.update(_settings_table(data, source), source)
     elif config_file is not None:
         raise StartupError(f"config file {config_file} does not exist")
     # An empty variable counts as unset (as GCGATE_SOCKET does for clients).
