@@ -381,6 +381,8 @@ EMPTY_ENV = {
         ([], "store_size_limit_mb = 100.5\n", {}, "(expected a whole number)"),
         ([], "result_push = 1\n", {}, "bad value for 'result_push': 1 (expected true or false)"),
         ([], "log_format = ['json']\n", {}, "(expected a string, not a TOML array)"),
+        # TOML is UTF-8: a file in another encoding is named, not a traceback.
+        ([], "retention_days = 3 # caf\xe9\n", {}, "is not UTF-8 text, as TOML must be (byte 0xe9"),
         # With a [gcgated] table nothing else is read: refused, not silently ignored.
         (
             [],
@@ -409,6 +411,7 @@ EMPTY_ENV = {
         "fractional-size",
         "number-boolean",
         "array-string",
+        "latin-1-file",
         "setting-beside-table",
         "table-not-a-table",
         "globus-tunable",
@@ -424,7 +427,8 @@ def test_bad_config_exits_2_with_a_message(
 ) -> None:
     args = [a.format(tmp=tmp_path) for a in args]
     if config is not None:
-        (tmp_path / "gcgated.toml").write_text(config)
+        # Latin-1: one byte per character, so a case can hold bytes that are not UTF-8.
+        (tmp_path / "gcgated.toml").write_bytes(config.encode("latin-1"))
         args += ["--config", str(tmp_path / "gcgated.toml")]
     socket_path = short_dir / "gcgate.sock"
     done = run_gcgated(

@@ -369,7 +369,12 @@ def load_config(config_file: Path | None, flags: dict[str, Any]) -> Config:
         raise StartupError(f"cannot read config file {path}: {exc.strerror}") from None
     if found:
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(path.read_bytes().decode())  # TOML is UTF-8, whatever the locale
+        except UnicodeDecodeError as exc:
+            raise StartupError(
+                f"cannot read config file {path}: it is not UTF-8 text, as TOML must be"
+                f" (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+            ) from None
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise StartupError(f"cannot read config file {path}: {exc}") from exc
         config.config_file = path
