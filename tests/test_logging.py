@@ -339,6 +339,26 @@ def test_check_config_names_each_problem(
     assert not (tmp_path / "s").exists()
 
 
+def test_an_empty_gcgate_config_variable_is_unset(tmp_path: Path) -> None:
+    """As every GCGATE_* variable: the default file is looked for, not "." read."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GCGATE_", "GLOBUS_"))}
+    done = subprocess.run(
+        [str(GCGATED), "--check-config", "--state-dir", str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        env=env
+        | {
+            "GCGATE_CONFIG": "",
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+            "XDG_RUNTIME_DIR": str(tmp_path / "run"),
+        },
+    )
+    assert done.returncode == 0, done.stderr
+    looked_for = tmp_path / "config" / "gcgate" / "gcgated.toml"
+    assert done.stdout.startswith(f"config file: none (looked for {looked_for})\n")
+
+
 def test_check_config_finds_an_unusable_state_directory(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()

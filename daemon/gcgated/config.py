@@ -356,7 +356,8 @@ def _settings_table(data: dict[str, Any], source: str) -> dict[str, Any]:
 
 def config_file_path(config_file: Path | None) -> Path:
     """The config file a start reads: ``--config``, ``$GCGATE_CONFIG``, or the default."""
-    return config_file or Path(os.environ.get("GCGATE_CONFIG", default_config_file()))
+    # An empty variable counts as unset, as for every GCGATE_* variable.
+    return config_file or Path(os.environ.get("GCGATE_CONFIG") or default_config_file())
 
 
 def load_config(config_file: Path | None, flags: dict[str, Any]) -> Config:
