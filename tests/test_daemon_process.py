@@ -381,6 +381,9 @@ EMPTY_ENV = {
         ([], "store_size_limit_mb = 100.5\n", {}, "(expected a whole number)"),
         ([], "result_push = 1\n", {}, "bad value for 'result_push': 1 (expected true or false)"),
         ([], "log_format = ['json']\n", {}, "(expected a string, not a TOML array)"),
+        # An empty path is not the working directory.
+        ([], "state_dir = ''\n", {}, "bad value for 'state_dir': '' (an empty path; give one"),
+        (["--socket", ""], None, {}, "command line: bad value for 'socket_path': '' (an empty"),
         # TOML is UTF-8: a file in another encoding is named, not a traceback.
         ([], "retention_days = 3 # caf\xe9\n", {}, "is not UTF-8 text, as TOML must be (byte 0xe9"),
         # With a [gcgated] table nothing else is read: refused, not silently ignored.
@@ -411,6 +414,8 @@ EMPTY_ENV = {
         "fractional-size",
         "number-boolean",
         "array-string",
+        "empty-state-dir",
+        "empty-socket-flag",
         "latin-1-file",
         "setting-beside-table",
         "table-not-a-table",

@@ -305,6 +305,9 @@ def _coerce(current: Any, raw: Any) -> Any:
     would hide it.
     """
     if isinstance(current, Path):
+        if isinstance(raw, str) and not raw.strip():
+            # Path("") is ".": the daemon would make the working directory its own.
+            raise ValueError("an empty path; give one, or leave the setting out")
         return Path(raw).expanduser()
     if isinstance(current, Secret):
         if not isinstance(raw, str):
