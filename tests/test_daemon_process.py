@@ -158,6 +158,27 @@ def test_directory_writable_by_others_is_refused(
     assert not socket_path.exists()
 
 
+@pytest.mark.parametrize("which", ["socket", "state"])
+def test_a_shared_directory_like_tmp_is_refused_with_a_directory_of_its_own_to_use(
+    which: str, short_dir: Path, tmp_path: Path
+) -> None:
+    """``--socket /tmp/gcgate.sock``: the advice is a directory inside, never to chmod
+    the shared one (as root, /tmp is the daemon's user's, so only its mode tells)."""
+    target = short_dir / "shared"
+    target.mkdir()
+    os.chmod(target, 0o1777)
+    socket_path = (target if which == "socket" else short_dir) / "gcgate.sock"
+    state_dir = target if which == "state" else tmp_path / "state"
+    err = refused(
+        "--socket", str(socket_path), "--state-dir", str(state_dir), env=isolated_env(tmp_path)
+    )
+    assert f"{target} is shared by every user (mode drwxrwxrwt, like /tmp)" in err
+    assert f"e.g. {target}/gcgate-{os.getuid()}/, which it creates private" in err
+    assert "chmod" not in err
+    assert mode(target) == 0o1777
+    assert not socket_path.exists()
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="making a directory of another uid needs root")
 def test_directory_of_another_user_is_refused(short_dir: Path, tmp_path: Path) -> None:
     target = short_dir / "theirs"

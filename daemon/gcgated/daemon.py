@@ -125,6 +125,14 @@ def check_private_dir(path: Path, gid: int | None = None) -> os.stat_result:
     """Refuse an existing ``path`` that is not ours or that others may write to
     (``gcgated --check-config`` asks the same without creating anything)."""
     info = path.stat()
+    if info.st_mode & stat.S_ISVTX and info.st_mode & stat.S_IWOTH:
+        # /tmp and its like: shared by design, and never to be chmod-ed.
+        raise StartupError(
+            f"{path} is shared by every user (mode {stat.filemode(info.st_mode)}, like /tmp);"
+            " refusing to put the socket or state directly in it: give the daemon a"
+            f" directory of its own there, e.g. {path / f'gcgate-{os.getuid()}'}/, which it"
+            " creates private"
+        )
     if info.st_uid != os.getuid():
         raise StartupError(
             f"{path} belongs to uid {info.st_uid}, not to this user ({os.getuid()});"
