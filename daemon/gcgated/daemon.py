@@ -53,7 +53,7 @@ from gcgated.backends.local import LocalBackend
 from gcgated.config import Config
 from gcgated.core import TaskLifecycle
 from gcgated.credentials import ClientCredentials, credential_environment, load_client_credentials
-from gcgated.errors import StartupError
+from gcgated.errors import StartupError, is_disk_full
 from gcgated.metrics_listener import MetricsListener, parse_listen
 from gcgated.notify import Notifier
 from gcgated.owner import create_owner_key
@@ -235,8 +235,23 @@ async def serve(
     disable_core_dumps()
     raise_fd_limit()
     notifier = Notifier.from_environment()
+    serving = ready or asyncio.Event()
     try:
-        await _serve(config, notifier, ready, reload)
+        try:
+            await _serve(config, notifier, serving, reload)
+        except Exception as exc:
+            if serving.is_set() or not is_disk_full(exc):
+                raise
+            # A start that could not write its lock, owner key or store: not an
+            # internal error to show as a traceback, but a full disk to name (once
+            # serving, the store refuses submissions and holds outcomes instead).
+            socket_dir = config.socket_path.absolute().parent
+            raise StartupError(
+                f"no space left to start ({exc}): the daemon writes to its state directory"
+                f" {config.state_dir} and its socket directory {socket_dir}; free space on"
+                f" their file system (`df -h {config.state_dir} {socket_dir}`), then start"
+                " it again"
+            ) from None
     except StartupError as exc:
         notifier.status(f"cannot start: {exc}")
         raise
