@@ -26,6 +26,8 @@ _Resp = TypeVar("_Resp")
 NO_ANSWER = "the socket accepted the connection but nothing answered"
 #: How to get a daemon running, appended to every "cannot reach the daemon" message.
 START_HINT = f"start it with `gcgated` (or `gcgated --socket PATH`), or set {SOCKET_ENV}"
+#: The longest path a Unix socket address holds (sun_path, less its final NUL).
+MAX_SOCKET_PATH_BYTES = 107
 
 _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -165,6 +167,16 @@ class Connection:
         metadata: Callable[[], list[tuple[str, str]]] | None = None,
     ) -> None:
         self.socket_path = Path(socket_path)
+        size = len(os.fsencode(self.socket_path))
+        if size > MAX_SOCKET_PATH_BYTES:
+            # gRPC would print its own error lines on stderr and fail with UNKNOWN.
+            raise errors.DaemonUnavailable(
+                f"cannot reach the gcgate daemon at {self.socket_path}: the path is {size}"
+                f" bytes, longer than the {MAX_SOCKET_PATH_BYTES} a Unix socket address"
+                " holds, so no daemon can listen there; give a shorter path"
+                f" (`gcgated` logs its socket when it starts), or unset {SOCKET_ENV}"
+                " to use the default"
+            )
         self._channel = grpc.insecure_channel(f"unix:{self.socket_path}", options=_CHANNEL_OPTIONS)
         channel: grpc.Channel = self._channel
         if metadata is not None:
