@@ -37,7 +37,8 @@ gcgated's own lines; other libraries' stay at --log-level-libraries (WARNING).
 --check-config loads and checks the configuration as a start would (settings,
 credentials, state and socket directories, group), prints the config file and
 effective settings (secrets masked) and exits 0, or prints each problem and
-exits 2; it starts and changes nothing (use it before `systemctl reload`).
+exits 2; it starts and changes nothing (the shipped systemd units run it on
+`systemctl reload`, before the SIGHUP).
 
 Service-account credentials (a Globus client id and secret) come from systemd
 credentials ($CREDENTIALS_DIRECTORY/client_id, client_secret), else
