@@ -320,7 +320,13 @@ def _coerce(current: Any, raw: Any) -> Any:
         raise TypeError(f"expected {kind}, not a TOML {TOML_KINDS[type(raw)]}")
     if isinstance(current, int) and isinstance(raw, float) and not raw.is_integer():
         raise ValueError("expected a whole number")
-    return type(current)(raw)
+    try:
+        return type(current)(raw)
+    except ValueError:  # int("2.5"), float("7d"): Python's wording is no help
+        if isinstance(current, str):
+            raise
+        kind = "a whole number" if isinstance(current, int) else "a number"
+        raise ValueError(f"expected {kind}") from None
 
 
 def _boolean(raw: Any) -> bool:
