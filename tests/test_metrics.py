@@ -245,6 +245,23 @@ def test_http_listener_on_a_unix_socket_is_private_and_replaces_a_stale_one(
             assert (status, content_type) == (200, CONTENT_TYPE)
             assert rpc_count(samples(text), "Run") == rpc_count(before, "Run") + 1
             assert get_unix(path, "/other")[0] == 404
+            # The metrics socket mistaken for the daemon's: named as such, not "nobody
+            # is listening; start gcgated".
+            assert GCGATE, "the gcgate console script is not installed next to this Python"
+            mistaken = subprocess.run(
+                [GCGATE, "--socket", str(path), "status"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert mistaken.returncode == 3, mistaken.stderr
+            assert d.process is not None
+            assert mistaken.stderr.strip() == (
+                f"gcgate: cannot reach the gcgate daemon: {path} is not a gcgate daemon's"
+                f" socket: process {d.process.pid} listens on it but does not answer gRPC (is"
+                " it the daemon's metrics_listen HTTP socket, or another program's?); give the"
+                " path of the daemon's socket (`gcgated` logs it when it starts)"
+            )
         assert not path.exists(), "the daemon removes its metrics socket when it stops"
     finally:
         shutil.rmtree(socket_dir, ignore_errors=True)

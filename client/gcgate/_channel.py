@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import grpc
 
 from gcgate import errors
-from gcgate._diagnose import not_a_socket, not_answering
+from gcgate._diagnose import not_a_socket, not_answering, not_grpc
 from gcgate.constants import MAX_MESSAGE_BYTES, SOCKET_ENV, UPSTREAM_UNAVAILABLE_METADATA
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
@@ -24,6 +24,8 @@ _Resp = TypeVar("_Resp")
 
 #: Why gRPC could not connect: the socket took the connection, nothing answered.
 NO_ANSWER = "the socket accepted the connection but nothing answered"
+#: Why gRPC could not connect: the socket file is there, the connection failed.
+NOT_LISTENING = "nobody is listening"
 #: How to get a daemon running, appended to every "cannot reach the daemon" message.
 START_HINT = f"start it with `gcgated` (or `gcgated --socket PATH`), or set {SOCKET_ENV}"
 #: The longest path a Unix socket address holds (sun_path, less its final NUL).
@@ -57,7 +59,7 @@ def _connect_failure(details: str, socket_path: Path) -> str | None:
     if "timed out" in details:
         return NO_ANSWER
     if "failed to connect" in details or "No such file" in details or "refused" in details:
-        return "no such socket" if not socket_path.exists() else "nobody is listening"
+        return "no such socket" if not socket_path.exists() else NOT_LISTENING
     return None
 
 
@@ -76,10 +78,12 @@ def unavailable_error(socket_path: Path, reason: str) -> errors.DaemonUnavailabl
 
 def connect_error(socket_path: Path, reason: str) -> errors.DaemonUnavailable:
     """The :class:`DaemonUnavailable` for a failed connection, once the path was
-    looked at: not a socket (fix the path), a daemon that accepted and did not
-    answer (stopped or wedged: no use starting another), else ``reason`` with
-    how to start the daemon."""
+    looked at: not a socket, or a socket another kind of server listens on (fix
+    the path), a daemon that accepted and did not answer (stopped or wedged: no
+    use starting another), else ``reason`` with how to start the daemon."""
     wrong_path = not_a_socket(socket_path)
+    if wrong_path is None and reason == NOT_LISTENING:
+        wrong_path = not_grpc(socket_path)
     if wrong_path is not None:
         return errors.DaemonUnavailable(f"cannot reach the gcgate daemon: {wrong_path}")
     if reason == NO_ANSWER:

@@ -90,3 +90,17 @@ def not_answering(socket_path: Path, waited: float | None) -> str:
         f" check it with `ps -o pid,stat,etime,cmd -p {pid}` (STAT T: stopped, resume it with"
         f" `kill -CONT {pid}`) and look at its log"
     )
+
+
+def not_grpc(socket_path: Path) -> str | None:
+    """Why a socket gRPC could not talk to is not the daemon's, when a process
+    listens on it (a gRPC failure there is not "nobody is listening": the daemon's
+    metrics_listen HTTP socket, or another program's); None when nobody does."""
+    pid = listener_pid(socket_path)
+    if pid is None:
+        return None
+    return (
+        f"{socket_path} is not a gcgate daemon's socket: process {pid} listens on it but"
+        " does not answer gRPC (is it the daemon's metrics_listen HTTP socket, or another"
+        " program's?); give the path of the daemon's socket (`gcgated` logs it when it starts)"
+    )
