@@ -24,8 +24,8 @@ _Resp = TypeVar("_Resp")
 
 #: Why gRPC could not connect: the socket took the connection, nothing answered.
 NO_ANSWER = "the socket accepted the connection but nothing answered"
-#: Why gRPC could not connect: the socket file is there, the connection failed.
-NOT_LISTENING = "nobody is listening"
+#: Why gRPC could not connect: an HTTP/1 server answered (metrics_listen's, another).
+NOT_GRPC = "the server listening there does not speak gRPC"
 #: How to get a daemon running, appended to every "cannot reach the daemon" message.
 START_HINT = f"start it with `gcgated` (or `gcgated --socket PATH`), or set {SOCKET_ENV}"
 #: The longest path a Unix socket address holds (sun_path, less its final NUL).
@@ -58,8 +58,10 @@ def _connect_failure(details: str, socket_path: Path) -> str | None:
         return "permission"
     if "timed out" in details:
         return NO_ANSWER
+    if "Failed parsing HTTP/2" in details or "http1.x server" in details:
+        return NOT_GRPC
     if "failed to connect" in details or "No such file" in details or "refused" in details:
-        return "no such socket" if not socket_path.exists() else NOT_LISTENING
+        return "no such socket" if not socket_path.exists() else "nobody is listening"
     return None
 
 
@@ -82,7 +84,7 @@ def connect_error(socket_path: Path, reason: str) -> errors.DaemonUnavailable:
     the path), a daemon that accepted and did not answer (stopped or wedged: no
     use starting another), else ``reason`` with how to start the daemon."""
     wrong_path = not_a_socket(socket_path)
-    if wrong_path is None and reason == NOT_LISTENING:
+    if wrong_path is None and reason == NOT_GRPC:
         wrong_path = not_grpc(socket_path)
     if wrong_path is not None:
         return errors.DaemonUnavailable(f"cannot reach the gcgate daemon: {wrong_path}")

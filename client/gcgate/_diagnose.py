@@ -93,9 +93,9 @@ def not_answering(socket_path: Path, waited: float | None) -> str:
 
 
 def not_grpc(socket_path: Path) -> str | None:
-    """Why a socket gRPC could not talk to is not the daemon's, when a process
-    listens on it (a gRPC failure there is not "nobody is listening": the daemon's
-    metrics_listen HTTP socket, or another program's); None when nobody does."""
+    """Why a socket where an HTTP/1 server answered gRPC is not the daemon's (the
+    daemon's metrics_listen socket, or another program's), naming the process that
+    listens on it; None when nobody does any more."""
     pid = listener_pid(socket_path)
     if pid is None:
         return None
