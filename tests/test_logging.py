@@ -339,6 +339,19 @@ def test_check_config_names_each_problem(
     assert not (tmp_path / "s").exists()
 
 
+def test_check_config_finds_what_a_start_refuses_about_a_metrics_socket(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir" / "metrics.sock"
+    done = check_config(tmp_path, f"metrics_listen = 'unix:{missing}'\n")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"metrics_listen: the directory of {missing} does not exist" in done.stderr
+    squatter = tmp_path / "metrics.sock"
+    squatter.write_text("not a socket\n")
+    done = check_config(tmp_path, f"metrics_listen = 'unix:{squatter}'\n")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"metrics_listen: {squatter} exists and is not a socket" in done.stderr
+    assert squatter.read_text() == "not a socket\n"
+
+
 def test_an_empty_gcgate_config_variable_is_unset(tmp_path: Path) -> None:
     """As every GCGATE_* variable: the default file is looked for, not "." read."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GCGATE_", "GLOBUS_"))}
