@@ -318,13 +318,13 @@ def _coerce(current: Any, raw: Any) -> Any:
     if isinstance(raw, (bool, list, dict)):
         kind = "a string" if isinstance(current, str) else "a number"
         raise TypeError(f"expected {kind}, not a TOML {TOML_KINDS[type(raw)]}")
+    if isinstance(current, str):
+        return str(raw)  # a TOML integer too: group = 1000
     if isinstance(current, int) and isinstance(raw, float) and not raw.is_integer():
         raise ValueError("expected a whole number")
     try:
         return type(current)(raw)
     except ValueError:  # int("2.5"), float("7d"): Python's wording is no help
-        if isinstance(current, str):
-            raise
         kind = "a whole number" if isinstance(current, int) else "a number"
         raise ValueError(f"expected {kind}") from None
 
