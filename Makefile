@@ -86,9 +86,13 @@ install-venv:
 ## Units, sysusers snippet, /etc/gcgate (never overwriting gcgate.env); DESTDIR-aware.
 install-units:
 	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(USERUNITDIR) $(DESTDIR)$(SYSUSERSDIR)
-	sed 's|^ExecStart=.*gcgated$$|ExecStart=$(PREFIX)/bin/gcgated|' systemd/gcgated.service \
+	sed -e 's|^ExecStart=.*gcgated$$|ExecStart=$(PREFIX)/bin/gcgated|' \
+		-e 's|^ExecReload=.*gcgated --check-config$$|ExecReload=$(PREFIX)/bin/gcgated --check-config|' \
+		systemd/gcgated.service \
 		> $(DESTDIR)$(UNITDIR)/gcgated.service
-	sed 's|^ExecStart=.*gcgated$$|ExecStart=$(PREFIX)/bin/gcgated|' systemd/gcgated-user.service \
+	sed -e 's|^ExecStart=.*gcgated$$|ExecStart=$(PREFIX)/bin/gcgated|' \
+		-e 's|^ExecReload=.*gcgated --check-config$$|ExecReload=$(PREFIX)/bin/gcgated --check-config|' \
+		systemd/gcgated-user.service \
 		> $(DESTDIR)$(USERUNITDIR)/gcgated.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/gcgated.service $(DESTDIR)$(USERUNITDIR)/gcgated.service
 	install -m 0644 systemd/gcgate.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/gcgate.conf

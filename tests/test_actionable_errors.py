@@ -332,6 +332,21 @@ def test_a_file_that_is_not_a_socket_is_named_as_such(tmp_path: Path) -> None:
     )
 
 
+def test_a_socket_path_too_long_for_unix_sockets_is_named_as_such() -> None:
+    """Not gRPC's own error lines on stderr and an UNKNOWN status (exit 1)."""
+    long_path = Path("/tmp", "x" * 120, "gcgate.sock")
+    shown = cli("status", env={**os.environ, "GCGATE_SOCKET": str(long_path)})
+    assert shown.returncode == 3, shown.stderr
+    assert shown.stderr.strip() == (
+        f"gcgate: cannot reach the gcgate daemon at {long_path}: the path is 137 bytes, longer"
+        " than the 107 a Unix socket address holds, so no daemon can listen there; give a"
+        " shorter path (`gcgated` logs its socket when it starts), or unset GCGATE_SOCKET to"
+        " use the default"
+    )
+    with pytest.raises(DaemonUnavailable, match="longer than the 107"):
+        Client(socket_path=long_path)
+
+
 def test_stale_and_missing_sockets_say_start_the_daemon(tmp_path: Path) -> None:
     short = Path(tempfile.mkdtemp(prefix="gcg-stale-", dir="/tmp"))
     try:

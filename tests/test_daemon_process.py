@@ -158,6 +158,27 @@ def test_directory_writable_by_others_is_refused(
     assert not socket_path.exists()
 
 
+@pytest.mark.parametrize("which", ["socket", "state"])
+def test_a_shared_directory_like_tmp_is_refused_with_a_directory_of_its_own_to_use(
+    which: str, short_dir: Path, tmp_path: Path
+) -> None:
+    """``--socket /tmp/gcgate.sock``: the advice is a directory inside, never to chmod
+    the shared one (as root, /tmp is the daemon's user's, so only its mode tells)."""
+    target = short_dir / "shared"
+    target.mkdir()
+    os.chmod(target, 0o1777)
+    socket_path = (target if which == "socket" else short_dir) / "gcgate.sock"
+    state_dir = target if which == "state" else tmp_path / "state"
+    err = refused(
+        "--socket", str(socket_path), "--state-dir", str(state_dir), env=isolated_env(tmp_path)
+    )
+    assert f"{target} is shared by every user (mode drwxrwxrwt, like /tmp)" in err
+    assert f"e.g. {target}/gcgate-{os.getuid()}/, which it creates private" in err
+    assert "chmod" not in err
+    assert mode(target) == 0o1777
+    assert not socket_path.exists()
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="making a directory of another uid needs root")
 def test_directory_of_another_user_is_refused(short_dir: Path, tmp_path: Path) -> None:
     target = short_dir / "theirs"
@@ -367,14 +388,41 @@ EMPTY_ENV = {
             "command line: unread_retention_days must be > 0 (inf keeps",
         ),
         ([], "[gcgated]\nworkers = 1\nbogus = 2\n", {}, "unknown setting 'bogus'"),
-        ([], "workers = 'many'\n", {}, "bad value for 'workers': 'many'"),
+        ([], "workers = 'many'\n", {}, "bad value for 'workers': 'many' (expected a whole number)"),
         ([], "workers = [1\n", {}, "cannot read config file"),
         ([], "log_level = 'verbose'\n", {}, "log_level must be one of DEBUG, INFO"),
         ([], None, {"GCGATE_LOG_LEVEL": "loud"}, "environment: log_level must be one of"),
         ([], None, {"GCGATE_WORKERS": "-2"}, "environment: workers must be >= 0"),
+        (
+            [],
+            None,
+            {"GCGATE_RETENTION_DAYS": "7d"},
+            "environment: bad value for 'retention_days': '7d' (expected a number)",
+        ),
         (["--config", "{tmp}/missing.toml"], None, {}, "missing.toml does not exist"),
         # An empty variable is unset: the flag's error, not "bad value ''".
         (["--workers", "-1"], None, EMPTY_ENV, "command line: workers must be >= 0"),
+        # A TOML value of another kind is refused, not converted (to 2 workers, 1 day, 100 MB).
+        ([], "workers = 2.7\n", {}, "bad value for 'workers': 2.7 (expected a whole number)"),
+        ([], "retention_days = true\n", {}, "(expected a number, not a TOML boolean)"),
+        ([], "store_size_limit_mb = 100.5\n", {}, "(expected a whole number)"),
+        ([], "result_push = 1\n", {}, "bad value for 'result_push': 1 (expected true or false)"),
+        ([], "log_format = ['json']\n", {}, "(expected a string, not a TOML array)"),
+        # An empty path is not the working directory.
+        ([], "state_dir = ''\n", {}, "bad value for 'state_dir': '' (an empty path; give one"),
+        (["--socket", ""], None, {}, "command line: bad value for 'socket_path': '' (an empty"),
+        # TOML is UTF-8: a file in another encoding is named, not a traceback.
+        ([], "retention_days = 3 # caf\xe9\n", {}, "is not UTF-8 text, as TOML must be (byte 0xe9"),
+        # With a [gcgated] table nothing else is read: refused, not silently ignored.
+        (
+            [],
+            "workers = 2\n[gcgated]\nretention_days = 3\n",
+            {},
+            "'workers' outside the [gcgated] table would be ignored; move it into [gcgated]",
+        ),
+        ([], "gcgated = 5\n", {}, "gcgated must be the [gcgated] table, not 5"),
+        # The Globus backend's tunables: refused as the file's, before anything starts.
+        ([], "rate_limit_requests = 0\n", {}, ".toml: rate_limit_requests must be > 0, not 0"),
     ],
     ids=[
         "negative-workers",
@@ -386,8 +434,20 @@ EMPTY_ENV = {
         "bad-log-level",
         "env-log-level",
         "env-workers",
+        "env-days-with-unit",
         "missing-config",
         "empty-env-is-unset",
+        "fractional-int",
+        "boolean-number",
+        "fractional-size",
+        "number-boolean",
+        "array-string",
+        "empty-state-dir",
+        "empty-socket-flag",
+        "latin-1-file",
+        "setting-beside-table",
+        "table-not-a-table",
+        "globus-tunable",
     ],
 )
 def test_bad_config_exits_2_with_a_message(
@@ -400,7 +460,8 @@ def test_bad_config_exits_2_with_a_message(
 ) -> None:
     args = [a.format(tmp=tmp_path) for a in args]
     if config is not None:
-        (tmp_path / "gcgated.toml").write_text(config)
+        # Latin-1: one byte per character, so a case can hold bytes that are not UTF-8.
+        (tmp_path / "gcgated.toml").write_bytes(config.encode("latin-1"))
         args += ["--config", str(tmp_path / "gcgated.toml")]
     socket_path = short_dir / "gcgate.sock"
     done = run_gcgated(

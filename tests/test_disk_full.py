@@ -197,3 +197,30 @@ def test_full_disk_refuses_new_work_and_loses_nothing(disk: Disk, tmp_path: Path
     counts = status["tasks"]
     assert counts["success"] + counts["failed"] == status["store"]["task_records"]
     assert "internal error" not in daemon.log()
+
+
+def test_a_start_on_a_full_disk_says_so_without_a_traceback(tmp_path: Path) -> None:
+    """No room for the state lock, the owner key or the store: one line naming the
+    directories and what to do, exit 1, instead of an OSError traceback."""
+    mount = tmp_path / "mnt"
+    if not mount_tmpfs(mount):
+        pytest.skip("cannot mount a tmpfs here to fill")
+    daemon = Daemon(mount / "state")
+    try:
+        daemon.state_dir.mkdir(mode=0o700)
+        fill(mount)
+        done = subprocess.run(
+            daemon.command(), env=daemon.env, capture_output=True, text=True, timeout=WAIT
+        )
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr
+        assert (
+            f"no space left to start ([Errno {errno.ENOSPC}] No space left on device): the"
+            f" daemon writes to its state directory {daemon.state_dir} and its socket"
+            f" directory {daemon.socket_dir}; free space on their file system"
+            f" (`df -h {daemon.state_dir} {daemon.socket_dir}`), then start it again"
+        ) in done.stderr
+        assert not daemon.socket_path.exists()
+    finally:
+        daemon.close()
+        unmount(mount)

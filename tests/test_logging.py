@@ -308,8 +308,19 @@ def test_check_config_prints_the_settings_and_creates_nothing(tmp_path: Path) ->
             0o644,
             "is readable by its group and others",
         ),
+        # The Globus backend's tunables are settings like any other.
+        ("[gcgated]\npoll_chunk = 0\n", 0o600, "poll_chunk must be > 0, not 0"),
+        ("compute_url = 'ftp://compute'\n", 0o600, "'ftp://compute' is not an http(s) URL"),
     ],
-    ids=["format", "library-level", "group", "half-a-pair", "readable-secret"],
+    ids=[
+        "format",
+        "library-level",
+        "group",
+        "half-a-pair",
+        "readable-secret",
+        "globus-tunable",
+        "compute-url",
+    ],
 )
 def test_check_config_names_each_problem(
     tmp_path: Path, config: str, mode: int, problem: str
@@ -326,6 +337,39 @@ def test_check_config_names_each_problem(
     assert problem in done.stderr
     assert SECRET not in done.stdout + done.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_check_config_finds_what_a_start_refuses_about_a_metrics_socket(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir" / "metrics.sock"
+    done = check_config(tmp_path, f"metrics_listen = 'unix:{missing}'\n")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"metrics_listen: the directory of {missing} does not exist" in done.stderr
+    squatter = tmp_path / "metrics.sock"
+    squatter.write_text("not a socket\n")
+    done = check_config(tmp_path, f"metrics_listen = 'unix:{squatter}'\n")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"metrics_listen: {squatter} exists and is not a socket" in done.stderr
+    assert squatter.read_text() == "not a socket\n"
+
+
+def test_an_empty_gcgate_config_variable_is_unset(tmp_path: Path) -> None:
+    """As every GCGATE_* variable: the default file is looked for, not "." read."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GCGATE_", "GLOBUS_"))}
+    done = subprocess.run(
+        [str(GCGATED), "--check-config", "--state-dir", str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        env=env
+        | {
+            "GCGATE_CONFIG": "",
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+            "XDG_RUNTIME_DIR": str(tmp_path / "run"),
+        },
+    )
+    assert done.returncode == 0, done.stderr
+    looked_for = tmp_path / "config" / "gcgate" / "gcgated.toml"
+    assert done.stdout.startswith(f"config file: none (looked for {looked_for})\n")
 
 
 def test_check_config_finds_an_unusable_state_directory(tmp_path: Path) -> None:

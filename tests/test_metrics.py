@@ -245,7 +245,108 @@ def test_http_listener_on_a_unix_socket_is_private_and_replaces_a_stale_one(
             assert (status, content_type) == (200, CONTENT_TYPE)
             assert rpc_count(samples(text), "Run") == rpc_count(before, "Run") + 1
             assert get_unix(path, "/other")[0] == 404
+            # The metrics socket mistaken for the daemon's: named as such, not "nobody
+            # is listening; start gcgated".
+            assert GCGATE, "the gcgate console script is not installed next to this Python"
+            mistaken = subprocess.run(
+                [GCGATE, "--socket", str(path), "status"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert mistaken.returncode == 3, mistaken.stderr
+            assert d.process is not None
+            assert mistaken.stderr.strip() == (
+                f"gcgate: cannot reach the gcgate daemon: {path} is not a gcgate daemon's"
+                f" socket: process {d.process.pid} listens on it but does not answer gRPC (is"
+                " it the daemon's metrics_listen HTTP socket, or another program's?); give the"
+                " path of the daemon's socket (`gcgated` logs it when it starts)"
+            )
         assert not path.exists(), "the daemon removes its metrics socket when it stops"
+    finally:
+        shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+def test_http_listener_answers_only_get_and_head(tcp_daemon: tuple[Daemon, int]) -> None:
+    """A scraper's GET and HEAD; any other method 405 naming the allowed ones, even
+    with a body the listener never reads; an unknown path is 404 whatever the method."""
+    _, port = tcp_daemon
+    answers: dict[tuple[str, str], tuple[int, str | None, bytes]] = {}
+    for method, target, body in [
+        ("POST", "/metrics", b"x" * 100_000),
+        ("PUT", "/metrics", b""),
+        ("DELETE", "/metrics", None),
+        ("HEAD", "/metrics", None),
+        ("POST", "/other", b"x"),
+    ]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            connection.request(method, target, body=body)
+            response = connection.getresponse()
+            answers[method, target] = (
+                response.status,
+                response.getheader("Allow"),
+                response.read(),
+            )
+        finally:
+            connection.close()
+    for method in ("POST", "PUT", "DELETE"):
+        assert answers[method, "/metrics"] == (405, "GET, HEAD", b"GET or HEAD only\n"), method
+    assert answers["HEAD", "/metrics"] == (200, None, b"")
+    assert answers["POST", "/other"][0] == 404
+
+
+def refused_start(daemon: Daemon) -> subprocess.CompletedProcess[str]:
+    """Run ``daemon``, which must refuse to start: its exit, a line saying why, no
+    traceback, and nothing of it left behind on its socket."""
+    done = subprocess.run(
+        daemon.command(), env=daemon.env, capture_output=True, text=True, timeout=WAIT
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not daemon.socket_path.exists()
+    return done
+
+
+def test_a_port_another_process_listens_on_is_refused_at_start(tmp_path: Path) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        daemon = Daemon(tmp_path / "state", extra_args=("--metrics-listen", f"127.0.0.1:{port}"))
+        try:
+            done = refused_start(daemon)
+        finally:
+            daemon.close()
+        assert (
+            f"metrics_listen: cannot listen on http://127.0.0.1:{port}/metrics (Address already"
+            f" in use: another process listens on port {port} (`ss -ltnp 'sport = :{port}'`"
+            " names it)); choose another address or port, or leave metrics_listen unset"
+        ) in done.stderr
+        assert "choose another address or port, or leave metrics_listen unset" in done.stderr
+        # The other process keeps its port.
+        with socket.create_connection(("127.0.0.1", port), timeout=10):
+            pass
+
+
+def test_a_unix_socket_another_process_listens_on_is_refused_and_kept(tmp_path: Path) -> None:
+    socket_dir = Path(tempfile.mkdtemp(prefix="gcgm-", dir="/tmp"))
+    path = socket_dir / "metrics.sock"
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+            other.bind(str(path))
+            other.listen()
+            daemon = Daemon(tmp_path / "state", extra_args=("--metrics-listen", f"unix:{path}"))
+            try:
+                done = refused_start(daemon)
+            finally:
+                daemon.close()
+            assert (
+                f"metrics_listen: another process listens on {path}; stop it or choose another path"
+            ) in done.stderr
+            assert path.is_socket(), "the other process's socket is not removed"
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.connect(str(path))  # and it still reaches that process
     finally:
         shutil.rmtree(socket_dir, ignore_errors=True)
 

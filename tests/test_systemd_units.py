@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from gcgated.config import ENV_VARS
+from harness import Daemon, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ROOT / "systemd"
@@ -45,9 +47,15 @@ def directives(unit: Path) -> dict[str, list[str]]:
 
 
 def with_exec_start(unit: Path, directory: Path) -> Path:
-    """A copy of ``unit`` (same file name) whose ExecStart= is this venv's gcgated:
-    verify checks that the binary exists, and the installed path may not."""
+    """A copy of ``unit`` (same file name) whose ExecStart= and ExecReload= check
+    run this venv's gcgated: verify checks that the binary exists, and the
+    installed path may not."""
     text = re.sub(r"(?m)^ExecStart=.*$", f"ExecStart={GCGATED}", unit.read_text())
+    text = re.sub(
+        r"(?m)^ExecReload=\S*gcgated --check-config$",
+        f"ExecReload={GCGATED} --check-config",
+        text,
+    )
     copy = directory / ("gcgated.service" if unit == USER_UNIT else unit.name)
     copy.write_text(text)
     return copy
@@ -145,7 +153,9 @@ def test_system_unit_has_what_the_service_needs() -> None:
         "RuntimeDirectoryMode": ["0750"],
         "UMask": ["0077"],
         "Restart": ["on-failure"],
+        "RestartPreventExitStatus": ["2"],
         "KillMode": ["mixed"],
+        "ExecReload": ["/opt/gcgate/bin/gcgated --check-config", "/bin/kill -HUP $MAINPID"],
         "EnvironmentFile": ["-/etc/gcgate/gcgate.env"],
         "LoadCredential": [
             "client_id:/etc/gcgate/credentials/client_id",
@@ -184,6 +194,52 @@ def test_user_unit_uses_the_users_own_places() -> None:
     assert "User" not in unit
     assert unit["KillMode"] == ["mixed"]
     assert int(unit["WatchdogSec"][0]) > 0
+    assert unit["ExecReload"] == [
+        f"{unit['ExecStart'][0]} --check-config",
+        "/bin/kill -HUP $MAINPID",
+    ]
+    assert unit["RestartPreventExitStatus"] == ["2"]
+
+
+def test_reload_checks_the_config_beside_the_running_daemon_before_signalling_it(
+    tmp_path: Path,
+) -> None:
+    """The system unit's ExecReload= check, run as systemd runs it (the unit's
+    Environment=, STATE_DIRECTORY, RUNTIME_DIRECTORY) while the daemon serves on
+    those directories: a good file passes; a broken one fails, naming the problem,
+    so systemd fails the reload and never runs the ExecReload= that sends SIGHUP."""
+    unit = directives(SYSTEM_UNIT)
+    check, signal_it = unit["ExecReload"]
+    assert check == f"{unit['ExecStart'][0]} --check-config"
+    assert signal_it == "/bin/kill -HUP $MAINPID"
+    config = tmp_path / "gcgated.toml"
+    config.write_text("[gcgated]\nretention_days = 7\n")
+    service_env = dict(item.split("=", 1) for item in unit["Environment"][0].split())
+    assert service_env["GCGATE_CONFIG"] == "/etc/gcgate/gcgated.toml"
+    daemon = Daemon(tmp_path / "state", workers=1)
+    service_env |= {
+        "GCGATE_CONFIG": str(config),
+        "GCGATE_GROUP": str(os.getgid()),  # the unit's group gcgate stands for ours
+        "STATE_DIRECTORY": str(daemon.state_dir),
+        "RUNTIME_DIRECTORY": str(daemon.socket_dir),
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GCGATE_")} | service_env
+    command = [str(GCGATED), *shlex.split(check)[1:]]
+
+    def run_check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+    daemon.daemon_env = service_env
+    for running in serve(daemon.start()):
+        good = run_check()
+        assert good.returncode == 0, good.stderr
+        assert f"config file: {config}" in good.stdout
+        assert f"socket_path = {running.socket_path} (default)" in good.stdout
+        config.write_text("[gcgated]\nretention_days = -1\n")
+        broken = run_check()
+        assert broken.returncode == 2, broken.stdout + broken.stderr
+        assert f"config file {config}: retention_days must be >= 0" in broken.stderr
+        assert "Traceback" not in broken.stderr
 
 
 def test_env_file_names_only_real_settings() -> None:
@@ -253,6 +309,7 @@ def test_install_units_lays_out_the_files(staged: Path, runtime_dir: Path) -> No
     for unit in ("system", "user"):
         installed = staged / f"etc/systemd/{unit}/gcgated.service"
         assert directives(installed)["ExecStart"] == [f"{prefix}/bin/gcgated"]
+        assert directives(installed)["ExecReload"][0] == f"{prefix}/bin/gcgated --check-config"
         if ANALYZE is not None:
             done = verify(installed, runtime_dir, user=unit == "user")
             assert (done.stdout + done.stderr).strip() == "", done.stdout + done.stderr

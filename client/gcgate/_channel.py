@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import grpc
 
 from gcgate import errors
-from gcgate._diagnose import not_a_socket, not_answering
+from gcgate._diagnose import not_a_socket, not_answering, not_grpc
 from gcgate.constants import (
     MAX_MESSAGE_BYTES,
     MAX_SUBMISSION_BYTES,
@@ -30,8 +30,12 @@ _Resp = TypeVar("_Resp")
 
 #: Why gRPC could not connect: the socket took the connection, nothing answered.
 NO_ANSWER = "the socket accepted the connection but nothing answered"
+#: Why gRPC could not connect: an HTTP/1 server answered (metrics_listen's, another).
+NOT_GRPC = "the server listening there does not speak gRPC"
 #: How to get a daemon running, appended to every "cannot reach the daemon" message.
 START_HINT = f"start it with `gcgated` (or `gcgated --socket PATH`), or set {SOCKET_ENV}"
+#: The longest path a Unix socket address holds (sun_path, less its final NUL).
+MAX_SOCKET_PATH_BYTES = 107
 
 _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -60,6 +64,8 @@ def _connect_failure(details: str, socket_path: Path) -> str | None:
         return "permission"
     if "timed out" in details:
         return NO_ANSWER
+    if "Failed parsing HTTP/2" in details or "http1.x server" in details:
+        return NOT_GRPC
     if "failed to connect" in details or "No such file" in details or "refused" in details:
         return "no such socket" if not socket_path.exists() else "nobody is listening"
     return None
@@ -80,10 +86,12 @@ def unavailable_error(socket_path: Path, reason: str) -> errors.DaemonUnavailabl
 
 def connect_error(socket_path: Path, reason: str) -> errors.DaemonUnavailable:
     """The :class:`DaemonUnavailable` for a failed connection, once the path was
-    looked at: not a socket (fix the path), a daemon that accepted and did not
-    answer (stopped or wedged: no use starting another), else ``reason`` with
-    how to start the daemon."""
+    looked at: not a socket, or a socket another kind of server listens on (fix
+    the path), a daemon that accepted and did not answer (stopped or wedged: no
+    use starting another), else ``reason`` with how to start the daemon."""
     wrong_path = not_a_socket(socket_path)
+    if wrong_path is None and reason == NOT_GRPC:
+        wrong_path = not_grpc(socket_path)
     if wrong_path is not None:
         return errors.DaemonUnavailable(f"cannot reach the gcgate daemon: {wrong_path}")
     if reason == NO_ANSWER:
@@ -196,6 +204,16 @@ class Connection:
         metadata: Callable[[], list[tuple[str, str]]] | None = None,
     ) -> None:
         self.socket_path = Path(socket_path)
+        size = len(os.fsencode(self.socket_path))
+        if size > MAX_SOCKET_PATH_BYTES:
+            # gRPC would print its own error lines on stderr and fail with UNKNOWN.
+            raise errors.DaemonUnavailable(
+                f"cannot reach the gcgate daemon at {self.socket_path}: the path is {size}"
+                f" bytes, longer than the {MAX_SOCKET_PATH_BYTES} a Unix socket address"
+                " holds, so no daemon can listen there; give a shorter path"
+                f" (`gcgated` logs its socket when it starts), or unset {SOCKET_ENV}"
+                " to use the default"
+            )
         self._channel = grpc.insecure_channel(f"unix:{self.socket_path}", options=_CHANNEL_OPTIONS)
         channel: grpc.Channel = self._channel
         if metadata is not None:

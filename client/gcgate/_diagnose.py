@@ -90,3 +90,17 @@ def not_answering(socket_path: Path, waited: float | None) -> str:
         f" check it with `ps -o pid,stat,etime,cmd -p {pid}` (STAT T: stopped, resume it with"
         f" `kill -CONT {pid}`) and look at its log"
     )
+
+
+def not_grpc(socket_path: Path) -> str | None:
+    """Why a socket where an HTTP/1 server answered gRPC is not the daemon's (the
+    daemon's metrics_listen socket, or another program's), naming the process that
+    listens on it; None when nobody does any more."""
+    pid = listener_pid(socket_path)
+    if pid is None:
+        return None
+    return (
+        f"{socket_path} is not a gcgate daemon's socket: process {pid} listens on it but"
+        " does not answer gRPC (is it the daemon's metrics_listen HTTP socket, or another"
+        " program's?); give the path of the daemon's socket (`gcgated` logs it when it starts)"
+    )

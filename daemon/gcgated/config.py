@@ -175,18 +175,8 @@ class Config:
             from_file = source.startswith("config file")
             if name in FILE_ONLY and not from_file:
                 raise StartupError(f"{source}: {name} can only be set in the config file")
-            current = getattr(self, name)
             try:
-                if isinstance(current, Path):
-                    value: Any = Path(raw).expanduser()
-                elif isinstance(current, Secret):
-                    if not isinstance(raw, str):
-                        raise TypeError("expected a string")
-                    value = Secret(raw.strip())
-                elif isinstance(current, bool):
-                    value = _boolean(raw)
-                else:
-                    value = type(current)(raw)
+                value = _coerce(getattr(self, name), raw)
             except (TypeError, ValueError) as exc:
                 shown = "(hidden)" if name in FILE_ONLY else repr(raw)
                 raise StartupError(f"{source}: bad value for {name!r}: {shown} ({exc})") from None
@@ -249,6 +239,10 @@ class Config:
             except ValueError as exc:
                 raise StartupError(f"{source}: metrics_listen: {exc}") from None
         try:
+            check_globus_settings(self)
+        except ValueError as exc:
+            raise StartupError(f"{source}: {exc}") from None
+        try:
             self.group_id  # noqa: B018 - resolves the name, or raises
         except KeyError:
             raise StartupError(
@@ -257,11 +251,92 @@ class Config:
             ) from None
 
 
+#: Globus backend settings that must be > 0, and those that must be >= 0.
+GLOBUS_POSITIVE = (
+    "rate_limit_requests",
+    "rate_limit_window_seconds",
+    "rate_limit_burst",
+    "submit_max_tasks",
+    "submit_max_bytes",
+    "poll_chunk",
+    "poll_min_seconds",
+    "push_overdue_seconds",
+    "http_timeout_seconds",
+)
+GLOBUS_NON_NEGATIVE = ("submit_window_ms", "endpoint_cache_seconds", "retry_seconds")
+
+
+def check_globus_settings(settings: Any) -> None:
+    """ValueError naming the first Globus backend setting of ``settings`` (a Config
+    or the backend's GlobusSettings) that cannot work.
+
+    Checked when the configuration is loaded, like every other setting, so a start
+    refuses it as a configuration error (exit 2) before anything runs, and
+    ``--check-config`` and a SIGHUP reload find it too; the backend checks again
+    for settings built without the loader.
+    """
+    for name in GLOBUS_POSITIVE:
+        if not getattr(settings, name) > 0:  # NaN too
+            raise ValueError(f"{name} must be > 0, not {getattr(settings, name)!r}")
+    for name in GLOBUS_NON_NEGATIVE:
+        if not getattr(settings, name) >= 0:
+            raise ValueError(f"{name} must be >= 0, not {getattr(settings, name)!r}")
+    if settings.poll_max_seconds < settings.poll_min_seconds:
+        raise ValueError("poll_max_seconds must be >= poll_min_seconds")
+    if settings.submit_max_bytes > MAX_SUBMISSION_BYTES:
+        raise ValueError(
+            f"submit_max_bytes must be at most {MAX_SUBMISSION_BYTES:,} (the service's limit)"
+        )
+    if settings.compute_url and not settings.compute_url.startswith(("https://", "http://")):
+        raise ValueError(f"compute_url {settings.compute_url!r} is not an http(s) URL")
+
+
+#: What TOML calls the values no setting takes, for messages.
+TOML_KINDS = {bool: "boolean", list: "array", dict: "table"}
+
+
+def _coerce(current: Any, raw: Any) -> Any:
+    """``raw`` as a value of ``current``'s type; TypeError or ValueError saying what
+    was expected.
+
+    Text (the environment, flags, a quoted TOML value) is converted. A TOML value of
+    another kind is refused rather than converted: ``workers = 2.7`` or
+    ``retention_days = true`` is a mistake, and running with 2 workers or 1 day
+    would hide it.
+    """
+    if isinstance(current, Path):
+        if isinstance(raw, str) and not raw.strip():
+            # Path("") is ".": the daemon would make the working directory its own.
+            raise ValueError("an empty path; give one, or leave the setting out")
+        return Path(raw).expanduser()
+    if isinstance(current, Secret):
+        if not isinstance(raw, str):
+            raise TypeError("expected a string")
+        return Secret(raw.strip())
+    if isinstance(current, bool):
+        return _boolean(raw)
+    if isinstance(raw, (bool, list, dict)):
+        kind = "a string" if isinstance(current, str) else "a number"
+        raise TypeError(f"expected {kind}, not a TOML {TOML_KINDS[type(raw)]}")
+    if isinstance(current, str):
+        return str(raw)  # a TOML integer too: group = 1000
+    if isinstance(current, int) and isinstance(raw, float) and not raw.is_integer():
+        raise ValueError("expected a whole number")
+    try:
+        return type(current)(raw)
+    except ValueError:  # int("2.5"), float("7d"): Python's wording is no help
+        kind = "a whole number" if isinstance(current, int) else "a number"
+        raise ValueError(f"expected {kind}") from None
+
+
 def _boolean(raw: Any) -> bool:
-    """A TOML boolean, or true/false, yes/no, on/off, 1/0 from the environment or a flag."""
+    """A TOML boolean, or true/false, yes/no, on/off, 1/0 as text (the environment,
+    a flag); a TOML number is refused, as for any other setting of another kind."""
     if isinstance(raw, bool):
         return raw
-    text = str(raw).strip().lower()
+    if not isinstance(raw, str):
+        raise TypeError("expected true or false")
+    text = raw.strip().lower()
     if text in ("true", "yes", "on", "1"):
         return True
     if text in ("false", "no", "off", "0"):
@@ -269,9 +344,29 @@ def _boolean(raw: Any) -> bool:
     raise ValueError("expected true or false")
 
 
+def _settings_table(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """A config file's settings: its ``[gcgated]`` table, or its top level if it has
+    none. Beside the table nothing is read, so anything there is refused rather
+    than silently ignored (``workers = 4`` above ``[gcgated]`` would not apply)."""
+    if "gcgated" not in data:
+        return data
+    table = data["gcgated"]
+    if not isinstance(table, dict):
+        raise StartupError(f"{source}: gcgated must be the [gcgated] table, not {table!r}")
+    outside = [name for name in data if name != "gcgated"]
+    if outside:
+        raise StartupError(
+            f"{source}: {', '.join(map(repr, outside))} outside the [gcgated] table would"
+            " be ignored; move it into [gcgated] (or drop the [gcgated] line and keep"
+            " every setting at the top level)"
+        )
+    return table
+
+
 def config_file_path(config_file: Path | None) -> Path:
     """The config file a start reads: ``--config``, ``$GCGATE_CONFIG``, or the default."""
-    return config_file or Path(os.environ.get("GCGATE_CONFIG", default_config_file()))
+    # An empty variable counts as unset, as for every GCGATE_* variable.
+    return config_file or Path(os.environ.get("GCGATE_CONFIG") or default_config_file())
 
 
 def load_config(config_file: Path | None, flags: dict[str, Any]) -> Config:
@@ -284,11 +379,17 @@ def load_config(config_file: Path | None, flags: dict[str, Any]) -> Config:
         raise StartupError(f"cannot read config file {path}: {exc.strerror}") from None
     if found:
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(path.read_bytes().decode())  # TOML is UTF-8, whatever the locale
+        except UnicodeDecodeError as exc:
+            raise StartupError(
+                f"cannot read config file {path}: it is not UTF-8 text, as TOML must be"
+                f" (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+            ) from None
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise StartupError(f"cannot read config file {path}: {exc}") from exc
         config.config_file = path
-        config.update(data.get("gcgated", data), f"config file {path}")
+        source = f"config file {path}"
+        config.update(_settings_table(data, source), source)
     elif config_file is not None:
         raise StartupError(f"config file {config_file} does not exist")
     # An empty variable counts as unset (as GCGATE_SOCKET does for clients).

@@ -53,7 +53,7 @@ from gcgated.backends.local import LocalBackend
 from gcgated.config import Config
 from gcgated.core import TaskLifecycle
 from gcgated.credentials import ClientCredentials, credential_environment, load_client_credentials
-from gcgated.errors import StartupError
+from gcgated.errors import StartupError, is_disk_full
 from gcgated.metrics_listener import MetricsListener, parse_listen
 from gcgated.notify import Notifier
 from gcgated.owner import create_owner_key
@@ -125,6 +125,14 @@ def check_private_dir(path: Path, gid: int | None = None) -> os.stat_result:
     """Refuse an existing ``path`` that is not ours or that others may write to
     (``gcgated --check-config`` asks the same without creating anything)."""
     info = path.stat()
+    if info.st_mode & stat.S_ISVTX and info.st_mode & stat.S_IWOTH:
+        # /tmp and its like: shared by design, and never to be chmod-ed.
+        raise StartupError(
+            f"{path} is shared by every user (mode {stat.filemode(info.st_mode)}, like /tmp);"
+            " refusing to put the socket or state directly in it: give the daemon a"
+            f" directory of its own there, e.g. {path / f'gcgate-{os.getuid()}'}/, which it"
+            " creates private"
+        )
     if info.st_uid != os.getuid():
         raise StartupError(
             f"{path} belongs to uid {info.st_uid}, not to this user ({os.getuid()});"
@@ -227,8 +235,23 @@ async def serve(
     disable_core_dumps()
     raise_fd_limit()
     notifier = Notifier.from_environment()
+    serving = ready or asyncio.Event()
     try:
-        await _serve(config, notifier, ready, reload)
+        try:
+            await _serve(config, notifier, serving, reload)
+        except Exception as exc:
+            if serving.is_set() or not is_disk_full(exc):
+                raise
+            # A start that could not write its lock, owner key or store: not an
+            # internal error to show as a traceback, but a full disk to name (once
+            # serving, the store refuses submissions and holds outcomes instead).
+            socket_dir = config.socket_path.absolute().parent
+            raise StartupError(
+                f"no space left to start ({exc}): the daemon writes to its state directory"
+                f" {config.state_dir} and its socket directory {socket_dir}; free space on"
+                f" their file system (`df -h {config.state_dir} {socket_dir}`), then start"
+                " it again"
+            ) from None
     except StartupError as exc:
         notifier.status(f"cannot start: {exc}")
         raise

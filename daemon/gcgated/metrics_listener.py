@@ -111,10 +111,22 @@ class MetricsListener:
                 )
         except OSError as exc:
             raise StartupError(
-                f"metrics_listen: cannot listen on {self.address} ({exc.strerror or exc});"
+                f"metrics_listen: cannot listen on {self.address} ({self._why(exc)});"
                 " choose another address or port, or leave metrics_listen unset"
             ) from None
         log.info("metrics served at %s", self.address)
+
+    def _why(self, exc: OSError) -> str:
+        """The reason in the system's words, without asyncio's "error while attempting
+        to bind on address (...)" that repeats the address; for a port in use, how to
+        find who holds it."""
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        if exc.errno == errno.EADDRINUSE and self.address.path is None:
+            reason += (
+                f": another process listens on port {self.address.port}"
+                f" (`ss -ltnp 'sport = :{self.address.port}'` names it)"
+            )
+        return reason
 
     async def close(self) -> None:
         if self._server is None:

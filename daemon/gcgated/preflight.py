@@ -17,6 +17,7 @@ from gcgated.config import Config
 from gcgated.credentials import load_client_credentials
 from gcgated.daemon import check_private_dir, group_name
 from gcgated.errors import StartupError
+from gcgated.metrics_listener import parse_listen
 
 
 def problems(config: Config) -> list[str]:
@@ -37,6 +38,7 @@ def problems(config: Config) -> list[str]:
         found.append(
             f"{socket_path} exists and is not a socket; a start would refuse to replace it"
         )
+    found.extend(_metrics_socket_problems(config))
     if gid is not None and os.getuid() != 0 and gid not in (os.getgid(), *os.getgroups()):
         found.append(
             f"this user (uid {os.getuid()}) is not a member of group {group_name(gid)}, so the"
@@ -61,4 +63,21 @@ def _directory_problems(path: Path, what: str, gid: int | None) -> list[str]:
         return [f"{what} {path} cannot be created: {parent} is not a directory"]
     if not os.access(parent, os.W_OK | os.X_OK):
         return [f"{what} {path} cannot be created: this user may not create anything in {parent}"]
+    return []
+
+
+def _metrics_socket_problems(config: Config) -> list[str]:
+    """What a start would refuse about a ``metrics_listen = "unix:/path"`` socket
+    (gcgated.metrics_listener): a missing directory, or another kind of file at the
+    path. Whether another process listens there is left to the start: it may be
+    the running daemon itself."""
+    if not config.metrics_listen:
+        return []
+    path = parse_listen(config.metrics_listen).path
+    if path is None:
+        return []
+    if not path.parent.is_dir():
+        return [f"metrics_listen: the directory of {path} does not exist; create it first"]
+    if os.path.lexists(path) and not path.is_socket():
+        return [f"metrics_listen: {path} exists and is not a socket; a start would not replace it"]
     return []

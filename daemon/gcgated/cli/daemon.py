@@ -22,10 +22,10 @@ Settings come from defaults, then the TOML config file (--config, $GCGATE_CONFIG
 or the user config dir's gcgate/gcgated.toml), then GCGATE_* environment
 variables, then these flags. The embedded local endpoint is {LOCAL_ENDPOINT_ID}
 (alias "local"). Stop the daemon with SIGTERM or Ctrl-C; SIGHUP re-reads the
-config file and applies the log settings, both retentions and store size limit
-(other changes, credentials included, are checked and take effect at the next
-start); a failed reload keeps the running configuration and shows in
-`gcgate status`.
+config file and applies the log settings, both retentions, the store size limit
+and the shutdown grace (other changes, credentials included, are checked and take
+effect at the next start); a failed reload keeps the running configuration and
+shows in `gcgate status`.
 
 Logs go to stderr: --log-format text (timestamped lines), json (one object per
 line: ts, level, logger, message and fields such as task_id, rpc, code) or
@@ -37,7 +37,8 @@ gcgated's own lines; other libraries' stay at --log-level-libraries (WARNING).
 --check-config loads and checks the configuration as a start would (settings,
 credentials, state and socket directories, group), prints the config file and
 effective settings (secrets masked) and exits 0, or prints each problem and
-exits 2; it starts and changes nothing (use it before `systemctl reload`).
+exits 2; it starts and changes nothing (the shipped systemd units run it on
+`systemctl reload`, before the SIGHUP).
 
 Service-account credentials (a Globus client id and secret) come from systemd
 credentials ($CREDENTIALS_DIRECTORY/client_id, client_secret), else

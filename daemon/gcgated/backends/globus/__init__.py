@@ -42,12 +42,11 @@ import globus_sdk
 from gcgate.constants import (
     LOCAL_ENDPOINT_ALIAS,
     LOCAL_ENDPOINT_ID,
-    MAX_SUBMISSION_BYTES,
     TaskStatus,
 )
 
 from gcgated.caller import DAEMON, Caller
-from gcgated.config import Config
+from gcgated.config import Config, check_globus_settings
 from gcgated.credentials import ClientCredentials
 from gcgated.errors import FailedPrecondition, NotFound, StartupError, Unauthenticated
 from gcgated.model import SubmitOptions
@@ -114,32 +113,12 @@ class GlobusSettings:
     http_timeout_seconds: float
 
     def validate(self) -> None:
-        """Refuse settings that cannot work (StartupError names the setting)."""
-        positive = (
-            "rate_limit_requests",
-            "rate_limit_window_seconds",
-            "rate_limit_burst",
-            "submit_max_tasks",
-            "submit_max_bytes",
-            "poll_chunk",
-            "poll_min_seconds",
-            "push_overdue_seconds",
-            "http_timeout_seconds",
-        )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise StartupError(f"{name} must be > 0, not {getattr(self, name)!r}")
-        for name in ("submit_window_ms", "endpoint_cache_seconds", "retry_seconds"):
-            if getattr(self, name) < 0:
-                raise StartupError(f"{name} must be >= 0, not {getattr(self, name)!r}")
-        if self.poll_max_seconds < self.poll_min_seconds:
-            raise StartupError("poll_max_seconds must be >= poll_min_seconds")
-        if self.submit_max_bytes > MAX_SUBMISSION_BYTES:
-            raise StartupError(
-                f"submit_max_bytes must be at most {MAX_SUBMISSION_BYTES:,} (the service's limit)"
-            )
-        if self.compute_url and not self.compute_url.startswith(("https://", "http://")):
-            raise StartupError(f"compute_url {self.compute_url!r} is not an http(s) URL")
+        """Refuse settings that cannot work (StartupError names the setting); the
+        rules are the config loader's, which applies them when a file is read."""
+        try:
+            check_globus_settings(self)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
 
     @classmethod
     def from_config(cls, config: Config) -> GlobusSettings:
