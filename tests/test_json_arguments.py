@@ -301,3 +301,35 @@ def test_filters_by_endpoint_name_the_local_alias_too(daemon, stub, function_id,
     task_id = run_local(stub, function_id, "[[1]]").task_id
     listed = stub.ListTasks(pb.ListTasksRequest(endpoint_id="local", limit=1000))
     assert task_id in {t.task_id for t in listed.tasks}
+
+
+SLOW_SOURCE = "import time\ndef nap(seconds):\n    time.sleep(seconds)\n    return seconds\n"
+
+
+@pytest.mark.parametrize("wait_seconds", [-1.0, float("-inf")])
+def test_a_negative_wait_answers_at_once(stub, wait_seconds) -> None:
+    fid = stub.RegisterFunction(
+        pb.RegisterFunctionRequest(function_name="nap", function_code=SLOW_SOURCE)
+    ).function_id
+    task = stub.Run(
+        pb.RunRequest(
+            endpoint_id="local", function_id=fid, json_arguments=pb.JsonArguments(args_json="[3]")
+        )
+    )
+    record = stub.GetResult(
+        pb.GetResultRequest(task_id=task.task_id, wait_seconds=wait_seconds), timeout=2
+    )
+    assert record.pending
+
+
+def test_a_nan_wait_is_refused_not_waited_past_the_cap(stub, function_id) -> None:
+    """NaN passes min/max through and never runs out: it is refused instead."""
+    task_id = stub.Run(
+        pb.RunRequest(
+            endpoint_id="local",
+            function_id=function_id,
+            json_arguments=pb.JsonArguments(args_json="[[1]]"),
+        )
+    ).task_id
+    request = pb.GetResultRequest(task_id=task_id, wait_seconds=float("nan"))
+    assert "wait_seconds must be a number of seconds" in refusal(stub.GetResult, request)

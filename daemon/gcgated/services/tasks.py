@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from gcgated.backends.globus import GlobusBackend
 from gcgated.caller import Caller
 from gcgated.core import TaskLifecycle
+from gcgated.errors import InvalidArgument
 from gcgated.model import (
     CancelResult,
     PurgeRequest,
@@ -43,7 +45,14 @@ class TaskService:
 
     async def wait_for(self, task_id: str, wait_seconds: float, caller: Caller) -> TaskRecord:
         """The task's record once final, or as it is after ``wait_seconds`` (capped
-        at MAX_WAIT_SECONDS; 0 answers at once)."""
+        at MAX_WAIT_SECONDS; 0 or less answers at once)."""
+        if math.isnan(wait_seconds):
+            # min/max pass NaN through, and a NaN timeout never runs out: the call
+            # would outlast the cap, held until the task ends or the client gives up.
+            raise InvalidArgument(
+                f"wait_seconds must be a number of seconds (0 answers at once; at most"
+                f" {MAX_WAIT_SECONDS:g} are waited), not {wait_seconds}"
+            )
         self._adopt([task_id], caller)
         wait = min(max(wait_seconds, 0.0), MAX_WAIT_SECONDS)
         return self._explained([await self._core.wait_for(task_id, wait)])[0]
