@@ -178,6 +178,23 @@ def test_unknown_task_is_not_found_with_grpcurls_exit_code(daemon) -> None:
     assert "00000000-0000-4000-8000-000000000000" in done.stderr
 
 
+@pytest.mark.parametrize("command", [NOT_FOUND, NO_ARGUMENTS], ids=["not_found", "no_arguments"])
+def test_the_documented_error_output_is_what_grpcurl_prints(daemon, stub, command) -> None:
+    """The ERROR block api.md shows after a command is grpcurl's output, word for word."""
+    fid = json.loads(ok(REGISTER, daemon))["function_id"]
+    shown = documented_output(command)
+    assert shown.startswith("ERROR:\n"), shown
+    assert sh(command, daemon, FID=fid).stderr.strip() == shown
+
+
+def documented_output(command: str) -> str:
+    """The plain code block that follows ``command``'s sh block in api.md."""
+    start = API_DOC.index(f"```sh\n{command}\n```") + len(command) + 10
+    block = API_DOC[start:].lstrip("\n")
+    assert block.startswith("```\n"), block[:80]
+    return block[4 : block.index("\n```", 4)].strip()
+
+
 def split_json_stream(text: str) -> list[str]:
     """grpcurl prints a stream as consecutive pretty-printed JSON documents."""
     decoder, docs, pos = json.JSONDecoder(), [], 0
