@@ -333,3 +333,18 @@ def test_a_nan_wait_is_refused_not_waited_past_the_cap(stub, function_id) -> Non
     ).task_id
     request = pb.GetResultRequest(task_id=task_id, wait_seconds=float("nan"))
     assert "wait_seconds must be a number of seconds" in refusal(stub.GetResult, request)
+
+
+def test_a_globus_endpoint_without_a_login_is_unauthenticated_naming_local(stub, function_id):
+    """What api.md's Run errors say a client without a Globus login gets for any
+    endpoint UUID but the local one (not NOT_FOUND)."""
+    request = pb.RunRequest(
+        endpoint_id="00000000-0000-4000-8000-000000000001",
+        function_id=function_id,
+        json_arguments=pb.JsonArguments(args_json="[[1]]"),
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Run(request)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, err.value.details()
+    assert "not logged in to Globus" in err.value.details()
+    assert "only the local endpoint" in err.value.details()
