@@ -540,6 +540,11 @@ def test_compute_down_for_a_while(impatient: GlobusDaemon, service: StandIn) -> 
     assert client.get_task(run.accepted[5])["pending"]
     state, details = backend(client)
     assert state == "degraded" and details["waiting_to_submit"] >= 1
+    # The load balancer's HTML page is named by its status, not shown tag by tag.
+    assert details["last_error"] == "Globus Compute: HTTP 503: Service Unavailable"
+    listed = client.list_tasks(limit=1000)
+    reasons = [t["pending_reason"] for t in listed if t["task_id"] in waiting]
+    assert reasons and all("<" not in r and "\n" not in r for r in reasons), reasons
 
     service.faults.remove(outage)
     service.go_down()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import http
 import logging
 import random
 import threading
@@ -182,13 +183,30 @@ def no_retries() -> RetryConfig:
 
 
 def describe_api_error(exc: globus_sdk.GlobusAPIError) -> str:
-    """``CODE: message`` from a service error document, without any header."""
+    """``CODE: message`` from a service error document, without any header.
+
+    An answer that is not a JSON document is usually a load balancer's page (its
+    502/503/504 are HTML): that is described by its status's reason phrase, since
+    its markup would fill ``gcgate status`` and the log with many lines of tags; a
+    plain-text body is kept, on one line.
+    """
     data = exc.raw_json if isinstance(exc.raw_json, dict) else {}
     code = exc.code if exc.code and exc.code != "Error" else data.get("code")
     message = exc.message or data.get("reason") or data.get("detail") or data.get("error")
     if not message:
-        message = (exc.text or "").strip()[:500] or f"HTTP {exc.http_status}"
+        text = " ".join((exc.text or "").split())
+        if "html" in (exc.content_type or "").lower() or text.lower().startswith("<"):
+            text = _reason_phrase(exc.http_status)
+        message = text[:500] or f"HTTP {exc.http_status}"
     return f"{code}: {message}" if code else str(message)
+
+
+def _reason_phrase(status: int) -> str:
+    """``Service Unavailable`` for 503; empty for a status HTTP does not name."""
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def retry_after(exc: globus_sdk.GlobusAPIError) -> float | None:
