@@ -144,9 +144,11 @@ def serve(daemon: D) -> Iterator[D]:
     try:
         yield daemon
     finally:
-        if daemon.process is not None:
-            assert daemon.stop() == 0, daemon.log()
-        daemon.close()
+        try:
+            if daemon.process is not None:
+                assert daemon.stop() == 0, daemon.log()
+        finally:
+            daemon.close()  # kills a daemon that did not stop, rather than orphan it
 
 
 def write_private(path: Path, text: str, mode: int = 0o600) -> Path:

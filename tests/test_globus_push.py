@@ -257,6 +257,36 @@ def test_copies_queued_for_results_already_stored_are_drained_after_a_restart(
         assert [client.get_result(t) for t in ids] == [0, 2, 4]
 
 
+@pytest.mark.parametrize("answer_delay", [0.05, 0.4, 1.0])
+def test_sigterm_while_a_submit_is_on_the_wire_stops_and_loses_nothing(
+    daemon: GlobusDaemon, standin: StandIn, broker: Broker, answer_delay: float
+) -> None:
+    """The submit's answer arrives while the daemon stops: it is recorded, the
+    tracker's poll loop (woken by those tasks in the turn stop() cancels it) and
+    the result connection they open still end, and the daemon exits 0. It once
+    hung here, its poll loop's cancellation lost in asyncio.wait_for
+    (tests/test_timeouts.py). After the restart every result arrives."""
+    standin.compute.set_endpoint_status(standin.endpoint_id, "offline")
+    late = standin.faults.slow(answer_delay, count=1, path="/v3/endpoints/*/submit")
+    with Client(socket_path=daemon.socket_path) as client:
+        fid = client.register_function(double)
+        batch = client.create_batch()
+        for x in range(6):
+            batch.add(fid, args=(x,))
+        ids = [
+            t for ts in client.batch_run(standin.endpoint_id, batch)["tasks"].values() for t in ts
+        ]
+        wait_until("the submit on the wire", lambda: late.hits == 1)
+        assert daemon.stop() == 0, daemon.log()
+    assert len(standin.compute.submits) == 1  # answered, and not sent again
+    standin.compute.set_endpoint_status(standin.endpoint_id, "online")
+    daemon.start()
+    with Client(socket_path=daemon.socket_path) as client:
+        results = client.get_tasks(ids, wait=WAIT)
+        assert sorted(r["result"] for r in results.values()) == [2 * x for x in range(6)]
+    assert len(standin.compute.submits) == 1
+
+
 @pytest.fixture
 def own_broker(tmp_path: Path, broker: Broker) -> Iterator[Broker]:
     """A broker this test may stop and restart (``broker``: skips without RabbitMQ)."""

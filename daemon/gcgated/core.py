@@ -64,6 +64,7 @@ from gcgated.store import (
     tombstone_message,
 )
 from gcgated.strict_json import non_json_result
+from gcgated.timeouts import within
 from gcgated.validation import check_function_code, check_task_payload, parse_uuid, shown
 
 log = logging.getLogger(__name__)
@@ -414,7 +415,7 @@ class TaskLifecycle:
             deadline = None if timeout is None else loop.time() + timeout
             while remaining:
                 left = None if deadline is None else deadline - loop.time()
-                record = await asyncio.wait_for(queue.get(), left)
+                record = await within(queue.get(), left)
                 batch, stopping = [], False
                 while True:  # everything queued by now: one flush's worth, or more
                     if record is _SHUTDOWN:

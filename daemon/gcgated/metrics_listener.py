@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gcgated.errors import StartupError
+from gcgated.timeouts import within
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class MetricsListener:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
+            head = await within(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
             method, target, *_ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
             writer.write(self._answer(method, target.split("?", 1)[0]))
             await writer.drain()

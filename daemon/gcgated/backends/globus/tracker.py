@@ -61,6 +61,7 @@ from gcgate.constants import FINAL_STATUSES, TaskStatus
 from gcgated.backends.base import Outcome, OutcomeCallback
 from gcgated.caller import DAEMON, Caller
 from gcgated.errors import GatewayError, Unauthenticated
+from gcgated.timeouts import within
 
 from .http import AnswerLost, ComputeAPI
 from .limiter import RateLimiter
@@ -506,7 +507,7 @@ class Tracker:
             wait = self.max_interval if due_in is None else min(due_in, self.max_interval)
             if wait > 0:
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                    await within(self._wake.wait(), wait)
                 continue
             # Wait the interval (results rarely exist sooner); new tasks do not
             # shorten a wait already begun: they join this round.

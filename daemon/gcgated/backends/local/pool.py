@@ -34,6 +34,8 @@ from typing import Any
 
 from gcgate.constants import LOCAL_ENDPOINT_ID, TaskStatus
 
+from gcgated.timeouts import within
+
 from ..base import Outcome, TaskSpec
 from .worker import FUNCTION_CACHE_SIZE, RESULT_SIZE_LIMIT
 
@@ -271,7 +273,7 @@ class WorkerPool:
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
             try:
-                await asyncio.wait_for(proc.wait(), STOP_GRACE)
+                await within(proc.wait(), STOP_GRACE)
             except asyncio.TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
@@ -310,7 +312,7 @@ class WorkerPool:
         worker = _Worker(proc, asyncio.get_running_loop().create_future())
         worker.watcher = asyncio.create_task(self._watch(worker), name=f"local-worker-{proc.pid}")
         try:
-            hello = await asyncio.wait_for(asyncio.shield(worker.ready), self.ready_timeout)
+            hello = await within(asyncio.shield(worker.ready), self.ready_timeout)
         except asyncio.TimeoutError:
             worker.ready.cancel()  # the watcher must not set an exception nobody reads
             await self._terminate(worker)
@@ -394,7 +396,7 @@ class WorkerPool:
         if proc.stdin is not None:
             proc.stdin.close()
         try:
-            return await asyncio.wait_for(proc.wait(), EXIT_GRACE)
+            return await within(proc.wait(), EXIT_GRACE)
         except asyncio.TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
