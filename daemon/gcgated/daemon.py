@@ -506,7 +506,8 @@ async def _serve_grpc(
     ready: asyncio.Event | None,
 ) -> None:
     config, socket_path = service.config, service.socket_path
-    # First: a listener that cannot start stops the daemon before anything else ran.
+    # Before the gRPC server: a listener that cannot start stops the daemon before
+    # any client is served (the backends have started; the core's stop ends them).
     metrics = await start_metrics_listener(config, service.services)
     # RpcMetrics outermost: it also counts the calls RequestDecoding refuses.
     interceptors = [RpcMetrics(service.services.metrics.rpc), RequestDecoding()]
