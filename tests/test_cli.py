@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pytest
 from gcgate import Client, __version__
+from gcgate.batch import by_size
 from gcgate.cli.commands import build_parser, duration
-from gcgate.cli.submit import TaskInput, chunks
+from gcgate.cli.submit import TaskInput
 from gcgate.constants import LOCAL_ENDPOINT_ID
 from harness import Daemon, wait_until
 
@@ -640,10 +641,10 @@ def test_batch_splits_large_input_into_submissions() -> None:
     tasks = [TaskInput(json.dumps([n]), "") for n in range(10)]
     sizes = [t.size for t in tasks]
     limit = sum(sizes[:3])
-    split = list(chunks(tasks, limit))
+    split = list(by_size(tasks, limit))
     assert [len(c) for c in split] == [3, 3, 3, 1]
     assert [t for c in split for t in c] == tasks
-    assert [len(c) for c in chunks(tasks, 1)] == [1] * 10
+    assert [len(c) for c in by_size(tasks, 1)] == [1] * 10
 
 
 # ------------------------------------------------------------------------ colour

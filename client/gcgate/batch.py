@@ -14,12 +14,38 @@ import platform
 import sys
 import uuid
 from collections import defaultdict
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol, TypeVar
 
 from gcgate.serialize import Serializer
 
 #: What the SDK accepts wherever it wants a UUID: a ``uuid.UUID`` or its string.
 UUID_LIKE_T = uuid.UUID | str
+
+
+class _Sized(Protocol):
+    #: Bytes the item adds to a submission.
+    size: int
+
+
+_S = TypeVar("_S", bound=_Sized)
+
+
+def by_size(items: Iterable[_S], limit: int) -> Iterator[list[_S]]:
+    """``items`` in order, in consecutive runs whose sizes total at most ``limit``
+    (an item larger than that alone): one submission each, since a submission is
+    accepted or refused whole, and one over the limit would take the tasks sent
+    with it down too."""
+    run: list[_S] = []
+    size = 0
+    for item in items:
+        if run and size + item.size > limit:
+            yield run
+            run, size = [], 0
+        run.append(item)
+        size += item.size
+    if run:
+        yield run
 
 
 def as_uuid(uuid_like: UUID_LIKE_T, name: str = "", hint: str = "") -> uuid.UUID:

@@ -22,7 +22,7 @@ import time
 import uuid
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import _base
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -31,7 +31,7 @@ import grpc
 
 from gcgate import errors, hardware
 from gcgate._channel import translate
-from gcgate.batch import UUID_LIKE_T, as_optional_uuid, as_uuid
+from gcgate.batch import UUID_LIKE_T, as_optional_uuid, as_uuid, by_size
 from gcgate.client import Client, as_serializer, result_serializer_paths, task_dict
 from gcgate.constants import (
     ENDPOINT_ID_HINT,
@@ -547,7 +547,10 @@ class Executor(concurrent.futures.Executor):
             if task.future.set_running_or_notify_cancel():
                 groups[task.options].append(task)
         for options, tasks in groups.items():
-            for chunk in _by_submission_size(tasks):
+            # The service takes at most 10 MB per submission (a Globus endpoint), gRPC
+            # 64 MiB per call: a burst gathered up to batch_size could exceed either
+            # though each task alone is fine.
+            for chunk in by_size(tasks, MAX_SUBMISSION_BYTES):
                 try:
                     unwatched.update(self._send_group(options, chunk))
                 except Exception as exc:  # keep the submitter alive for later batches
@@ -678,28 +681,6 @@ class Executor(concurrent.futures.Executor):
     def _on_own_thread(self) -> bool:
         current = threading.current_thread()
         return current is self._submitter or self._watcher.owns(current)
-
-
-def _by_submission_size(tasks: list[_QueuedTask]) -> Iterator[list[_QueuedTask]]:
-    """``tasks`` in order, in runs whose payloads total at most MAX_SUBMISSION_BYTES
-    (a larger task alone).
-
-    The tasks of one BatchRun are one submission: all accepted or all refused. A
-    burst gathered up to ``batch_size`` could exceed what one call may carry (the
-    service's 10 MB per submission for a Globus endpoint, gRPC's 64 MiB message
-    for any), failing every task in it though each alone was fine; and a task
-    too large would take the tasks that happened to be gathered with it down too.
-    """
-    chunk: list[_QueuedTask] = []
-    size = 0
-    for task in tasks:
-        if chunk and size + task.size > MAX_SUBMISSION_BYTES:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(task)
-        size += task.size
-    if chunk:
-        yield chunk
 
 
 def _canonical_json(value: dict[str, Any] | None) -> str:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from gcgate import Client
+from gcgate.batch import by_size
 from gcgate.cli.argtypes import seconds
 from gcgate.cli.output import CliError, Exit, Output, Progress, json_value, progress_enabled
 from gcgate.cli.waiting import Tally, task_json, wait_for
@@ -118,21 +119,6 @@ def read_tasks(lines: Iterable[str], source: str) -> list[TaskInput]:
     return tasks
 
 
-def chunks(tasks: Sequence[TaskInput], limit: int = CHUNK_BYTES) -> Iterator[list[TaskInput]]:
-    """``tasks`` split into consecutive submissions of at most ``limit`` bytes each
-    (a task larger than that goes alone)."""
-    chunk: list[TaskInput] = []
-    size = 0
-    for task in tasks:
-        if chunk and size + task.size > limit:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(task)
-        size += task.size
-    if chunk:
-        yield chunk
-
-
 def submit(
     client: Client,
     endpoint: str,
@@ -149,7 +135,7 @@ def submit(
     """
     group = ""
     ids: list[str] = []
-    for chunk in chunks(tasks):
+    for chunk in by_size(tasks, CHUNK_BYTES):
         request = pb.BatchRunRequest(
             endpoint_id=endpoint,
             tasks=[
@@ -220,7 +206,6 @@ def result_line(task: dict[str, Any]) -> str:
 
 __all__ = [
     "add_submit_options",
-    "chunks",
     "cmd_batch",
     "cmd_register_source",
     "parse_arguments",
