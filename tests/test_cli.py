@@ -299,16 +299,17 @@ def test_malformed_task_id_exits_5(env: dict[str, str]) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_pending_task_exits_4(daemon: Daemon, env: dict[str, str]) -> None:
+def test_pending_task_exits_4(daemon: Daemon, env: dict[str, str], tmp_path: Path) -> None:
+    release = tmp_path / "release"
     with Client(socket_path=daemon.socket_path) as client:
-        nap = client.register_source_code(
-            "def nap(s):\n    import time\n    time.sleep(s)\n", "nap"
-        )
-        task_id = client.run(2, endpoint_id="local", function_id=nap)
+        fid = client.register_source_code(SOURCE, "gated")
+        # Pending until released, however slowly the command starts.
+        task_id = client.run(str(release), endpoint_id="local", function_id=fid)
         proc = gcgate("result", task_id, "--timeout", "0.2", env=env)
+        release.touch()
         assert proc.returncode == 4, proc.stderr
         assert "pending" in proc.stderr
-        assert client.get_result(task_id, wait=30) is None  # leave no task running
+        assert client.get_result(task_id, wait=30) == str(release)  # none left running
 
 
 # ------------------------------------------------------------------ tasks, cache
