@@ -209,6 +209,30 @@ def test_bad_json_arguments_are_invalid_argument(stub, function_id, arguments, m
     assert message in err.value.details()
 
 
+def test_a_bad_task_in_a_batch_is_named_by_its_place(stub, function_id) -> None:
+    """A refusal of a BatchRun names the task at fault, as the request spells it."""
+    good = Serializer().task_payload(([1],), {})
+
+    def batch(*groups: pb.BatchTasks) -> pb.BatchRunRequest:
+        return pb.BatchRunRequest(endpoint_id="local", tasks=list(groups))
+
+    json_group = pb.BatchTasks(
+        function_id=function_id,
+        json_arguments=[pb.JsonArguments(args_json="[1]"), pb.JsonArguments(args_json="{}")],
+    )
+    payload_group = pb.BatchTasks(function_id=function_id, payloads=[good, "garbage"])
+    assert "tasks[1].json_arguments[1].args_json must be a JSON array" in refusal(
+        stub.BatchRun, batch(payload_group, json_group)
+    )
+    assert refusal(stub.BatchRun, batch(json_group, payload_group)).startswith(
+        "tasks[0].json_arguments[1].args_json"
+    )
+    json_ok = pb.BatchTasks(function_id=function_id, json_arguments=[pb.JsonArguments()])
+    assert refusal(stub.BatchRun, batch(json_ok, payload_group)).startswith("tasks[1].payloads[1] ")
+    lone = pb.BatchTasks(function_id=function_id, payloads=["garbage"])
+    assert refusal(stub.BatchRun, batch(lone)).startswith("payload ")
+
+
 def refusal(call, request) -> str:
     """The details of the INVALID_ARGUMENT ``call(request)`` must answer."""
     with pytest.raises(grpc.RpcError) as err:

@@ -87,23 +87,22 @@ def unpack_frames(packed: str, what: str) -> list[str]:
         raise InvalidArgument(f"{what} is not valid pack_buffers framing: {reason}") from None
 
 
-def check_task_payload(payload: str) -> None:
-    """A task payload is two data buffers: serialized args and kwargs."""
+def check_task_payload(payload: str, what: str = "task payload") -> None:
+    """A task payload is two data buffers: serialized args and kwargs; ``what``
+    names it in errors (``tasks[1].payloads[3]`` in a batch)."""
     if not payload:
         raise InvalidArgument(
             "the task's arguments are missing: set json_arguments (JSON, e.g."
             ' {"args_json": "[1, 2]"}; {} calls the function without arguments) or payload'
             " (pack_buffers of the Compute-serialized args and kwargs, for Python clients)"
         )
-    frames = unpack_frames(payload, "task payload")
+    frames = unpack_frames(payload, what)
     if len(frames) != 2:
-        raise InvalidArgument(
-            f"task payload must hold 2 buffers (args, kwargs), found {len(frames)}"
-        )
+        raise InvalidArgument(f"{what} must hold 2 buffers (args, kwargs), found {len(frames)}")
     for name, frame in zip(("args", "kwargs"), frames, strict=True):
         if frame[:3] not in DATA_HEADERS:
             raise InvalidArgument(
-                f"task payload {name} buffer has an unknown data strategy header"
+                f"{what}: its {name} buffer has an unknown data strategy header"
                 f" {frame[:3]!r}; expected one of {sorted(DATA_HEADERS)}"
             )
 
@@ -196,8 +195,9 @@ def parse_json_object(text: str, what: str) -> dict[str, Any] | None:
     return value
 
 
-def json_payload(args_json: str, kwargs_json: str) -> str:
-    """A task payload framed from JSON arguments with the JSONData strategy.
+def json_payload(args_json: str, kwargs_json: str, what: str = "json_arguments") -> str:
+    """A task payload framed from JSON arguments with the JSONData strategy;
+    ``what`` names them in errors (``tasks[0].json_arguments[2]`` in a batch).
 
     This is how clients in other languages pass arguments: the daemon parses
     JSON (never pickle) and frames it exactly as the SDK's JSONData would.
@@ -205,15 +205,15 @@ def json_payload(args_json: str, kwargs_json: str) -> str:
     size = len(args_json) + len(kwargs_json)
     if size > MAX_SUBMISSION_BYTES:  # refused before the (event-loop) parse, not after
         raise InvalidArgument(
-            f"TASK_PAYLOAD_TOO_LARGE: json_arguments hold {size:,} characters; Globus"
+            f"TASK_PAYLOAD_TOO_LARGE: {what} hold {size:,} characters; Globus"
             f" Compute accepts at most {MAX_SUBMISSION_BYTES:,} bytes per submission"
         )
-    args = load_json(args_json, "json_arguments.args_json") if args_json else []
-    kwargs = load_json(kwargs_json, "json_arguments.kwargs_json") if kwargs_json else {}
+    args = load_json(args_json, f"{what}.args_json") if args_json else []
+    kwargs = load_json(kwargs_json, f"{what}.kwargs_json") if kwargs_json else {}
     if not isinstance(args, list):
-        raise InvalidArgument("json_arguments.args_json must be a JSON array")
+        raise InvalidArgument(f"{what}.args_json must be a JSON array")
     if not isinstance(kwargs, dict):
-        raise InvalidArgument("json_arguments.kwargs_json must be a JSON object")
+        raise InvalidArgument(f"{what}.kwargs_json must be a JSON object")
     strategy = JSONData()
     return pack_buffers([strategy.serialize(args), strategy.serialize(kwargs)])
 

@@ -220,7 +220,10 @@ class GatewayServicer(pb_grpc.GatewayServicer):
         receipt = await self.services.tasks.submit(
             _submission(
                 request.endpoint_id,
-                [(group.function_id, _batch_payloads(group)) for group in request.tasks],
+                [
+                    (group.function_id, _batch_payloads(group, index))
+                    for index, group in enumerate(request.tasks)
+                ],
                 request.options,
                 caller_of(context),
                 json_only=bool(request.tasks)
@@ -531,11 +534,15 @@ def _run_payload(request: pb.RunRequest) -> str:
     return request.payload
 
 
-def _batch_payloads(group: pb.BatchTasks) -> list[str]:
-    """Payloads first, then those framed from JSON arguments (the documented order)."""
+def _batch_payloads(group: pb.BatchTasks, index: int) -> list[str]:
+    """Payloads first, then those framed from JSON arguments (the documented order);
+    an error names the one at fault (``tasks[0].json_arguments[2].args_json``)."""
     return [
         *group.payloads,
-        *(json_payload(a.args_json, a.kwargs_json) for a in group.json_arguments),
+        *(
+            json_payload(a.args_json, a.kwargs_json, f"tasks[{index}].json_arguments[{k}]")
+            for k, a in enumerate(group.json_arguments)
+        ),
     ]
 
 
