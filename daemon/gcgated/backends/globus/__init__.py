@@ -687,9 +687,13 @@ class GlobusBackend:
 
     def _trouble(self) -> str:
         """Why submits do not go out, if they do not: ": <cause>, since <time>; ..."."""
-        since = self.pipeline.held_since or self.api.failing_since
-        if since is None:
+        # The earlier of the two: requests fail (and are retried) before the
+        # pipeline gives a round up and holds its tasks, and the time shown must
+        # not move forward while the same outage goes on.
+        times = [t for t in (self.pipeline.held_since, self.api.failing_since) if t is not None]
+        if not times:
             return ""
+        since = min(times)
         cause = self.api.last_error or self.pipeline.held_error
         return f": {cause}, since {utc_clock(since)}; gcgated keeps trying"
 
