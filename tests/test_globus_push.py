@@ -142,6 +142,25 @@ def test_a_client_token_task_is_pushed_too(daemon: GlobusDaemon, standin: StandI
     assert {standin.compute.task(t).owner for t in tasks} == {bob.id}
 
 
+def test_a_result_queue_url_refused_is_reported_as_it_happened_and_results_are_polled(
+    daemon: GlobusDaemon, standin: StandIn
+) -> None:
+    """The connection URL fetch is not retried within a budget (the result queues
+    back off on their own), so its error does not claim it was; meanwhile the
+    tasks are polled."""
+    # For the rest of the test (the stand-in's faults are cleared after it).
+    standin.faults.server_error(duration=3600, path="/v2/get_amqp_result_connection_url")
+    with Client(socket_path=daemon.socket_path) as client:
+        fid = client.register_function(double)
+        task = client.run(4, endpoint_id=standin.endpoint_id, function_id=fid)
+        assert client.get_result(task, wait=WAIT) == 8
+        wait_until("the refusal reported", lambda: details(client)["result_push"]["last_error"])
+        push = details(client)["result_push"]
+    assert push["state"] == "down"
+    assert "(HTTP 503: Service Unavailable); retry later" in push["last_error"]
+    assert "retry budget" not in push["last_error"]
+
+
 def test_a_queue_that_gets_no_messages_is_caught_by_the_overdue_poll(
     standin: StandIn, tmp_path: Path
 ) -> None:

@@ -219,15 +219,18 @@ def retry_after(exc: globus_sdk.GlobusAPIError) -> float | None:
         return None
 
 
-def map_api_error(exc: globus_sdk.GlobusAPIError, what: str) -> GatewayError:
+def map_api_error(
+    exc: globus_sdk.GlobusAPIError, what: str, *, retried: bool = True
+) -> GatewayError:
     """A final Globus error as the daemon's error, with the service's own words
-    (its code, e.g. ``FUNCTION_NOT_FOUND``, also kept as ``service_code``)."""
-    error = _map_api_error(exc, what)
+    (its code, e.g. ``FUNCTION_NOT_FOUND``, also kept as ``service_code``);
+    ``retried``: whether a 429/5xx was retried within a budget before it was final."""
+    error = _map_api_error(exc, what, retried)
     error.service_code = exc.code or ""  # type: ignore[attr-defined]
     return error
 
 
-def _map_api_error(exc: globus_sdk.GlobusAPIError, what: str) -> GatewayError:
+def _map_api_error(exc: globus_sdk.GlobusAPIError, what: str, retried: bool) -> GatewayError:
     detail = describe_api_error(exc)
     status = exc.http_status
     if isinstance(exc, globus_sdk.AuthAPIError) and status in RETRY_STATUSES:
@@ -257,7 +260,8 @@ def _map_api_error(exc: globus_sdk.GlobusAPIError, what: str) -> GatewayError:
     if status in RETRY_STATUSES:
         return ServiceUnavailable(
             f"{what}: Globus Compute is unavailable or throttling (HTTP {status}: {detail})"
-            " and did not recover within the retry budget; retry later"
+            + (" and did not recover within the retry budget" if retried else "")
+            + "; retry later"
         )
     return ServiceUnavailable(f"{what}: unexpected answer from Globus Compute ({detail})")
 
@@ -440,12 +444,12 @@ class ComputeAPI:
                     self.limiter.pause(pause)
                     wait = 0.0  # the limiter holds everyone back
                     if time.monotonic() + pause >= deadline:
-                        raise map_api_error(exc, what) from None
+                        raise map_api_error(exc, what, retried=budget > 0) from None
                 else:
                     wait = self._backoff(attempt)
                 wait = min(wait, deadline - time.monotonic())
                 if wait < 0:
-                    raise map_api_error(exc, what) from None
+                    raise map_api_error(exc, what, retried=budget > 0) from None
                 self.retries[str(status)] += 1
                 log.warning(
                     "%s: HTTP %s from %s (attempt %d); retrying", what, status, service, attempt
