@@ -200,8 +200,10 @@ def test_future_cancel_cancels_the_task_at_the_daemon(gcc: Client, tmp_path: Pat
     marker = tmp_path / "future.started"
     with Executor(endpoint_id="local", client=gcc) as ex:
         future = ex.submit(sleep_forever, str(marker))
-        wait_until("the task to start", marker.exists)
-        assert future.running() and future.task_id is not None
+        # The worker may start the task before the submitter thread has read
+        # BatchRun's answer (the daemon dispatches, then answers): wait for both.
+        wait_until("the task to start", lambda: marker.exists() and future.task_id is not None)
+        assert future.running()
 
         assert future.cancel() is True
 
@@ -221,8 +223,7 @@ def test_a_future_of_a_task_cancelled_elsewhere_reports_cancelled(
     marker = tmp_path / "elsewhere.started"
     with Executor(endpoint_id="local", client=gcc) as ex:
         future = ex.submit(sleep_forever, str(marker))
-        wait_until("the task to start", marker.exists)
-        assert future.task_id is not None
+        wait_until("the task to start", lambda: marker.exists() and future.task_id is not None)
         with Client(socket_path=gcc.socket_path) as other:
             other.cancel_tasks([future.task_id])
         wait_until("the future to learn it", future.done)
