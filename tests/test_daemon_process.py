@@ -140,22 +140,32 @@ def test_an_existing_socket_directory_is_tightened(tmp_path: Path) -> None:
         d.close()
 
 
-@pytest.mark.parametrize("which", ["socket", "state"])
-def test_directory_writable_by_others_is_refused(
-    which: str, short_dir: Path, tmp_path: Path
-) -> None:
+def start_in_shared_directory(
+    which: str, directory_mode: int, short_dir: Path, tmp_path: Path
+) -> tuple[str, Path]:
+    """A start with the socket or the state dir in a directory of ``directory_mode``
+    that others may write to: what it printed (it must be refused), and the
+    directory, checked left as it was and holding no socket."""
     target = short_dir / "shared"
     target.mkdir()
-    os.chmod(target, 0o777)
+    os.chmod(target, directory_mode)
     socket_path = (target if which == "socket" else short_dir) / "gcgate.sock"
     state_dir = target if which == "state" else tmp_path / "state"
     err = refused(
         "--socket", str(socket_path), "--state-dir", str(state_dir), env=isolated_env(tmp_path)
     )
+    assert mode(target) == directory_mode  # not "fixed" behind the admin's back
+    assert not socket_path.exists()
+    return err, target
+
+
+@pytest.mark.parametrize("which", ["socket", "state"])
+def test_directory_writable_by_others_is_refused(
+    which: str, short_dir: Path, tmp_path: Path
+) -> None:
+    err, target = start_in_shared_directory(which, 0o777, short_dir, tmp_path)
     assert "writable by other users" in err
     assert f"chmod 700 {target}" in err
-    assert mode(target) == 0o777  # not "fixed" behind the admin's back
-    assert not socket_path.exists()
 
 
 @pytest.mark.parametrize("which", ["socket", "state"])
@@ -164,19 +174,10 @@ def test_a_shared_directory_like_tmp_is_refused_with_a_directory_of_its_own_to_u
 ) -> None:
     """``--socket /tmp/gcgate.sock``: the advice is a directory inside, never to chmod
     the shared one (as root, /tmp is the daemon's user's, so only its mode tells)."""
-    target = short_dir / "shared"
-    target.mkdir()
-    os.chmod(target, 0o1777)
-    socket_path = (target if which == "socket" else short_dir) / "gcgate.sock"
-    state_dir = target if which == "state" else tmp_path / "state"
-    err = refused(
-        "--socket", str(socket_path), "--state-dir", str(state_dir), env=isolated_env(tmp_path)
-    )
+    err, target = start_in_shared_directory(which, 0o1777, short_dir, tmp_path)
     assert f"{target} is shared by every user (mode drwxrwxrwt, like /tmp)" in err
     assert f"e.g. {target}/gcgate-{os.getuid()}/, which it creates private" in err
     assert "chmod" not in err
-    assert mode(target) == 0o1777
-    assert not socket_path.exists()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="making a directory of another uid needs root")
