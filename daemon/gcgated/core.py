@@ -302,8 +302,8 @@ class TaskLifecycle:
         for index, (function_id, payloads) in enumerate(submission.groups):
             # Payloads come before JSON-framed ones (which always pass), so a
             # batch's j-th payload here is its request's tasks[index].payloads[j].
+            named = several or len(payloads) > 1
             for j, payload in enumerate(payloads):
-                named = several or len(payloads) > 1
                 check_task_payload(payload, f"tasks[{index}].payloads[{j}]" if named else "payload")
             what = f"tasks[{index}].function_id" if several else "function_id"
             groups.append(SubmitGroup(self.get_function(function_id, what), payloads))

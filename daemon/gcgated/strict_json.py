@@ -26,14 +26,21 @@ def _refuse(word: str) -> None:
     raise _NonFinite(word)
 
 
+def json_text(result: str) -> str:
+    """A JSONData result's JSON text (its "11\\n" header stripped), so clients in
+    other languages need not know the Compute framing; "" for any other result."""
+    header = JSONData.identifier
+    return result[len(header) :] if result.startswith(header) else ""
+
+
 def non_json_result(result: str) -> str:
     """Why a JSONData result is not strict JSON, for the task's exception; "" when it
     is, and for results of any other strategy."""
-    header = JSONData.identifier
-    if not result.startswith(header) or not any(w in result for w in _NON_FINITE):
+    text = json_text(result)
+    if not any(w in text for w in _NON_FINITE):
         return ""
     try:
-        json.loads(result[len(header) :], parse_constant=_refuse)
+        json.loads(text, parse_constant=_refuse)
     except _NonFinite as word:
         return (
             f"The task's result holds the float {word}, which JSON cannot represent"

@@ -87,7 +87,7 @@ def unpack_frames(packed: str, what: str) -> list[str]:
         raise InvalidArgument(f"{what} is not valid pack_buffers framing: {reason}") from None
 
 
-def check_task_payload(payload: str, what: str = "task payload") -> None:
+def check_task_payload(payload: str, what: str) -> None:
     """A task payload is two data buffers: serialized args and kwargs; ``what``
     names it in errors (``tasks[1].payloads[3]`` in a batch)."""
     if not payload:

@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 import grpc
 from gcgate import __version__
 from gcgate.constants import OWNER_KEY_FILE, UPSTREAM_UNAVAILABLE_METADATA
-from gcgate.serialize import JSONData
 from gcgate.v1 import gateway_pb2 as pb
 from gcgate.v1 import gateway_pb2_grpc as pb_grpc
 
@@ -45,6 +44,7 @@ from gcgated.owner import is_owner
 from gcgated.services import Services
 from gcgated.services.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gcgated.services.status import DaemonStatus
+from gcgated.strict_json import json_text
 from gcgated.validation import json_payload, parse_json_object, result_serializers
 
 log = logging.getLogger(__name__)
@@ -600,13 +600,6 @@ def wire_chunks(records: list[TaskRecord]) -> Iterator[list[TaskRecord]]:
         yield chunk
 
 
-def json_body(result: str) -> str:
-    """A JSONData result's JSON text (its "11\\n" header stripped), so clients in
-    other languages need not know the Compute framing; "" for any other result."""
-    header = JSONData.identifier
-    return result[len(header) :] if result.startswith(header) else ""
-
-
 def task_message(record: TaskRecord, *, include_results: bool = True) -> pb.TaskRecord:
     """A task record as the wire TaskRecord."""
     message = pb.TaskRecord(
@@ -626,5 +619,5 @@ def task_message(record: TaskRecord, *, include_results: bool = True) -> pb.Task
     if include_results:
         message.result = record.result or ""
         message.exception = record.exception or ""
-        message.result_json = json_body(message.result)
+        message.result_json = json_text(message.result)
     return message
